@@ -1,0 +1,156 @@
+"""call(): the one place a tool runs. It looks the call up by its content key, runs it if needed, times
+it, and records the ToolCall and its Charge in one transaction, so a rerun after a crash reuses the
+result and charges nothing twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from prompts.loader import PromptBook
+from store.artifacts import ArtifactStore
+from store.tables import Charge, PromptVersion, ToolCall
+from tools.base import Tool, ToolContext, ToolError
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_REF = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]+$")
+DETERMINISTIC_ERRORS = ("bad_input",)  # reusable from the cache; every other failure may pass next time
+
+
+@dataclass(frozen=True)
+class CallSite:
+    run_id: str
+    episode_id: str
+    node: str
+    attempt: int
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def artifact_refs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if ARTIFACT_REF.match(value) else []
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in artifact_refs(v)]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in artifact_refs(v)]
+    return []
+
+
+class ToolCaller:
+    def __init__(self, engine: Engine, toolkit: dict[str, Tool], io: ArtifactStore, prompts: PromptBook) -> None:
+        self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
+
+    def call_key(self, tool: Tool, inp: BaseModel) -> str:
+        templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
+        payload = [tool.name, tool.version, tool.backend_id, inp.model_dump(mode="json"), templates]
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+    def call(self, tool_name: str, inp: BaseModel, site: CallSite) -> Any:
+        tool = self.toolkit[tool_name]
+        key = self.call_key(tool, inp)
+        with Session(self.engine) as s:
+            done = s.exec(select(ToolCall).where(
+                ToolCall.episode_id == site.episode_id, ToolCall.node == site.node,
+                ToolCall.attempt == site.attempt, ToolCall.tool == tool.name)).first()
+            if done is not None and done.call_key == key and self._artifacts_present(done):
+                return self._result(tool, done)  # this very step already ran before a crash
+            cached = s.exec(select(ToolCall).where(
+                ToolCall.call_key == key, ToolCall.reused_call_id.is_(None),  # type: ignore[union-attr]
+                (ToolCall.output_json.is_not(None)) | (ToolCall.error_kind.in_(DETERMINISTIC_ERRORS)),  # type: ignore[union-attr]
+            ).order_by(ToolCall.id)).first()
+            if cached is not None and not self._artifacts_present(cached):
+                cached = None
+        if cached is not None:
+            row = self._record(site, tool, key, inp, reused=cached)
+            return self._result(tool, row)
+        ctx = ToolContext(io=self.io, prompts=self.prompts)
+        started = time.perf_counter()
+        output: BaseModel | None = None
+        error: ToolError | None = None
+        try:
+            output = tool(inp, ctx)
+        except ToolError as err:
+            error = err
+        except MemoryError as err:
+            error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
+        except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
+            kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
+            error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
+        seconds = (time.perf_counter() - started) * tool.resources.devices
+        row = self._record(site, tool, key, inp, output=output, error=error, seconds=seconds, ctx=ctx)
+        return self._result(tool, row)
+
+    def _artifacts_present(self, row: ToolCall) -> bool:
+        refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []
+        return all(self.io.path(ref).is_file() for ref in refs)
+
+    def _record(self, site: CallSite, tool: Tool, key: str, inp: BaseModel, *, reused: ToolCall | None = None,
+                output: BaseModel | None = None, error: ToolError | None = None, seconds: float = 0.0,
+                ctx: ToolContext | None = None) -> ToolCall:
+        prompts = [vars(p) for p in ctx.rendered] if ctx else (json.loads(reused.prompts_json) if reused else [])
+        fields = dict(
+            call_key=key, episode_id=site.episode_id, node=site.node, attempt=site.attempt, tool=tool.name,
+            tool_version=tool.version, backend=tool.backend_id,
+            input_json=canonical_json(inp.model_dump(mode="json")),
+            output_json=(reused.output_json if reused else
+                         canonical_json(output.model_dump(mode="json")) if output is not None else None),
+            error_kind=reused.error_kind if reused else error.kind if error else None,
+            error_detail=reused.error_detail if reused else str(error) if error else None,
+            prompts_json=canonical_json(prompts), device_seconds=seconds, devices=tool.resources.devices,
+            reused_call_id=reused.id if reused else None,
+        )
+        with Session(self.engine, expire_on_commit=False) as s:
+            row = s.exec(select(ToolCall).where(
+                ToolCall.episode_id == site.episode_id, ToolCall.node == site.node,
+                ToolCall.attempt == site.attempt, ToolCall.tool == tool.name)).first()
+            if row is None:
+                row = ToolCall(**fields)
+                s.add(row)
+            else:  # this step ran before but its files vanished or its input changed: it was redone
+                for name, value in fields.items():
+                    setattr(row, name, value)
+            s.flush()
+            if reused is None:
+                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first()
+                if charge is None:
+                    s.add(Charge(tool_call_id=row.id, run_id=site.run_id, tool=tool.name, device_seconds=seconds))
+                else:  # redone work costs again; the ledger keeps one row per step
+                    charge.device_seconds += seconds
+            s.commit()
+        self._remember_prompts(prompts)
+        log.info("tool call", extra={"tool": tool.name, "episode": site.episode_id, "node": site.node,
+                                     "device_seconds": seconds, "error": row.error_kind,
+                                     "reused": reused is not None})
+        return row
+
+    def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
+        for p in prompts:
+            with Session(self.engine) as s:
+                if s.get(PromptVersion, p["sha256"]) is None:
+                    s.add(PromptVersion(sha256=p["sha256"], name=p["name"], origin=p["origin"], text=p["text"]))
+                    try:
+                        s.commit()
+                    except IntegrityError:  # another episode recorded the same text first
+                        s.rollback()
+
+    @staticmethod
+    def _result(tool: Tool, row: ToolCall) -> Any:
+        if row.error_kind:
+            detail = row.error_detail or ""
+            prefix = f"{row.error_kind}: "
+            raise ToolError(row.error_kind, detail[len(prefix):] if detail.startswith(prefix) else detail)  # type: ignore[arg-type]
+        return tool.Output.model_validate_json(row.output_json or "{}")

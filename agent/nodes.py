@@ -1,0 +1,171 @@
+"""One thin function per graph node: state -> tool input -> call -> partial update. Nodes route nothing
+(graph.py does) and write no traces (the runner and call() do)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agent import policy
+from agent.context import RunContext
+from agent.state import EpisodeState
+from store.dataset import commit_sample, discard_episode
+from store.traces import episode_lineage
+from tools.base import ToolError
+from tools.caption_clip import CaptionClipInput
+from tools.edit_keyframe import EditKeyframeInput
+from tools.enhance_temporal import EnhanceTemporalInput
+from tools.estimate_depth import EstimateDepthInput
+from tools.ingest import IngestInput
+from tools.judge import JudgeInput
+from tools.plan_instruction import PlanInstructionInput
+from tools.propagate import PropagateInput
+
+Node = Callable[[EpisodeState, Runtime[RunContext]], dict[str, Any]]
+
+
+def records_failure(node: Node) -> Node:
+    """A ToolError becomes a recorded failure in the state; the router after the node decides what next."""
+
+    @functools.wraps(node)
+    def wrapper(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        try:
+            return node(state, runtime)
+        except ToolError as err:
+            return {"failure": {"node": node.__name__, "kind": err.kind, "field": err.field, "detail": err.detail}}
+
+    return wrapper
+
+
+@records_failure
+def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    try:
+        st = os.stat(state["clip_path"])
+        size, mtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        size, mtime = -1, -1
+    out = runtime.context.call("ingest", IngestInput(clip_path=state["clip_path"], clip_size=size,
+                                                     clip_mtime_ns=mtime), state, "ingest")
+    measures = out.model_dump(exclude={"clip", "keyframe", "keyframe_index", "fps"})
+    return {"attempt": 0, "tried": [], "clip": out.clip, "keyframe": out.keyframe,
+            "keyframe_index": out.keyframe_index, "fps": out.fps, "ingest": measures}
+
+
+def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback: str | None) -> dict[str, Any]:
+    ctx = runtime.context
+    caption = state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]),
+                                               state, node).caption
+    attempt = state.get("attempt", 0)
+    plan = ctx.call("plan_instruction", PlanInstructionInput(
+        caption=caption, clip_seed=state["clip_seed"],
+        slot=state["variant"] * ctx.config.policy.max_attempts + attempt, avoid=tuple(state.get("tried", [])),
+        feedback=feedback, previous_instruction=state.get("edit", {}).get("instruction")), state, node)
+    return {"caption": caption, "edit": plan.model_dump(), "tried": [*state.get("tried", []), plan.instruction]}
+
+
+@records_failure
+def plan_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    return _plan(state, runtime, "plan_instruction", feedback=None)
+
+
+@records_failure
+def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    cfg = runtime.context.config.policy
+    failure = state.get("failure")
+    if failure:
+        feedback = f"- the {failure['node']} step failed ({failure['kind']}): {failure['detail']}"
+    else:
+        last = state["verdicts"][-1]
+        feedback = policy.judge_feedback(last, cfg.keyframe_pass if last["stage"] == "keyframe" else cfg.video_pass)
+    state = {**state, "attempt": state.get("attempt", 0) + 1, "failure": None}  # type: ignore[typeddict-item]
+    return {**_plan(state, runtime, "rewrite_instruction", feedback), "attempt": state["attempt"], "failure": None}
+
+
+def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    # A fixed stride keeps reseeded attempts apart from the seeds of the clip's other episodes.
+    return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None}
+
+
+@records_failure
+def edit_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    out = runtime.context.call("edit_keyframe", EditKeyframeInput(
+        keyframe=state["keyframe"], instruction=state["edit"]["instruction"], seed=state["seed"]),
+        state, "edit_keyframe")
+    return {"edited_keyframe": out.edited_keyframe}
+
+
+def _verdict(stage: str, attempt: int, verdict: Any) -> dict[str, Any]:
+    return {"stage": stage, "attempt": attempt, **verdict.model_dump()}
+
+
+@records_failure
+def judge_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    verdict = runtime.context.call("judge_keyframe", JudgeInput(
+        source=state["keyframe"], edited=state["edited_keyframe"], instruction=state["edit"]["instruction"],
+        target_description=state["edit"]["target_description"]), state, "judge_keyframe")
+    return {"verdicts": [_verdict("keyframe", state.get("attempt", 0), verdict)]}
+
+
+@records_failure
+def estimate_depth(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    if not runtime.context.has_tool("estimate_depth"):
+        return {"depth": None, "depth_video": None}  # this profile's propagator needs no depth video
+    out = runtime.context.call("estimate_depth", EstimateDepthInput(clip=state["clip"]), state, "estimate_depth")
+    return {"depth": out.depth, "depth_video": out.depth_video}
+
+
+@records_failure
+def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    out = runtime.context.call("propagate", PropagateInput(
+        clip=state["clip"], edited_keyframe=state["edited_keyframe"], keyframe_index=state["keyframe_index"],
+        depth=state.get("depth"), prompt=state["edit"]["target_description"], seed=state["seed"]),
+        state, "propagate")
+    return {"edited_video": out.edited_video}
+
+
+@records_failure
+def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    out = runtime.context.call("enhance_temporal", EnhanceTemporalInput(
+        video=state["edited_video"], clip=state["clip"], seed=state["seed"]), state, "enhance_temporal")
+    return {"enhanced_video": out.enhanced_video}
+
+
+@records_failure
+def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    verdict = runtime.context.call("judge_video", JudgeInput(
+        source=state["clip"], edited=state["enhanced_video"], instruction=state["edit"]["instruction"],
+        target_description=state["edit"]["target_description"]), state, "judge_video")
+    return {"verdicts": [_verdict("video", state.get("attempt", 0), verdict)]}
+
+
+def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    sample_id = state["episode_id"].replace(":", "-")
+    files: dict[str, Path] = {
+        "source.mp4": ctx.io.path(state["clip"]),
+        "edited.mp4": ctx.io.path(state["enhanced_video"]),
+        "edited_keyframe.png": ctx.io.path(state["edited_keyframe"]),
+    }
+    if state.get("depth_video"):
+        files["depth.mp4"] = ctx.io.path(state["depth_video"])  # type: ignore[arg-type]
+    lineage = episode_lineage(ctx.engine, state["episode_id"])
+    record = {
+        "sample_id": sample_id, "episode_id": state["episode_id"], "run_id": ctx.run_id,
+        "source_clip": state["clip_path"], **state["edit"],
+        "scores": {v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == state.get("attempt", 0)},
+        "seeds": {"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": state.get("attempt", 0)},
+        "caption": state.get("caption"), "fps": state["fps"], **lineage,
+    }
+    commit_sample(ctx.engine, ctx.dataset_dir, sample_id, state["episode_id"], ctx.run_id, files, record)
+    return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}
+
+
+def discard(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    reason, detail = policy.discard_reason(dict(state), runtime.context.config.policy)
+    discard_episode(runtime.context.engine, state["episode_id"], reason, detail)
+    return {"decision": "discarded", "reason": reason, "detail": detail, "sample_id": None}

@@ -1,0 +1,52 @@
+"""The episode's state: plain facts only (ids, artifact refs, scores, short text), so that checkpoints
+stay small and a resumed episode needs nothing but this."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+class EpisodeInput(TypedDict):
+    episode_id: str
+    clip_path: str
+    clip_seed: int  # shared by every episode of the clip: one order of instructions per clip
+    variant: int  # which episode of this clip (0, 1, ...)
+    seed: int
+
+
+class Failure(TypedDict):
+    node: str
+    kind: str
+    field: str | None
+    detail: str
+
+
+class EpisodeState(EpisodeInput, total=False):
+    attempt: int
+    clip: str
+    keyframe: str
+    keyframe_index: int
+    fps: float
+    ingest: dict[str, Any]  # the measures the pre-filter reads
+    caption: str
+    edit: dict[str, str]  # instruction, category, target_description
+    tried: list[str]  # instructions tried in this episode
+    edited_keyframe: str
+    depth: str | None
+    depth_video: str | None
+    edited_video: str
+    enhanced_video: str
+    verdicts: Annotated[list[dict[str, Any]], operator.add]  # every judge verdict, in order
+    failure: Failure | None
+    decision: str  # accepted | discarded
+    reason: str
+    detail: str
+    sample_id: str | None
+
+
+class EpisodeOutput(TypedDict, total=False):
+    episode_id: str
+    decision: str
+    reason: str
+    sample_id: str | None

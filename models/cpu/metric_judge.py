@@ -1,0 +1,94 @@
+"""Metric judges for the cpu profile. Scores are 0-10 like a VLM judge's, with reasons that state the
+measured number, so thresholds in config mean the same thing for every judge.
+
+- structure_preservation: correlation of the source's and the edit's gradient-magnitude maps;
+- edit_strength: mean colour change in CIELAB (did the edit really happen?);
+- temporal_consistency: the edit's flow-warped frame-to-frame error against the source's own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+
+from models.cpu.flow import backward_flow, warp
+from models.protocols import JudgeRequest
+
+STRONG_EDIT_LAB = 18.0  # mean CIELAB change at which an edit counts as fully visible (score 10)
+FLICKER_RATIO_ZERO = 3.0  # warped error this many times the source's own scores 0
+
+
+def gradient_map(rgb: np.ndarray) -> np.ndarray:
+    g = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0)
+    return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+
+
+def structure_correlation(source: np.ndarray, edited: np.ndarray) -> float:
+    a, b = gradient_map(source).ravel(), gradient_map(edited).ravel()
+    if a.std() < 1e-6 or b.std() < 1e-6:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def lab_change(source: np.ndarray, edited: np.ndarray) -> float:
+    a = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    b = cv2.cvtColor(edited, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return float(np.abs(a - b).mean())
+
+
+def flicker_ratio(source: np.ndarray, edited: np.ndarray) -> float:
+    """Mean over t of |warp(E[t-1]) - E[t]| / |warp(S[t-1]) - S[t]|, with the flow taken from the source."""
+    ratios = []
+    for t in range(1, len(source)):
+        flow = backward_flow(source[t - 1], source[t])
+        e_src = np.abs(warp(source[t - 1], flow).astype(np.float32) - source[t]).mean()
+        e_edit = np.abs(warp(edited[t - 1], flow).astype(np.float32) - edited[t]).mean()
+        ratios.append(e_edit / max(e_src, 1.0))
+    return float(np.mean(ratios)) if ratios else 1.0
+
+
+def _score(x: float) -> float:
+    return round(float(np.clip(x, 0.0, 1.0)) * 10, 2)
+
+
+def image_scores(source: np.ndarray, edited: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+    if source.shape != edited.shape:
+        raise ValueError(f"source {source.shape} and edit {edited.shape} differ in shape")
+    corr, delta = structure_correlation(source, edited), lab_change(source, edited)
+    scores = {"structure_preservation": _score(corr), "edit_strength": _score(delta / STRONG_EDIT_LAB)}
+    reasons = {
+        "structure_preservation": f"gradient-map correlation with the source is {corr:.3f}",
+        "edit_strength": f"mean CIELAB change is {delta:.1f} (full marks at {STRONG_EDIT_LAB})",
+    }
+    return scores, reasons
+
+
+class MetricImageJudge:
+    spec_id = "cpu-metric-image-judge-v1"
+
+    def judge(self, request: JudgeRequest) -> str:
+        scores, reasons = image_scores(request.source, request.edited)
+        return json.dumps({"scores": scores, "reasons": reasons})
+
+
+class MetricVideoJudge:
+    spec_id = "cpu-metric-video-judge-v1"
+
+    def judge(self, request: JudgeRequest) -> str:
+        src, edit = request.source, request.edited
+        if src.shape != edit.shape:
+            raise ValueError(f"source {src.shape} and edit {edit.shape} differ in shape")
+        picks = np.linspace(0, len(src) - 1, num=min(len(src), 5)).round().astype(int)
+        per_frame = [image_scores(src[t], edit[t])[0] for t in picks]
+        scores = {k: round(float(np.mean([s[k] for s in per_frame])), 2) for k in per_frame[0]}
+        ratio = flicker_ratio(src, edit)
+        scores["temporal_consistency"] = _score(1 - (ratio - 1) / (FLICKER_RATIO_ZERO - 1))
+        reasons = {
+            "structure_preservation": f"mean over {len(picks)} frames of the gradient-map correlation score",
+            "edit_strength": f"mean over {len(picks)} frames of the CIELAB-change score",
+            "temporal_consistency": f"flow-warped frame error is {ratio:.2f}x the source's own "
+            f"(0 at {FLICKER_RATIO_ZERO}x)",
+        }
+        return json.dumps({"scores": scores, "reasons": reasons})

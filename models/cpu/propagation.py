@@ -1,0 +1,74 @@
+"""Example-based propagation for the cpu profile: learn the key frame's edit as a per-pixel function of
+local colour and structure (an 'image analogy' fitted by ridge regression on the source/edited key-frame
+pair), apply it to every frame, then stabilise along optical flow so that textures do not flicker."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.cpu.flow import backward_flow, consistency_mask, warp
+
+FIT_PIXELS = 40_000  # pixels sampled from the key frame for the fit; more adds time, not accuracy
+RIDGE = 1e-2
+
+
+def pixel_features(rgb: np.ndarray) -> np.ndarray:
+    """[H*W, F]: colour, its square terms, blurred colour, and luminance structure (gradient, Laplacian)."""
+    x = rgb.astype(np.float32) / 255
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    sigma = max(1.0, rgb.shape[1] / 160)
+    blur = cv2.GaussianBlur(x, (0, 0), sigma)
+    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
+    grad = np.sqrt(gx**2 + gy**2)[..., None]
+    lap = cv2.Laplacian(cv2.GaussianBlur(g, (0, 0), 1.0), cv2.CV_32F)[..., None]
+    local_contrast = (g - cv2.GaussianBlur(g, (0, 0), sigma * 3))[..., None]
+    feats = [np.ones_like(grad), x, x**2, x[..., [0]] * x[..., [1]], x[..., [1]] * x[..., [2]],
+             x[..., [0]] * x[..., [2]], blur, grad, lap, local_contrast, grad * x.mean(-1, keepdims=True)]
+    return np.concatenate(feats, axis=-1).reshape(-1, sum(f.shape[-1] for f in feats))
+
+
+def fit_edit(source: np.ndarray, edited: np.ndarray, seed: int) -> np.ndarray:
+    feats = pixel_features(source)
+    target = edited.reshape(-1, 3).astype(np.float32) / 255
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(feats), size=min(FIT_PIXELS, len(feats)), replace=False)
+    a, b = feats[idx], target[idx]
+    return np.linalg.solve(a.T @ a + RIDGE * np.eye(a.shape[1], dtype=np.float32), a.T @ b)
+
+
+def apply_edit(frame: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    out = pixel_features(frame) @ weights
+    return np.clip(out.reshape(frame.shape) * 255, 0, 255).astype(np.float32)
+
+
+class ExamplePropagator:
+    """VideoPropagator: reference = edited key frame, structure = the source frames themselves."""
+
+    spec_id = "cpu-example-propagation-v1"
+
+    def __init__(self, stabilise: float = 0.6) -> None:
+        self.stabilise = stabilise  # weight of the flow-warped previous output where the flow is consistent
+
+    def propagate(
+        self,
+        source: np.ndarray,
+        edited_keyframe: np.ndarray,
+        keyframe_index: int,
+        depth: np.ndarray | None,
+        prompt: str,
+        seed: int,
+    ) -> np.ndarray:
+        weights = fit_edit(source[keyframe_index], edited_keyframe, seed)
+        out = np.empty(source.shape, np.float32)
+        # Walk outward from the key frame, so each frame is stabilised against one already anchored to it.
+        order = [keyframe_index, *range(keyframe_index + 1, len(source)), *range(keyframe_index - 1, -1, -1)]
+        for t in order:
+            edited = edited_keyframe.astype(np.float32) if t == keyframe_index else apply_edit(source[t], weights)
+            if t != keyframe_index:
+                prev = t - 1 if t > keyframe_index else t + 1
+                flow = backward_flow(source[prev], source[t])
+                mask = self.stabilise * consistency_mask(source[prev], source[t], flow)[..., None]
+                edited = mask * warp(out[prev], flow) + (1 - mask) * edited
+            out[t] = edited
+        return np.clip(out, 0, 255).astype(np.uint8)

@@ -1,0 +1,128 @@
+"""Global edits with OpenCV/NumPy: the cpu profile's key-frame editor. The style is parsed from the
+instruction by keywords, so an LLM planner's free wording reaches the same operator."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Style = Callable[[np.ndarray], np.ndarray]
+
+
+def pencil_sketch(rgb: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    blur = cv2.GaussianBlur(255 - g, (0, 0), sigmaX=max(1.0, rgb.shape[1] / 120))
+    sketch = cv2.divide(g, 255 - blur, scale=256)
+    return cv2.cvtColor(sketch, cv2.COLOR_GRAY2RGB)
+
+
+def cartoon(rgb: np.ndarray) -> np.ndarray:
+    smooth = rgb
+    for _ in range(2):
+        smooth = cv2.bilateralFilter(smooth, 7, 60, 7)
+    levels = 6
+    flat = (np.round(smooth.astype(np.float32) / 255 * (levels - 1)) * (255 / (levels - 1))).astype(np.uint8)
+    g = cv2.medianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 5)
+    edges = cv2.adaptiveThreshold(g, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 4)
+    return cv2.bitwise_and(flat, flat, mask=edges)
+
+
+def oil_paint(rgb: np.ndarray) -> np.ndarray:
+    return cv2.stylization(rgb, sigma_s=40, sigma_r=0.35)
+
+
+def watercolor(rgb: np.ndarray) -> np.ndarray:
+    soft = cv2.edgePreservingFilter(rgb, flags=cv2.RECURS_FILTER, sigma_s=50, sigma_r=0.4)
+    return cv2.addWeighted(soft, 0.85, np.full_like(soft, 245), 0.15, 0)
+
+
+def sepia(rgb: np.ndarray) -> np.ndarray:
+    m = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+    return np.clip(rgb.astype(np.float32) @ m.T, 0, 255).astype(np.uint8)
+
+
+def black_and_white(rgb: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    g = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(g)
+    return cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
+
+
+def night(rgb: np.ndarray) -> np.ndarray:
+    x = (rgb.astype(np.float32) / 255) ** 1.8 * 0.55
+    x = x * np.array([0.65, 0.8, 1.25], np.float32)
+    return np.clip(x * 255, 0, 255).astype(np.uint8)
+
+
+def _grade(rgb: np.ndarray, gains: tuple[float, float, float], lift: tuple[float, float, float]) -> np.ndarray:
+    x = rgb.astype(np.float32) * np.array(gains, np.float32) + np.array(lift, np.float32)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def warm_grade(rgb: np.ndarray) -> np.ndarray:
+    return _grade(rgb, (1.18, 1.02, 0.78), (12, 4, -6))
+
+
+def cool_grade(rgb: np.ndarray) -> np.ndarray:
+    return _grade(rgb, (0.8, 0.98, 1.2), (-6, 4, 14))
+
+
+def pixel_art(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    block = max(2, max(h, w) // 48)
+    small = cv2.resize(rgb, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
+    levels = 4
+    small = (np.round(small.astype(np.float32) / 255 * (levels - 1)) * (255 / (levels - 1))).astype(np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+@dataclass(frozen=True)
+class StyleSpec:
+    apply: Style
+    keywords: tuple[str, ...]  # regular expressions matched against the lower-cased instruction
+
+
+STYLES: dict[str, StyleSpec] = {
+    "pencil_sketch": StyleSpec(pencil_sketch, (r"pencil", r"sketch", r"graphite", r"drawing")),
+    "cartoon": StyleSpec(cartoon, (r"cartoon", r"comic", r"anime", r"cel[- ]shad")),
+    "oil_paint": StyleSpec(oil_paint, (r"oil", r"impressionis", r"brush ?strokes?")),
+    "watercolor": StyleSpec(watercolor, (r"water ?colou?r",)),
+    "sepia": StyleSpec(sepia, (r"sepia", r"antique", r"old photo")),
+    "black_and_white": StyleSpec(black_and_white, (r"black and white", r"black-and-white", r"monochrome",
+                                                   r"greyscale", r"grayscale", r"remove all colou?r")),
+    "night": StyleSpec(night, (r"night", r"moon", r"dark evening")),
+    "warm_grade": StyleSpec(warm_grade, (r"warm", r"golden", r"sunset", r"orange tint")),
+    "cool_grade": StyleSpec(cool_grade, (r"cold", r"cool", r"wint", r"teal", r"blue (tint|grade)")),
+    "pixel_art": StyleSpec(pixel_art, (r"pixel", r"8-bit", r"retro (video )?game", r"blocky")),
+}
+
+
+def parse_style(instruction: str) -> str | None:
+    """The first style whose keyword the instruction mentions (in STYLES order), or None."""
+    text = instruction.lower()
+    for name, spec in STYLES.items():
+        if any(re.search(k, text) for k in spec.keywords):
+            return name
+    return None
+
+
+class StyleEditor:
+    """ImageEditor for the cpu profile: deterministic, so the seed is unused."""
+
+    spec_id = "cpu-opencv-styles-v1"
+
+    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray:
+        style = parse_style(instruction)
+        if style is None:
+            raise UnsupportedEditError(
+                f"the cpu editor does only these global edits: {', '.join(STYLES)}; "
+                f"none is named in {instruction!r}"
+            )
+        return STYLES[style].apply(image)
+
+
+class UnsupportedEditError(ValueError):
+    """The instruction asks for an edit this backend cannot make."""

@@ -1,0 +1,83 @@
+"""What a backend of each step must do. Tools depend on these, never on a concrete backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    caption: str
+    system_prompt: str
+    user_prompt: str
+    vocabulary: dict[str, Any]  # the rule planner's phrasings; an LLM ignores it
+    avoid: list[str]  # instructions already used for this clip
+    clip_seed: int  # one seed per clip, so that all its episodes draw from one order of instructions
+    slot: int  # this attempt's place in that order: episodes of a clip never draw the same slot
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    source: np.ndarray  # uint8 [H,W,3] image or [T,H,W,3] video
+    edited: np.ndarray
+    prompt: str  # the rendered rubric; metric judges ignore it
+    instruction: str
+
+
+class Captioner(Protocol):
+    spec_id: str
+
+    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str: ...
+
+
+class Planner(Protocol):
+    spec_id: str
+
+    def plan(self, request: PlanRequest) -> str:
+        """The raw answer: a JSON object as text. The tool validates it."""
+        ...
+
+
+class ImageEditor(Protocol):
+    spec_id: str
+
+    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray: ...
+
+
+class DepthEstimator(Protocol):
+    spec_id: str
+
+    def estimate(self, frames: np.ndarray) -> np.ndarray:
+        """float32 [T,H,W] in [0,1], one normalisation for the whole clip (no flicker)."""
+        ...
+
+
+class VideoPropagator(Protocol):
+    spec_id: str
+
+    def propagate(
+        self,
+        source: np.ndarray,
+        edited_keyframe: np.ndarray,
+        keyframe_index: int,
+        depth: np.ndarray | None,
+        prompt: str,
+        seed: int,
+    ) -> np.ndarray: ...
+
+
+class VideoEnhancer(Protocol):
+    spec_id: str
+
+    def enhance(self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int) -> np.ndarray: ...
+
+
+class Judge(Protocol):
+    spec_id: str
+
+    def judge(self, request: JudgeRequest) -> str:
+        """The raw answer: a JSON object {"scores": {...}, "reasons": {...}}. The tool validates it."""
+        ...

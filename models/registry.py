@@ -1,0 +1,87 @@
+"""(step, kind) -> backend class, imported only when chosen, so the cpu profile never imports torch.
+A backend's options are its constructor's keyword arguments, validated against its type hints."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+BACKENDS: dict[str, dict[str, str]] = {
+    "captioner": {
+        "metric": "models.cpu.metric_captioner:MetricCaptioner",
+        "qwen2_5_vl": "models.qwen_vl:QwenVLCaptioner",
+    },
+    "planner": {
+        "rules": "models.cpu.rule_planner:RulePlanner",
+        "openai": "models.llm_openai:OpenAIPlanner",
+    },
+    "editor": {
+        "opencv_styles": "models.cpu.styles:StyleEditor",
+        "qwen_image_edit": "models.image_edit:QwenImageEditor",
+        "flux_kontext": "models.image_edit:FluxKontextEditor",
+    },
+    "depth": {
+        "depth_anything": "models.depth:DepthAnythingEstimator",
+    },
+    "propagator": {
+        "example": "models.cpu.propagation:ExamplePropagator",
+        "wan_vace": "models.wan_vace:WanVacePropagator",
+    },
+    "enhancer": {
+        "flow_filter": "models.cpu.temporal_filter:FlowTemporalFilter",
+        "wan_v2v": "models.wan_enhance:WanVideoEnhancer",
+    },
+    "keyframe_judge": {
+        "metric": "models.cpu.metric_judge:MetricImageJudge",
+        "qwen2_5_vl": "models.qwen_vl:QwenVLImageJudge",
+    },
+    "video_judge": {
+        "metric": "models.cpu.metric_judge:MetricVideoJudge",
+        "qwen2_5_vl": "models.qwen_vl:QwenVLVideoJudge",
+    },
+}
+
+
+class BackendConfigError(ValueError):
+    """A backend spec names an unknown kind or gives options the backend does not take."""
+
+
+def backend_class(step: str, kind: str) -> type:
+    if step not in BACKENDS:
+        raise BackendConfigError(f"backends.{step}: unknown step (known: {', '.join(BACKENDS)})")
+    if kind not in BACKENDS[step]:
+        raise BackendConfigError(f"backends.{step}.kind: {kind!r} is not one of {', '.join(BACKENDS[step])}")
+    module, name = BACKENDS[step][kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def options_model(cls: type) -> type[BaseModel]:
+    hints = typing.get_type_hints(cls.__init__)
+    fields: dict[str, Any] = {}
+    for pname, param in inspect.signature(cls.__init__).parameters.items():
+        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (hints.get(pname, Any), default)
+    return create_model(f"{cls.__name__}Options", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def validate_backend(step: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec's options, checked; raises BackendConfigError naming the key at fault."""
+    if "kind" not in spec:
+        raise BackendConfigError(f"backends.{step}: missing 'kind'")
+    cls = backend_class(step, spec["kind"])
+    options = {k: v for k, v in spec.items() if k not in ("kind", "devices")}
+    try:
+        return options_model(cls).model_validate(options).model_dump()
+    except ValidationError as err:
+        problems = "; ".join(f"backends.{step}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise BackendConfigError(problems) from err
+
+
+def build_backend(step: str, spec: dict[str, Any]) -> Any:
+    return backend_class(step, spec["kind"])(**validate_backend(step, spec))

@@ -1,0 +1,113 @@
+"""Content-addressed artifacts: every file is named by the sha256 of its bytes and written atomically
+(temp file, fsync, rename), so a killed run never leaves a half-written file under a real name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from store.tables import Artifact
+from store.video_io import DecodedClip, decode_clip, encode_video, read_video
+
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ArtifactStore:
+    """Files under root/artifacts, one row per file in the Artifact table. Refs are '<sha256><suffix>'."""
+
+    def __init__(self, root: Path, engine: Engine) -> None:
+        self.root = Path(root) / "artifacts"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+
+    def path(self, ref: str) -> Path:
+        if not ref or "/" in ref or ref.startswith("."):
+            raise ValueError(f"not an artifact ref: {ref!r}")
+        return self.root / ref[:2] / ref
+
+    def exists(self, ref: str) -> bool:
+        path = self.path(ref)
+        return path.is_file() and sha256_file(path) == ref.split(".")[0]
+
+    def _commit_file(self, tmp: Path, suffix: str, kind: str) -> str:
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        ref = sha256_file(tmp) + suffix
+        dest = self.path(ref)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        with Session(self.engine) as s:
+            if s.get(Artifact, ref) is None:
+                s.add(Artifact(id=ref, kind=kind, relpath=str(dest.relative_to(self.root)), bytes=dest.stat().st_size))
+                try:
+                    s.commit()
+                except IntegrityError:  # the same bytes were written by another episode at the same moment
+                    s.rollback()
+        return ref
+
+    def _tmp(self, suffix: str) -> Path:
+        fd, name = tempfile.mkstemp(suffix=suffix, dir=self.root, prefix=".tmp-")
+        os.close(fd)
+        return Path(name)
+
+    def write_video(self, frames: np.ndarray, fps: float, kind: str = "video") -> str:
+        tmp = self._tmp(".mp4")
+        try:
+            encode_video(frames, fps, tmp)
+            return self._commit_file(tmp, ".mp4", kind)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read_video(self, ref: str) -> tuple[np.ndarray, float]:
+        return read_video(self.path(ref))
+
+    def write_image(self, rgb: np.ndarray, kind: str = "image") -> str:
+        tmp = self._tmp(".png")
+        try:
+            ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise ValueError(f"could not encode an image of shape {rgb.shape}")
+            tmp.write_bytes(data.tobytes())
+            return self._commit_file(tmp, ".png", kind)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read_image(self, ref: str) -> np.ndarray:
+        bgr = cv2.imread(str(self.path(ref)), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"artifact {ref} is missing or unreadable at {self.path(ref)}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def write_array(self, array: np.ndarray, kind: str = "array") -> str:
+        """Float data such as depth, kept exact (npy) rather than quantised into a video."""
+        tmp = self._tmp(".npy")
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+            return self._commit_file(tmp, ".npy", kind)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read_array(self, ref: str) -> np.ndarray:
+        return np.load(self.path(ref), allow_pickle=False)
+
+    def decode_source(self, source: Path, fps: float, num_frames: int, max_side: int,
+                      max_source_pixels: int) -> DecodedClip:
+        """A user's clip, read in place (never copied whole: only the trimmed clip is kept)."""
+        return decode_clip(source, fps, num_frames, max_side, max_source_pixels)

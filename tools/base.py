@@ -1,0 +1,91 @@
+"""What every tool shares: artifact refs, the context the agent hands in, resources, and ToolError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from prompts.loader import PromptBook, RenderedPrompt
+
+ArtifactRef = str  # '<sha256><suffix>' of a file in the artifact store
+
+ErrorKind = Literal[
+    "bad_input",  # the input itself is unusable; deterministic, so a rerun would fail the same way
+    "unsupported_edit",  # the backend cannot do what the instruction asks
+    "llm_schema",  # a model answered, but not in the schema
+    "backend_unavailable",  # an endpoint or weights could not be reached
+    "oom",  # the device ran out of memory
+    "timeout",  # the call ran past its time limit
+    "tool_failed",  # anything else the tool raised
+]
+
+
+class ToolError(Exception):
+    def __init__(self, kind: ErrorKind, detail: str, field: str | None = None) -> None:
+        super().__init__(f"{kind}: {field + ': ' if field else ''}{detail}")
+        self.kind, self.detail, self.field = kind, detail, field
+
+
+class Resources(BaseModel, frozen=True):
+    devices: int = 1  # devices held while the tool runs; cost = wall seconds x devices
+    gpu_memory_gb: float = 0.0
+
+
+class SourceClip(Protocol):
+    frames: np.ndarray  # uint8 [T,H,W,3]
+    fps: float
+    source_fps: float
+    source_size: tuple[int, int]
+    source_duration_s: float
+
+
+class ArtifactIO(Protocol):
+    def decode_source(self, source: Path, fps: float, num_frames: int, max_side: int,
+                      max_source_pixels: int) -> SourceClip:
+        """Raises ValueError naming the file when it is not a usable video."""
+        ...
+
+    def path(self, ref: ArtifactRef) -> Path: ...
+    def write_video(self, frames: np.ndarray, fps: float, kind: str = "video") -> ArtifactRef: ...
+    def read_video(self, ref: ArtifactRef) -> tuple[np.ndarray, float]: ...
+    def write_image(self, rgb: np.ndarray, kind: str = "image") -> ArtifactRef: ...
+    def read_image(self, ref: ArtifactRef) -> np.ndarray: ...
+    def write_array(self, array: np.ndarray, kind: str = "array") -> ArtifactRef: ...
+    def read_array(self, ref: ArtifactRef) -> np.ndarray: ...
+
+
+@dataclass
+class ToolContext:
+    io: ArtifactIO
+    prompts: PromptBook
+    rendered: list[RenderedPrompt] = field(default_factory=list)
+
+    def render(self, name: str, **variables: str | int | float | list[str]) -> str:
+        """Render a template and remember it, so the call's trace shows the exact text and its hash."""
+        prompt = self.prompts.render(name, **variables)
+        self.rendered.append(prompt)
+        return prompt.text
+
+
+class Tool(Protocol):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    templates: ClassVar[tuple[str, ...]]  # their hashes join the cache key: edit one, rerun its calls
+    Input: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel]]
+    resources: Resources
+    backend_id: str
+
+    def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel: ...
+
+
+class Verdict(BaseModel, frozen=True):
+    """A judge's scores (0-10 each) and one reason per score. The judge scores; policy decides."""
+
+    judge: str
+    scores: dict[str, float]
+    reasons: dict[str, str]

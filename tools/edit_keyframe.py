@@ -1,0 +1,41 @@
+"""Ditto step 3: edit one key frame of the source clip by the instruction."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from models.protocols import ImageEditor
+from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+
+
+class EditKeyframeInput(BaseModel, frozen=True, extra="forbid"):
+    keyframe: ArtifactRef
+    instruction: str
+    seed: int
+
+
+class EditKeyframeOutput(BaseModel, frozen=True):
+    edited_keyframe: ArtifactRef
+
+
+class EditKeyframe:
+    name: ClassVar[str] = "edit_keyframe"
+    version: ClassVar[str] = "1"
+    templates: ClassVar[tuple[str, ...]] = ()
+    Input, Output = EditKeyframeInput, EditKeyframeOutput
+
+    def __init__(self, editor: ImageEditor, resources: Resources) -> None:
+        self.editor, self.resources, self.backend_id = editor, resources, editor.spec_id
+
+    def __call__(self, inp: EditKeyframeInput, ctx: ToolContext) -> EditKeyframeOutput:
+        image = ctx.io.read_image(inp.keyframe)
+        try:
+            edited = self.editor.edit(image, inp.instruction, seed=inp.seed)
+        except ValueError as err:  # the editor's way of saying it cannot make this edit
+            raise ToolError("unsupported_edit", str(err), field="instruction") from err
+        if edited.shape != image.shape:
+            raise ToolError("tool_failed", f"the editor returned {edited.shape} for a {image.shape} frame",
+                            field="edited_keyframe")
+        return EditKeyframeOutput(edited_keyframe=ctx.io.write_image(edited, kind="edited_keyframe"))

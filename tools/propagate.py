@@ -1,0 +1,47 @@
+"""Ditto step 5: the edited video, generated from the edited key frame (reference), the depth video
+(structure) and the target description (prompt)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from models.protocols import VideoPropagator
+from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+
+
+class PropagateInput(BaseModel, frozen=True, extra="forbid"):
+    clip: ArtifactRef
+    edited_keyframe: ArtifactRef
+    keyframe_index: int
+    depth: ArtifactRef | None
+    prompt: str
+    seed: int
+
+
+class PropagateOutput(BaseModel, frozen=True):
+    edited_video: ArtifactRef
+
+
+class Propagate:
+    name: ClassVar[str] = "propagate"
+    version: ClassVar[str] = "1"
+    templates: ClassVar[tuple[str, ...]] = ()
+    Input, Output = PropagateInput, PropagateOutput
+
+    def __init__(self, propagator: VideoPropagator, resources: Resources) -> None:
+        self.propagator, self.resources, self.backend_id = propagator, resources, propagator.spec_id
+
+    def __call__(self, inp: PropagateInput, ctx: ToolContext) -> PropagateOutput:
+        source, fps = ctx.io.read_video(inp.clip)
+        if not 0 <= inp.keyframe_index < len(source):
+            raise ToolError("bad_input", f"key frame {inp.keyframe_index} is outside {len(source)} frames",
+                            field="keyframe_index")
+        depth = ctx.io.read_array(inp.depth).astype("float32") if inp.depth else None
+        video = self.propagator.propagate(source, ctx.io.read_image(inp.edited_keyframe), inp.keyframe_index,
+                                          depth, inp.prompt, inp.seed)
+        if video.shape != source.shape:
+            raise ToolError("tool_failed", f"the propagator returned {video.shape}, expected {source.shape}",
+                            field="edited_video")
+        return PropagateOutput(edited_video=ctx.io.write_video(video, fps, kind="edited_video"))
