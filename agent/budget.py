@@ -11,8 +11,9 @@ from store.tables import Charge, Episode, ToolCall
 
 def spent_device_seconds(engine: Engine, run_id: str) -> float:
     with Session(engine) as s:
-        return float(s.exec(select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
-                            .where(Charge.run_id == run_id)).one())
+        return float(
+            s.exec(select(func.coalesce(func.sum(Charge.device_seconds), 0.0)).where(Charge.run_id == run_id)).one()
+        )
 
 
 def projected_episode_device_seconds(engine: Engine, run_id: str, prior: float) -> float:
@@ -21,7 +22,9 @@ def projected_episode_device_seconds(engine: Engine, run_id: str, prior: float) 
         finished = s.exec(select(Episode.id).where(Episode.run_id == run_id, Episode.status != "running")).all()
         if not finished:
             return prior
-        cost = s.exec(select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
-                      .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
-                      .where(col(ToolCall.episode_id).in_(finished))).one()
+        cost = s.exec(
+            select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
+            .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
+            .where(col(ToolCall.episode_id).in_(finished))
+        ).one()
     return float(cost) / len(finished)

@@ -63,15 +63,25 @@ class ToolCaller:
         tool = self.toolkit[tool_name]
         key = self.call_key(tool, inp)
         with Session(self.engine) as s:
-            done = s.exec(select(ToolCall).where(
-                ToolCall.episode_id == site.episode_id, ToolCall.node == site.node,
-                ToolCall.attempt == site.attempt, ToolCall.tool == tool.name)).first()
+            done = s.exec(
+                select(ToolCall).where(
+                    ToolCall.episode_id == site.episode_id,
+                    ToolCall.node == site.node,
+                    ToolCall.attempt == site.attempt,
+                    ToolCall.tool == tool.name,
+                )
+            ).first()
             if done is not None and done.call_key == key and self._artifacts_present(done):
                 return self._result(tool, done)  # this very step already ran before a crash
-            cached = s.exec(select(ToolCall).where(
-                ToolCall.call_key == key, ToolCall.reused_call_id.is_(None),  # type: ignore[union-attr]
-                (ToolCall.output_json.is_not(None)) | (ToolCall.error_kind.in_(DETERMINISTIC_ERRORS)),  # type: ignore[union-attr]
-            ).order_by(ToolCall.id)).first()
+            cached = s.exec(
+                select(ToolCall)
+                .where(
+                    ToolCall.call_key == key,
+                    ToolCall.reused_call_id.is_(None),  # type: ignore[union-attr]
+                    (ToolCall.output_json.is_not(None)) | (ToolCall.error_kind.in_(DETERMINISTIC_ERRORS)),  # type: ignore[union-attr]
+                )
+                .order_by(ToolCall.id)
+            ).first()
             if cached is not None and not self._artifacts_present(cached):
                 cached = None
         if cached is not None:
@@ -98,25 +108,52 @@ class ToolCaller:
         refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []
         return all(self.io.path(ref).is_file() for ref in refs)
 
-    def _record(self, site: CallSite, tool: Tool, key: str, inp: BaseModel, *, reused: ToolCall | None = None,
-                output: BaseModel | None = None, error: ToolError | None = None, seconds: float = 0.0,
-                ctx: ToolContext | None = None) -> ToolCall:
+    def _record(
+        self,
+        site: CallSite,
+        tool: Tool,
+        key: str,
+        inp: BaseModel,
+        *,
+        reused: ToolCall | None = None,
+        output: BaseModel | None = None,
+        error: ToolError | None = None,
+        seconds: float = 0.0,
+        ctx: ToolContext | None = None,
+    ) -> ToolCall:
         prompts = [vars(p) for p in ctx.rendered] if ctx else (json.loads(reused.prompts_json) if reused else [])
         fields = dict(
-            call_key=key, episode_id=site.episode_id, node=site.node, attempt=site.attempt, tool=tool.name,
-            tool_version=tool.version, backend=tool.backend_id,
+            call_key=key,
+            episode_id=site.episode_id,
+            node=site.node,
+            attempt=site.attempt,
+            tool=tool.name,
+            tool_version=tool.version,
+            backend=tool.backend_id,
             input_json=canonical_json(inp.model_dump(mode="json")),
-            output_json=(reused.output_json if reused else
-                         canonical_json(output.model_dump(mode="json")) if output is not None else None),
+            output_json=(
+                reused.output_json
+                if reused
+                else canonical_json(output.model_dump(mode="json"))
+                if output is not None
+                else None
+            ),
             error_kind=reused.error_kind if reused else error.kind if error else None,
             error_detail=reused.error_detail if reused else str(error) if error else None,
-            prompts_json=canonical_json(prompts), device_seconds=seconds, devices=tool.resources.devices,
+            prompts_json=canonical_json(prompts),
+            device_seconds=seconds,
+            devices=tool.resources.devices,
             reused_call_id=reused.id if reused else None,
         )
         with Session(self.engine, expire_on_commit=False) as s:
-            row = s.exec(select(ToolCall).where(
-                ToolCall.episode_id == site.episode_id, ToolCall.node == site.node,
-                ToolCall.attempt == site.attempt, ToolCall.tool == tool.name)).first()
+            row = s.exec(
+                select(ToolCall).where(
+                    ToolCall.episode_id == site.episode_id,
+                    ToolCall.node == site.node,
+                    ToolCall.attempt == site.attempt,
+                    ToolCall.tool == tool.name,
+                )
+            ).first()
             if row is None:
                 row = ToolCall(**fields)
                 s.add(row)
@@ -132,9 +169,17 @@ class ToolCaller:
                     charge.device_seconds += seconds
             s.commit()
         self._remember_prompts(prompts)
-        log.info("tool call", extra={"tool": tool.name, "episode": site.episode_id, "node": site.node,
-                                     "device_seconds": seconds, "error": row.error_kind,
-                                     "reused": reused is not None})
+        log.info(
+            "tool call",
+            extra={
+                "tool": tool.name,
+                "episode": site.episode_id,
+                "node": site.node,
+                "device_seconds": seconds,
+                "error": row.error_kind,
+                "reused": reused is not None,
+            },
+        )
         return row
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
@@ -152,5 +197,5 @@ class ToolCaller:
         if row.error_kind:
             detail = row.error_detail or ""
             prefix = f"{row.error_kind}: "
-            raise ToolError(row.error_kind, detail[len(prefix):] if detail.startswith(prefix) else detail)  # type: ignore[arg-type]
+            raise ToolError(row.error_kind, detail[len(prefix) :] if detail.startswith(prefix) else detail)  # type: ignore[arg-type]
         return tool.Output.model_validate_json(row.output_json or "{}")

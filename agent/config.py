@@ -65,8 +65,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(profile: str | None = None, config_file: Path | None = None,
-                overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    profile: str | None = None, config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
     file_data = read_yaml(config_file) if config_file else {}
     overrides = overrides or {}
     name = overrides.get("profile") or profile or file_data.get("profile") or "cpu"

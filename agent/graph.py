@@ -15,9 +15,20 @@ from agent.state import EpisodeInput, EpisodeOutput, EpisodeState
 
 def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-untyped-def]
     g = StateGraph(EpisodeState, context_schema=RunContext, input_schema=EpisodeInput, output_schema=EpisodeOutput)
-    for node in (nodes.ingest, nodes.plan_instruction, nodes.rewrite_instruction, nodes.reseed,
-                 nodes.edit_keyframe, nodes.judge_keyframe, nodes.estimate_depth, nodes.propagate,
-                 nodes.enhance_temporal, nodes.judge_video, nodes.commit, nodes.discard):
+    for node in (
+        nodes.ingest,
+        nodes.plan_instruction,
+        nodes.rewrite_instruction,
+        nodes.reseed,
+        nodes.edit_keyframe,
+        nodes.judge_keyframe,
+        nodes.estimate_depth,
+        nodes.propagate,
+        nodes.enhance_temporal,
+        nodes.judge_video,
+        nodes.commit,
+        nodes.discard,
+    ):
         g.add_node(node.__name__, node)
     g.add_edge(START, "ingest")
     g.add_conditional_edges("ingest", after_ingest)

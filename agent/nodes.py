@@ -49,22 +49,40 @@ def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         size, mtime = st.st_size, st.st_mtime_ns
     except OSError:
         size, mtime = -1, -1
-    out = runtime.context.call("ingest", IngestInput(clip_path=state["clip_path"], clip_size=size,
-                                                     clip_mtime_ns=mtime), state, "ingest")
+    out = runtime.context.call(
+        "ingest", IngestInput(clip_path=state["clip_path"], clip_size=size, clip_mtime_ns=mtime), state, "ingest"
+    )
     measures = out.model_dump(exclude={"clip", "keyframe", "keyframe_index", "fps"})
-    return {"attempt": 0, "tried": [], "clip": out.clip, "keyframe": out.keyframe,
-            "keyframe_index": out.keyframe_index, "fps": out.fps, "ingest": measures}
+    return {
+        "attempt": 0,
+        "tried": [],
+        "clip": out.clip,
+        "keyframe": out.keyframe,
+        "keyframe_index": out.keyframe_index,
+        "fps": out.fps,
+        "ingest": measures,
+    }
 
 
 def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback: str | None) -> dict[str, Any]:
     ctx = runtime.context
-    caption = state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]),
-                                               state, node).caption
+    caption = (
+        state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]), state, node).caption
+    )
     attempt = state.get("attempt", 0)
-    plan = ctx.call("plan_instruction", PlanInstructionInput(
-        caption=caption, clip_seed=state["clip_seed"],
-        slot=state["variant"] * ctx.config.policy.max_attempts + attempt, avoid=tuple(state.get("tried", [])),
-        feedback=feedback, previous_instruction=state.get("edit", {}).get("instruction")), state, node)
+    plan = ctx.call(
+        "plan_instruction",
+        PlanInstructionInput(
+            caption=caption,
+            clip_seed=state["clip_seed"],
+            slot=state["variant"] * ctx.config.policy.max_attempts + attempt,
+            avoid=tuple(state.get("tried", [])),
+            feedback=feedback,
+            previous_instruction=state.get("edit", {}).get("instruction"),
+        ),
+        state,
+        node,
+    )
     return {"caption": caption, "edit": plan.model_dump(), "tried": [*state.get("tried", []), plan.instruction]}
 
 
@@ -93,9 +111,12 @@ def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 @records_failure
 def edit_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    out = runtime.context.call("edit_keyframe", EditKeyframeInput(
-        keyframe=state["keyframe"], instruction=state["edit"]["instruction"], seed=state["seed"]),
-        state, "edit_keyframe")
+    out = runtime.context.call(
+        "edit_keyframe",
+        EditKeyframeInput(keyframe=state["keyframe"], instruction=state["edit"]["instruction"], seed=state["seed"]),
+        state,
+        "edit_keyframe",
+    )
     return {"edited_keyframe": out.edited_keyframe}
 
 
@@ -105,9 +126,17 @@ def _verdict(stage: str, attempt: int, verdict: Any) -> dict[str, Any]:
 
 @records_failure
 def judge_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    verdict = runtime.context.call("judge_keyframe", JudgeInput(
-        source=state["keyframe"], edited=state["edited_keyframe"], instruction=state["edit"]["instruction"],
-        target_description=state["edit"]["target_description"]), state, "judge_keyframe")
+    verdict = runtime.context.call(
+        "judge_keyframe",
+        JudgeInput(
+            source=state["keyframe"],
+            edited=state["edited_keyframe"],
+            instruction=state["edit"]["instruction"],
+            target_description=state["edit"]["target_description"],
+        ),
+        state,
+        "judge_keyframe",
+    )
     return {"verdicts": [_verdict("keyframe", state.get("attempt", 0), verdict)]}
 
 
@@ -121,25 +150,46 @@ def estimate_depth(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[st
 
 @records_failure
 def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    out = runtime.context.call("propagate", PropagateInput(
-        clip=state["clip"], edited_keyframe=state["edited_keyframe"], keyframe_index=state["keyframe_index"],
-        depth=state.get("depth"), prompt=state["edit"]["target_description"], seed=state["seed"]),
-        state, "propagate")
+    out = runtime.context.call(
+        "propagate",
+        PropagateInput(
+            clip=state["clip"],
+            edited_keyframe=state["edited_keyframe"],
+            keyframe_index=state["keyframe_index"],
+            depth=state.get("depth"),
+            prompt=state["edit"]["target_description"],
+            seed=state["seed"],
+        ),
+        state,
+        "propagate",
+    )
     return {"edited_video": out.edited_video}
 
 
 @records_failure
 def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    out = runtime.context.call("enhance_temporal", EnhanceTemporalInput(
-        video=state["edited_video"], clip=state["clip"], seed=state["seed"]), state, "enhance_temporal")
+    out = runtime.context.call(
+        "enhance_temporal",
+        EnhanceTemporalInput(video=state["edited_video"], clip=state["clip"], seed=state["seed"]),
+        state,
+        "enhance_temporal",
+    )
     return {"enhanced_video": out.enhanced_video}
 
 
 @records_failure
 def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    verdict = runtime.context.call("judge_video", JudgeInput(
-        source=state["clip"], edited=state["enhanced_video"], instruction=state["edit"]["instruction"],
-        target_description=state["edit"]["target_description"]), state, "judge_video")
+    verdict = runtime.context.call(
+        "judge_video",
+        JudgeInput(
+            source=state["clip"],
+            edited=state["enhanced_video"],
+            instruction=state["edit"]["instruction"],
+            target_description=state["edit"]["target_description"],
+        ),
+        state,
+        "judge_video",
+    )
     return {"verdicts": [_verdict("video", state.get("attempt", 0), verdict)]}
 
 
@@ -155,11 +205,16 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         files["depth.mp4"] = ctx.io.path(state["depth_video"])  # type: ignore[arg-type]
     lineage = episode_lineage(ctx.engine, state["episode_id"])
     record = {
-        "sample_id": sample_id, "episode_id": state["episode_id"], "run_id": ctx.run_id,
-        "source_clip": state["clip_path"], **state["edit"],
+        "sample_id": sample_id,
+        "episode_id": state["episode_id"],
+        "run_id": ctx.run_id,
+        "source_clip": state["clip_path"],
+        **state["edit"],
         "scores": {v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == state.get("attempt", 0)},
         "seeds": {"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": state.get("attempt", 0)},
-        "caption": state.get("caption"), "fps": state["fps"], **lineage,
+        "caption": state.get("caption"),
+        "fps": state["fps"],
+        **lineage,
     }
     commit_sample(ctx.engine, ctx.dataset_dir, sample_id, state["episode_id"], ctx.run_id, files, record)
     return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}

@@ -15,8 +15,12 @@ class PolicyConfig(BaseModel, extra="forbid"):
     max_cut_score: float = 0.55  # histogram distance above which consecutive frames are a scene cut
     max_attempts: int = 3  # instructions or seeds tried per episode before it is discarded
     keyframe_pass: dict[str, float] = {"structure_preservation": 4.0, "edit_strength": 2.5}
-    video_pass: dict[str, float] = {"structure_preservation": 4.0, "edit_strength": 2.5,
-                                    "temporal_consistency": 5.0}
+    video_pass: dict[str, float] = {
+        "structure_preservation": 4.0,
+        "edit_strength": 2.5,
+        "temporal_consistency": 5.0,
+        "edit_propagation": 8.0,
+    }
     # Criteria a new seed can fix; the rest need a different instruction. The cpu backends are
     # deterministic, so there a new seed fixes nothing.
     reseed_on: list[str] = []
@@ -77,8 +81,10 @@ def discard_reason(state: dict[str, Any], cfg: PolicyConfig) -> tuple[str, str]:
 def judge_feedback(verdict: dict[str, Any], thresholds: dict[str, float]) -> str:
     """What the planner is told when it must rewrite an instruction the judge rejected."""
     failing = failing_criteria(verdict["scores"], thresholds)
-    return "\n".join(f"- {n}: scored {verdict['scores'].get(n)} (needs {thresholds[n]}); "
-                     f"{verdict['reasons'].get(n, '')}" for n in failing)
+    return "\n".join(
+        f"- {n}: scored {verdict['scores'].get(n)} (needs {thresholds[n]}); {verdict['reasons'].get(n, '')}"
+        for n in failing
+    )
 
 
 def admit(spent_s: float, projected_episode_s: float, in_flight: int, budget_s: float) -> bool:

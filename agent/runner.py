@@ -72,9 +72,15 @@ def plan_episodes(run_id: str, clips: list[Path], cfg: RunConfig) -> list[Episod
     for variant in range(cfg.episodes_per_clip):
         for clip in clips:
             clip_seed = derive_seed(cfg.seed, clip.name)
-            episodes.append(EpisodeInput(
-                episode_id=f"{run_id}:{len(episodes):05d}", clip_path=str(clip), clip_seed=clip_seed,
-                variant=variant, seed=derive_seed(cfg.seed, clip.name, variant)))
+            episodes.append(
+                EpisodeInput(
+                    episode_id=f"{run_id}:{len(episodes):05d}",
+                    clip_path=str(clip),
+                    clip_seed=clip_seed,
+                    variant=variant,
+                    seed=derive_seed(cfg.seed, clip.name, variant),
+                )
+            )
     return episodes
 
 
@@ -83,9 +89,13 @@ def open_run(engine: Engine, cfg: RunConfig, run_id: str | None) -> Run:
         if run_id is not None and (run := s.get(Run, run_id)) is not None:
             run.budget_device_seconds, run.status = cfg.budget_device_seconds, "running"
         else:
-            run = Run(id=run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"), profile=cfg.profile,
-                      budget_device_seconds=cfg.budget_device_seconds, seed=cfg.seed,
-                      config_json=cfg.model_dump_json())
+            run = Run(
+                id=run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"),
+                profile=cfg.profile,
+                budget_device_seconds=cfg.budget_device_seconds,
+                seed=cfg.seed,
+                config_json=cfg.model_dump_json(),
+            )
         s.add(run)
         s.commit()
         s.refresh(run)
@@ -112,8 +122,14 @@ class Factory:
         self.run = open_run(self.engine, cfg, run_id)
         self.dataset_dir = cfg.out / "dataset"
         self.caller = ToolCaller(self.engine, build_toolkit(cfg.tools, cfg.backends), self.io, self.prompts)
-        self.context = RunContext(run_id=self.run.id, config=cfg, caller=self.caller, engine=self.engine,
-                                  io=self.io, dataset_dir=self.dataset_dir)
+        self.context = RunContext(
+            run_id=self.run.id,
+            config=cfg,
+            caller=self.caller,
+            engine=self.engine,
+            io=self.io,
+            dataset_dir=self.dataset_dir,
+        )
         conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
         self.checkpointer = SqliteSaver(conn)
         self.graph = build_graph(self.checkpointer)
@@ -122,16 +138,26 @@ class Factory:
     def run_episode(self, episode: EpisodeInput) -> None:
         with Session(self.engine) as s:
             if s.get(Episode, episode["episode_id"]) is None:
-                s.add(Episode(id=episode["episode_id"], run_id=self.run.id, index=int(episode["episode_id"][-5:]),
-                              clip_path=episode["clip_path"], variant=episode["variant"], seed=episode["seed"]))
+                s.add(
+                    Episode(
+                        id=episode["episode_id"],
+                        run_id=self.run.id,
+                        index=int(episode["episode_id"][-5:]),
+                        clip_path=episode["clip_path"],
+                        variant=episode["variant"],
+                        seed=episode["seed"],
+                    )
+                )
                 s.commit()
-            seq = s.exec(select(func.count()).select_from(NodeEvent)
-                         .where(NodeEvent.episode_id == episode["episode_id"])).one()
+            seq = s.exec(
+                select(func.count()).select_from(NodeEvent).where(NodeEvent.episode_id == episode["episode_id"])
+            ).one()
         config = {"configurable": {"thread_id": episode["episode_id"]}}
         resuming = bool(self.graph.get_state(config).next)
         try:
-            for update in self.graph.stream(None if resuming else episode, config, context=self.context,
-                                            stream_mode="updates", durability="sync"):
+            for update in self.graph.stream(
+                None if resuming else episode, config, context=self.context, stream_mode="updates", durability="sync"
+            ):
                 for node, delta in update.items():
                     seq += 1
                     self._record_event(episode["episode_id"], seq, node, delta)
@@ -172,9 +198,11 @@ class Factory:
                         if cfg.max_samples is not None and totals.accepted + len(in_flight) >= cfg.max_samples:
                             break
                         projected = budget.projected_episode_device_seconds(
-                            self.engine, self.run.id, cfg.policy.prior_episode_device_seconds)
-                        if not policy.admit(totals.spent_device_seconds, projected, len(in_flight),
-                                            cfg.budget_device_seconds):
+                            self.engine, self.run.id, cfg.policy.prior_episode_device_seconds
+                        )
+                        if not policy.admit(
+                            totals.spent_device_seconds, projected, len(in_flight), cfg.budget_device_seconds
+                        ):
                             status = "stopped_budget"
                             break
                         episode = queue.pop(0)
@@ -203,4 +231,3 @@ class Factory:
             s.add(run)
             s.commit()
         return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)
-

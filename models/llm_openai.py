@@ -6,6 +6,7 @@ else; the openai client's own retries are off so the two never stack. A 429's Re
 from __future__ import annotations
 
 import logging
+import os
 
 import openai
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -34,15 +35,28 @@ def _wait(state: RetryCallState) -> float:
 
 
 class OpenAIPlanner:
-    def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float = 60.0,
-                 max_attempts: int = 5, temperature: float = 0.9) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout_s: float = 60.0,
+        max_attempts: int = 5,
+        temperature: float = 0.9,
+    ) -> None:
+        # The key is read from the environment here and kept only inside the client: it is never part of
+        # the config, a trace or a log.
+        api_key = os.environ.get(api_key_env)
         self.base_url, self.model, self.temperature = base_url, model, temperature
         self.spec_id = f"openai-chat:{model}"  # the endpoint URL and key are not part of any record
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
-                                     timeout=timeout_s, max_retries=0)
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0
+        )
         self._complete = retry(
-            retry=retry_if_exception_type(TRANSIENT), stop=stop_after_attempt(max_attempts),
-            wait=_wait, reraise=True,
+            retry=retry_if_exception_type(TRANSIENT),
+            stop=stop_after_attempt(max_attempts),
+            wait=_wait,
+            reraise=True,
         )(self._complete_once)
 
     def _complete_once(self, system: str, user: str, seed: int) -> str:

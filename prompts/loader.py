@@ -103,6 +103,4 @@ class PromptBook:
         src = self.source(name)
         builtin = BUILTIN_DIR / name
         old = builtin.read_text(encoding="utf-8").splitlines(keepends=True) if builtin.is_file() else []
-        return "".join(
-            difflib.unified_diff(old, src.text.splitlines(keepends=True), f"built-in/{name}", str(src.path))
-        )
+        return "".join(difflib.unified_diff(old, src.text.splitlines(keepends=True), f"built-in/{name}", str(src.path)))

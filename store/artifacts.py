@@ -107,7 +107,8 @@ class ArtifactStore:
     def read_array(self, ref: str) -> np.ndarray:
         return np.load(self.path(ref), allow_pickle=False)
 
-    def decode_source(self, source: Path, fps: float, num_frames: int, max_side: int,
-                      max_source_pixels: int) -> DecodedClip:
+    def decode_source(
+        self, source: Path, fps: float, num_frames: int, max_side: int, max_source_pixels: int
+    ) -> DecodedClip:
         """A user's clip, read in place (never copied whole: only the trimmed clip is kept)."""
         return decode_clip(source, fps, num_frames, max_side, max_source_pixels)

@@ -17,8 +17,18 @@ from sqlmodel import Session, select
 
 from store.tables import Episode, Sample, utcnow
 
-METADATA_COLUMNS = ["sample_id", "source_path", "edited_path", "edited_keyframe_path", "depth_path",
-                    "instruction", "category", "target_description", "source_clip", "scores"]
+METADATA_COLUMNS = [
+    "sample_id",
+    "source_path",
+    "edited_path",
+    "edited_keyframe_path",
+    "depth_path",
+    "instruction",
+    "category",
+    "target_description",
+    "source_clip",
+    "scores",
+]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -46,8 +56,15 @@ def place_file(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def commit_sample(engine: Engine, dataset_dir: Path, sample_id: str, episode_id: str, run_id: str,
-                  files: dict[str, Path], record: dict[str, Any]) -> None:
+def commit_sample(
+    engine: Engine,
+    dataset_dir: Path,
+    sample_id: str,
+    episode_id: str,
+    run_id: str,
+    files: dict[str, Path],
+    record: dict[str, Any],
+) -> None:
     """Write the sample's files, then its Sample row and the episode's status in one transaction."""
     folder = dataset_dir / sample_id
     for name, src in files.items():
@@ -56,8 +73,15 @@ def commit_sample(engine: Engine, dataset_dir: Path, sample_id: str, episode_id:
     atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, sort_keys=True).encode())
     with Session(engine) as s:
         if s.get(Sample, sample_id) is None:
-            s.add(Sample(id=sample_id, episode_id=episode_id, run_id=run_id,
-                         dataset_dir=str(folder.relative_to(dataset_dir)), record_json=json.dumps(record)))
+            s.add(
+                Sample(
+                    id=sample_id,
+                    episode_id=episode_id,
+                    run_id=run_id,
+                    dataset_dir=str(folder.relative_to(dataset_dir)),
+                    record_json=json.dumps(record),
+                )
+            )
         finish_episode(s, episode_id, "accepted", None, None)
         s.commit()
 
@@ -86,18 +110,20 @@ def metadata_rows(engine: Engine, run_id: str | None = None) -> list[dict[str, s
     for sample in samples:
         rec = json.loads(sample.record_json)
         files = set(rec["files"])
-        rows.append({
-            "sample_id": sample.id,
-            "source_path": f"{sample.dataset_dir}/source.mp4",
-            "edited_path": f"{sample.dataset_dir}/edited.mp4",
-            "edited_keyframe_path": f"{sample.dataset_dir}/edited_keyframe.png",
-            "depth_path": f"{sample.dataset_dir}/depth.mp4" if "depth.mp4" in files else "",
-            "instruction": rec["instruction"],
-            "category": rec["category"],
-            "target_description": rec["target_description"],
-            "source_clip": rec["source_clip"],
-            "scores": json.dumps(rec["scores"], sort_keys=True),
-        })
+        rows.append(
+            {
+                "sample_id": sample.id,
+                "source_path": f"{sample.dataset_dir}/source.mp4",
+                "edited_path": f"{sample.dataset_dir}/edited.mp4",
+                "edited_keyframe_path": f"{sample.dataset_dir}/edited_keyframe.png",
+                "depth_path": f"{sample.dataset_dir}/depth.mp4" if "depth.mp4" in files else "",
+                "instruction": rec["instruction"],
+                "category": rec["category"],
+                "target_description": rec["target_description"],
+                "source_clip": rec["source_clip"],
+                "scores": json.dumps(rec["scores"], sort_keys=True),
+            }
+        )
     return rows
 
 

@@ -22,8 +22,9 @@ def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
     return {"models": {c.tool: c.backend for c in calls}, "templates": templates}
 
 
-def list_episodes(engine: Engine, run_id: str | None = None, status: str | None = None,
-                  reason: str | None = None, limit: int = 200) -> list[Episode]:
+def list_episodes(
+    engine: Engine, run_id: str | None = None, status: str | None = None, reason: str | None = None, limit: int = 200
+) -> list[Episode]:
     query = select(Episode).order_by(col(Episode.run_id), col(Episode.index))
     if run_id:
         query = query.where(Episode.run_id == run_id)
@@ -70,8 +71,13 @@ class RunTotals:
 def run_totals(engine: Engine, run_id: str) -> RunTotals:
     with Session(engine) as s:
         episodes = s.exec(select(Episode).where(Episode.run_id == run_id)).all()
-        by_tool = dict(s.exec(select(Charge.tool, func.sum(Charge.device_seconds))
-                              .where(Charge.run_id == run_id).group_by(Charge.tool)).all())
+        by_tool = dict(
+            s.exec(
+                select(Charge.tool, func.sum(Charge.device_seconds))
+                .where(Charge.run_id == run_id)
+                .group_by(Charge.tool)
+            ).all()
+        )
     status = Counter(e.status for e in episodes)
     return RunTotals(
         run_id=run_id,

@@ -42,7 +42,7 @@ def decode_clip(path: Path, fps: float, num_frames: int, max_side: int, max_sour
         raise VideoDecodeError(f"{path}: not a readable video ({err})") from err
     with container:
         if not container.streams.video:
-            raise VideoDecodeError(f"{path}: has no video stream (audio only or another kind of file)")
+            raise VideoDecodeError(f"{path}: has no video stream (audio only, empty, or not a video)")
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         if width * height > max_source_pixels:

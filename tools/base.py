@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -44,8 +44,9 @@ class SourceClip(Protocol):
 
 
 class ArtifactIO(Protocol):
-    def decode_source(self, source: Path, fps: float, num_frames: int, max_side: int,
-                      max_source_pixels: int) -> SourceClip:
+    def decode_source(
+        self, source: Path, fps: float, num_frames: int, max_side: int, max_source_pixels: int
+    ) -> SourceClip:
         """Raises ValueError naming the file when it is not a usable video."""
         ...
 
@@ -69,6 +70,12 @@ class ToolContext:
         prompt = self.prompts.render(name, **variables)
         self.rendered.append(prompt)
         return prompt.text
+
+    def load_data(self, name: str) -> Any:
+        """Load a YAML vocabulary and remember its source, like a rendered template."""
+        data, src = self.prompts.load_data(name)
+        self.rendered.append(RenderedPrompt(name=name, sha256=src.sha256, origin=src.origin, text=src.text))
+        return data
 
 
 class Tool(Protocol):

@@ -36,6 +36,7 @@ class EditKeyframe:
         except ValueError as err:  # the editor's way of saying it cannot make this edit
             raise ToolError("unsupported_edit", str(err), field="instruction") from err
         if edited.shape != image.shape:
-            raise ToolError("tool_failed", f"the editor returned {edited.shape} for a {image.shape} frame",
-                            field="edited_keyframe")
+            raise ToolError(
+                "tool_failed", f"the editor returned {edited.shape} for a {image.shape} frame", field="edited_keyframe"
+            )
         return EditKeyframeOutput(edited_keyframe=ctx.io.write_image(edited, kind="edited_keyframe"))

@@ -36,6 +36,7 @@ class EnhanceTemporal:
         # An empty prompt, as in the paper's enhancer script: the pass restores, it does not re-edit.
         enhanced = self.enhancer.enhance(video, source, prompt="", seed=inp.seed)
         if enhanced.shape != video.shape:
-            raise ToolError("tool_failed", f"the enhancer returned {enhanced.shape}, expected {video.shape}",
-                            field="enhanced_video")
+            raise ToolError(
+                "tool_failed", f"the enhancer returned {enhanced.shape}, expected {video.shape}", field="enhanced_video"
+            )
         return EnhanceTemporalOutput(enhanced_video=ctx.io.write_video(enhanced, fps, kind="enhanced_video"))

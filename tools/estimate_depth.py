@@ -33,8 +33,9 @@ class EstimateDepth:
         frames, fps = ctx.io.read_video(inp.clip)
         depth = self.estimator.estimate(frames)
         if depth.shape != frames.shape[:3]:
-            raise ToolError("tool_failed", f"depth has shape {depth.shape}, expected {frames.shape[:3]}",
-                            field="depth")
+            raise ToolError("tool_failed", f"depth has shape {depth.shape}, expected {frames.shape[:3]}", field="depth")
         grey = np.repeat((np.clip(depth, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
-        return EstimateDepthOutput(depth=ctx.io.write_array(depth.astype(np.float16), kind="depth"),
-                                   depth_video=ctx.io.write_video(grey, fps, kind="depth_video"))
+        return EstimateDepthOutput(
+            depth=ctx.io.write_array(depth.astype(np.float16), kind="depth"),
+            depth_video=ctx.io.write_video(grey, fps, kind="depth_video"),
+        )

@@ -59,8 +59,9 @@ class Ingest:
         if inp.clip_size < 0:
             raise ToolError("bad_input", f"{inp.clip_path} does not exist or cannot be read", field="clip_path")
         try:
-            clip = ctx.io.decode_source(Path(inp.clip_path), cfg.fps, cfg.num_frames, cfg.max_side,
-                                        cfg.max_source_pixels)
+            clip = ctx.io.decode_source(
+                Path(inp.clip_path), cfg.fps, cfg.num_frames, cfg.max_side, cfg.max_source_pixels
+            )
         except (ValueError, OSError) as err:
             raise ToolError("bad_input", str(err), field="clip_path") from err
         frames = clip.frames

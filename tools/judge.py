@@ -44,8 +44,9 @@ def ask_judge(judge: Judge, request: JudgeRequest, attempts: int) -> Verdict:
         raw = judge.judge(request)
         try:
             answer = JudgeAnswer.model_validate(parse_json_object(raw))
-            return Verdict(judge=judge.spec_id, scores=answer.scores,
-                           reasons={k: answer.reasons.get(k, "") for k in answer.scores})
+            return Verdict(
+                judge=judge.spec_id, scores=answer.scores, reasons={k: answer.reasons.get(k, "") for k in answer.scores}
+            )
         except (ValueError, ValidationError) as err:
             errors.append(str(err).splitlines()[0])
     raise ToolError("llm_schema", f"the judge's answer did not parse in {attempts} tries: {errors}", field="answer")
@@ -61,10 +62,13 @@ class JudgeKeyframe:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render("judge_keyframe.j2", instruction=inp.instruction,
-                            target_description=inp.target_description)
-        request = JudgeRequest(source=ctx.io.read_image(inp.source), edited=ctx.io.read_image(inp.edited),
-                               prompt=prompt, instruction=inp.instruction)
+        prompt = ctx.render("judge_keyframe.j2", instruction=inp.instruction, target_description=inp.target_description)
+        request = JudgeRequest(
+            source=ctx.io.read_image(inp.source),
+            edited=ctx.io.read_image(inp.edited),
+            prompt=prompt,
+            instruction=inp.instruction,
+        )
         return ask_judge(self.judge, request, self.config.parse_attempts)
 
 
@@ -78,12 +82,12 @@ class JudgeVideo:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render("judge_video.j2", instruction=inp.instruction,
-                            target_description=inp.target_description)
+        prompt = ctx.render("judge_video.j2", instruction=inp.instruction, target_description=inp.target_description)
         source, _ = ctx.io.read_video(inp.source)
         edited, _ = ctx.io.read_video(inp.edited)
         if source.shape != edited.shape:
-            raise ToolError("bad_input", f"edited video {edited.shape} does not match the source {source.shape}",
-                            field="edited")
+            raise ToolError(
+                "bad_input", f"edited video {edited.shape} does not match the source {source.shape}", field="edited"
+            )
         request = JudgeRequest(source=source, edited=edited, prompt=prompt, instruction=inp.instruction)
         return ask_judge(self.judge, request, self.config.parse_attempts)

@@ -56,7 +56,9 @@ class PlanInstruction:
     name: ClassVar[str] = "plan_instruction"
     version: ClassVar[str] = "1"
     templates: ClassVar[tuple[str, ...]] = (
-        "plan_instruction.system.j2", "plan_instruction.user.j2", "rewrite_instruction.user.j2",
+        "plan_instruction.system.j2",
+        "plan_instruction.user.j2",
+        "rewrite_instruction.user.j2",
         "edit_vocabulary.yaml",
     )
     Input, Output = PlanInstructionInput, PlanAnswer
@@ -69,15 +71,28 @@ class PlanInstruction:
         avoid = list(inp.avoid)
         system = ctx.render("plan_instruction.system.j2", categories=self.config.categories)
         if inp.feedback is not None:
-            user = ctx.render("rewrite_instruction.user.j2", caption=inp.caption,
-                              instruction=inp.previous_instruction or "", feedback=inp.feedback, avoid=avoid)
+            user = ctx.render(
+                "rewrite_instruction.user.j2",
+                caption=inp.caption,
+                instruction=inp.previous_instruction or "",
+                feedback=inp.feedback,
+                avoid=avoid,
+            )
         else:
             user = ctx.render("plan_instruction.user.j2", caption=inp.caption, avoid=avoid)
-        vocabulary, _ = ctx.prompts.load_data("edit_vocabulary.yaml")
+        vocabulary = ctx.load_data("edit_vocabulary.yaml")
         try:
-            raw = self.planner.plan(PlanRequest(caption=inp.caption, system_prompt=system, user_prompt=user,
-                                                vocabulary=vocabulary, avoid=avoid, clip_seed=inp.clip_seed,
-                                                slot=inp.slot))
+            raw = self.planner.plan(
+                PlanRequest(
+                    caption=inp.caption,
+                    system_prompt=system,
+                    user_prompt=user,
+                    vocabulary=vocabulary,
+                    avoid=avoid,
+                    clip_seed=inp.clip_seed,
+                    slot=inp.slot,
+                )
+            )
         except RuntimeError as err:
             raise ToolError("backend_unavailable", str(err), field="planner") from err
         except ValueError as err:
@@ -85,12 +100,17 @@ class PlanInstruction:
         try:
             answer = PlanAnswer.model_validate(parse_json_object(raw))
         except (ValueError, ValidationError) as err:
-            raise ToolError("llm_schema", f"the planner's answer does not fit the schema: {err}",
-                            field="answer") from err
+            raise ToolError(
+                "llm_schema", f"the planner's answer does not fit the schema: {err}", field="answer"
+            ) from err
         if answer.category not in self.config.categories:
-            raise ToolError("llm_schema", f"category {answer.category!r} is not one of {self.config.categories}",
-                            field="category")
+            raise ToolError(
+                "llm_schema", f"category {answer.category!r} is not one of {self.config.categories}", field="category"
+            )
         if answer.instruction in inp.avoid:
-            raise ToolError("llm_schema", f"the planner repeated an earlier instruction: {answer.instruction!r}",
-                            field="instruction")
+            raise ToolError(
+                "llm_schema",
+                f"the planner repeated an earlier instruction: {answer.instruction!r}",
+                field="instruction",
+            )
         return answer

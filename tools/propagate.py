@@ -36,12 +36,15 @@ class Propagate:
     def __call__(self, inp: PropagateInput, ctx: ToolContext) -> PropagateOutput:
         source, fps = ctx.io.read_video(inp.clip)
         if not 0 <= inp.keyframe_index < len(source):
-            raise ToolError("bad_input", f"key frame {inp.keyframe_index} is outside {len(source)} frames",
-                            field="keyframe_index")
+            raise ToolError(
+                "bad_input", f"key frame {inp.keyframe_index} is outside {len(source)} frames", field="keyframe_index"
+            )
         depth = ctx.io.read_array(inp.depth).astype("float32") if inp.depth else None
-        video = self.propagator.propagate(source, ctx.io.read_image(inp.edited_keyframe), inp.keyframe_index,
-                                          depth, inp.prompt, inp.seed)
+        video = self.propagator.propagate(
+            source, ctx.io.read_image(inp.edited_keyframe), inp.keyframe_index, depth, inp.prompt, inp.seed
+        )
         if video.shape != source.shape:
-            raise ToolError("tool_failed", f"the propagator returned {video.shape}, expected {source.shape}",
-                            field="edited_video")
+            raise ToolError(
+                "tool_failed", f"the propagator returned {video.shape}, expected {source.shape}", field="edited_video"
+            )
         return PropagateOutput(edited_video=ctx.io.write_video(video, fps, kind="edited_video"))

@@ -29,8 +29,9 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Pull `image` (a frame at t-1) into frame t along a backward flow."""
     h, w = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(
+        image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def clip_flows(frames: np.ndarray) -> list[np.ndarray]:

@@ -8,8 +8,15 @@ import numpy as np
 
 from models.cpu.flow import clip_flows, mean_motion
 
-HUE_NAMES = ((15, "red"), (35, "orange"), (75, "yellow and green"), (95, "green"), (130, "cyan and blue"),
-             (160, "purple"), (180, "red"))
+HUE_NAMES = (
+    (15, "red"),
+    (35, "orange"),
+    (75, "yellow and green"),
+    (95, "green"),
+    (130, "cyan and blue"),
+    (160, "purple"),
+    (180, "red"),
+)
 
 
 def _hue_name(hue: float) -> str:

@@ -3,7 +3,10 @@ measured number, so thresholds in config mean the same thing for every judge.
 
 - structure_preservation: correlation of the source's and the edit's gradient-magnitude maps;
 - edit_strength: mean colour change in CIELAB (did the edit really happen?);
-- temporal_consistency: the edit's flow-warped frame-to-frame error against the source's own.
+- temporal_consistency: the edit's flow-warped frame-to-frame error against the source's own;
+- edit_propagation: the edit holds in every frame: the weakest frame's colour change against the strongest's,
+  times one minus the spread of the frames' structure correlations (a style that fades back into the
+  source after the key frame changes colour a little but structure a lot).
 """
 
 from __future__ import annotations
@@ -85,10 +88,17 @@ class MetricVideoJudge:
         scores = {k: round(float(np.mean([s[k] for s in per_frame])), 2) for k in per_frame[0]}
         ratio = flicker_ratio(src, edit)
         scores["temporal_consistency"] = _score(1 - (ratio - 1) / (FLICKER_RATIO_ZERO - 1))
+        changes = [lab_change(src[t], edit[t]) for t in picks]
+        correlations = [structure_correlation(src[t], edit[t]) for t in picks]
+        spread = max(correlations) - min(correlations)
+        held = min(changes) / max(max(changes), 1e-6) * (1 - spread)
+        scores["edit_propagation"] = _score(held)
         reasons = {
             "structure_preservation": f"mean over {len(picks)} frames of the gradient-map correlation score",
             "edit_strength": f"mean over {len(picks)} frames of the CIELAB-change score",
             "temporal_consistency": f"flow-warped frame error is {ratio:.2f}x the source's own "
             f"(0 at {FLICKER_RATIO_ZERO}x)",
+            "edit_propagation": f"the weakest frame changed {min(changes):.1f} CIELAB units, the strongest "
+            f"{max(changes):.1f}; structure correlations spread over {spread:.2f}",
         }
         return json.dumps({"scores": scores, "reasons": reasons})

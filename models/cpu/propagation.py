@@ -11,6 +11,8 @@ from models.cpu.flow import backward_flow, consistency_mask, warp
 
 FIT_PIXELS = 40_000  # pixels sampled from the key frame for the fit; more adds time, not accuracy
 RIDGE = 1e-2
+RANDOM_FEATURES = 96  # random Fourier features let the linear fit learn thresholds (cartoon lines, posterising)
+RFF_SCALE = 3.0
 
 
 def pixel_features(rgb: np.ndarray) -> np.ndarray:
@@ -23,23 +25,41 @@ def pixel_features(rgb: np.ndarray) -> np.ndarray:
     grad = np.sqrt(gx**2 + gy**2)[..., None]
     lap = cv2.Laplacian(cv2.GaussianBlur(g, (0, 0), 1.0), cv2.CV_32F)[..., None]
     local_contrast = (g - cv2.GaussianBlur(g, (0, 0), sigma * 3))[..., None]
-    feats = [np.ones_like(grad), x, x**2, x[..., [0]] * x[..., [1]], x[..., [1]] * x[..., [2]],
-             x[..., [0]] * x[..., [2]], blur, grad, lap, local_contrast, grad * x.mean(-1, keepdims=True)]
+    feats = [
+        np.ones_like(grad),
+        x,
+        x**2,
+        x[..., [0]] * x[..., [1]],
+        x[..., [1]] * x[..., [2]],
+        x[..., [0]] * x[..., [2]],
+        blur,
+        grad,
+        lap,
+        local_contrast,
+        grad * x.mean(-1, keepdims=True),
+    ]
     return np.concatenate(feats, axis=-1).reshape(-1, sum(f.shape[-1] for f in feats))
 
 
-def fit_edit(source: np.ndarray, edited: np.ndarray, seed: int) -> np.ndarray:
-    feats = pixel_features(source)
-    target = edited.reshape(-1, 3).astype(np.float32) / 255
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(feats), size=min(FIT_PIXELS, len(feats)), replace=False)
-    a, b = feats[idx], target[idx]
-    return np.linalg.solve(a.T @ a + RIDGE * np.eye(a.shape[1], dtype=np.float32), a.T @ b)
+class EditModel:
+    """Ridge regression from pixel features (and random Fourier features of them) to edited colour."""
 
+    def __init__(self, source: np.ndarray, edited: np.ndarray, seed: int) -> None:
+        base = pixel_features(source)
+        rng = np.random.default_rng(seed)
+        self.projection = rng.normal(0, RFF_SCALE, (base.shape[1], RANDOM_FEATURES)).astype(np.float32)
+        self.phase = rng.uniform(0, 2 * np.pi, RANDOM_FEATURES).astype(np.float32)
+        idx = rng.choice(len(base), size=min(FIT_PIXELS, len(base)), replace=False)
+        a = self._expand(base[idx])
+        b = edited.reshape(-1, 3).astype(np.float32)[idx] / 255
+        self.weights = np.linalg.solve(a.T @ a + RIDGE * np.eye(a.shape[1], dtype=np.float32), a.T @ b)
 
-def apply_edit(frame: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    out = pixel_features(frame) @ weights
-    return np.clip(out.reshape(frame.shape) * 255, 0, 255).astype(np.float32)
+    def _expand(self, base: np.ndarray) -> np.ndarray:
+        return np.concatenate([base, np.cos(base @ self.projection + self.phase)], axis=1)
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        out = self._expand(pixel_features(frame)) @ self.weights
+        return np.clip(out.reshape(frame.shape) * 255, 0, 255).astype(np.float32)
 
 
 class ExamplePropagator:
@@ -59,12 +79,12 @@ class ExamplePropagator:
         prompt: str,
         seed: int,
     ) -> np.ndarray:
-        weights = fit_edit(source[keyframe_index], edited_keyframe, seed)
+        model = EditModel(source[keyframe_index], edited_keyframe, seed)
         out = np.empty(source.shape, np.float32)
         # Walk outward from the key frame, so each frame is stabilised against one already anchored to it.
         order = [keyframe_index, *range(keyframe_index + 1, len(source)), *range(keyframe_index - 1, -1, -1)]
         for t in order:
-            edited = edited_keyframe.astype(np.float32) if t == keyframe_index else apply_edit(source[t], weights)
+            edited = edited_keyframe.astype(np.float32) if t == keyframe_index else model.apply(source[t])
             if t != keyframe_index:
                 prev = t - 1 if t > keyframe_index else t + 1
                 flow = backward_flow(source[prev], source[t])

@@ -12,11 +12,7 @@ class RulePlanner:
     spec_id = "rule-planner-v1"
 
     def plan(self, request: PlanRequest) -> str:
-        options = [
-            (edit, phrasing)
-            for edit in request.vocabulary["edits"]
-            for phrasing in edit["instructions"]
-        ]
+        options = [(edit, phrasing) for edit in request.vocabulary["edits"] for phrasing in edit["instructions"]]
         # One shuffled order per clip; each (episode, attempt) owns a slot in it, so no two episodes of a
         # clip draw the same instruction even when they plan at the same moment.
         random.Random(request.clip_seed).shuffle(options)

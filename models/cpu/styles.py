@@ -91,8 +91,10 @@ STYLES: dict[str, StyleSpec] = {
     "oil_paint": StyleSpec(oil_paint, (r"oil", r"impressionis", r"brush ?strokes?")),
     "watercolor": StyleSpec(watercolor, (r"water ?colou?r",)),
     "sepia": StyleSpec(sepia, (r"sepia", r"antique", r"old photo")),
-    "black_and_white": StyleSpec(black_and_white, (r"black and white", r"black-and-white", r"monochrome",
-                                                   r"greyscale", r"grayscale", r"remove all colou?r")),
+    "black_and_white": StyleSpec(
+        black_and_white,
+        (r"black and white", r"black-and-white", r"monochrome", r"greyscale", r"grayscale", r"remove all colou?r"),
+    ),
     "night": StyleSpec(night, (r"night", r"moon", r"dark evening")),
     "warm_grade": StyleSpec(warm_grade, (r"warm", r"golden", r"sunset", r"orange tint")),
     "cool_grade": StyleSpec(cool_grade, (r"cold", r"cool", r"wint", r"teal", r"blue (tint|grade)")),
@@ -118,8 +120,7 @@ class StyleEditor:
         style = parse_style(instruction)
         if style is None:
             raise UnsupportedEditError(
-                f"the cpu editor does only these global edits: {', '.join(STYLES)}; "
-                f"none is named in {instruction!r}"
+                f"the cpu editor does only these global edits: {', '.join(STYLES)}; none is named in {instruction!r}"
             )
         return STYLES[style].apply(image)
 

@@ -1,0 +1,92 @@
+"""call() runs a tool once per content key and charges once per executed call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from agent.calls import CallSite, ToolCaller
+from prompts.loader import PromptBook
+from store.artifacts import ArtifactStore
+from store.engine import open_engine
+from store.tables import Charge, Episode, Run, ToolCall
+from tools import build_toolkit
+from tools.ingest import IngestInput
+
+
+def make_caller(tmp_path: Path, small_config, prompts_dir: Path | None = None) -> ToolCaller:  # type: ignore[no-untyped-def]
+    cfg = small_config()
+    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with Session(engine) as s:
+        if s.get(Run, "r") is None:
+            s.add(Run(id="r", profile="cpu", budget_device_seconds=1, seed=0, config_json="{}"))
+            s.commit()
+            for ep in ("e1", "e2"):
+                s.add(Episode(id=ep, run_id="r", index=0, clip_path="x", variant=0, seed=0))
+            s.commit()
+    return ToolCaller(
+        engine, build_toolkit(cfg.tools, cfg.backends), ArtifactStore(tmp_path, engine), PromptBook(prompts_dir)
+    )
+
+
+def ingest_input(clip: Path) -> IngestInput:
+    st = clip.stat()
+    return IngestInput(clip_path=str(clip), clip_size=st.st_size, clip_mtime_ns=st.st_mtime_ns)
+
+
+def test_cache_hit_is_not_charged(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    caller = make_caller(tmp_path, small_config)
+    first = caller.call("ingest", ingest_input(clips[0]), CallSite("r", "e1", "ingest", 0))
+    second = caller.call("ingest", ingest_input(clips[0]), CallSite("r", "e2", "ingest", 0))
+    assert first == second
+    with Session(caller.engine) as s:
+        rows = s.exec(select(ToolCall).order_by(ToolCall.id)).all()
+        charges = s.exec(select(Charge)).all()
+    assert len(rows) == 2 and rows[1].reused_call_id == rows[0].id and rows[1].device_seconds == 0
+    assert len(charges) == 1 and charges[0].tool_call_id == rows[0].id and charges[0].device_seconds > 0
+
+
+def test_rerun_of_the_same_step_after_a_crash_does_nothing(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    caller = make_caller(tmp_path, small_config)
+    site = CallSite("r", "e1", "ingest", 0)
+    caller.call("ingest", ingest_input(clips[0]), site)
+    caller.call("ingest", ingest_input(clips[0]), site)
+    with Session(caller.engine) as s:
+        assert len(s.exec(select(ToolCall)).all()) == 1 and len(s.exec(select(Charge)).all()) == 1
+
+
+def test_deleted_artifact_is_recomputed_not_reused(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    caller = make_caller(tmp_path, small_config)
+    out = caller.call("ingest", ingest_input(clips[0]), CallSite("r", "e1", "ingest", 0))
+    caller.io.path(out.clip).unlink()
+    again = caller.call("ingest", ingest_input(clips[0]), CallSite("r", "e2", "ingest", 0))
+    assert caller.io.path(again.clip).is_file()
+    with Session(caller.engine) as s:
+        assert len(s.exec(select(Charge)).all()) == 2  # the work really ran twice
+
+
+def test_template_edit_changes_the_key(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    caller = make_caller(tmp_path, small_config)
+    tool = caller.toolkit["caption_clip"]
+    inp = tool.Input(clip="0" * 64 + ".mp4")
+    before = caller.call_key(tool, inp)
+    override = tmp_path / "prompts"
+    override.mkdir()
+    (override / "caption_clip.j2").write_text("Describe it. {{ num_frames }} {{ fps }}")
+    assert make_caller(tmp_path, small_config, override).call_key(tool, inp) != before
+
+
+def test_bad_input_is_recorded_with_the_file_name(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    caller = make_caller(tmp_path, small_config)
+    bogus = tmp_path / "bogus.mp4"
+    bogus.write_text("nope")
+    try:
+        caller.call("ingest", ingest_input(bogus), CallSite("r", "e1", "ingest", 0))
+    except Exception as err:  # noqa: BLE001
+        assert "bogus.mp4" in str(err) and getattr(err, "kind", None) == "bad_input"
+    else:
+        raise AssertionError("a text file was ingested as a video")
+    with Session(caller.engine) as s:
+        row = s.exec(select(ToolCall)).one()
+    assert row.error_kind == "bad_input" and "bogus.mp4" in (row.error_detail or "")

@@ -1,0 +1,46 @@
+"""The layering in DESIGN.md holds: agent -> tools -> models, leaves import nothing of ours."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("agent", "tools", "models", "prompts", "store")
+
+
+def test_import_contracts_hold() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_module_is_longer_than_400_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, long
+
+
+def test_cpu_profile_never_imports_torch() -> None:
+    code = (
+        "import sys; from agent.config import load_config; from tools import build_toolkit; "
+        "c = load_config('cpu'); build_toolkit(c.tools, c.backends); import main; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_prompt_strings_in_code() -> None:
+    offenders = [
+        str(p)
+        for pkg in ("agent", "tools", "models")
+        for p in (ROOT / pkg).rglob("*.py")
+        if '"""You are' in p.read_text() or "'You are" in p.read_text()
+    ]
+    assert not offenders
