@@ -71,6 +71,7 @@ def run(
         str | None, typer.Option(help="OpenAI-compatible endpoint for the planner.", envvar="OPENAI_BASE_URL")
     ] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Fetch hub ids named in backends.")] = False,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", help="Log every tool call.")] = False,
 ) -> None:
@@ -135,16 +136,17 @@ def run(
         return
     try:
         factory = Factory(cfg, run_id)
-    except (ConfigError, RunError, OSError, ValueError) as err:
-        raise fail(str(err)) from err
-    unit = "CPU" if cfg.profile == "cpu" else "GPU"
+    except (ConfigError, RunError, OSError, ValueError, ImportError) as err:
+        hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
+        raise fail(f"{err}{hint}") from err
+    unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
     console.print(
         f"[bold]Ditto agent[/] run [cyan]{factory.run.id}[/] profile [cyan]{cfg.profile}[/] "
         f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{cfg.out}[/]"
     )
     console.print(backend_table(factory))
-    if cfg.profile == "cpu":
-        console.print("[dim]cpu profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
+    if unit == "CPU":
+        console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
     total = cfg.episodes_per_clip * len(_clips_or_fail(cfg))
     columns = (
         TextColumn("[progress.description]{task.description}"),

@@ -31,6 +31,7 @@ class RunConfig(BaseModel, extra="forbid"):
     out: Path = Path("out")
     db_url: str | None = None  # None: SQLite in `out`
     prompts_dir: Path | None = None  # templates here override the built-ins, file by file
+    allow_download: bool = False  # hub ids in backend paths are fetched only when the user says so
     metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

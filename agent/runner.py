@@ -121,7 +121,9 @@ class Factory:
         self.prompts = PromptBook(cfg.prompts_dir)
         self.run = open_run(self.engine, cfg, run_id)
         self.dataset_dir = cfg.out / "dataset"
-        self.caller = ToolCaller(self.engine, build_toolkit(cfg.tools, cfg.backends), self.io, self.prompts)
+        self.caller = ToolCaller(
+            self.engine, build_toolkit(cfg.tools, cfg.backends, cfg.allow_download), self.io, self.prompts
+        )
         self.context = RunContext(
             run_id=self.run.id,
             config=cfg,

@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from models.checkpoints import resolve_checkpoint
+from models.pool import ModelPool
+
 BACKENDS: dict[str, dict[str, str]] = {
     "captioner": {
         "metric": "models.cpu.metric_captioner:MetricCaptioner",
@@ -46,6 +49,9 @@ BACKENDS: dict[str, dict[str, str]] = {
 }
 
 
+INJECTED = ("self", "pool")  # constructor arguments the registry supplies, never config
+
+
 class BackendConfigError(ValueError):
     """A backend spec names an unknown kind or gives options the backend does not take."""
 
@@ -63,7 +69,7 @@ def options_model(cls: type) -> type[BaseModel]:
     hints = typing.get_type_hints(cls.__init__)
     fields: dict[str, Any] = {}
     for pname, param in inspect.signature(cls.__init__).parameters.items():
-        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        if pname in INJECTED or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (hints.get(pname, Any), default)
@@ -83,5 +89,12 @@ def validate_backend(step: str, spec: dict[str, Any]) -> dict[str, Any]:
         raise BackendConfigError(problems) from err
 
 
-def build_backend(step: str, spec: dict[str, Any]) -> Any:
-    return backend_class(step, spec["kind"])(**validate_backend(step, spec))
+def build_backend(step: str, spec: dict[str, Any], pool: ModelPool, allow_download: bool = False) -> Any:
+    """The backend, with its checkpoint resolved first (a missing one fails here, naming step and path)."""
+    cls = backend_class(step, spec["kind"])
+    options = validate_backend(step, spec)
+    if "path" in options:
+        options["path"] = resolve_checkpoint(step, options["path"], allow_download)
+    if "pool" in inspect.signature(cls.__init__).parameters:
+        options["pool"] = pool
+    return cls(**options)

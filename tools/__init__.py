@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from models.registry import build_backend, validate_backend
+from models.pool import ModelPool
+from models.registry import build_backend as build_registered_backend
+from models.registry import validate_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip
 from tools.edit_keyframe import EditKeyframe
@@ -50,9 +52,13 @@ def _resources(spec: BackendSpec) -> Resources:
     return Resources(devices=int(spec.get("devices", 1)))
 
 
-def build_toolkit(tools: ToolsConfig, backends: BackendsConfig) -> dict[str, Tool]:
+def build_toolkit(tools: ToolsConfig, backends: BackendsConfig, allow_download: bool = False) -> dict[str, Tool]:
     """Every tool with its backend loaded once; the models stay resident for the whole run."""
-    b = backends
+    b, pool = backends, ModelPool()
+
+    def build_backend(step: str, spec: BackendSpec) -> Any:
+        return build_registered_backend(step, spec, pool, allow_download)
+
     toolkit: list[Tool] = [
         Ingest(tools.ingest),
         CaptionClip(build_backend("captioner", b.captioner), _resources(b.captioner)),

@@ -1,0 +1,41 @@
+"""Small conversions between our uint8 [T,H,W,3] clips and what the model libraries take."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"dtype {name!r} is not one of {', '.join(dtypes)}")
+    return dtypes[name]
+
+
+def resample(frames: np.ndarray, count: int) -> np.ndarray:
+    """`count` frames spread evenly over the clip (nearest neighbour in time)."""
+    idx = np.linspace(0, len(frames) - 1, num=count).round().astype(int)
+    return frames[idx]
+
+
+def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float [0,1] model output to uint8."""
+    return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def to_pil(frames: np.ndarray) -> list[Image.Image]:
+    return [Image.fromarray(f) for f in frames]
+
+
+def wan_frame_count(frames: int) -> int:
+    """Wan's VAE compresses time 4x: clips must be 4k+1 frames long."""
+    return max(1, (frames - 1) // 4) * 4 + 1

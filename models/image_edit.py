@@ -1,0 +1,101 @@
+"""Key-frame editors through diffusers (Ditto step 3): QwenImageEditPipeline, or FluxKontextPipeline."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.frames import resize, to_uint8, torch_dtype
+
+
+def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool) -> Any:
+    import diffusers
+
+    pipe = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=torch_dtype(dtype))
+    if cpu_offload:
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class QwenImageEditor:
+    def __init__(
+        self,
+        path: str,
+        device: str = "cuda",
+        dtype: str = "bfloat16",
+        steps: int = 50,
+        true_cfg_scale: float = 4.0,
+        negative_prompt: str = " ",
+        target_area: int = 1024 * 1024,
+        cpu_offload: bool = False,
+    ) -> None:
+        self.pipe = _load("QwenImageEditPipeline", path, device, dtype, cpu_offload)
+        self.steps, self.true_cfg_scale, self.negative_prompt = steps, true_cfg_scale, negative_prompt
+        self.target_area = target_area  # the pipeline works at ~1 megapixel; tiny models need far less
+        self.lock = threading.Lock()
+        self.spec_id = f"qwen-image-edit:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{true_cfg_scale}"
+
+    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray:
+        import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
+
+        original = qwen_edit.calculate_dimensions
+
+        def at_target_area(_area: int, ratio: float) -> tuple[int, int, None]:
+            return original(self.target_area, ratio)
+
+        # The pipeline fixes its working size at 1024*1024 pixels inside __call__; target_area makes it
+        # configurable (the lock keeps the patch to this call).
+        with self.lock, mock.patch.object(qwen_edit, "calculate_dimensions", at_target_area), torch.inference_mode():
+            out = self.pipe(
+                image=Image.fromarray(image),
+                prompt=instruction,
+                negative_prompt=self.negative_prompt,
+                true_cfg_scale=self.true_cfg_scale,
+                num_inference_steps=self.steps,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+            ).images[0]
+        return resize(to_uint8(np.asarray(out))[None], image.shape[1], image.shape[0])[0]
+
+
+class FluxKontextEditor:
+    def __init__(
+        self,
+        path: str,
+        device: str = "cuda",
+        dtype: str = "bfloat16",
+        steps: int = 28,
+        guidance_scale: float = 2.5,
+        max_side: int = 1024,
+        cpu_offload: bool = False,
+    ) -> None:
+        self.pipe = _load("FluxKontextPipeline", path, device, dtype, cpu_offload)
+        self.steps, self.guidance_scale, self.max_side = steps, guidance_scale, max_side
+        self.lock = threading.Lock()
+        self.spec_id = f"flux-kontext:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{guidance_scale}"
+
+    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray:
+        h, w = image.shape[:2]
+        scale = self.max_side / max(h, w)
+        height, width = max(16, round(h * scale / 16) * 16), max(16, round(w * scale / 16) * 16)
+        with self.lock, torch.inference_mode():
+            out = self.pipe(
+                image=Image.fromarray(image),
+                prompt=instruction,
+                height=height,
+                width=width,
+                guidance_scale=self.guidance_scale,
+                num_inference_steps=self.steps,
+                _auto_resize=False,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+            ).images[0]
+        return resize(to_uint8(np.asarray(out))[None], w, h)[0]

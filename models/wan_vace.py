@@ -1,0 +1,97 @@
+"""Propagation with diffusers' WanVACEPipeline: the edited key frame is the reference image, the depth
+video is the control, the target description is the prompt (Ditto step 5). A distillation LoRA
+(e.g. CausVid) can be loaded and fused for few-step sampling."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.frames import resample, resize, to_pil, to_uint8, torch_dtype, wan_frame_count
+
+
+def load_wan_pipeline(
+    cls_name: str, path: str, device: str, dtype: str, flow_shift: float | None, cpu_offload: bool
+) -> Any:
+    import diffusers
+
+    pipe = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=torch_dtype(dtype))
+    pipe.vae.to(torch.float32)  # Wan's VAE is unstable in half precision
+    if flow_shift is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(
+            pipe.scheduler.config, shift=flow_shift, flow_shift=flow_shift
+        )
+    if cpu_offload:
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class WanVacePropagator:
+    def __init__(
+        self,
+        path: str,
+        device: str = "cuda",
+        dtype: str = "bfloat16",
+        steps: int = 4,
+        guidance_scale: float = 1.2,
+        flow_shift: float | None = 2.0,
+        height: int = 480,
+        width: int = 832,
+        num_frames: int = 81,
+        negative_prompt: str = "",
+        lora_path: str | None = None,
+        lora_scale: float = 1.0,
+        cpu_offload: bool = False,
+    ) -> None:
+        self.pipe = load_wan_pipeline("WanVACEPipeline", path, device, dtype, flow_shift, cpu_offload)
+        if lora_path:
+            self.pipe.load_lora_weights(lora_path, adapter_name="distill")
+            self.pipe.fuse_lora(lora_scale=lora_scale)
+            self.pipe.unload_lora_weights()  # the weights stay fused; the adapter bookkeeping goes
+        self.device, self.steps, self.guidance_scale = device, steps, guidance_scale
+        self.height, self.width, self.num_frames = height, width, wan_frame_count(num_frames)
+        self.negative_prompt = negative_prompt
+        self.lock = threading.Lock()
+        name = path.rstrip("/").split("/")[-1]
+        lora = f"+lora:{lora_path.rstrip('/').split('/')[-1]}" if lora_path else ""
+        self.spec_id = f"wan-vace:{name}{lora}:{steps}steps:cfg{guidance_scale}:shift{flow_shift}"
+
+    def propagate(
+        self,
+        source: np.ndarray,
+        edited_keyframe: np.ndarray,
+        keyframe_index: int,
+        depth: np.ndarray | None,
+        prompt: str,
+        seed: int,
+    ) -> np.ndarray:
+        if depth is None:
+            raise ValueError("WanVACE propagation needs a depth video: configure backends.depth")
+        control = np.repeat(to_uint8(resample(depth, self.num_frames))[..., None], 3, axis=-1)
+        control = resize(control, self.width, self.height)
+        reference = Image.fromarray(resize(edited_keyframe[None], self.width, self.height)[0])
+        mask = [Image.new("L", (self.width, self.height), 255)] * self.num_frames  # generate every pixel
+        with self.lock, torch.inference_mode():
+            frames = self.pipe(
+                video=to_pil(control),
+                mask=mask,
+                reference_images=[reference],
+                prompt=prompt,
+                negative_prompt=self.negative_prompt,
+                height=self.height,
+                width=self.width,
+                num_frames=self.num_frames,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+            ).frames[0]
+        out = to_uint8(np.asarray(frames))
+        return resize(resample(out, len(source)), source.shape[2], source.shape[1])
