@@ -14,6 +14,7 @@ from tools import BackendsConfig, ToolsConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 SECONDS_PER_DAY = 86_400
+WHOLE_TABLES = ("keyframe_pass", "video_pass")
 
 
 class ConfigError(ValueError):
@@ -47,9 +48,15 @@ class RunConfig(BaseModel, extra="forbid"):
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Override wins key by key. Replaced whole, not merged: a backend spec naming another kind, and the
+    judges' threshold tables (a threshold left out of an override is meant to be gone)."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        old = merged.get(key)
+        same_kind = (
+            isinstance(value, dict) and isinstance(old, dict) and value.get("kind", old.get("kind")) == old.get("kind")
+        )
+        if same_kind and key not in WHOLE_TABLES:
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value

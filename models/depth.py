@@ -32,4 +32,6 @@ class DepthAnythingEstimator:
             maps.append(depth[:, 0].cpu().numpy())
         clip = np.concatenate(maps)
         lo, hi = np.percentile(clip, NORMALISE_PERCENTILES)
-        return np.clip((clip - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+        if hi <= lo:  # a flat prediction carries no layout
+            return np.zeros_like(clip, dtype=np.float32)
+        return np.clip((clip - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)

@@ -16,7 +16,7 @@ from models.frames import resize, to_uint8, torch_dtype
 def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool) -> Any:
     import diffusers
 
-    pipe = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=torch_dtype(dtype))
+    pipe = getattr(diffusers, cls_name).from_pretrained(path, dtype=torch_dtype(dtype))
     if cpu_offload:
         pipe.enable_model_cpu_offload()
     else:

@@ -19,7 +19,7 @@ def load_wan_pipeline(
 ) -> Any:
     import diffusers
 
-    pipe = getattr(diffusers, cls_name).from_pretrained(path, torch_dtype=torch_dtype(dtype))
+    pipe = getattr(diffusers, cls_name).from_pretrained(path, dtype=torch_dtype(dtype))
     pipe.vae.to(torch.float32)  # Wan's VAE is unstable in half precision
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(

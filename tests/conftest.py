@@ -80,3 +80,11 @@ def bad_clips_dir(tmp_path: Path, clips: list[Path]) -> Path:
     write_test_video(d / "one_frame.mp4", moving_frames(1))
     write_test_video(d / "huge.mp4", moving_frames(3, h=800, w=1280))
     return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny checkpoints are built once per test session, in a temporary folder."""
+    path = tmp_path_factory.mktemp("tiny-models")
+    os.environ["DITTO_TINY_DIR"] = str(path)
+    return path
