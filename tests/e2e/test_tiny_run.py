@@ -31,8 +31,9 @@ def test_tiny_profile_runs_two_clips_to_a_decision(tmp_path: Path, clips: list[P
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"episodes_per_clip": 1, "policy": {"max_attempts": 1}}))
     out = tmp_path / "out"
-    result = run("--profile", "tiny", "--config", str(config), "--out", str(out), "--source-dir",
-                 str(two_clips(tmp_path, clips)))
+    result = run(
+        "--profile", "tiny", "--config", str(config), "--out", str(out), "--source-dir", str(two_clips(tmp_path, clips))
+    )
     assert result.exit_code == 0, result.output
     assert "qwen-image-edit:qwen_image_edit" in result.output and "wan-vace:wan_vace" in result.output
     db = sqlite3.connect(out / "ditto.db")
@@ -44,18 +45,23 @@ def test_tiny_profile_runs_two_clips_to_a_decision(tmp_path: Path, clips: list[P
 
 def test_tiny_generators_reach_commit_with_metric_judges(tmp_path: Path, clips: list[Path]) -> None:
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({
-        "episodes_per_clip": 1,
-        "backends": {"keyframe_judge": {"kind": "metric"}, "video_judge": {"kind": "metric"}},
-        "policy": {"max_attempts": 1, "keyframe_pass": {}, "video_pass": {}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "episodes_per_clip": 1,
+                "backends": {"keyframe_judge": {"kind": "metric"}, "video_judge": {"kind": "metric"}},
+                "policy": {"max_attempts": 1, "keyframe_pass": {}, "video_pass": {}},
+            }
+        )
+    )
     out = tmp_path / "out"
-    result = run("--profile", "tiny", "--config", str(config), "--out", str(out), "--source-dir",
-                 str(two_clips(tmp_path, clips)))
+    result = run(
+        "--profile", "tiny", "--config", str(config), "--out", str(out), "--source-dir", str(two_clips(tmp_path, clips))
+    )
     assert result.exit_code == 0, result.output
     db = sqlite3.connect(out / "ditto.db")
     assert db.execute("select count(*) from sample").fetchone()[0] == 2
-    tools = {t for t, in db.execute("select distinct tool from toolcall where error_kind is null")}
+    tools = {t for (t,) in db.execute("select distinct tool from toolcall where error_kind is null")}
     assert {"caption_clip", "edit_keyframe", "estimate_depth", "propagate", "enhance_temporal"} <= tools
     assert all((p / "depth.mp4").is_file() for p in (out / "dataset").iterdir() if p.is_dir())
 

@@ -37,7 +37,11 @@ def test_good_answer_is_validated_and_prompts_reach_the_server(monkeypatch: pyte
     assert "A rabbit in a meadow." in body["messages"][1]["content"]
     assert "Make it night." in body["messages"][1]["content"]  # the avoid list reaches the LLM
     assert {k.lower(): v for k, v in server.requests[0]["headers"].items()}["authorization"] == "Bearer sk-secret-123"
-    assert [p.name for p in ctx.rendered] == ["plan_instruction.system.j2", "plan_instruction.user.j2"]
+    assert [p.name for p in ctx.rendered] == [
+        "plan_instruction.system.j2",
+        "plan_instruction.user.j2",
+        "edit_vocabulary.yaml",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -49,8 +49,9 @@ def test_qwen_image_edit_returns_a_frame_of_the_input_size(clip: np.ndarray, poo
 
 
 def test_wan_vace_propagates_to_the_source_frame_count(clip: np.ndarray, pool: ModelPool) -> None:
-    prop = backend("propagator", pool, kind="wan_vace", path="tiny:wan_vace", steps=2, height=32, width=32,
-                   num_frames=9)
+    prop = backend(
+        "propagator", pool, kind="wan_vace", path="tiny:wan_vace", steps=2, height=32, width=32, num_frames=9
+    )
     depth = np.linspace(0, 1, clip[..., 0].size, dtype=np.float32).reshape(clip.shape[:3])
     out = prop.propagate(clip, clip[0], 0, depth, "a rabbit drawn in pencil", seed=1)
     assert out.shape == clip.shape and out.dtype == np.uint8
