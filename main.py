@@ -331,12 +331,23 @@ def prompts_diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")])
 
 
 @app.command("export")
-def export(out: OutOpt = Path("out"), db: DbOpt = None) -> None:
-    """Rewrite dataset/metadata.csv from the store."""
-    from store.dataset import write_metadata_csv
+def export(
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    format: Annotated[str, typer.Option("--format", help="metadata | diffsynth")] = "metadata",  # noqa: A002
+) -> None:
+    """Write the dataset's index from the store: metadata.csv, or DiffSynth-Studio's metadata_vace.csv."""
+    from store.dataset import write_diffsynth_csv, write_metadata_csv
 
-    n = write_metadata_csv(_engine(out, db), out / "dataset")
-    console.print(f"{n} samples listed in {out / 'dataset' / 'metadata.csv'}")
+    writers = {
+        "metadata": (write_metadata_csv, "metadata.csv"),
+        "diffsynth": (write_diffsynth_csv, "metadata_vace.csv"),
+    }
+    if format not in writers:
+        raise fail(f"--format {format!r} is not one of {', '.join(writers)}")
+    write, name = writers[format]
+    n = write(_engine(out, db), out / "dataset")
+    console.print(f"{n} samples listed in {out / 'dataset' / name}")
 
 
 if __name__ == "__main__":

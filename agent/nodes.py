@@ -49,9 +49,14 @@ def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         size, mtime = st.st_size, st.st_mtime_ns
     except OSError:
         size, mtime = -1, -1
-    out = runtime.context.call(
-        "ingest", IngestInput(clip_path=state["clip_path"], clip_size=size, clip_mtime_ns=mtime), state, "ingest"
+    source_dir = runtime.context.config.source_dir
+    inp = IngestInput(
+        clip_path=state["clip_path"],
+        clip_size=size,
+        clip_mtime_ns=mtime,
+        source_root=str(source_dir) if source_dir else None,
     )
+    out = runtime.context.call("ingest", inp, state, "ingest")
     measures = out.model_dump(exclude={"clip", "keyframe", "keyframe_index", "fps"})
     return {
         "attempt": 0,

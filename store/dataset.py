@@ -127,11 +127,34 @@ def metadata_rows(engine: Engine, run_id: str | None = None) -> list[dict[str, s
     return rows
 
 
-def write_metadata_csv(engine: Engine, dataset_dir: Path) -> int:
-    rows = metadata_rows(engine)
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METADATA_COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_bytes(dataset_dir / "metadata.csv", buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode())
     return len(rows)
+
+
+def write_metadata_csv(engine: Engine, dataset_dir: Path) -> int:
+    return _write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, metadata_rows(engine))
+
+
+DIFFSYNTH_COLUMNS = ["video", "vace_video", "vace_reference_image", "prompt"]
+
+
+def write_diffsynth_csv(engine: Engine, dataset_dir: Path) -> int:
+    """metadata_vace.csv for DiffSynth-Studio's Wan VACE training (run it with --dataset_base_path at the
+    dataset folder and --data_file_keys video,vace_video,vace_reference_image): the edited clip is the
+    target, the source clip the VACE context video, the edited key frame the reference, the instruction
+    the prompt."""
+    rows = [
+        {
+            "video": r["edited_path"],
+            "vace_video": r["source_path"],
+            "vace_reference_image": r["edited_keyframe_path"],
+            "prompt": r["instruction"],
+        }
+        for r in metadata_rows(engine)
+    ]
+    return _write_csv(dataset_dir / "metadata_vace.csv", DIFFSYNTH_COLUMNS, rows)

@@ -25,6 +25,7 @@ class IngestInput(BaseModel, frozen=True, extra="forbid"):
     clip_path: str
     clip_size: int  # with the mtime, part of the cache key: a changed file is ingested again
     clip_mtime_ns: int
+    source_root: str | None = None  # the clip must resolve inside it (a symlink may not lead elsewhere)
 
 
 class IngestOutput(BaseModel, frozen=True):
@@ -58,6 +59,12 @@ class Ingest:
         cfg = self.config
         if inp.clip_size < 0:
             raise ToolError("bad_input", f"{inp.clip_path} does not exist or cannot be read", field="clip_path")
+        if inp.source_root is not None:
+            real, root = Path(inp.clip_path).resolve(), Path(inp.source_root).resolve()
+            if not real.is_relative_to(root):
+                raise ToolError(
+                    "bad_input", f"{inp.clip_path} leads to {real}, outside --source-dir {root}", field="clip_path"
+                )
         try:
             clip = ctx.io.decode_source(
                 Path(inp.clip_path), cfg.fps, cfg.num_frames, cfg.max_side, cfg.max_source_pixels

@@ -1,0 +1,138 @@
+"""Fault figures for README's reliability section: kill -9 a cpu run at random moments, resume it each
+time, and compare it with an uninterrupted run of the same seed; feed it every kind of broken clip.
+
+    python -m bench.faults --kills 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_RUN = {
+    "tools": {"ingest": {"num_frames": 17, "fps": 12, "max_side": 128}},
+    "policy": {"min_frames": 9},
+    "episodes_per_clip": 6,
+}
+
+
+def start(out: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--seed",
+            "5",
+            "--concurrency",
+            "2",
+            "--budget-gpu-days",
+            "1",
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def finish(proc: subprocess.Popen[bytes]) -> None:
+    if proc.wait(timeout=600) != 0:
+        raise RuntimeError(f"run failed: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+
+
+def run_with_kills(out: Path, config: Path, kills: int, seed: int = 1) -> int:
+    """Kill at random moments until `kills` kills landed (or the run finished), then let it finish."""
+    rng, landed = random.Random(seed), 0
+    while landed < kills:
+        proc = start(out, config)
+        time.sleep(rng.uniform(1.0, 3.0))  # start-up takes ~1 s: most kills land in the work
+        if proc.poll() is not None:
+            finish(proc)
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        landed += 1
+    finish(start(out, config))
+    return landed
+
+
+@dataclass
+class Comparison:
+    samples_lost: int
+    duplicates: int
+    double_charges: int
+    bad_artifacts: int
+    decisions_differ: int
+
+
+def decisions(out: Path) -> dict[str, tuple[str, str | None]]:
+    db = sqlite3.connect(out / "ditto.db")
+    return {i.split(":")[-1]: (s, r) for i, s, r in db.execute("select id, status, reason from episode")}
+
+
+def compare(out: Path, reference: Path) -> Comparison:
+    db = sqlite3.connect(out / "ditto.db")
+    samples = [r[0] for r in db.execute("select id from sample")]
+    expected = {k for k, (s, _) in decisions(reference).items() if s == "accepted"}
+    got = {s.split("-")[-1] for s in samples}
+    folders = [p for p in (out / "dataset").iterdir() if p.is_dir()]
+    executed = db.execute("select count(*) from toolcall where reused_call_id is null").fetchone()[0]
+    charges = db.execute("select count(*) from charge").fetchone()[0]
+    bad = sum(
+        1
+        for ref, rel in db.execute("select id, relpath from artifact")
+        if (out / "artifacts" / rel).exists()
+        and hashlib.sha256((out / "artifacts" / rel).read_bytes()).hexdigest() != ref.split(".")[0]
+    )
+    mine, theirs = decisions(out), decisions(reference)
+    return Comparison(
+        samples_lost=len(expected - got),
+        duplicates=len(samples) - len(set(samples)) + max(0, len(folders) - len(samples)),
+        double_charges=abs(charges - executed),
+        bad_artifacts=bad,
+        decisions_differ=sum(mine.get(k) != v for k, v in theirs.items()),
+    )
+
+
+def write_config(folder: Path, **extra: object) -> Path:
+    path = folder / "faults.yaml"
+    path.write_text(yaml.safe_dump({**SMALL_RUN, **extra}))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config = write_config(folder)
+        finish(start(folder / "straight", config))
+        landed = run_with_kills(folder / "killed", config, args.kills)
+        result = compare(folder / "killed", folder / "straight")
+    figures = {"kills survived": landed, **vars(result)}
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        sys.stdout.write(f"{name.replace('_', ' '):<{width}}  {value}\n")
+
+
+if __name__ == "__main__":
+    main()
