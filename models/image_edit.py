@@ -75,10 +75,12 @@ class FluxKontextEditor:
         steps: int = 28,
         guidance_scale: float = 2.5,
         max_side: int = 1024,
+        max_sequence_length: int = 512,
         cpu_offload: bool = False,
     ) -> None:
         self.pipe = _load("FluxKontextPipeline", path, device, dtype, cpu_offload)
         self.steps, self.guidance_scale, self.max_side = steps, guidance_scale, max_side
+        self.max_sequence_length = max_sequence_length  # T5 tokens of the instruction
         self.lock = threading.Lock()
         self.spec_id = f"flux-kontext:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{guidance_scale}"
 
@@ -88,13 +90,15 @@ class FluxKontextEditor:
         height, width = max(16, round(h * scale / 16) * 16), max(16, round(w * scale / 16) * 16)
         with self.lock, torch.inference_mode():
             out = self.pipe(
-                image=Image.fromarray(image),
+                image=Image.fromarray(resize(image[None], width, height)[0]),  # condition at the working size
                 prompt=instruction,
                 height=height,
                 width=width,
+                max_area=height * width,  # else the pipeline rescales the output to a megapixel
                 guidance_scale=self.guidance_scale,
                 num_inference_steps=self.steps,
                 _auto_resize=False,
+                max_sequence_length=self.max_sequence_length,
                 generator=torch.Generator("cpu").manual_seed(seed),
                 output_type="np",
             ).images[0]

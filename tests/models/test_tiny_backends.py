@@ -48,6 +48,14 @@ def test_qwen_image_edit_returns_a_frame_of_the_input_size(clip: np.ndarray, poo
     assert np.array_equal(out, editor.edit(clip[0], "make it a pencil sketch", seed=0))  # seeded
 
 
+def test_flux_kontext_returns_a_frame_of_the_input_size(clip: np.ndarray, pool: ModelPool) -> None:
+    editor = backend(
+        "editor", pool, kind="flux_kontext", path="tiny:flux_kontext", steps=2, max_side=32, max_sequence_length=16
+    )
+    out = editor.edit(clip[0], "make it a watercolour", seed=0)
+    assert out.shape == clip[0].shape and out.dtype == np.uint8
+
+
 def test_wan_vace_propagates_to_the_source_frame_count(clip: np.ndarray, pool: ModelPool) -> None:
     prop = backend(
         "propagator", pool, kind="wan_vace", path="tiny:wan_vace", steps=2, height=32, width=32, num_frames=9
