@@ -50,6 +50,16 @@ def artifact_refs(value: Any) -> list[str]:
     return []
 
 
+def row_at(site: CallSite, tool: str):  # type: ignore[no-untyped-def]
+    """The ToolCall row of one call site: (episode, node, attempt, tool) is unique."""
+    return select(ToolCall).where(
+        ToolCall.episode_id == site.episode_id,
+        ToolCall.node == site.node,
+        ToolCall.attempt == site.attempt,
+        ToolCall.tool == tool,
+    )
+
+
 class ToolCaller:
     def __init__(self, engine: Engine, toolkit: dict[str, Tool], io: ArtifactStore, prompts: PromptBook) -> None:
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
@@ -63,14 +73,7 @@ class ToolCaller:
         tool = self.toolkit[tool_name]
         key = self.call_key(tool, inp)
         with Session(self.engine) as s:
-            done = s.exec(
-                select(ToolCall).where(
-                    ToolCall.episode_id == site.episode_id,
-                    ToolCall.node == site.node,
-                    ToolCall.attempt == site.attempt,
-                    ToolCall.tool == tool.name,
-                )
-            ).first()
+            done = s.exec(row_at(site, tool.name)).first()
             if done is not None and done.call_key == key and self._artifacts_present(done):
                 return self._result(tool, done)  # this very step already ran before a crash
             cached = s.exec(
@@ -146,14 +149,7 @@ class ToolCaller:
             reused_call_id=reused.id if reused else None,
         )
         with Session(self.engine, expire_on_commit=False) as s:
-            row = s.exec(
-                select(ToolCall).where(
-                    ToolCall.episode_id == site.episode_id,
-                    ToolCall.node == site.node,
-                    ToolCall.attempt == site.attempt,
-                    ToolCall.tool == tool.name,
-                )
-            ).first()
+            row = s.exec(row_at(site, tool.name)).first()
             if row is None:
                 row = ToolCall(**fields)
                 s.add(row)

@@ -10,19 +10,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.frames import resize, to_uint8, torch_dtype
+from models.frames import resize, to_uint8
+from models.pipelines import load_pipeline, place_pipeline
 
 
 def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool) -> Any:
-    import diffusers
-
-    pipe = getattr(diffusers, cls_name).from_pretrained(path, dtype=torch_dtype(dtype))
-    if cpu_offload:
-        pipe.enable_model_cpu_offload()
-    else:
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return place_pipeline(load_pipeline(cls_name, path, dtype), device, cpu_offload)
 
 
 class QwenImageEditor:

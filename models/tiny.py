@@ -197,24 +197,29 @@ def _wan_text_and_vae():  # type: ignore[no-untyped-def]
     return tokenizer, text_encoder, vae
 
 
+WAN_TINY_TRANSFORMER = {  # shared by the VACE and the plain Wan transformer (the enhancer)
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 32,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 32,
+}
+
+
 def save_wan_vace(path: Path) -> None:
     from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
 
     tokenizer, text_encoder, vae = _wan_text_and_vae()
     torch.manual_seed(0)
     transformer = WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
+        **WAN_TINY_TRANSFORMER,
         num_layers=3,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
         vace_layers=[0, 2],
         vace_in_channels=96,
     )
@@ -233,18 +238,8 @@ def save_wan_v2v(path: Path) -> None:
     tokenizer, text_encoder, vae = _wan_text_and_vae()
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
+        **WAN_TINY_TRANSFORMER,
         num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
     )
     WanVideoToVideoPipeline(
         tokenizer=tokenizer,

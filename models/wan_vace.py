@@ -11,26 +11,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.frames import resample, resize, to_pil, to_uint8, torch_dtype, wan_frame_count
+from models.frames import resample, resize, to_pil, to_uint8, wan_frame_count
+from models.pipelines import load_pipeline, place_pipeline
 
 
 def load_wan_pipeline(
     cls_name: str, path: str, device: str, dtype: str, flow_shift: float | None, cpu_offload: bool
 ) -> Any:
-    import diffusers
-
-    pipe = getattr(diffusers, cls_name).from_pretrained(path, dtype=torch_dtype(dtype))
+    pipe = load_pipeline(cls_name, path, dtype)
     pipe.vae.to(torch.float32)  # Wan's VAE is unstable in half precision
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(
             pipe.scheduler.config, shift=flow_shift, flow_shift=flow_shift
         )
-    if cpu_offload:
-        pipe.enable_model_cpu_offload()
-    else:
-        pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return place_pipeline(pipe, device, cpu_offload)
 
 
 class WanVacePropagator:
