@@ -330,6 +330,24 @@ def prompts_diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")])
     console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
 
 
+@app.command("report")
+def report(
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    run: Annotated[str | None, typer.Option("--run", help="This run (default: the latest).")] = None,
+) -> None:
+    """Write OUT/report.html: every episode with its videos side by side, scores, reasons, decision."""
+    from store.report import write_report
+    from store.traces import latest_run
+
+    engine = _engine(out, db)
+    run_id = run or (latest := latest_run(engine)) and latest.id
+    if not run_id:
+        raise fail(f"no run in {out}")
+    n = write_report(engine, out, run_id, out / "report.html")
+    console.print(f"{n} episodes in {out / 'report.html'}")
+
+
 @app.command("export")
 def export(
     out: OutOpt = Path("out"),

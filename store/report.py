@@ -1,0 +1,53 @@
+"""An HTML page of a run: totals, then every episode with its source and edited videos side by side,
+the judges' scores and reasons, and the decision. Everything a model wrote is escaped."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import Engine
+
+from store.dataset import atomic_write_bytes
+from store.traces import episode_trace, list_episodes, run_totals
+
+TEMPLATES = Path(__file__).parent / "templates"
+LAST_OUTPUT = {
+    "source": ("ingest", "clip"),
+    "edited": ("enhance_temporal", "enhanced_video"),
+    "keyframe": ("edit_keyframe", "edited_keyframe"),
+}
+
+
+def _episode_view(engine: Engine, episode_id: str, out: Path, page_dir: Path) -> dict[str, Any]:
+    trace = episode_trace(engine, episode_id)
+    assert trace is not None
+    e = trace.episode
+    view: dict[str, Any] = {
+        "id": e.id,
+        "status": e.status,
+        "reason": e.reason,
+        "detail": e.detail,
+        "clip": Path(e.clip_path).name,
+        "verdicts": [],
+        "instruction": None,
+    }
+    outputs = {c.tool: json.loads(c.output_json) for c in trace.calls if c.output_json}
+    for name, (tool, field) in LAST_OUTPUT.items():
+        ref = outputs.get(tool, {}).get(field)
+        view[name] = os.path.relpath(out / "artifacts" / ref[:2] / ref, page_dir) if ref else None
+    view["instruction"] = outputs.get("plan_instruction", {}).get("instruction")
+    for event in trace.events:
+        view["verdicts"] += json.loads(event.update_json).get("verdicts", []) if event.update_json != "null" else []
+    return view
+
+
+def write_report(engine: Engine, out: Path, run_id: str, path: Path, limit: int = 500) -> int:
+    episodes = [_episode_view(engine, e.id, out, path.parent) for e in list_episodes(engine, run_id, limit=limit)]
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("report.html.j2").render(totals=run_totals(engine, run_id), episodes=episodes)
+    atomic_write_bytes(path, html.encode())
+    return len(episodes)
