@@ -43,10 +43,12 @@ def clips() -> list[Path]:
     return found
 
 
-def write_test_video(path: Path, frames: np.ndarray, fps: int = 12) -> Path:
+def write_test_video(path: Path, frames: np.ndarray, fps: int = 12, codec: str = "libx264") -> Path:
+    """H.264 by default; ffv1 (in .mkv) takes odd frame sizes, which yuv420p cannot."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
         for f in frames:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         out.mux(stream.encode())
@@ -79,6 +81,15 @@ def bad_clips_dir(tmp_path: Path, clips: list[Path]) -> Path:
         out.start_encoding()
     write_test_video(d / "one_frame.mp4", moving_frames(1))
     write_test_video(d / "huge.mp4", moving_frames(3, h=800, w=1280))
+    noise = np.random.default_rng(0).integers(0, 255, (20, 9, 17, 3), dtype=np.uint8)
+    write_test_video(d / "odd 17x9.mkv", noise, codec="ffv1")
+    write_test_video(d / "one_pixel.mkv", noise[:, :1, :1], codec="ffv1")
+    with av.open(str(d / "audio_only.mp4"), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
     return d
 
 

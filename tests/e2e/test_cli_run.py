@@ -142,9 +142,11 @@ def test_bad_clips_are_rejected_by_name_and_the_run_goes_on(tmp_path: Path, bad_
         for p, s, r, d in db.execute("select clip_path, status, reason, detail from episode where variant=0")
     }
     assert rows["good clip.mp4"][0] == "accepted"
-    for name in ("truncated.mp4", "not_a_video.mp4", "zero_frames.mp4", "huge.mp4"):
+    for name in ("truncated.mp4", "not_a_video.mp4", "zero_frames.mp4", "huge.mp4", "one_pixel.mkv", "audio_only.mp4"):
         status, reason, detail = rows[name]
         assert status == "discarded" and reason == "bad_input@ingest", (name, reason)
         assert name in detail, detail
     assert "max_source_pixels" in rows["huge.mp4"][2]
+    assert "too small" in rows["one_pixel.mkv"][2] and "no video stream" in rows["audio_only.mp4"][2]
+    assert rows["odd 17x9.mkv"][1] != "bad_input@ingest"  # odd sizes decode (to even ones) and go on
     assert rows["one_frame.mp4"][:2] == ("discarded", "too_short")
