@@ -125,24 +125,25 @@ def edit_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str
     return {"edited_keyframe": out.edited_keyframe}
 
 
-def _verdict(stage: str, attempt: int, verdict: Any) -> dict[str, Any]:
-    return {"stage": stage, "attempt": attempt, **verdict.model_dump()}
+def _judge(
+    state: EpisodeState, runtime: Runtime[RunContext], node: str, stage: str, source: str, edited: str
+) -> dict[str, Any]:
+    """Both judges: score the edit against the source and append the verdict (stage, attempt, scores)."""
+    edit = state["edit"]
+    verdict = runtime.context.call(
+        node,
+        JudgeInput(
+            source=source, edited=edited, instruction=edit["instruction"], target_description=edit["target_description"]
+        ),
+        state,
+        node,
+    )
+    return {"verdicts": [{"stage": stage, "attempt": state.get("attempt", 0), **verdict.model_dump()}]}
 
 
 @records_failure
 def judge_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    verdict = runtime.context.call(
-        "judge_keyframe",
-        JudgeInput(
-            source=state["keyframe"],
-            edited=state["edited_keyframe"],
-            instruction=state["edit"]["instruction"],
-            target_description=state["edit"]["target_description"],
-        ),
-        state,
-        "judge_keyframe",
-    )
-    return {"verdicts": [_verdict("keyframe", state.get("attempt", 0), verdict)]}
+    return _judge(state, runtime, "judge_keyframe", "keyframe", state["keyframe"], state["edited_keyframe"])
 
 
 @records_failure
@@ -184,18 +185,7 @@ def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[
 
 @records_failure
 def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    verdict = runtime.context.call(
-        "judge_video",
-        JudgeInput(
-            source=state["clip"],
-            edited=state["enhanced_video"],
-            instruction=state["edit"]["instruction"],
-            target_description=state["edit"]["target_description"],
-        ),
-        state,
-        "judge_video",
-    )
-    return {"verdicts": [_verdict("video", state.get("attempt", 0), verdict)]}
+    return _judge(state, runtime, "judge_video", "video", state["clip"], state["enhanced_video"])
 
 
 def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:

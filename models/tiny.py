@@ -212,10 +212,22 @@ WAN_TINY_TRANSFORMER = {  # shared by the VACE and the plain Wan transformer (th
 }
 
 
-def save_wan_vace(path: Path) -> None:
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
+def _save_wan(path: Path, pipeline_cls: type, transformer: torch.nn.Module) -> None:
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     tokenizer, text_encoder, vae = _wan_text_and_vae()
+    pipeline_cls(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    ).save_pretrained(path)
+
+
+def save_wan_vace(path: Path) -> None:
+    from diffusers import WanVACEPipeline, WanVACETransformer3DModel
+
     torch.manual_seed(0)
     transformer = WanVACETransformer3DModel(
         **WAN_TINY_TRANSFORMER,
@@ -223,31 +235,18 @@ def save_wan_vace(path: Path) -> None:
         vace_layers=[0, 2],
         vace_in_channels=96,
     )
-    WanVACEPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-    ).save_pretrained(path)
+    _save_wan(path, WanVACEPipeline, transformer)
 
 
 def save_wan_v2v(path: Path) -> None:
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanTransformer3DModel, WanVideoToVideoPipeline
+    from diffusers import WanTransformer3DModel, WanVideoToVideoPipeline
 
-    tokenizer, text_encoder, vae = _wan_text_and_vae()
     torch.manual_seed(0)
     transformer = WanTransformer3DModel(
         **WAN_TINY_TRANSFORMER,
         num_layers=2,
     )
-    WanVideoToVideoPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-    ).save_pretrained(path)
+    _save_wan(path, WanVideoToVideoPipeline, transformer)
 
 
 def save_depth_anything(path: Path) -> None:
