@@ -38,6 +38,9 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
+TINY_T5 = {"d_model": 32, "d_kv": 8, "d_ff": 32, "num_layers": 2, "num_heads": 4}  # Wan's UMT5, Flux's T5
+
+
 def default_root() -> Path:
     return Path(os.environ.get("DITTO_TINY_DIR", Path.home() / ".cache" / "ditto-agent" / "tiny"))
 
@@ -180,17 +183,7 @@ def _wan_text_and_vae():  # type: ignore[no-untyped-def]
 
     tokenizer = t5_tokenizer()
     torch.manual_seed(0)
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=32,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-        )
-    )
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), **TINY_T5, relative_attention_num_buckets=8))
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
@@ -318,7 +311,7 @@ def save_flux_kontext(path: Path) -> None:
             pad_token_id=1,
         )
     )
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=32, num_layers=2, num_heads=4))
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), **TINY_T5))
     vae = AutoencoderKL(
         sample_size=32,
         in_channels=3,
