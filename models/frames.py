@@ -27,6 +27,11 @@ def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
 
 
+def match_clip(frames: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A model's output brought back to the frame count and size of the clip it was made for."""
+    return resize(resample(frames, len(like)), like.shape[2], like.shape[1])
+
+
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """Float [0,1] model output to uint8."""
     return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import torch
 
-from models.frames import resample, resize, to_pil, to_uint8, wan_frame_count
+from models.frames import match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
 from models.wan_vace import load_wan_pipeline
 
 
@@ -49,4 +49,4 @@ class WanVideoEnhancer:
                 output_type="np",
             ).frames[0]
         out = to_uint8(np.asarray(out))
-        return resize(resample(out, len(video)), video.shape[2], video.shape[1])
+        return match_clip(out, video)

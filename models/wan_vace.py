@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.frames import resample, resize, to_pil, to_uint8, wan_frame_count
+from models.frames import match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
 from models.pipelines import load_pipeline, place_pipeline
 
 
@@ -88,4 +88,4 @@ class WanVacePropagator:
                 output_type="np",
             ).frames[0]
         out = to_uint8(np.asarray(frames))
-        return resize(resample(out, len(source)), source.shape[2], source.shape[1])
+        return match_clip(out, source)
