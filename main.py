@@ -72,16 +72,17 @@ def run(
     ] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Fetch hub ids named in backends.")] = False,
+    train_every: Annotated[
+        int | None, typer.Option(help="Train Editto after every N newly accepted samples (off by default).")
+    ] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", help="Log every tool call.")] = False,
 ) -> None:
     """Run the factory (the default command)."""
     if ctx.invoked_subcommand is not None:
         return
-    from agent.config import ConfigError, RunConfig, llm_planner_override, load_config
+    from agent.config import ConfigError, llm_planner_override
     from agent.runner import Factory, RunError
-    from store.engine import open_engine
-    from store.traces import latest_run
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     flags: dict[str, Any] = {
@@ -99,36 +100,10 @@ def run(
     }
     flags["out"] = out
     flags.update(llm_planner_override(llm_base_url, llm_model))
-    run_id = resume
+    if train_every is not None:
+        flags["training"] = {"every": train_every}
     try:
-        stored = None
-        db_path = out / "ditto.db"
-        if not new_run and (resume or db or db_path.is_file()):
-            engine = open_engine(db or f"sqlite:///{db_path.resolve()}")
-            from sqlmodel import Session
-
-            from store.tables import Run
-
-            with Session(engine) as s:
-                stored = s.get(Run, resume) if resume else latest_run(engine)
-            if resume and stored is None:
-                raise fail(f"no run {resume!r} in {db or db_path}")
-            run_id = stored.id if stored else None
-        if stored is not None:  # resuming: the stored config, with only the flags given now on top
-            from agent.config import deep_merge
-
-            data = deep_merge(
-                json.loads(stored.config_json),
-                json.loads(
-                    RunConfig.model_construct(**{k: v for k, v in flags.items() if k != "backends"}).model_dump_json(
-                        include=set(flags)
-                    )
-                ),
-            )
-            data = deep_merge(data, {"backends": flags["backends"]} if "backends" in flags else {})
-            cfg = RunConfig.model_validate(data)
-        else:
-            cfg = load_config(profile, config, flags)
+        cfg, run_id = resolve_config(out, db, None if new_run else resume, new_run, profile, config, flags)
     except ConfigError as err:
         raise fail(str(err)) from err
     if print_config:
@@ -172,9 +147,43 @@ def run(
 
         result = factory.execute(on_progress)
     console.print(summary_table(result, unit))
+    from store.training import training_runs
+
+    if rounds := training_runs(factory.engine, factory.run.id):
+        console.print(training_table(rounds))
     if result.status == "interrupted":
         console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
         raise typer.Exit(130)
+
+
+def resolve_config(out, db, run_id, new_run, profile, config, flags):  # type: ignore[no-untyped-def]
+    """(config, run id): a run in --out continues with its stored config and only the flags given now on
+    top; a new run gets profile < config file < flags."""
+    from pydantic import ValidationError
+    from sqlmodel import Session
+
+    from agent.config import ConfigError, RunConfig, deep_merge, load_config
+    from store.engine import open_engine
+    from store.tables import Run
+    from store.traces import latest_run
+
+    stored = None
+    db_path = out / "ditto.db"
+    if not new_run and (run_id or db or db_path.is_file()):
+        engine = open_engine(db or f"sqlite:///{db_path.resolve()}")
+        with Session(engine) as s:
+            stored = s.get(Run, run_id) if run_id else latest_run(engine)
+        if run_id and stored is None:
+            raise fail(f"no run {run_id!r} in {db or db_path}")
+    if stored is None:
+        return load_config(profile, config, flags), None
+    tables = {k: flags.pop(k) for k in ("backends", "training") if k in flags}
+    plain = RunConfig.model_construct(**flags).model_dump_json(include=set(flags))
+    data = deep_merge(deep_merge(json.loads(stored.config_json), json.loads(plain)), tables)
+    try:
+        return RunConfig.model_validate(data), stored.id
+    except (ValidationError, ValueError) as err:
+        raise ConfigError(f"run {stored.id}: {err}") from err
 
 
 def _clips_or_fail(cfg):  # type: ignore[no-untyped-def]
@@ -218,6 +227,53 @@ def summary_table(result, unit: str) -> Table:  # type: ignore[no-untyped-def]
     return table
 
 
+def training_table(rounds) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title="Editto training", show_header=True, header_style="bold")
+    for col in ("round", "status", "steps", "trained on", "loss", "ref. drop"):
+        table.add_column(col, overflow="fold")
+    table.add_column("held-out judge scores", min_width=30)
+    for r in rounds:
+        card = json.loads(r.card_json or "{}")
+        scores = "\n".join(f"{k} {v:g}" for k, v in json.loads(r.eval_scores_json or "{}").items())
+        table.add_row(
+            r.id.rsplit(":", 1)[-1],
+            f"[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
+            f"+{r.steps} = {card.get('step', '?')}",
+            str(len(json.loads(r.train_samples_json))),
+            f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
+            f"{card['reference_drop_probability']:.2f}" if "reference_drop_probability" in card else "",
+            scores or (r.error or ""),
+        )
+    if finished := [r for r in rounds if r.checkpoint_dir]:
+        table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}"
+    return table
+
+
+@app.command("train")
+def train(
+    run: Annotated[str | None, typer.Option("--run", help="Train on this run's samples (default: the latest).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the run's training.steps).")] = None,
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Fetch hub ids named in backends.")] = False,
+) -> None:
+    """Train Editto once on a run's accepted samples, from its last checkpoint, and evaluate it on held-out ones."""
+    from agent.config import ConfigError
+    from agent.training import TrainingError, train_by_hand
+
+    flags: dict[str, Any] = {"out": out, "allow_download": allow_download, **({"db_url": db} if db else {})}
+    try:
+        cfg, run_id = resolve_config(out, db, run, False, None, None, flags)
+        if run_id is None:
+            raise fail(f"no run in {db or out / 'ditto.db'}")
+        done = train_by_hand(cfg, run_id, steps)
+    except (ConfigError, TrainingError, OSError, ValueError, ImportError) as err:
+        raise fail(str(err)) from err
+    console.print(training_table([done]))
+    if done.status != "finished":
+        raise typer.Exit(1)
+
+
 @app.command("traces")
 def traces(
     out: OutOpt = Path("out"),
@@ -229,8 +285,10 @@ def traces(
 ) -> None:
     """List episodes with their decision and reason."""
     from store.traces import list_episodes
+    from store.training import training_runs
 
-    rows = list_episodes(_engine(out, db), run, status, reason, limit)
+    engine = _engine(out, db)
+    rows = list_episodes(engine, run, status, reason, limit)
     table = Table(show_header=True, header_style="bold")
     for col in ("episode", "clip", "status", "reason"):
         table.add_column(col, overflow="fold")
@@ -239,44 +297,69 @@ def traces(
         table.add_row(e.id, Path(e.clip_path).name, f"[{colour}]{e.status}[/]", e.reason or "")
     console.print(table)
     console.print(f"{len(rows)} episodes")
+    if rounds := training_runs(engine, run):
+        console.print(training_table(rounds))
 
 
-@app.command("trace")
-def trace(
-    episode_id: Annotated[str, typer.Argument(help="An episode id from `traces`.")],
-    out: OutOpt = Path("out"),
-    db: DbOpt = None,
-    prompts: Annotated[bool, typer.Option("--prompts/--no-prompts", help="Print rendered prompts in full.")] = True,
-) -> None:
-    """Show one episode: its path through the graph, every tool call, prompts, verdicts and the decision."""
-    from store.traces import episode_trace
-
-    tr = episode_trace(_engine(out, db), episode_id)
-    if tr is None:
-        raise fail(f"no episode {episode_id!r}")
-    e = tr.episode
-    console.rule(f"episode {e.id}")
-    console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}")
-    console.print("path: " + " -> ".join(ev.node for ev in tr.events))
-    for call in tr.calls:
+def print_calls(calls, prompts: bool) -> None:  # type: ignore[no-untyped-def]
+    for call in calls:
         head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
         cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
         console.print(f"\n{head}  ({cost})")
-        console.print(f"  input:  {call.input_json}")
+        console.print(f"  input:  {call.input_json}", markup=False)
         if call.output_json:
-            console.print(f"  output: {call.output_json}")
+            console.print(f"  output: {call.output_json}", markup=False)
         if call.error_kind:
-            console.print(f"  [red]error {call.error_kind}[/]: {call.error_detail}")
+            console.print(f"  error {call.error_kind}: {call.error_detail}", style="red", markup=False)
         for p in json.loads(call.prompts_json):
             console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
             if prompts:
                 console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
+
+
+def print_training_trace(engine, training_id: str, prompts: bool) -> None:  # type: ignore[no-untyped-def]
+    from store.training import evaluations, training_calls, training_runs
+
+    rounds = [r for r in training_runs(engine) if r.id == training_id]
+    if not rounds:
+        raise fail(f"no episode or training round {training_id!r}")
+    console.print(training_table(rounds))
+    print_calls(training_calls(engine, training_id), prompts)
+    for ev in evaluations(engine, training_id):
+        console.print(f"\n[bold]held-out {ev.sample_id}[/]", markup=True)
+        if ev.error:
+            console.print(f"  error: {ev.error}", style="red", markup=False)
+        reasons = json.loads(ev.reasons_json or "{}")
+        for k, v in json.loads(ev.scores_json or "{}").items():
+            console.print(f"  {k}: {v}  {reasons.get(k, '')}", markup=False)
+
+
+@app.command("trace")
+def trace(
+    episode_id: Annotated[str, typer.Argument(help="An episode or training-round id from `traces`.")],
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    prompts: Annotated[bool, typer.Option("--prompts/--no-prompts", help="Print rendered prompts in full.")] = True,
+) -> None:
+    """Show one episode (its path through the graph, every tool call, prompts, verdicts and the decision),
+    or one training round (its calls, checkpoint and held-out scores)."""
+    from store.traces import episode_trace
+
+    engine = _engine(out, db)
+    tr = episode_trace(engine, episode_id)
+    if tr is None:
+        return print_training_trace(engine, episode_id, prompts)
+    e = tr.episode
+    console.rule(f"episode {e.id}")
+    console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}")
+    console.print("path: " + " -> ".join(ev.node for ev in tr.events))
+    print_calls(tr.calls, prompts)
     for ev in tr.events:
         update = json.loads(ev.update_json) or {}
         for verdict in update.get("verdicts", []):
             console.print(f"\n[bold]{verdict['stage']} verdict[/] (attempt {verdict['attempt']}, {verdict['judge']})")
             for k, v in verdict["scores"].items():
-                console.print(f"  {k}: {v}  {verdict['reasons'].get(k, '')}")
+                console.print(f"  {k}: {v}  {verdict['reasons'].get(k, '')}", markup=False)
     colour = {"accepted": "green", "discarded": "red"}.get(e.status, "yellow")
     console.print(f"\ndecision: [{colour}]{e.status}[/] {e.reason or ''}")
     if e.detail:

@@ -30,10 +30,13 @@ DETERMINISTIC_ERRORS = ("bad_input",)  # reusable from the cache; every other fa
 
 @dataclass(frozen=True)
 class CallSite:
+    """Where a call happens: a node of an episode, or a step of a training round (training_id)."""
+
     run_id: str
-    episode_id: str
+    episode_id: str | None
     node: str
     attempt: int
+    training_id: str | None = None
 
 
 def canonical_json(value: Any) -> str:
@@ -51,9 +54,10 @@ def artifact_refs(value: Any) -> list[str]:
 
 
 def row_at(site: CallSite, tool: str):  # type: ignore[no-untyped-def]
-    """The ToolCall row of one call site: (episode, node, attempt, tool) is unique."""
+    """The ToolCall row of one call site: (episode or training round, node, attempt, tool) is unique."""
     return select(ToolCall).where(
         ToolCall.episode_id == site.episode_id,
+        ToolCall.training_id == site.training_id,
         ToolCall.node == site.node,
         ToolCall.attempt == site.attempt,
         ToolCall.tool == tool,
@@ -128,6 +132,7 @@ class ToolCaller:
         fields = dict(
             call_key=key,
             episode_id=site.episode_id,
+            training_id=site.training_id,
             node=site.node,
             attempt=site.attempt,
             tool=tool.name,
@@ -169,7 +174,7 @@ class ToolCaller:
             "tool call",
             extra={
                 "tool": tool.name,
-                "episode": site.episode_id,
+                "episode": site.episode_id or site.training_id,
                 "node": site.node,
                 "device_seconds": seconds,
                 "error": row.error_kind,

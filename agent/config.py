@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from agent.policy import PolicyConfig
-from tools import BackendsConfig, ToolsConfig
+from agent.policy import PolicyConfig, TrainingConfig
+from tools import BackendsConfig, ToolsConfig, validate_training_backend
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 SECONDS_PER_DAY = 86_400
@@ -35,8 +35,15 @@ class RunConfig(BaseModel, extra="forbid"):
     allow_download: bool = False  # hub ids in backend paths are fetched only when the user says so
     metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     backends: BackendsConfig
+
+    @model_validator(mode="after")
+    def training_has_a_backend(self) -> RunConfig:
+        if self.training.every is not None:
+            validate_training_backend(self.backends)
+        return self
 
     @property
     def budget_device_seconds(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from sqlalchemy.engine import Engine
 
 from agent.calls import CallSite, ToolCaller
 from agent.config import RunConfig
+from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
+from tools import build_toolkit
 
 
 @dataclass(frozen=True)
@@ -29,3 +32,11 @@ class RunContext:
 
     def has_tool(self, tool: str) -> bool:
         return tool in self.caller.toolkit
+
+
+def open_context(cfg: RunConfig, engine: Engine, run_id: str, tools: Iterable[str]) -> RunContext:
+    """The store's handles and the named tools, loaded, for one run."""
+    io = ArtifactStore(cfg.out, engine)
+    toolkit = build_toolkit(cfg.tools, cfg.backends, cfg.allow_download, tools)
+    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir))
+    return RunContext(run_id=run_id, config=cfg, caller=caller, engine=engine, io=io, dataset_dir=cfg.out / "dataset")

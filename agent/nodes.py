@@ -209,6 +209,11 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "seeds": {"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": state.get("attempt", 0)},
         "caption": state.get("caption"),
         "fps": state["fps"],
+        "artifacts": {  # what Editto trains on, by content hash
+            "source": state["clip"],
+            "edited": state["enhanced_video"],
+            "edited_keyframe": state["edited_keyframe"],
+        },
         **lineage,
     }
     commit_sample(ctx.engine, ctx.dataset_dir, sample_id, state["episode_id"], ctx.run_id, files, record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Retry = Literal["rewrite_instruction", "reseed", "discard"]
 
@@ -27,6 +27,13 @@ class PolicyConfig(BaseModel, extra="forbid"):
     reseed_on_errors: list[str] = ["oom", "timeout", "tool_failed"]
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
+
+
+class TrainingConfig(BaseModel, extra="forbid"):
+    every: int | None = Field(None, ge=1)  # a round per N newly accepted samples (--train-every); None: by hand
+    steps: int = Field(200, ge=1)  # training steps per round
+    heldout_every: int = Field(5, ge=2)  # every 5th accepted sample (in order of acceptance) is never trained on
+    eval_samples: int = Field(4, ge=0)  # held-out samples judged after each round (the earliest, so rounds compare)
 
 
 def prefilter_reason(ingest: dict[str, Any], cfg: PolicyConfig) -> str | None:
@@ -90,3 +97,16 @@ def judge_feedback(verdict: dict[str, Any], thresholds: dict[str, float]) -> str
 def admit(spent_s: float, projected_episode_s: float, in_flight: int, budget_s: float) -> bool:
     """Start another episode only if the work in flight plus this one still fits the budget."""
     return spent_s + projected_episode_s * (in_flight + 1) <= budget_s and spent_s < budget_s
+
+
+def held_out(position: int, cfg: TrainingConfig) -> bool:
+    """Whether the sample accepted at `position` (0-based) is kept out of training, for evaluation. The
+    first sample is, so evaluation has data from the first round; a held-out sample stays held out."""
+    return position % cfg.heldout_every == 0
+
+
+def should_train(accepted: int, accepted_at_last_round: int, cfg: TrainingConfig) -> bool:
+    """A round of Editto training once `every` samples have been accepted since the last round was planned,
+    if any of them may be trained on."""
+    trainable = sum(not held_out(k, cfg) for k in range(accepted))
+    return cfg.every is not None and trainable > 0 and accepted - accepted_at_last_round >= cfg.every

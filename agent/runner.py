@@ -19,19 +19,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
-from agent import budget, policy
-from agent.calls import ToolCaller, canonical_json
+from agent import budget, policy, training
+from agent.calls import canonical_json
 from agent.config import RunConfig
-from agent.context import RunContext
+from agent.context import open_context
 from agent.graph import build_graph
 from agent.state import EpisodeInput
-from prompts.loader import PromptBook
-from store.artifacts import ArtifactStore
 from store.dataset import discard_episode, write_metadata_csv
 from store.engine import open_engine
-from store.tables import Episode, NodeEvent, Run
+from store.tables import Episode, NodeEvent, Run, TrainingRun
 from store.traces import RunTotals, run_totals
-from tools import build_toolkit
+from store.training import accepted_when_last_trained, training_runs
+from tools import EPISODE_TOOLS, TRAINING_TOOLS
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +116,10 @@ class Factory:
         self.cfg = cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
         self.engine = open_engine(cfg.resolved_db_url)
-        self.io = ArtifactStore(cfg.out, self.engine)
-        self.prompts = PromptBook(cfg.prompts_dir)
         self.run = open_run(self.engine, cfg, run_id)
-        self.dataset_dir = cfg.out / "dataset"
-        self.caller = ToolCaller(
-            self.engine, build_toolkit(cfg.tools, cfg.backends, cfg.allow_download), self.io, self.prompts
-        )
-        self.context = RunContext(
-            run_id=self.run.id,
-            config=cfg,
-            caller=self.caller,
-            engine=self.engine,
-            io=self.io,
-            dataset_dir=self.dataset_dir,
-        )
+        tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
+        self.context = open_context(cfg, self.engine, self.run.id, tools)
+        self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
         conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
         self.checkpointer = SqliteSaver(conn)
         self.graph = build_graph(self.checkpointer)
@@ -183,11 +171,26 @@ class Factory:
             row = s.get(Episode, episode_id)
             return row is not None and row.status != "running"
 
+    def training_due(self) -> bool:
+        """Editto trains when enough samples came in since the last round and budget is left for it."""
+        cfg = self.cfg
+        totals = run_totals(self.engine, self.run.id)
+        return totals.spent_device_seconds < cfg.budget_device_seconds and policy.should_train(
+            totals.accepted, accepted_when_last_trained(self.engine, self.run.id), cfg.training
+        )
+
+    def train_round(self) -> TrainingRun | None:
+        """One round of Editto training, with the device to itself: the caller has drained the episodes."""
+        planned = training.plan_round(self.context, trigger=f"every {self.cfg.training.every} accepted")
+        return training.run_round(self.context, planned) if planned else None
+
     def execute(self, on_progress: ProgressCallback | None = None) -> RunResult:
         cfg = self.cfg
         clips = find_clips(cfg.source_dir)
         if not clips:
             raise RunError(f"no video files (.mp4 .mov .webm .mkv) under {cfg.source_dir}")
+        for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
+            training.run_round(self.context, unfinished)  # a round a crash interrupted, as it was planned
         queue = [e for e in plan_episodes(self.run.id, clips, cfg) if not self.episode_done(e["episode_id"])]
         in_flight: dict[Future[None], EpisodeInput] = {}
         status = "finished"
@@ -195,7 +198,8 @@ class Factory:
         with ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="episode") as pool:
             try:
                 while True:
-                    while queue and len(in_flight) < cfg.concurrency and status == "finished":
+                    train_due = self.training_due()  # admit nothing until the round has run
+                    while queue and len(in_flight) < cfg.concurrency and status == "finished" and not train_due:
                         totals = run_totals(self.engine, self.run.id)
                         if cfg.max_samples is not None and totals.accepted + len(in_flight) >= cfg.max_samples:
                             break
@@ -212,6 +216,8 @@ class Factory:
                     if notify:
                         notify()
                     if not in_flight:
+                        if train_due and self.train_round() is not None:
+                            continue
                         break
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +26,26 @@ class JudgeRequest:
     edited: np.ndarray
     prompt: str  # the rendered rubric; metric judges ignore it
     instruction: str
+
+
+@dataclass(frozen=True)
+class Triplet:
+    """One accepted sample as Editto trains on it."""
+
+    source: np.ndarray  # uint8 [T,H,W,3]: the VACE context video
+    edited: np.ndarray  # uint8 [T,H,W,3]: the target
+    reference: np.ndarray  # uint8 [H,W,3]: the edited key frame
+    instruction: str
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """An Editto checkpoint as two files; `id` names its weights (their sha256), so a backend can tell
+    whether they are the ones it holds."""
+
+    id: str
+    weights: Path  # the trained parameters, safetensors
+    training_state: Path | None  # optimizer, RNG and step; None when only editing with the weights
 
 
 class Captioner(Protocol):
@@ -80,4 +101,19 @@ class Judge(Protocol):
 
     def judge(self, request: JudgeRequest) -> str:
         """The raw answer: a JSON object {"scores": {...}, "reasons": {...}}. The tool validates it."""
+        ...
+
+
+class EdittoModel(Protocol):
+    spec_id: str
+
+    def train(
+        self, triplets: list[Triplet], steps: int, resume: CheckpointFiles | None, save_to: Path
+    ) -> dict[str, Any]:
+        """Train `steps` steps from `resume` (None: from the base model) and write editto.safetensors,
+        training_state.pt and card.json into `save_to`. Returns the card."""
+        ...
+
+    def edit(self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int) -> np.ndarray:
+        """Edit from the instruction alone (no reference frame); same shape as `source`."""
         ...

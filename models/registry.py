@@ -46,6 +46,9 @@ BACKENDS: dict[str, dict[str, str]] = {
         "metric": "models.cpu.metric_judge:MetricVideoJudge",
         "qwen2_5_vl": "models.qwen_vl:QwenVLVideoJudge",
     },
+    "editto": {
+        "wan_vace": "models.editto_trainer:EdittoTrainer",
+    },
 }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -65,6 +67,16 @@ class ArtifactStore:
         fd, name = tempfile.mkstemp(suffix=suffix, dir=self.root, prefix=".tmp-")
         os.close(fd)
         return Path(name)
+
+    @contextmanager
+    def scratch_dir(self) -> Iterator[Path]:
+        """A temporary folder on the store's disk, so finished files move in by rename, not copy."""
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".tmp-") as name:
+            yield Path(name)
+
+    def adopt_file(self, path: Path, kind: str) -> str:
+        """Move a finished file (e.g. a checkpoint written in scratch_dir) into the store."""
+        return self._commit_file(path, path.suffix, kind)
 
     def write_video(self, frames: np.ndarray, fps: float, kind: str = "video") -> str:
         tmp = self._tmp(".mp4")

@@ -47,11 +47,16 @@ class NodeEvent(SQLModel, table=True):
 
 
 class ToolCall(SQLModel, table=True):
-    # One row per (episode, node, attempt, tool): a rerun after a crash finds it and does nothing twice.
-    __table_args__ = (UniqueConstraint("episode_id", "node", "attempt", "tool"),)
+    # One row per call site, (episode or training round, node, attempt, tool): a rerun after a crash finds
+    # it and does nothing twice. A call belongs to an episode or to a training round, never both.
+    __table_args__ = (
+        UniqueConstraint("episode_id", "node", "attempt", "tool"),
+        UniqueConstraint("training_id", "node", "attempt", "tool"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     call_key: str = Field(index=True)  # sha256 of tool, version, backend, input and template hashes
-    episode_id: str = Field(index=True, foreign_key="episode.id")
+    episode_id: str | None = Field(default=None, index=True, foreign_key="episode.id")
+    training_id: str | None = Field(default=None, index=True, foreign_key="trainingrun.id")
     node: str
     attempt: int
     tool: str
@@ -99,3 +104,39 @@ class Sample(SQLModel, table=True):
     dataset_dir: str
     record_json: str
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingRun(SQLModel, table=True):
+    """One round of Editto training on the samples accepted so far, and its held-out evaluation."""
+
+    id: str = Field(primary_key=True)  # '<run id>:train-001'
+    run_id: str = Field(index=True, foreign_key="run.id")
+    index: int
+    trigger: str  # 'every 10 accepted' | 'by hand'
+    status: str = "running"  # running | finished | failed
+    steps: int
+    accepted: int  # samples accepted in the run when the round was planned
+    resume_from: str | None = None  # the TrainingRun whose checkpoint this round continued
+    train_samples_json: str  # sample ids trained on
+    heldout_samples_json: str  # sample ids evaluated, never trained on
+    checkpoint_dir: str | None = None  # relative to --out: editto.safetensors, training_state.pt, card.json
+    weights: str | None = None  # artifact ref of editto.safetensors
+    training_state: str | None = None  # artifact ref of training_state.pt
+    card_json: str | None = None  # steps, samples seen, loss, reference-drop probability
+    eval_scores_json: str | None = None  # mean held-out score per criterion
+    error: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class HeldoutEvaluation(SQLModel, table=True):
+    """Editto's edit of one held-out sample from its instruction alone, and the video judge's verdict."""
+
+    __table_args__ = (UniqueConstraint("training_id", "sample_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    training_id: str = Field(index=True, foreign_key="trainingrun.id")
+    sample_id: str = Field(foreign_key="sample.id")
+    edited_video: str | None = None  # artifact ref
+    scores_json: str | None = None
+    reasons_json: str | None = None
+    error: str | None = None

@@ -3,6 +3,7 @@ that config names (never an if-chain on the profile inside a tool)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -19,6 +20,7 @@ from tools.ingest import Ingest, IngestConfig
 from tools.judge import JudgeConfig, JudgeKeyframe, JudgeVideo
 from tools.plan_instruction import PlanInstruction, PlanInstructionConfig
 from tools.propagate import Propagate
+from tools.train_editto import EditWithEditto, TrainEditto
 
 
 class ToolsConfig(BaseModel, extra="forbid"):
@@ -39,36 +41,79 @@ class BackendsConfig(BaseModel, extra="forbid"):
     enhancer: BackendSpec
     keyframe_judge: BackendSpec
     video_judge: BackendSpec
+    # Editto, trained by the agent. Checked only when training is asked for (validate_training_backend):
+    # its class imports torch, which the cpu profile must not load otherwise.
+    editto: BackendSpec | None = None
 
     @field_validator("*")
     @classmethod
     def known_backend(cls, spec: BackendSpec | None, info: Any) -> BackendSpec | None:
-        if spec is not None:
+        if spec is not None and info.field_name != "editto":
             validate_backend(info.field_name, spec)
         return spec
+
+
+def validate_training_backend(backends: BackendsConfig) -> None:
+    """Raises ValueError when training is asked for without a usable backends.editto."""
+    if backends.editto is None:
+        raise ValueError("training Editto needs backends.editto (the profiles define one; see README)")
+    try:
+        validate_backend("editto", backends.editto)
+    except ImportError as err:
+        raise ValueError(f"training Editto needs the models extra (pip install -e '.[models]'): {err}") from err
 
 
 def _resources(spec: BackendSpec) -> Resources:
     return Resources(devices=int(spec.get("devices", 1)))
 
 
-def build_toolkit(tools: ToolsConfig, backends: BackendsConfig, allow_download: bool = False) -> dict[str, Tool]:
-    """Every tool with its backend loaded once; the models stay resident for the whole run."""
-    b, pool = backends, ModelPool()
+EPISODE_TOOLS = (
+    "ingest",
+    "caption_clip",
+    "plan_instruction",
+    "edit_keyframe",
+    "judge_keyframe",
+    "estimate_depth",
+    "propagate",
+    "enhance_temporal",
+    "judge_video",
+)
+TRAINING_TOOLS = ("train_editto", "edit_with_editto", "judge_video")  # a training round and its evaluation
 
-    def build_backend(step: str, spec: BackendSpec) -> Any:
+
+def build_toolkit(
+    tools: ToolsConfig, backends: BackendsConfig, allow_download: bool = False, wanted: Iterable[str] = EPISODE_TOOLS
+) -> dict[str, Tool]:
+    """The wanted tools, each with its backend loaded once; the models stay resident for the whole run.
+    estimate_depth is left out when no depth backend is configured."""
+    b, pool, wanted = backends, ModelPool(), set(wanted)
+
+    def backend(step: str, spec: BackendSpec) -> Any:
         return build_registered_backend(step, spec, pool, allow_download)
 
-    toolkit: list[Tool] = [
-        Ingest(tools.ingest),
-        CaptionClip(build_backend("captioner", b.captioner), _resources(b.captioner)),
-        PlanInstruction(build_backend("planner", b.planner), tools.plan_instruction, _resources(b.planner)),
-        EditKeyframe(build_backend("editor", b.editor), _resources(b.editor)),
-        JudgeKeyframe(build_backend("keyframe_judge", b.keyframe_judge), tools.judge, _resources(b.keyframe_judge)),
-        Propagate(build_backend("propagator", b.propagator), _resources(b.propagator)),
-        EnhanceTemporal(build_backend("enhancer", b.enhancer), _resources(b.enhancer)),
-        JudgeVideo(build_backend("video_judge", b.video_judge), tools.judge, _resources(b.video_judge)),
-    ]
+    def editto() -> Any:
+        validate_training_backend(b)
+        assert b.editto is not None
+        return pool.get(("editto",), lambda: backend("editto", b.editto))  # one model for both Editto tools
+
+    builders: dict[str, Callable[[], Tool]] = {
+        "ingest": lambda: Ingest(tools.ingest),
+        "caption_clip": lambda: CaptionClip(backend("captioner", b.captioner), _resources(b.captioner)),
+        "plan_instruction": lambda: PlanInstruction(
+            backend("planner", b.planner), tools.plan_instruction, _resources(b.planner)
+        ),
+        "edit_keyframe": lambda: EditKeyframe(backend("editor", b.editor), _resources(b.editor)),
+        "judge_keyframe": lambda: JudgeKeyframe(
+            backend("keyframe_judge", b.keyframe_judge), tools.judge, _resources(b.keyframe_judge)
+        ),
+        "propagate": lambda: Propagate(backend("propagator", b.propagator), _resources(b.propagator)),
+        "enhance_temporal": lambda: EnhanceTemporal(backend("enhancer", b.enhancer), _resources(b.enhancer)),
+        "judge_video": lambda: JudgeVideo(
+            backend("video_judge", b.video_judge), tools.judge, _resources(b.video_judge)
+        ),
+        "train_editto": lambda: TrainEditto(editto(), _resources(b.editto or {})),
+        "edit_with_editto": lambda: EditWithEditto(editto(), _resources(b.editto or {})),
+    }
     if b.depth is not None:
-        toolkit.append(EstimateDepth(build_backend("depth", b.depth), _resources(b.depth)))
-    return {tool.name: tool for tool in toolkit}
+        builders["estimate_depth"] = lambda: EstimateDepth(backend("depth", b.depth), _resources(b.depth))
+    return {name: build() for name, build in builders.items() if name in wanted}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -57,6 +58,8 @@ class ArtifactIO(Protocol):
     def read_image(self, ref: ArtifactRef) -> np.ndarray: ...
     def write_array(self, array: np.ndarray, kind: str = "array") -> ArtifactRef: ...
     def read_array(self, ref: ArtifactRef) -> np.ndarray: ...
+    def scratch_dir(self) -> AbstractContextManager[Path]: ...
+    def adopt_file(self, path: Path, kind: str) -> ArtifactRef: ...
 
 
 @dataclass

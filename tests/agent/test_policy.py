@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import pytest
 
+from agent.config import ConfigError, load_config
 from agent.policy import (
     PolicyConfig,
+    TrainingConfig,
     admit,
     after_failure,
     discard_reason,
     failing_criteria,
+    held_out,
     prefilter_reason,
     retry_or_discard,
+    should_train,
 )
 
 CFG = PolicyConfig(
@@ -97,3 +101,28 @@ def test_discard_reason_names_the_failing_criteria() -> None:
     assert reason == "video_judge:edit_strength" and "CIELAB change is 1.0" in detail
     failure = {"failure": {"node": "propagate", "kind": "oom", "field": None, "detail": "CUDA out of memory"}}
     assert discard_reason(failure, PolicyConfig()) == ("oom@propagate", "CUDA out of memory")
+
+
+def test_training_starts_every_n_newly_accepted_samples() -> None:
+    cfg = TrainingConfig(every=3, heldout_every=2)
+    due = [should_train(accepted, 0, cfg) for accepted in range(6)]
+    assert due == [False, False, False, True, True, True]
+    assert not should_train(5, 3, cfg) and should_train(6, 3, cfg)  # counted from the last round
+    assert should_train(9, 3, cfg)  # several finished at once: one round, over all of them
+    assert not should_train(10, 0, TrainingConfig(every=None))  # off unless asked
+    # the first sample is held out: with one accepted sample there is nothing to train on yet
+    assert not should_train(1, 0, TrainingConfig(every=1)) and should_train(2, 0, TrainingConfig(every=1))
+
+
+def test_held_out_samples_stay_held_out_as_data_grows() -> None:
+    cfg = TrainingConfig(heldout_every=4)
+    assert [k for k in range(10) if held_out(k, cfg)] == [0, 4, 8]
+
+
+def test_training_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match="training.every"):
+        load_config("cpu", None, {"training": {"every": 0}})
+    with pytest.raises(ConfigError, match="training.heldout_every"):
+        load_config("cpu", None, {"training": {"heldout_every": 1}})
+    with pytest.raises(ConfigError, match="backends.editto"):
+        load_config("cpu", None, {"training": {"every": 2}, "backends": {"editto": None}})

@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.tiny, pytest.mark.slow]
 
 import torch  # noqa: E402
 
-from models.editto_trainer import Curriculum, EdittoTrainer, Triplet  # noqa: E402
+from models.editto_trainer import TRAINING_STATE, WEIGHTS, Curriculum, EdittoTrainer, sha256_file  # noqa: E402
+from models.protocols import CheckpointFiles, Triplet  # noqa: E402
 from models.tiny import materialize  # noqa: E402
 
 
@@ -26,7 +27,9 @@ def trainer(**kw: object) -> EdittoTrainer:
         "height": 32,
         "width": 32,
         "num_frames": 9,
-        "curriculum": Curriculum(0, 20),
+        "curriculum_end": 20,
+        "edit_steps": 2,
+        "guidance_scale": 1.0,
         **kw,
     }
     return EdittoTrainer(str(materialize("wan_vace")), **args)  # type: ignore[arg-type]
@@ -71,7 +74,46 @@ def test_checkpoint_resumes_bit_exactly(tmp_path: Path, triplets: list[Triplet])
     card = json.loads((tmp_path / "ckpt" / "card.json").read_text())
     assert card["step"] == 3 and card["reference_drop_probability"] == pytest.approx(0.15)
     resumed = trainer(seed=99)  # the checkpoint's RNG state wins over the seed
-    resumed.load(tmp_path / "ckpt")
+    resumed.restore(files(tmp_path / "ckpt"))
     assert [resumed.train_step(triplets[i % 2]) for i in range(3, 6)] == losses[3:]
     for name, param in resumed.trained.items():
         assert torch.equal(param, straight.trained[name])
+
+
+def files(folder: Path) -> CheckpointFiles:
+    return CheckpointFiles(sha256_file(folder / WEIGHTS), folder / WEIGHTS, folder / TRAINING_STATE)
+
+
+def test_rounds_continue_from_a_checkpoint_and_base_means_base(tmp_path: Path, triplets: list[Triplet]) -> None:
+    t = trainer(seed=5)
+    card = t.train(triplets, 4, None, tmp_path / "r1")
+    assert card["step"] == 4 and card["mean_loss"] > 0
+    card = t.train(triplets, 3, files(tmp_path / "r1"), tmp_path / "r2")  # held in memory: no reload
+    assert card["step"] == 7 and card["samples_seen"] == 7
+    fresh = trainer(seed=5)
+    fresh.train(triplets, 3, files(tmp_path / "r1"), tmp_path / "r2b")  # another process: loads r1
+    assert sha256_file(tmp_path / "r2b" / WEIGHTS) == sha256_file(tmp_path / "r2" / WEIGHTS)
+    t.train(triplets, 4, None, tmp_path / "again")  # from the base model: the same as the first round
+    assert sha256_file(tmp_path / "again" / WEIGHTS) == sha256_file(tmp_path / "r1" / WEIGHTS)
+
+
+def test_edit_from_the_instruction_alone_uses_the_checkpoint(tmp_path: Path, triplets: list[Triplet]) -> None:
+    t = trainer(seed=1, lr=5e-2)
+    source = triplets[0].source[:7, :20, :24]  # any size and length: Editto fits its output back to it
+    before = t.edit(source, "invert the colours", CheckpointFiles("base", Path("unused"), None), seed=0)
+    t.train(triplets, 3, None, tmp_path / "r1")
+    after = t.edit(source, "invert the colours", files(tmp_path / "r1"), seed=0)
+    assert before.shape == after.shape == source.shape and before.dtype == np.uint8
+    assert not np.array_equal(before, after)
+    other = trainer(seed=1, lr=5e-2)  # a fresh process loads the weights named by the checkpoint
+    assert np.array_equal(other.edit(source, "invert the colours", files(tmp_path / "r1"), seed=0), after)
+
+
+def test_lora_option_trains_only_adapters(triplets: list[Triplet]) -> None:
+    t = trainer(lora_rank=4)
+    base = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters() if "lora_" not in n}
+    assert t.trained and all(".lora_A." in n or ".lora_B." in n for n in t.trained)
+    for step in range(3):
+        t.train_step(triplets[step % 2])
+    assert all(torch.equal(p, base[n]) for n, p in t.pipe.transformer.named_parameters() if n in base)
+    assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in t.trained.items() if ".lora_B." in n)

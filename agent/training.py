@@ -1,0 +1,160 @@
+"""A training round of Editto (Ditto step 8), a run-level step the supervisor starts every N accepted
+samples or a user starts by hand: train on the accepted samples through call() (cached, traced, charged),
+then let the checkpoint edit held-out samples from the instruction alone and have the video judge score
+them. A round killed halfway resumes as planned and charges nothing twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from agent import policy
+from agent.calls import CallSite
+from agent.config import RunConfig
+from agent.context import RunContext, open_context
+from store.engine import open_engine
+from store.tables import Run, Sample, TrainingRun
+from store.training import (
+    RoundOutcome,
+    accepted_samples,
+    finish_training_run,
+    open_training_run,
+    publish_checkpoint,
+    record_evaluation,
+    samples_by_id,
+)
+from tools import TRAINING_TOOLS
+from tools.base import ToolError
+from tools.judge import JudgeInput
+from tools.train_editto import EdittoCheckpoint, EditWithEdittoInput, TrainEdittoInput, TrainingExample
+
+log = logging.getLogger(__name__)
+
+
+def training_example(sample: Sample) -> TrainingExample:
+    record = json.loads(sample.record_json)
+    refs = record["artifacts"]
+    return TrainingExample(
+        sample_id=sample.id,
+        source=refs["source"],
+        edited=refs["edited"],
+        reference=refs["edited_keyframe"],
+        instruction=record["instruction"],
+    )
+
+
+def plan_round(ctx: RunContext, trigger: str, steps: int | None = None) -> TrainingRun | None:
+    """The round to run now: one a crash left running, or a new one over the samples accepted so far.
+    None when there is nothing to train on yet."""
+    cfg = ctx.config.training
+    samples = accepted_samples(ctx.engine, ctx.run_id)
+    train = [s.id for k, s in enumerate(samples) if not policy.held_out(k, cfg)]
+    heldout = [s.id for k, s in enumerate(samples) if policy.held_out(k, cfg)]
+    if not train:
+        log.warning("no sample to train on yet (the first of every %d is held out)", cfg.heldout_every)
+        return None
+    return open_training_run(
+        ctx.engine, ctx.run_id, trigger, steps or cfg.steps, len(samples), train, heldout[: cfg.eval_samples]
+    )
+
+
+def _checkpoint_of(engine: Engine, training_id: str | None) -> EdittoCheckpoint | None:
+    if training_id is None:
+        return None
+    with Session(engine) as s:
+        row = s.get(TrainingRun, training_id)
+    assert row is not None and row.weights and row.training_state
+    return EdittoCheckpoint(weights=row.weights, training_state=row.training_state)
+
+
+def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
+    """Train, publish the checkpoint, evaluate on the held-out samples. A failed training step fails the
+    round (recorded); a failed evaluation of one sample is recorded on that sample."""
+    site = CallSite(ctx.run_id, None, "train_editto", 0, training_id=round_.id)
+    examples = tuple(training_example(s) for s in samples_by_id(ctx.engine, json.loads(round_.train_samples_json)))
+    try:
+        trained = ctx.caller.call(
+            "train_editto",
+            TrainEdittoInput(
+                examples=examples, steps=round_.steps, resume_from=_checkpoint_of(ctx.engine, round_.resume_from)
+            ),
+            site,
+        )
+    except ToolError as err:
+        log.warning("training round %s failed: %s", round_.id, err)
+        return finish_training_run(ctx.engine, round_.id, RoundOutcome("failed", error=str(err)))
+    checkpoint = trained.checkpoint
+    folder = publish_checkpoint(
+        ctx.config.out,
+        round_.id,
+        ctx.io.path(checkpoint.weights),
+        ctx.io.path(checkpoint.training_state),
+        {**trained.card, "training_run": round_.id, "trained_on": len(examples)},
+    )
+    for sample in samples_by_id(ctx.engine, json.loads(round_.heldout_samples_json)):
+        evaluate_heldout(ctx, round_.id, checkpoint, sample)
+    return finish_training_run(
+        ctx.engine,
+        round_.id,
+        RoundOutcome(
+            "finished",
+            weights=checkpoint.weights,
+            training_state=checkpoint.training_state,
+            card=trained.card,
+            checkpoint_dir=str(folder.relative_to(ctx.config.out)),
+        ),
+    )
+
+
+def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckpoint, sample: Sample) -> None:
+    """Editto edits the sample's source from its instruction alone; the video judge scores the result
+    against the same instruction and target description as the accepted sample."""
+    record = json.loads(sample.record_json)
+    site = CallSite(ctx.run_id, None, f"evaluate {sample.id}", 0, training_id=training_id)
+    edited: str | None = None
+    try:
+        edited = ctx.caller.call(
+            "edit_with_editto",
+            EditWithEdittoInput(
+                checkpoint=checkpoint,
+                clip=record["artifacts"]["source"],
+                instruction=record["instruction"],
+                seed=record["seeds"]["seed"],
+            ),
+            site,
+        ).edited_video
+        verdict = ctx.caller.call(
+            "judge_video",
+            JudgeInput(
+                source=record["artifacts"]["source"],
+                edited=edited,
+                instruction=record["instruction"],
+                target_description=record["target_description"],
+            ),
+            site,
+        )
+    except ToolError as err:
+        record_evaluation(ctx.engine, training_id, sample.id, edited, None, str(err))
+        return
+    record_evaluation(ctx.engine, training_id, sample.id, edited, verdict.model_dump(), None)
+
+
+class TrainingError(Exception):
+    """A training round cannot start: no such run, or no accepted sample to train on."""
+
+
+def train_by_hand(cfg: RunConfig, run_id: str, steps: int | None) -> TrainingRun:
+    """`python main.py train`: one round on the run's accepted samples, charged to the run's ledger. A round
+    a crash left unfinished is finished first, as it was planned."""
+    engine = open_engine(cfg.resolved_db_url)
+    with Session(engine) as s:
+        if s.get(Run, run_id) is None:
+            raise TrainingError(f"no run {run_id!r} in {cfg.resolved_db_url}")
+    ctx = open_context(cfg, engine, run_id, TRAINING_TOOLS)
+    planned = plan_round(ctx, "by hand", steps)
+    if planned is None:
+        raise TrainingError(f"run {run_id} has no accepted sample to train on (the first is held out)")
+    return run_round(ctx, planned)

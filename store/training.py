@@ -1,0 +1,155 @@
+"""The record of Editto training: rounds, their held-out evaluations, and each round's checkpoint folder
+(out/editto/<round>/: editto.safetensors, training_state.pt, card.json), hard-linked from the artifacts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from store.dataset import atomic_write_bytes, place_file
+from store.tables import HeldoutEvaluation, Sample, ToolCall, TrainingRun, utcnow
+
+
+def accepted_samples(engine: Engine, run_id: str) -> list[Sample]:
+    """In order of acceptance, so that a sample's place (and whether it is held out) never changes."""
+    with Session(engine) as s:
+        return list(
+            s.exec(select(Sample).where(Sample.run_id == run_id).order_by(col(Sample.created_at), col(Sample.id))).all()
+        )
+
+
+def samples_by_id(engine: Engine, ids: list[str]) -> list[Sample]:
+    with Session(engine) as s:
+        found = {x.id: x for x in s.exec(select(Sample).where(col(Sample.id).in_(ids))).all()}
+    return [found[i] for i in ids if i in found]
+
+
+def training_runs(engine: Engine, run_id: str | None = None) -> list[TrainingRun]:
+    query = select(TrainingRun).order_by(col(TrainingRun.run_id), col(TrainingRun.index))
+    if run_id:
+        query = query.where(TrainingRun.run_id == run_id)
+    with Session(engine) as s:
+        return list(s.exec(query).all())
+
+
+def open_training_run(
+    engine: Engine, run_id: str, trigger: str, steps: int, accepted: int, train_ids: list[str], heldout_ids: list[str]
+) -> TrainingRun:
+    """The round left running by a crash, if any (it resumes as it was planned); else a new round that
+    continues from the last finished one."""
+    with Session(engine, expire_on_commit=False) as s:
+        rounds = s.exec(select(TrainingRun).where(TrainingRun.run_id == run_id).order_by(col(TrainingRun.index))).all()
+        for r in rounds:
+            if r.status == "running":
+                return r
+        finished = [r for r in rounds if r.status == "finished"]
+        index = len(rounds) + 1
+        row = TrainingRun(
+            id=f"{run_id}:train-{index:03d}",
+            run_id=run_id,
+            index=index,
+            trigger=trigger,
+            steps=steps,
+            accepted=accepted,
+            resume_from=finished[-1].id if finished else None,
+            train_samples_json=json.dumps(train_ids),
+            heldout_samples_json=json.dumps(heldout_ids),
+        )
+        s.add(row)
+        s.commit()
+        return row
+
+
+def accepted_when_last_trained(engine: Engine, run_id: str) -> int:
+    """How many samples the last round (finished or not) was planned on; 0 before any round."""
+    with Session(engine) as s:
+        last = s.exec(
+            select(TrainingRun).where(TrainingRun.run_id == run_id).order_by(col(TrainingRun.index).desc())
+        ).first()
+    return last.accepted if last else 0
+
+
+def record_evaluation(
+    engine: Engine,
+    training_id: str,
+    sample_id: str,
+    edited_video: str | None,
+    verdict: dict[str, Any] | None,
+    error: str | None,
+) -> None:
+    with Session(engine) as s:
+        row = s.exec(
+            select(HeldoutEvaluation).where(
+                HeldoutEvaluation.training_id == training_id, HeldoutEvaluation.sample_id == sample_id
+            )
+        ).first() or HeldoutEvaluation(training_id=training_id, sample_id=sample_id)
+        row.edited_video, row.error = edited_video, error
+        row.scores_json = json.dumps(verdict["scores"]) if verdict else None
+        row.reasons_json = json.dumps(verdict["reasons"]) if verdict else None
+        s.add(row)
+        s.commit()
+
+
+def evaluations(engine: Engine, training_id: str) -> list[HeldoutEvaluation]:
+    with Session(engine) as s:
+        return list(
+            s.exec(
+                select(HeldoutEvaluation)
+                .where(HeldoutEvaluation.training_id == training_id)
+                .order_by(col(HeldoutEvaluation.id))
+            ).all()
+        )
+
+
+def mean_scores(engine: Engine, training_id: str) -> dict[str, float]:
+    per_criterion: dict[str, list[float]] = {}
+    for ev in evaluations(engine, training_id):
+        for name, score in json.loads(ev.scores_json or "{}").items():
+            per_criterion.setdefault(name, []).append(score)
+    return {name: round(sum(v) / len(v), 4) for name, v in sorted(per_criterion.items())}
+
+
+def publish_checkpoint(out: Path, training_id: str, weights: Path, training_state: Path, card: dict[str, Any]) -> Path:
+    """The round's checkpoint as a folder a user can load or hand to another trainer."""
+    folder = out / "editto" / training_id.replace(":", "-")
+    place_file(weights, folder / "editto.safetensors")
+    place_file(training_state, folder / "training_state.pt")
+    atomic_write_bytes(folder / "card.json", json.dumps(card, indent=2, sort_keys=True).encode())
+    return folder
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    status: str  # finished | failed
+    weights: str | None = None
+    training_state: str | None = None
+    card: dict[str, Any] | None = None
+    checkpoint_dir: str | None = None
+    error: str | None = None
+
+
+def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome) -> TrainingRun:
+    scores = mean_scores(engine, training_id) if outcome.status == "finished" else None
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(TrainingRun, training_id)
+        assert row is not None
+        row.status, row.error, row.checkpoint_dir = outcome.status, outcome.error, outcome.checkpoint_dir
+        row.weights, row.training_state = outcome.weights, outcome.training_state
+        row.card_json = json.dumps(outcome.card) if outcome.card is not None else None
+        row.eval_scores_json = json.dumps(scores) if scores is not None else None
+        row.finished_at = utcnow()
+        s.add(row)
+        s.commit()
+        return row
+
+
+def training_calls(engine: Engine, training_id: str) -> list[ToolCall]:
+    with Session(engine) as s:
+        return list(
+            s.exec(select(ToolCall).where(ToolCall.training_id == training_id).order_by(col(ToolCall.id))).all()
+        )

@@ -1,0 +1,111 @@
+"""Ditto step 8: Editto, the instruction-only video editor, trained on accepted samples (train_editto), and
+its edit of a clip from the instruction alone, which the held-out evaluation judges (edit_with_editto).
+Both tools share one resident model, so an evaluation right after training loads nothing."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from models.protocols import CheckpointFiles, EdittoModel, Triplet
+from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+
+CHECKPOINT_FILES = ("editto.safetensors", "training_state.pt", "card.json")
+
+
+class EdittoCheckpoint(BaseModel, frozen=True):
+    weights: ArtifactRef  # editto.safetensors
+    training_state: ArtifactRef  # training_state.pt: optimizer, RNG and step
+
+    def files(self, ctx: ToolContext, with_state: bool = True) -> CheckpointFiles:
+        return CheckpointFiles(
+            id=self.weights.split(".")[0],
+            weights=ctx.io.path(self.weights),
+            training_state=ctx.io.path(self.training_state) if with_state else None,
+        )
+
+
+class TrainingExample(BaseModel, frozen=True, extra="forbid"):
+    sample_id: str
+    source: ArtifactRef
+    edited: ArtifactRef
+    reference: ArtifactRef  # the edited key frame
+    instruction: str
+
+
+class TrainEdittoInput(BaseModel, frozen=True, extra="forbid"):
+    examples: tuple[TrainingExample, ...]
+    steps: int
+    resume_from: EdittoCheckpoint | None  # None: from the base model
+
+
+class TrainEdittoOutput(BaseModel, frozen=True):
+    checkpoint: EdittoCheckpoint
+    card: dict[str, Any]  # step, samples seen, loss, reference-drop probability
+
+
+class TrainEditto:
+    name: ClassVar[str] = "train_editto"
+    version: ClassVar[str] = "1"
+    templates: ClassVar[tuple[str, ...]] = ()
+    Input, Output = TrainEdittoInput, TrainEdittoOutput
+
+    def __init__(self, model: EdittoModel, resources: Resources) -> None:
+        self.model, self.resources, self.backend_id = model, resources, model.spec_id
+
+    def __call__(self, inp: TrainEdittoInput, ctx: ToolContext) -> TrainEdittoOutput:
+        if not inp.examples:
+            raise ToolError("bad_input", "no accepted samples to train on", field="examples")
+        if inp.steps < 1:
+            raise ToolError("bad_input", f"steps must be at least 1, not {inp.steps}", field="steps")
+        triplets = [
+            Triplet(
+                ctx.io.read_video(e.source)[0],
+                ctx.io.read_video(e.edited)[0],
+                ctx.io.read_image(e.reference),
+                e.instruction,
+            )
+            for e in inp.examples
+        ]
+        resume = inp.resume_from.files(ctx) if inp.resume_from else None
+        with ctx.io.scratch_dir() as folder:
+            card = self.model.train(triplets, inp.steps, resume, folder)
+            missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+            if missing:
+                raise ToolError("tool_failed", f"the trainer wrote no {', '.join(missing)}", field="checkpoint")
+            checkpoint = EdittoCheckpoint(
+                weights=ctx.io.adopt_file(folder / "editto.safetensors", kind="editto_weights"),
+                training_state=ctx.io.adopt_file(folder / "training_state.pt", kind="editto_training_state"),
+            )
+        return TrainEdittoOutput(checkpoint=checkpoint, card=card)
+
+
+class EditWithEdittoInput(BaseModel, frozen=True, extra="forbid"):
+    checkpoint: EdittoCheckpoint
+    clip: ArtifactRef
+    instruction: str
+    seed: int
+
+
+class EditWithEdittoOutput(BaseModel, frozen=True):
+    edited_video: ArtifactRef
+
+
+class EditWithEditto:
+    name: ClassVar[str] = "edit_with_editto"
+    version: ClassVar[str] = "1"
+    templates: ClassVar[tuple[str, ...]] = ()
+    Input, Output = EditWithEdittoInput, EditWithEdittoOutput
+
+    def __init__(self, model: EdittoModel, resources: Resources) -> None:
+        self.model, self.resources, self.backend_id = model, resources, model.spec_id
+
+    def __call__(self, inp: EditWithEdittoInput, ctx: ToolContext) -> EditWithEdittoOutput:
+        source, fps = ctx.io.read_video(inp.clip)
+        edited = self.model.edit(source, inp.instruction, inp.checkpoint.files(ctx, with_state=False), inp.seed)
+        if edited.shape != source.shape:
+            raise ToolError(
+                "tool_failed", f"Editto returned {edited.shape}, expected {source.shape}", field="edited_video"
+            )
+        return EditWithEdittoOutput(edited_video=ctx.io.write_video(edited, fps, kind="editto_video"))
