@@ -81,6 +81,10 @@ def run(
     """Run the factory (the default command)."""
     if ctx.invoked_subcommand is not None:
         return
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
     from agent.config import ConfigError, llm_planner_override
     from agent.runner import Factory, RunError
 
@@ -111,7 +115,7 @@ def run(
         return
     try:
         factory = Factory(cfg, run_id)
-    except (ConfigError, RunError, OSError, ValueError, ImportError) as err:
+    except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
         hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
         raise fail(f"{err}{hint}") from err
     unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
@@ -145,7 +149,14 @@ def run(
                 ),
             )
 
-        result = factory.execute(on_progress)
+        try:
+            result = factory.execute(on_progress)
+        except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:
+            bar.stop()
+            raise fail(
+                f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
+                f"python main.py --out {cfg.out} --resume {factory.run.id}"
+            ) from err
     console.print(summary_table(result, unit))
     from store.training import training_runs
 

@@ -4,11 +4,14 @@ result and charges nothing twice."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,36 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_REF = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]+$")
 DETERMINISTIC_ERRORS = ("bad_input",)  # reusable from the cache; every other failure may pass next time
+# The output disk full, over quota, read-only or failing: not the tool's fault, and nothing an episode
+# can retry its way out of. These stop the run (resumable) instead of being recorded as tool failures.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def is_storage_fault(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
+
+
+def run_with_timeout(work: Callable[[], BaseModel], timeout_s: float | None, name: str) -> BaseModel:
+    """Run `work` in its own thread and give up waiting after `timeout_s`. A Python thread cannot be
+    killed: a hung call is abandoned (and keeps whatever lock its backend holds until it returns)."""
+    if timeout_s is None:
+        return work()
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["output"] = work()
+        except BaseException as err:  # noqa: BLE001 -- handed back to the calling thread
+            result["error"] = err
+
+    worker = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise ToolError("timeout", f"{name} ran past its {timeout_s:g} s limit and was abandoned")
+    if "error" in result:
+        raise result["error"]
+    return result["output"]
 
 
 @dataclass(frozen=True)
@@ -99,9 +132,13 @@ class ToolCaller:
         output: BaseModel | None = None
         error: ToolError | None = None
         try:
-            output = tool(inp, ctx)
+            output = run_with_timeout(lambda: tool(inp, ctx), tool.resources.timeout_s, tool.name)
         except ToolError as err:
             error = err
+        except OSError as err:
+            if is_storage_fault(err):
+                raise
+            error = ToolError("tool_failed", f"{tool.name} raised {type(err).__name__}: {err}")
         except MemoryError as err:
             error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
         except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal

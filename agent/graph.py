@@ -20,6 +20,7 @@ def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-unt
         nodes.plan_instruction,
         nodes.rewrite_instruction,
         nodes.reseed,
+        nodes.lower_memory,
         nodes.edit_keyframe,
         nodes.judge_keyframe,
         nodes.estimate_depth,
@@ -35,6 +36,7 @@ def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-unt
     g.add_conditional_edges("plan_instruction", after_plan)
     g.add_conditional_edges("rewrite_instruction", after_plan)
     g.add_edge("reseed", "edit_keyframe")
+    g.add_edge("lower_memory", "edit_keyframe")
     g.add_conditional_edges("edit_keyframe", after_edit_keyframe)
     g.add_conditional_edges("judge_keyframe", after_judge_keyframe)  # the gate: no video costs before it
     g.add_conditional_edges("estimate_depth", after_estimate_depth)
@@ -46,13 +48,15 @@ def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-unt
     return g.compile(checkpointer=checkpointer)
 
 
-Recovery = Literal["rewrite_instruction", "reseed", "discard"]
+Recovery = Literal["rewrite_instruction", "reseed", "lower_memory", "discard"]
 
 
 def _recover(state: EpisodeState, runtime: Runtime[RunContext]) -> Recovery:
     failure = state["failure"]
     assert failure is not None
-    return policy.after_failure(failure["kind"], state.get("attempt", 0), runtime.context.config.policy)
+    cfg = runtime.context.config.policy
+    level = nodes.memory_level(state, failure["node"])
+    return policy.after_failure(failure["kind"], state.get("attempt", 0), cfg, level)
 
 
 def after_ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> Literal["plan_instruction", "discard"]:

@@ -109,6 +109,19 @@ def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> di
     return {**_plan(state, runtime, "rewrite_instruction", feedback), "attempt": state["attempt"], "failure": None}
 
 
+def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    # Only the step that ran out of memory runs cheaper next time; the others' results stay cached.
+    failure = state["failure"]
+    assert failure is not None
+    levels = dict(state.get("memory_levels", {}))
+    levels[failure["node"]] = levels.get(failure["node"], 0) + 1
+    return {"attempt": state.get("attempt", 0) + 1, "memory_levels": levels, "failure": None}
+
+
+def memory_level(state: EpisodeState, node: str) -> int:
+    return state.get("memory_levels", {}).get(node, 0)
+
+
 def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     # A fixed stride keeps reseeded attempts apart from the seeds of the clip's other episodes.
     return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None}
@@ -118,7 +131,12 @@ def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 def edit_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     out = runtime.context.call(
         "edit_keyframe",
-        EditKeyframeInput(keyframe=state["keyframe"], instruction=state["edit"]["instruction"], seed=state["seed"]),
+        EditKeyframeInput(
+            keyframe=state["keyframe"],
+            instruction=state["edit"]["instruction"],
+            seed=state["seed"],
+            memory_level=memory_level(state, "edit_keyframe"),
+        ),
         state,
         "edit_keyframe",
     )
@@ -165,6 +183,7 @@ def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, An
             depth=state.get("depth"),
             prompt=state["edit"]["target_description"],
             seed=state["seed"],
+            memory_level=memory_level(state, "propagate"),
         ),
         state,
         "propagate",
@@ -176,7 +195,12 @@ def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, An
 def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     out = runtime.context.call(
         "enhance_temporal",
-        EnhanceTemporalInput(video=state["edited_video"], clip=state["clip"], seed=state["seed"]),
+        EnhanceTemporalInput(
+            video=state["edited_video"],
+            clip=state["clip"],
+            seed=state["seed"],
+            memory_level=memory_level(state, "enhance_temporal"),
+        ),
         state,
         "enhance_temporal",
     )

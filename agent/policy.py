@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Retry = Literal["rewrite_instruction", "reseed", "discard"]
+Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "discard"]
 
 
 class PolicyConfig(BaseModel, extra="forbid"):
@@ -24,7 +24,8 @@ class PolicyConfig(BaseModel, extra="forbid"):
     # Criteria a new seed can fix; the rest need a different instruction. The cpu backends are
     # deterministic, so there a new seed fixes nothing.
     reseed_on: list[str] = []
-    reseed_on_errors: list[str] = ["oom", "timeout", "tool_failed"]
+    reseed_on_errors: list[str] = ["timeout", "tool_failed"]
+    max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
 
@@ -59,9 +60,11 @@ def retry_or_discard(failing: list[str], attempt: int, cfg: PolicyConfig) -> Ret
     return "rewrite_instruction"
 
 
-def after_failure(kind: str, attempt: int, cfg: PolicyConfig) -> Retry:
+def after_failure(kind: str, attempt: int, cfg: PolicyConfig, memory_level: int = 0) -> Retry:
     if attempt + 1 >= cfg.max_attempts:
         return "discard"
+    if kind == "oom":
+        return "lower_memory" if memory_level < cfg.max_memory_level else "discard"
     if kind in cfg.reseed_on_errors:
         return "reseed"
     if kind in cfg.rewrite_on_errors:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, func, select
 
 from agent import budget, policy, training
-from agent.calls import canonical_json
+from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
 from agent.graph import build_graph
@@ -42,6 +42,15 @@ ProgressCallback = Callable[[RunTotals, int], None]  # (totals, episodes in flig
 
 class RunError(Exception):
     """The run cannot start: no clips, an unknown run id, a config that does not match the store."""
+
+
+class StorageError(RunError):
+    """The store cannot be written (disk full, database locked past the busy timeout): the run stops, every
+    episode stays checkpointed, and the same command resumes it once the cause is gone."""
+
+
+def storage_fault(err: BaseException) -> bool:
+    return is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError)
 
 
 def sample_clips() -> list[Path]:
@@ -154,6 +163,9 @@ class Factory:
                 if self.stop.is_set():
                     return  # the checkpoint holds the episode; --resume continues it
         except Exception as err:  # noqa: BLE001 -- one broken episode must not end the run
+            if storage_fault(err):  # not the episode's fault: keep it checkpointed, stop the run
+                self.stop.set()
+                raise StorageError(f"cannot write to {self.cfg.out} or its database: {err}") from err
             log.exception("episode failed", extra={"episode": episode["episode_id"]})
             discard_episode(self.engine, episode["episode_id"], "agent_error", f"{type(err).__name__}: {err}")
         self.checkpointer.delete_thread(episode["episode_id"])  # finished: its checkpoints are not needed

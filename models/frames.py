@@ -44,3 +44,8 @@ def to_pil(frames: np.ndarray) -> list[Image.Image]:
 def wan_frame_count(frames: int) -> int:
     """Wan's VAE compresses time 4x: clips must be 4k+1 frames long."""
     return max(1, (frames - 1) // 4) * 4 + 1
+
+
+def frames_at_memory_level(frames: int, memory_level: int) -> int:
+    """Half the frames per level (at least 5), still 4k+1: the output is stretched back to the clip."""
+    return wan_frame_count(max(5, frames >> memory_level))

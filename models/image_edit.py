@@ -36,13 +36,13 @@ class QwenImageEditor:
         self.lock = threading.Lock()
         self.spec_id = f"qwen-image-edit:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{true_cfg_scale}"
 
-    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray:
+    def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
         import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
 
         original = qwen_edit.calculate_dimensions
 
         def at_target_area(_area: int, ratio: float) -> tuple[int, int, None]:
-            return original(self.target_area, ratio)
+            return original(self.target_area // 2**memory_level, ratio)
 
         # The pipeline fixes its working size at 1024*1024 pixels inside __call__; target_area makes it
         # configurable (the lock keeps the patch to this call).
@@ -77,9 +77,9 @@ class FluxKontextEditor:
         self.lock = threading.Lock()
         self.spec_id = f"flux-kontext:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{guidance_scale}"
 
-    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray:
+    def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
         h, w = image.shape[:2]
-        scale = self.max_side / max(h, w)
+        scale = self.max_side * 2 ** (-memory_level / 2) / max(h, w)  # half the pixels per level
         height, width = max(16, round(h * scale / 16) * 16), max(16, round(w * scale / 16) * 16)
         with self.lock, torch.inference_mode():
             out = self.pipe(

@@ -62,10 +62,15 @@ class Planner(Protocol):
         ...
 
 
+# memory_level: 0 runs as configured; after an out-of-memory error the agent retries at 1, 2, ... and a
+# backend spends less memory at each (a smaller working size, fewer frames generated, a tiled VAE).
+# Backends with nothing to save ignore it.
+
+
 class ImageEditor(Protocol):
     spec_id: str
 
-    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray: ...
+    def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray: ...
 
 
 class DepthEstimator(Protocol):
@@ -87,13 +92,16 @@ class VideoPropagator(Protocol):
         depth: np.ndarray | None,
         prompt: str,
         seed: int,
+        memory_level: int = 0,
     ) -> np.ndarray: ...
 
 
 class VideoEnhancer(Protocol):
     spec_id: str
 
-    def enhance(self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int) -> np.ndarray: ...
+    def enhance(
+        self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
+    ) -> np.ndarray: ...
 
 
 class Judge(Protocol):

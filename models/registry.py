@@ -53,6 +53,7 @@ BACKENDS: dict[str, dict[str, str]] = {
 
 
 INJECTED = ("self", "pool")  # constructor arguments the registry supplies, never config
+RESOURCE_KEYS = ("devices", "timeout_s")  # spec keys the agent reads (cost, time limit), not the backend
 
 
 class BackendConfigError(ValueError):
@@ -84,7 +85,7 @@ def validate_backend(step: str, spec: dict[str, Any]) -> dict[str, Any]:
     if "kind" not in spec:
         raise BackendConfigError(f"backends.{step}: missing 'kind'")
     cls = backend_class(step, spec["kind"])
-    options = {k: v for k, v in spec.items() if k not in ("kind", "devices")}
+    options = {k: v for k, v in spec.items() if k != "kind" and k not in RESOURCE_KEYS}
     try:
         return options_model(cls).model_validate(options).model_dump()
     except ValidationError as err:

@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import torch
 
-from models.frames import match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
+from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8
+from models.pipelines import tile_vae
 from models.wan_vace import load_wan_pipeline
 
 
@@ -34,9 +35,12 @@ class WanVideoEnhancer:
         name = path.rstrip("/").split("/")[-1]
         self.spec_id = f"wan-v2v:{name}:{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}"
 
-    def enhance(self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int) -> np.ndarray:
-        frames = resize(resample(video, wan_frame_count(len(video))), self.width, self.height)
+    def enhance(
+        self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
+    ) -> np.ndarray:
+        frames = resize(resample(video, frames_at_memory_level(len(video), memory_level)), self.width, self.height)
         with self.lock, torch.inference_mode():
+            tile_vae(self.pipe, memory_level)
             out = self.pipe(
                 video=to_pil(frames),
                 prompt=prompt,

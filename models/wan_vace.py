@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.frames import match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
-from models.pipelines import load_pipeline, place_pipeline
+from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
+from models.pipelines import load_pipeline, place_pipeline, tile_vae
 
 
 def load_wan_pipeline(
@@ -65,14 +65,17 @@ class WanVacePropagator:
         depth: np.ndarray | None,
         prompt: str,
         seed: int,
+        memory_level: int = 0,
     ) -> np.ndarray:
         if depth is None:
             raise ValueError("WanVACE propagation needs a depth video: configure backends.depth")
-        control = np.repeat(to_uint8(resample(depth, self.num_frames))[..., None], 3, axis=-1)
+        num_frames = frames_at_memory_level(self.num_frames, memory_level)
+        control = np.repeat(to_uint8(resample(depth, num_frames))[..., None], 3, axis=-1)
         control = resize(control, self.width, self.height)
         reference = Image.fromarray(resize(edited_keyframe[None], self.width, self.height)[0])
-        mask = [Image.new("L", (self.width, self.height), 255)] * self.num_frames  # generate every pixel
+        mask = [Image.new("L", (self.width, self.height), 255)] * num_frames  # generate every pixel
         with self.lock, torch.inference_mode():
+            tile_vae(self.pipe, memory_level)
             frames = self.pipe(
                 video=to_pil(control),
                 mask=mask,
@@ -81,7 +84,7 @@ class WanVacePropagator:
                 negative_prompt=self.negative_prompt,
                 height=self.height,
                 width=self.width,
-                num_frames=self.num_frames,
+                num_frames=num_frames,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance_scale,
                 generator=torch.Generator("cpu").manual_seed(seed),

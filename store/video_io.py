@@ -57,22 +57,33 @@ def decode_clip(path: Path, fps: float, num_frames: int, max_side: int, max_sour
         out_w, out_h = even_size(width, height, max_side)
         frames: list[np.ndarray] = []
         next_t, last_t = 0.0, 0.0
+        held: list[av.VideoFrame | np.ndarray] = []  # the frame on screen until the next one: [av frame, rgb?]
+
+        def rgb_of_held() -> np.ndarray:
+            if len(held) == 1:  # converted once, when first shown
+                rgb = held[0].to_ndarray(format="rgb24")  # type: ignore[union-attr]
+                if rgb.shape[1] != out_w or rgb.shape[0] != out_h:
+                    rgb = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
+                held.append(rgb)
+            return held[1]  # type: ignore[return-value]
+
         try:
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
                 last_t = frame.time
-                if frame.time + 1e-6 < next_t:
-                    continue
-                rgb = frame.to_ndarray(format="rgb24")
-                if rgb.shape[1] != out_w or rgb.shape[0] != out_h:
-                    rgb = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
-                # One decoded frame may stand for several output instants when the source is slower.
-                while frame.time + 1e-6 >= next_t and len(frames) < num_frames:
-                    frames.append(rgb)
+                held = held or [frame]  # instants before the first frame show the first frame
+                # Every output instant before this frame's time shows the frame held until now, so a
+                # variable-frame-rate clip resamples by what was on screen at each instant.
+                while next_t < frame.time - 1e-6 and len(frames) < num_frames:
+                    frames.append(rgb_of_held())
                     next_t = len(frames) / fps
                 if len(frames) >= num_frames:
                     break
+                held = [frame]
+            while held and next_t <= last_t + 1e-6 and len(frames) < num_frames:  # the last frame's own instant
+                frames.append(rgb_of_held())
+                next_t = len(frames) / fps
         except (av.error.FFmpegError, ValueError) as err:
             if not frames:
                 raise VideoDecodeError(f"{path}: decoding failed before the first frame ({err})") from err

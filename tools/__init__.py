@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
+from models.registry import RESOURCE_KEYS, validate_backend
 from models.registry import build_backend as build_registered_backend
-from models.registry import validate_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip
 from tools.edit_keyframe import EditKeyframe
@@ -63,8 +63,8 @@ def validate_training_backend(backends: BackendsConfig) -> None:
         raise ValueError(f"training Editto needs the models extra (pip install -e '.[models]'): {err}") from err
 
 
-def _resources(spec: BackendSpec) -> Resources:
-    return Resources(devices=int(spec.get("devices", 1)))
+def _resources(spec: BackendSpec, **defaults: Any) -> Resources:
+    return Resources(**{**defaults, **{k: spec[k] for k in RESOURCE_KEYS if k in spec}})
 
 
 EPISODE_TOOLS = (
@@ -111,7 +111,8 @@ def build_toolkit(
         "judge_video": lambda: JudgeVideo(
             backend("video_judge", b.video_judge), tools.judge, _resources(b.video_judge)
         ),
-        "train_editto": lambda: TrainEditto(editto(), _resources(b.editto or {})),
+        # a training round may rightly take hours: no time limit unless the spec sets one
+        "train_editto": lambda: TrainEditto(editto(), _resources(b.editto or {}, timeout_s=None)),
         "edit_with_editto": lambda: EditWithEditto(editto(), _resources(b.editto or {})),
     }
     if b.depth is not None:

@@ -33,7 +33,7 @@ class ToolError(Exception):
 
 class Resources(BaseModel, frozen=True):
     devices: int = 1  # devices held while the tool runs; cost = wall seconds x devices
-    gpu_memory_gb: float = 0.0
+    timeout_s: float | None = 3600.0  # past this a call is recorded as a timeout and abandoned; None: no limit
 
 
 class SourceClip(Protocol):

@@ -14,6 +14,7 @@ class EditKeyframeInput(BaseModel, frozen=True, extra="forbid"):
     keyframe: ArtifactRef
     instruction: str
     seed: int
+    memory_level: int = 0  # raised after an out-of-memory error: the editor works at a smaller size
 
 
 class EditKeyframeOutput(BaseModel, frozen=True):
@@ -32,7 +33,7 @@ class EditKeyframe:
     def __call__(self, inp: EditKeyframeInput, ctx: ToolContext) -> EditKeyframeOutput:
         image = ctx.io.read_image(inp.keyframe)
         try:
-            edited = self.editor.edit(image, inp.instruction, seed=inp.seed)
+            edited = self.editor.edit(image, inp.instruction, seed=inp.seed, memory_level=inp.memory_level)
         except ValueError as err:  # the editor's way of saying it cannot make this edit
             raise ToolError("unsupported_edit", str(err), field="instruction") from err
         if edited.shape != image.shape:

@@ -15,6 +15,7 @@ class EnhanceTemporalInput(BaseModel, frozen=True, extra="forbid"):
     video: ArtifactRef
     clip: ArtifactRef  # the source: its motion guides the filter
     seed: int
+    memory_level: int = 0  # raised after an out-of-memory error: fewer frames, a tiled VAE
 
 
 class EnhanceTemporalOutput(BaseModel, frozen=True):
@@ -34,7 +35,7 @@ class EnhanceTemporal:
         video, fps = ctx.io.read_video(inp.video)
         source, _ = ctx.io.read_video(inp.clip)
         # An empty prompt, as in the paper's enhancer script: the pass restores, it does not re-edit.
-        enhanced = self.enhancer.enhance(video, source, prompt="", seed=inp.seed)
+        enhanced = self.enhancer.enhance(video, source, prompt="", seed=inp.seed, memory_level=inp.memory_level)
         if enhanced.shape != video.shape:
             raise ToolError(
                 "tool_failed", f"the enhancer returned {enhanced.shape}, expected {video.shape}", field="enhanced_video"

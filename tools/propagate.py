@@ -18,6 +18,7 @@ class PropagateInput(BaseModel, frozen=True, extra="forbid"):
     depth: ArtifactRef | None
     prompt: str
     seed: int
+    memory_level: int = 0  # raised after an out-of-memory error: fewer frames generated, a tiled VAE
 
 
 class PropagateOutput(BaseModel, frozen=True):
@@ -41,7 +42,13 @@ class Propagate:
             )
         depth = ctx.io.read_array(inp.depth).astype("float32") if inp.depth else None
         video = self.propagator.propagate(
-            source, ctx.io.read_image(inp.edited_keyframe), inp.keyframe_index, depth, inp.prompt, inp.seed
+            source,
+            ctx.io.read_image(inp.edited_keyframe),
+            inp.keyframe_index,
+            depth,
+            inp.prompt,
+            inp.seed,
+            memory_level=inp.memory_level,
         )
         if video.shape != source.shape:
             raise ToolError(

@@ -78,6 +78,7 @@ class ExamplePropagator:
         depth: np.ndarray | None,
         prompt: str,
         seed: int,
+        memory_level: int = 0,  # a CPU-sized clip has nothing to save
     ) -> np.ndarray:
         model = EditModel(source[keyframe_index], edited_keyframe, seed)
         out = np.empty(source.shape, np.float32)

@@ -116,7 +116,8 @@ class StyleEditor:
 
     spec_id = "cpu-opencv-styles-v1"
 
-    def edit(self, image: np.ndarray, instruction: str, seed: int) -> np.ndarray:
+    def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
+        del memory_level  # a CPU filter has nothing to save
         style = parse_style(instruction)
         if style is None:
             raise UnsupportedEditError(

@@ -56,16 +56,19 @@ def test_retry_or_discard(failing: list[str], attempt: int, expected: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("kind", "attempt", "expected"),
+    ("kind", "attempt", "memory_level", "expected"),
     [
-        ("oom", 0, "reseed"),
-        ("unsupported_edit", 1, "rewrite_instruction"),
-        ("bad_input", 0, "discard"),
-        ("oom", 2, "discard"),
+        ("oom", 0, 0, "lower_memory"),
+        ("oom", 1, 1, "lower_memory"),
+        ("oom", 1, 2, "discard"),  # as cheap as configured allows: give up
+        ("timeout", 0, 0, "reseed"),
+        ("unsupported_edit", 1, 0, "rewrite_instruction"),
+        ("bad_input", 0, 0, "discard"),
+        ("oom", 2, 0, "discard"),  # out of attempts
     ],
 )
-def test_after_failure(kind: str, attempt: int, expected: str) -> None:
-    assert after_failure(kind, attempt, CFG) == expected
+def test_after_failure(kind: str, attempt: int, memory_level: int, expected: str) -> None:
+    assert after_failure(kind, attempt, CFG, memory_level) == expected
 
 
 @pytest.mark.parametrize(
