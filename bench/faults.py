@@ -1,5 +1,5 @@
 """Fault figures for README's reliability section: kill -9 a cpu run at random moments, resume it each
-time, and compare it with an uninterrupted run of the same seed; feed it every kind of broken clip.
+time, and compare it with an uninterrupted run of the same seed; feed a run every kind of broken clip.
 
     python -m bench.faults --kills 20
 """
@@ -112,8 +112,27 @@ def compare(out: Path, reference: Path) -> Comparison:
     )
 
 
-def write_config(folder: Path, **extra: object) -> Path:
-    path = folder / "faults.yaml"
+def try_bad_inputs(folder: Path, config: Path) -> dict[str, int]:
+    """A run over a folder of broken clips: it must finish, refusing each by name at ingest."""
+    from agent.runner import sample_clips
+    from bench.bad_inputs import REFUSED, write_bad_clips
+
+    source = write_bad_clips(folder / "bad sources", sample_clips()[0])
+    out = folder / "bad"
+    proc = start(out, config, "--source-dir", str(source))
+    crashed = int(proc.wait(timeout=600) != 0)
+    rows = sqlite3.connect(out / "ditto.db").execute("select clip_path, reason, detail from episode").fetchall()
+    named = {Path(p).name for p, reason, detail in rows if reason == "bad_input@ingest" and Path(p).name in detail}
+    return {
+        "bad inputs tried": len(list(source.iterdir())) - 1,
+        "bad inputs refused by name": len(named & set(REFUSED)),
+        "bad inputs that should be refused": len(REFUSED),
+        "runs crashed by bad input": crashed,
+    }
+
+
+def write_config(folder: Path, name: str = "faults.yaml", **extra: object) -> Path:
+    path = folder / name
     path.write_text(yaml.safe_dump({**SMALL_RUN, **extra}))
     return path
 
@@ -128,7 +147,9 @@ def main() -> None:
         finish(start(folder / "straight", config))
         landed = run_with_kills(folder / "killed", config, args.kills)
         result = compare(folder / "killed", folder / "straight")
-    figures = {"kills survived": landed, **vars(result)}
+        ingest = {**SMALL_RUN["tools"]["ingest"], "max_source_pixels": 1280 * 720}  # type: ignore[index]
+        bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}))
+    figures = {"kills survived": landed, **bad, **vars(result)}
     width = max(map(len, figures))
     for name, value in figures.items():
         sys.stdout.write(f"{name.replace('_', ' '):<{width}}  {value}\n")

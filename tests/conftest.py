@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,6 +14,7 @@ os.environ.pop("OPENAI_BASE_URL", None)
 
 from agent.config import RunConfig, deep_merge, load_config  # noqa: E402
 from agent.runner import sample_clips  # noqa: E402
+from bench.bad_inputs import write_bad_clips  # noqa: E402
 
 # Small enough that an episode takes well under a second on one core.
 SMALL: dict[str, Any] = {
@@ -43,54 +41,10 @@ def clips() -> list[Path]:
     return found
 
 
-def write_test_video(path: Path, frames: np.ndarray, fps: int = 12, codec: str = "libx264") -> Path:
-    """H.264 by default; ffv1 (in .mkv) takes odd frame sizes, which yuv420p cannot."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv444p" if codec == "ffv1" else "yuv420p"
-        for f in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        out.mux(stream.encode())
-    return path
-
-
-def moving_frames(n: int = 24, h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
-    """A textured scene panning right: real motion, no cuts."""
-    rng = np.random.default_rng(seed)
-    base = (rng.random((h, w * 2, 3)) * 255).astype(np.uint8)
-    import cv2
-
-    base = cv2.GaussianBlur(base, (0, 0), 3)
-    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
-    return np.stack([base[:, 2 * t : 2 * t + w] for t in range(n)])
-
-
 @pytest.fixture
 def bad_clips_dir(tmp_path: Path, clips: list[Path]) -> Path:
     """A source folder with one good clip and every kind of broken one."""
-    d = tmp_path / "sources with spaces ü"
-    d.mkdir()
-    shutil.copy(clips[0], d / "good clip.mp4")
-    data = clips[0].read_bytes()
-    (d / "truncated.mp4").write_bytes(data[: len(data) // 20])
-    (d / "not_a_video.mp4").write_text("this is a text file, not a video\n")
-    with av.open(str(d / "zero_frames.mp4"), "w") as out:  # a valid header and no frame at all
-        stream = out.add_stream("mpeg4", rate=12)
-        stream.width, stream.height = 64, 64
-        out.start_encoding()
-    write_test_video(d / "one_frame.mp4", moving_frames(1))
-    write_test_video(d / "huge.mp4", moving_frames(3, h=800, w=1280))
-    noise = np.random.default_rng(0).integers(0, 255, (20, 9, 17, 3), dtype=np.uint8)
-    write_test_video(d / "odd 17x9.mkv", noise, codec="ffv1")
-    write_test_video(d / "one_pixel.mkv", noise[:, :1, :1], codec="ffv1")
-    with av.open(str(d / "audio_only.mp4"), "w") as out:
-        stream = out.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return d
+    return write_bad_clips(tmp_path / "sources with spaces ü", clips[0])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from bench.bad_inputs import REFUSED
 from main import app
 from tests.conftest import SMALL
 
@@ -142,7 +143,7 @@ def test_bad_clips_are_rejected_by_name_and_the_run_goes_on(tmp_path: Path, bad_
         for p, s, r, d in db.execute("select clip_path, status, reason, detail from episode where variant=0")
     }
     assert rows["good clip.mp4"][0] == "accepted"
-    for name in ("truncated.mp4", "not_a_video.mp4", "zero_frames.mp4", "huge.mp4", "one_pixel.mkv", "audio_only.mp4"):
+    for name in REFUSED:
         status, reason, detail = rows[name]
         assert status == "discarded" and reason == "bad_input@ingest", (name, reason)
         assert name in detail, detail

@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("torch")
 pytestmark = pytest.mark.tiny
 
+from bench.bad_inputs import moving_frames  # noqa: E402
 from models.checkpoints import CheckpointMissingError, resolve_checkpoint  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
 from models.protocols import JudgeRequest  # noqa: E402
 from models.registry import build_backend  # noqa: E402
-from tests.conftest import moving_frames  # noqa: E402
 from tools.base import ToolError  # noqa: E402
 from tools.judge import JudgeConfig, ask_judge  # noqa: E402
 

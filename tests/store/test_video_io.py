@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
+from bench.bad_inputs import write_test_video
 from store.video_io import VideoDecodeError, decode_clip
-from tests.conftest import write_test_video
 
 
 def write_vfr_video(path: Path, times_ms: list[int]) -> Path:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from bench.bad_inputs import moving_frames
 from models.cpu.metric_judge import MetricImageJudge, flicker_ratio
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.rule_planner import RulePlanner
@@ -14,7 +15,6 @@ from models.cpu.styles import STYLES, StyleEditor, UnsupportedEditError, parse_s
 from models.cpu.temporal_filter import FlowTemporalFilter
 from models.protocols import JudgeRequest, PlanRequest
 from prompts.loader import PromptBook
-from tests.conftest import moving_frames
 
 
 @pytest.fixture(scope="module")
