@@ -85,7 +85,7 @@ def run(
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from agent.config import ConfigError, llm_planner_override
+    from agent.config import ConfigError, llm_planner_override, resolve_run_config
     from agent.runner import Factory, RunError
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
@@ -107,7 +107,7 @@ def run(
     if train_every is not None:
         flags["training"] = {"every": train_every}
     try:
-        cfg, run_id = resolve_config(out, db, None if new_run else resume, new_run, profile, config, flags)
+        cfg, run_id = resolve_run_config(out, db, resume, new_run, profile, config, flags)
     except ConfigError as err:
         raise fail(str(err)) from err
     if print_config:
@@ -165,36 +165,6 @@ def run(
     if result.status == "interrupted":
         console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
         raise typer.Exit(130)
-
-
-def resolve_config(out, db, run_id, new_run, profile, config, flags):  # type: ignore[no-untyped-def]
-    """(config, run id): a run in --out continues with its stored config and only the flags given now on
-    top; a new run gets profile < config file < flags."""
-    from pydantic import ValidationError
-    from sqlmodel import Session
-
-    from agent.config import ConfigError, RunConfig, deep_merge, load_config
-    from store.engine import open_engine
-    from store.tables import Run
-    from store.traces import latest_run
-
-    stored = None
-    db_path = out / "ditto.db"
-    if not new_run and (run_id or db or db_path.is_file()):
-        engine = open_engine(db or f"sqlite:///{db_path.resolve()}")
-        with Session(engine) as s:
-            stored = s.get(Run, run_id) if run_id else latest_run(engine)
-        if run_id and stored is None:
-            raise fail(f"no run {run_id!r} in {db or db_path}")
-    if stored is None:
-        return load_config(profile, config, flags), None
-    tables = {k: flags.pop(k) for k in ("backends", "training") if k in flags}
-    plain = RunConfig.model_construct(**flags).model_dump_json(include=set(flags))
-    data = deep_merge(deep_merge(json.loads(stored.config_json), json.loads(plain)), tables)
-    try:
-        return RunConfig.model_validate(data), stored.id
-    except (ValidationError, ValueError) as err:
-        raise ConfigError(f"run {stored.id}: {err}") from err
 
 
 def _clips_or_fail(cfg):  # type: ignore[no-untyped-def]
@@ -269,12 +239,12 @@ def train(
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Fetch hub ids named in backends.")] = False,
 ) -> None:
     """Train Editto once on a run's accepted samples, from its last checkpoint, and evaluate it on held-out ones."""
-    from agent.config import ConfigError
+    from agent.config import ConfigError, resolve_run_config
     from agent.training import TrainingError, train_by_hand
 
     flags: dict[str, Any] = {"out": out, "allow_download": allow_download, **({"db_url": db} if db else {})}
     try:
-        cfg, run_id = resolve_config(out, db, run, False, None, None, flags)
+        cfg, run_id = resolve_run_config(out, db, run, False, None, None, flags)
         if run_id is None:
             raise fail(f"no run in {db or out / 'ditto.db'}")
         done = train_by_hand(cfg, run_id, steps)

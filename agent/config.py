@@ -3,13 +3,18 @@ defaults. The environment carries secrets and endpoints only (OPENAI_API_KEY, OP
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
+from sqlmodel import Session
 
 from agent.policy import PolicyConfig, TrainingConfig
+from store.engine import open_engine
+from store.tables import Run
+from store.traces import latest_run
 from tools import BackendsConfig, ToolsConfig, validate_training_backend
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -107,3 +112,34 @@ def llm_planner_override(base_url: str | None, model: str | None) -> dict[str, A
     if not base_url:
         return {}
     return {"backends": {"planner": {"kind": "openai", "base_url": base_url, "model": model or "default"}}}
+
+
+def resolve_run_config(
+    out: Path,
+    db_url: str | None,
+    run_id: str | None,
+    new_run: bool,
+    profile: str | None,
+    config_file: Path | None,
+    flags: dict[str, Any],
+) -> tuple[RunConfig, str | None]:
+    """(config, run id to continue). A run in `out` (the latest, or `run_id`) continues with its stored
+    config and only the flags given now on top; a new run gets profile < config file < flags."""
+    stored = None
+    db_path = out / "ditto.db"
+    if not new_run and (run_id or db_url or db_path.is_file()):
+        engine = open_engine(db_url or f"sqlite:///{db_path.resolve()}")
+        with Session(engine) as s:
+            stored = s.get(Run, run_id) if run_id else latest_run(engine)
+        if run_id and stored is None:
+            raise ConfigError(f"no run {run_id!r} in {db_url or db_path}")
+    if stored is None:
+        return load_config(profile, config_file, flags), None
+    flags = dict(flags)
+    tables = {k: flags.pop(k) for k in ("backends", "training") if k in flags}  # merged key by key, below
+    plain = RunConfig.model_construct(**flags).model_dump_json(include=set(flags))
+    data = deep_merge(deep_merge(json.loads(stored.config_json), json.loads(plain)), tables)
+    try:
+        return RunConfig.model_validate(data), stored.id
+    except ValueError as err:  # pydantic's ValidationError included
+        raise ConfigError(f"run {stored.id}: {err}") from err

@@ -149,7 +149,8 @@ def main() -> None:
         result = compare(folder / "killed", folder / "straight")
         ingest = {**SMALL_RUN["tools"]["ingest"], "max_source_pixels": 1280 * 720}  # type: ignore[index]
         bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}))
-    figures = {"kills survived": landed, **bad, **vars(result)}
+    injected = landed + bad["bad inputs tried"]
+    figures = {"faults injected (kills + bad inputs)": injected, "kills survived": landed, **bad, **vars(result)}
     width = max(map(len, figures))
     for name, value in figures.items():
         sys.stdout.write(f"{name.replace('_', ' '):<{width}}  {value}\n")
