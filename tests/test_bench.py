@@ -1,4 +1,4 @@
-"""The bench scripts run: the GPU cost script at tiny size on CPU, so it does not rot between GPU loans."""
+"""The GPU cost script runs at tiny size on CPU, so that it does not rot between GPU loans."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ pytestmark = pytest.mark.tiny
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_propagation_cost_script_runs_at_tiny_size() -> None:
+def gpu_costs(*args: str) -> list[str]:
+    tiny = ["--model", "tiny", "--device", "cpu", "--dtype", "float32"]
     result = subprocess.run(
-        [sys.executable, "-m", "bench.propagation_cost", "--model", "tiny", "--device", "cpu", "--dtype", "float32"]
-        + ["--steps", "2", "4"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-m", "bench.gpu_costs", *tiny, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if "s/sample" in line]
+    return [line for line in result.stdout.splitlines() if "s/sample" in line]
+
+
+def test_gpu_cost_script_runs_every_stage_at_tiny_size() -> None:
+    lines = gpu_costs("--steps", "2", "4", "--attention", "native")
     assert len(lines) == 2 and "2 steps cfg 5" in lines[0] and "4 steps cfg 1.2" in lines[1]
+    assert "strength 0.1 of 40" in gpu_costs("--stage", "enhance")[0]
+    assert "judge qwen2.5-vl" in gpu_costs("--stage", "judge")[0]
