@@ -133,6 +133,7 @@ class Factory:
         self.checkpointer = SqliteSaver(conn)
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
+        self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on
 
     def run_episode(self, episode: EpisodeInput) -> None:
         with Session(self.engine) as s:
@@ -187,6 +188,8 @@ class Factory:
         """Editto trains when enough samples came in since the last round and budget is left for it."""
         cfg = self.cfg
         totals = run_totals(self.engine, self.run.id)
+        if totals.accepted == self.nothing_to_train_at:
+            return False
         return totals.spent_device_seconds < cfg.budget_device_seconds and policy.should_train(
             totals.accepted, accepted_when_last_trained(self.engine, self.run.id), cfg.training
         )
@@ -194,7 +197,10 @@ class Factory:
     def train_round(self) -> TrainingRun | None:
         """One round of Editto training, with the device to itself: the caller has drained the episodes."""
         planned = training.plan_round(self.context, trigger=f"every {self.cfg.training.every} accepted")
-        return training.run_round(self.context, planned) if planned else None
+        if planned is None:  # no sample it may train on: wait for more before asking again
+            self.nothing_to_train_at = run_totals(self.engine, self.run.id).accepted
+            return None
+        return training.run_round(self.context, planned)
 
     def execute(self, on_progress: ProgressCallback | None = None) -> RunResult:
         cfg = self.cfg
@@ -228,7 +234,8 @@ class Factory:
                     if notify:
                         notify()
                     if not in_flight:
-                        if train_due and self.train_round() is not None:
+                        if train_due:
+                            self.train_round()
                             continue
                         break
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)

@@ -50,7 +50,8 @@ def plan_round(ctx: RunContext, trigger: str, steps: int | None = None) -> Train
     """The round to run now: one a crash left running, or a new one over the samples accepted so far.
     None when there is nothing to train on yet."""
     cfg = ctx.config.training
-    samples = accepted_samples(ctx.engine, ctx.run_id)
+    # Samples committed before their artifacts were recorded cannot be trained on; they are left out.
+    samples = [s for s in accepted_samples(ctx.engine, ctx.run_id) if "artifacts" in json.loads(s.record_json)]
     train = [s.id for k, s in enumerate(samples) if not policy.held_out(k, cfg)]
     heldout = [s.id for k, s in enumerate(samples) if policy.held_out(k, cfg)]
     if not train:
