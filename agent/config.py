@@ -101,7 +101,10 @@ def load_config(
         return RunConfig.model_validate(data)
     except ValidationError as err:
         where = f" in {config_file}" if config_file else ""
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in err.errors()
+        )
         raise ConfigError(f"invalid config{where}: {problems}") from err
     except ValueError as err:  # a backend spec the registry rejects
         raise ConfigError(f"invalid config: {err}") from err
