@@ -187,6 +187,8 @@ class Factory:
     def training_due(self) -> bool:
         """Editto trains when enough samples came in since the last round and budget is left for it."""
         cfg = self.cfg
+        if cfg.training.every is None:
+            return False
         totals = run_totals(self.engine, self.run.id)
         if totals.accepted == self.nothing_to_train_at:
             return False
@@ -207,8 +209,9 @@ class Factory:
         clips = find_clips(cfg.source_dir)
         if not clips:
             raise RunError(f"no video files (.mp4 .mov .webm .mkv) under {cfg.source_dir}")
-        for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
-            training.run_round(self.context, unfinished)  # a round a crash interrupted, as it was planned
+        if cfg.training.every is not None:  # a round a crash interrupted, as it was planned
+            for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
+                training.run_round(self.context, unfinished)
         queue = [e for e in plan_episodes(self.run.id, clips, cfg) if not self.episode_done(e["episode_id"])]
         in_flight: dict[Future[None], EpisodeInput] = {}
         status = "finished"
