@@ -135,13 +135,11 @@ class ToolCaller:
             output = run_with_timeout(lambda: tool(inp, ctx), tool.resources.timeout_s, tool.name)
         except ToolError as err:
             error = err
-        except OSError as err:
-            if is_storage_fault(err):
-                raise
-            error = ToolError("tool_failed", f"{tool.name} raised {type(err).__name__}: {err}")
         except MemoryError as err:
             error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
         except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
+            if is_storage_fault(err):  # the store's fault, not the tool's: the runner stops the run
+                raise
             kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
             error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
         seconds = (time.perf_counter() - started) * tool.resources.devices
