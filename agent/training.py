@@ -29,7 +29,15 @@ from store.training import (
 from tools import TRAINING_TOOLS
 from tools.base import ToolError
 from tools.judge import JudgeInput
-from tools.train_editto import EdittoCheckpoint, EditWithEdittoInput, TrainEdittoInput, TrainingExample
+from tools.train_editto import (
+    EDITTO_CARD,
+    EDITTO_TRAINING_STATE,
+    EDITTO_WEIGHTS,
+    EdittoCheckpoint,
+    EditWithEdittoInput,
+    TrainEdittoInput,
+    TrainingExample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +99,11 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
     folder = publish_checkpoint(
         ctx.config.out,
         round_.id,
-        ctx.io.path(checkpoint.weights),
-        ctx.io.path(checkpoint.training_state),
+        {
+            EDITTO_WEIGHTS: ctx.io.path(checkpoint.weights),
+            EDITTO_TRAINING_STATE: ctx.io.path(checkpoint.training_state),
+        },
+        EDITTO_CARD,
         {**trained.card, "training_run": round_.id, "trained_on": len(examples)},
     )
     for sample in samples_by_id(ctx.engine, json.loads(round_.heldout_samples_json)):

@@ -22,12 +22,11 @@ from safetensors.torch import load_file, save_file
 
 from models.frames import match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
 from models.pipelines import load_pipeline
-from models.protocols import CheckpointFiles, Triplet
+from models.protocols import EDITTO_CARD, EDITTO_TRAINING_STATE, EDITTO_WEIGHTS, CheckpointFiles, Triplet
 
 CONTEXT_PROJECTIONS = (r"^vace_blocks\.\d+\.proj_(in|out)\.",)  # the paper's choice: context projections only
 # The released Editto script's LoRA targets: the context blocks' attention and feed-forward linears.
 CONTEXT_LINEARS = r"vace_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ffn\.net\.(0\.proj|2))"
-WEIGHTS, TRAINING_STATE, CARD = "editto.safetensors", "training_state.pt", "card.json"
 BASE = "base"  # the id of the untrained weights
 
 
@@ -199,7 +198,7 @@ class EdittoTrainer:
                 losses.append(self.train_step(triplets[pick]))
             card = self.save(save_to)
             card["mean_loss"] = float(np.mean(losses)) if losses else None
-            self.weights_id = self.state_id = sha256_file(save_to / WEIGHTS)
+            self.weights_id = self.state_id = sha256_file(save_to / EDITTO_WEIGHTS)
             return card
 
     def edit(self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int) -> np.ndarray:
@@ -234,10 +233,10 @@ class EdittoTrainer:
 
     def save(self, folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({n: p.detach().cpu().contiguous() for n, p in self.trained.items()}, folder / WEIGHTS)
+        save_file({n: p.detach().cpu().contiguous() for n, p in self.trained.items()}, folder / EDITTO_WEIGHTS)
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(), **asdict(self.state)},
-            folder / TRAINING_STATE,
+            folder / EDITTO_TRAINING_STATE,
         )
         card = {
             **asdict(self.state),
@@ -247,7 +246,7 @@ class EdittoTrainer:
             "trained_values": sum(p.numel() for p in self.trained.values()),
             "base_model": self.spec_id,
         }
-        (folder / CARD).write_text(json.dumps(card, indent=2))
+        (folder / EDITTO_CARD).write_text(json.dumps(card, indent=2))
         return card
 
     def _load_weights(self, weights: Path) -> None:

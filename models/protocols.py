@@ -38,6 +38,10 @@ class Triplet:
     instruction: str
 
 
+# An Editto checkpoint's files, as the trainer writes them and the published folder holds them.
+EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD = "editto.safetensors", "training_state.pt", "card.json"
+
+
 @dataclass(frozen=True)
 class CheckpointFiles:
     """An Editto checkpoint as two files; `id` names its weights (their sha256), so a backend can tell

@@ -114,12 +114,15 @@ def mean_scores(engine: Engine, training_id: str) -> dict[str, float]:
     return {name: round(sum(v) / len(v), 4) for name, v in sorted(per_criterion.items())}
 
 
-def publish_checkpoint(out: Path, training_id: str, weights: Path, training_state: Path, card: dict[str, Any]) -> Path:
-    """The round's checkpoint as a folder a user can load or hand to another trainer."""
+def publish_checkpoint(
+    out: Path, training_id: str, files: dict[str, Path], card_name: str, card: dict[str, Any]
+) -> Path:
+    """The round's checkpoint as a folder a user can load or hand to another trainer: `files` (name ->
+    artifact) linked in, the card written beside them."""
     folder = out / "editto" / training_id.replace(":", "-")
-    place_file(weights, folder / "editto.safetensors")
-    place_file(training_state, folder / "training_state.pt")
-    atomic_write_bytes(folder / "card.json", json.dumps(card, indent=2, sort_keys=True).encode())
+    for name, src in files.items():
+        place_file(src, folder / name)
+    atomic_write_bytes(folder / card_name, json.dumps(card, indent=2, sort_keys=True).encode())
     return folder
 
 

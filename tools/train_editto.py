@@ -8,10 +8,17 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from models.protocols import CheckpointFiles, EdittoModel, Triplet
+from models.protocols import (
+    EDITTO_CARD,
+    EDITTO_TRAINING_STATE,
+    EDITTO_WEIGHTS,
+    CheckpointFiles,
+    EdittoModel,
+    Triplet,
+)
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
-CHECKPOINT_FILES = ("editto.safetensors", "training_state.pt", "card.json")
+CHECKPOINT_FILES = (EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD)
 
 
 class EdittoCheckpoint(BaseModel, frozen=True):
@@ -75,8 +82,8 @@ class TrainEditto:
             if missing:
                 raise ToolError("tool_failed", f"the trainer wrote no {', '.join(missing)}", field="checkpoint")
             checkpoint = EdittoCheckpoint(
-                weights=ctx.io.adopt_file(folder / "editto.safetensors", kind="editto_weights"),
-                training_state=ctx.io.adopt_file(folder / "training_state.pt", kind="editto_training_state"),
+                weights=ctx.io.adopt_file(folder / EDITTO_WEIGHTS, kind="editto_weights"),
+                training_state=ctx.io.adopt_file(folder / EDITTO_TRAINING_STATE, kind="editto_training_state"),
             )
         return TrainEdittoOutput(checkpoint=checkpoint, card=card)
 

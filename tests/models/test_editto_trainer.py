@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.tiny, pytest.mark.slow]
 
 import torch  # noqa: E402
 
-from models.editto_trainer import TRAINING_STATE, WEIGHTS, Curriculum, EdittoTrainer, sha256_file  # noqa: E402
+from models.editto_trainer import Curriculum, EdittoTrainer, sha256_file  # noqa: E402
+from models.protocols import EDITTO_TRAINING_STATE as TRAINING_STATE  # noqa: E402
+from models.protocols import EDITTO_WEIGHTS as WEIGHTS  # noqa: E402
 from models.protocols import CheckpointFiles, Triplet  # noqa: E402
 from models.tiny import materialize  # noqa: E402
 
