@@ -300,12 +300,12 @@ def print_calls(calls, prompts: bool) -> None:  # type: ignore[no-untyped-def]
 
 
 def print_training_trace(engine, training_id: str, prompts: bool) -> None:  # type: ignore[no-untyped-def]
-    from store.training import evaluations, training_calls, training_runs
+    from store.training import evaluations, training_calls, training_run
 
-    rounds = [r for r in training_runs(engine) if r.id == training_id]
-    if not rounds:
+    found = training_run(engine, training_id)
+    if found is None:
         raise fail(f"no episode or training round {training_id!r}")
-    console.print(training_table(rounds))
+    console.print(training_table([found]))
     print_calls(training_calls(engine, training_id), prompts)
     for ev in evaluations(engine, training_id):
         console.print(f"\n[bold]held-out {ev.sample_id}[/]", markup=True)

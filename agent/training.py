@@ -25,6 +25,7 @@ from store.training import (
     publish_checkpoint,
     record_evaluation,
     samples_by_id,
+    training_run,
 )
 from tools import TRAINING_TOOLS
 from tools.base import ToolError
@@ -73,8 +74,7 @@ def plan_round(ctx: RunContext, trigger: str, steps: int | None = None) -> Train
 def _checkpoint_of(engine: Engine, training_id: str | None) -> EdittoCheckpoint | None:
     if training_id is None:
         return None
-    with Session(engine) as s:
-        row = s.get(TrainingRun, training_id)
+    row = training_run(engine, training_id)
     assert row is not None and row.weights and row.training_state
     return EdittoCheckpoint(weights=row.weights, training_state=row.training_state)
 

@@ -37,6 +37,11 @@ def training_runs(engine: Engine, run_id: str | None = None) -> list[TrainingRun
         return list(s.exec(query).all())
 
 
+def training_run(engine: Engine, training_id: str) -> TrainingRun | None:
+    with Session(engine) as s:
+        return s.get(TrainingRun, training_id)
+
+
 def open_training_run(
     engine: Engine, run_id: str, trigger: str, steps: int, accepted: int, train_ids: list[str], heldout_ids: list[str]
 ) -> TrainingRun:
