@@ -11,6 +11,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.engine import Engine
 
+from store.artifacts import ArtifactStore
 from store.dataset import atomic_write_bytes
 from store.traces import episode_trace, list_episodes, run_totals
 from store.training import evaluations, training_runs
@@ -23,7 +24,7 @@ LAST_OUTPUT = {
 }
 
 
-def _episode_view(engine: Engine, episode_id: str, out: Path, page_dir: Path) -> dict[str, Any]:
+def _episode_view(engine: Engine, episode_id: str, io: ArtifactStore, page_dir: Path) -> dict[str, Any]:
     trace = episode_trace(engine, episode_id)
     assert trace is not None
     e = trace.episode
@@ -38,18 +39,18 @@ def _episode_view(engine: Engine, episode_id: str, out: Path, page_dir: Path) ->
     }
     outputs = {c.tool: json.loads(c.output_json) for c in trace.calls if c.output_json}
     for name, (tool, field) in LAST_OUTPUT.items():
-        view[name] = _artifact_link(out, outputs.get(tool, {}).get(field), page_dir)
+        view[name] = _artifact_link(io, outputs.get(tool, {}).get(field), page_dir)
     view["instruction"] = outputs.get("plan_instruction", {}).get("instruction")
     for event in trace.events:
         view["verdicts"] += json.loads(event.update_json).get("verdicts", []) if event.update_json != "null" else []
     return view
 
 
-def _artifact_link(out: Path, ref: str | None, page_dir: Path) -> str | None:
-    return os.path.relpath(out / "artifacts" / ref[:2] / ref, page_dir) if ref else None
+def _artifact_link(io: ArtifactStore, ref: str | None, page_dir: Path) -> str | None:
+    return os.path.relpath(io.path(ref), page_dir) if ref else None
 
 
-def _training_views(engine: Engine, out: Path, run_id: str, page_dir: Path) -> list[dict[str, Any]]:
+def _training_views(engine: Engine, io: ArtifactStore, run_id: str, page_dir: Path) -> list[dict[str, Any]]:
     """Each Editto round: its card, mean held-out scores, and every held-out edit with its verdict."""
     return [
         {
@@ -64,7 +65,7 @@ def _training_views(engine: Engine, out: Path, run_id: str, page_dir: Path) -> l
             "evaluations": [
                 {
                     "sample_id": ev.sample_id,
-                    "video": _artifact_link(out, ev.edited_video, page_dir),
+                    "video": _artifact_link(io, ev.edited_video, page_dir),
                     "scores": json.loads(ev.scores_json or "{}"),
                     "error": ev.error,
                 }
@@ -76,12 +77,13 @@ def _training_views(engine: Engine, out: Path, run_id: str, page_dir: Path) -> l
 
 
 def write_report(engine: Engine, out: Path, run_id: str, path: Path, limit: int = 500) -> int:
-    episodes = [_episode_view(engine, e.id, out, path.parent) for e in list_episodes(engine, run_id, limit=limit)]
+    io = ArtifactStore(out, engine)
+    episodes = [_episode_view(engine, e.id, io, path.parent) for e in list_episodes(engine, run_id, limit=limit)]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         totals=run_totals(engine, run_id),
         episodes=episodes,
-        rounds=_training_views(engine, out, run_id, path.parent),
+        rounds=_training_views(engine, io, run_id, path.parent),
     )
     atomic_write_bytes(path, html.encode())
     return len(episodes)
