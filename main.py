@@ -6,24 +6,25 @@ Subcommands read what it did: traces, trace, prompts, export."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+
+from cli.render import (
+    backend_table,
+    console,
+    episodes_table,
+    error_line,
+    print_episode_trace,
+    print_training_trace,
+    run_progress,
+    summary_table,
+    templates_table,
+    training_table,
 )
-from rich.table import Table
 
 app = typer.Typer(
     add_completion=False,
@@ -33,14 +34,13 @@ app = typer.Typer(
 )
 prompts_app = typer.Typer(help="List, show, copy and diff the prompt templates.")
 app.add_typer(prompts_app, name="prompts")
-console = Console()
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the database, artifacts and dataset.")]
 DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the store (default: SQLite in --out).")]
 
 
 def fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")  # messages quote paths and extras: no markup
+    error_line(message)
     return typer.Exit(1)
 
 
@@ -124,36 +124,14 @@ def run(
         f"[bold]Ditto agent[/] run [cyan]{factory.run.id}[/] profile [cyan]{cfg.profile}[/] "
         f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{cfg.out}[/]"
     )
-    console.print(backend_table(factory))
+    console.print(backend_table(factory.caller.toolkit))
     if unit == "CPU":
         console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
     total = cfg.episodes_per_clip * len(_clips_or_fail(cfg))
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("episodes", total=total, stats="")
-
-        def on_progress(totals, in_flight: int) -> None:  # type: ignore[no-untyped-def]
-            left = max(0.0, cfg.budget_device_seconds - totals.spent_device_seconds) / 86_400
-            bar.update(
-                task,
-                completed=totals.accepted + totals.discarded,
-                stats=(
-                    f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
-                    f"| {totals.spent_device_seconds / 86_400:.5f} {unit}-days spent, {left:.5f} left"
-                ),
-            )
-
+    with run_progress(total, cfg.budget_device_seconds, unit) as on_progress:
         try:
             result = factory.execute(on_progress)
         except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:
-            bar.stop()
             raise fail(
                 f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
@@ -175,60 +153,6 @@ def _clips_or_fail(cfg):  # type: ignore[no-untyped-def]
         return find_clips(cfg.source_dir)
     except RunError as err:
         raise fail(str(err)) from err
-
-
-def backend_table(factory) -> Table:  # type: ignore[no-untyped-def]
-    table = Table(title="backends in use", show_header=True, header_style="bold")
-    table.add_column("tool")
-    table.add_column("backend")
-    for name, tool in factory.caller.toolkit.items():
-        table.add_row(name, tool.backend_id)
-    return table
-
-
-def summary_table(result, unit: str) -> Table:  # type: ignore[no-untyped-def]
-    t = result.totals
-    table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    table.add_row("clips seen", str(t.clips_seen))
-    table.add_row("episodes", str(t.episodes))
-    table.add_row("accepted", str(t.accepted))
-    table.add_row("discarded", str(t.discarded))
-    for reason, n in sorted(t.discarded_by_reason.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  discarded: {reason}", str(n))
-    for tool, seconds in sorted(t.device_seconds_by_tool.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"device-seconds: {tool}", f"{seconds:.2f}")
-    table.add_row(
-        f"{unit}-days spent / budget",
-        f"{t.spent_device_seconds / 86_400:.6f} / {result.budget_device_seconds / 86_400:.6f}",
-    )
-    per_sample = t.spent_device_seconds / 60 / t.accepted if t.accepted else float("nan")
-    table.add_row(f"{unit}-minutes per accepted sample", f"{per_sample:.3f}")
-    table.add_row("dataset", str(result.dataset_dir))
-    return table
-
-
-def training_table(rounds) -> Table:  # type: ignore[no-untyped-def]
-    table = Table(title="Editto training", show_header=True, header_style="bold")
-    for col in ("round", "status", "steps", "trained on", "loss", "ref. drop"):
-        table.add_column(col, overflow="fold")
-    table.add_column("held-out judge scores", min_width=30)
-    for r in rounds:
-        card = json.loads(r.card_json or "{}")
-        scores = "\n".join(f"{k} {v:g}" for k, v in json.loads(r.eval_scores_json or "{}").items())
-        table.add_row(
-            r.id.rsplit(":", 1)[-1],
-            f"[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
-            f"+{r.steps} = {card.get('step', '?')}",
-            str(len(json.loads(r.train_samples_json))),
-            f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
-            f"{card['reference_drop_probability']:.2f}" if "reference_drop_probability" in card else "",
-            scores or (r.error or ""),
-        )
-    if finished := [r for r in rounds if r.checkpoint_dir]:
-        table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}"
-    return table
 
 
 @app.command("train")
@@ -271,49 +195,10 @@ def traces(
 
     engine = _engine(out, db)
     rows = list_episodes(engine, run, status, reason, limit)
-    table = Table(show_header=True, header_style="bold")
-    for col in ("episode", "clip", "status", "reason"):
-        table.add_column(col, overflow="fold")
-    for e in rows:
-        colour = {"accepted": "green", "discarded": "red"}.get(e.status, "yellow")
-        table.add_row(e.id, Path(e.clip_path).name, f"[{colour}]{e.status}[/]", e.reason or "")
-    console.print(table)
+    console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
     if rounds := training_runs(engine, run):
         console.print(training_table(rounds))
-
-
-def print_calls(calls, prompts: bool) -> None:  # type: ignore[no-untyped-def]
-    for call in calls:
-        head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
-        cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
-        console.print(f"\n{head}  ({cost})")
-        console.print(f"  input:  {call.input_json}", markup=False)
-        if call.output_json:
-            console.print(f"  output: {call.output_json}", markup=False)
-        if call.error_kind:
-            console.print(f"  error {call.error_kind}: {call.error_detail}", style="red", markup=False)
-        for p in json.loads(call.prompts_json):
-            console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
-            if prompts:
-                console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
-
-
-def print_training_trace(engine, training_id: str, prompts: bool) -> None:  # type: ignore[no-untyped-def]
-    from store.training import evaluations, training_calls, training_run
-
-    found = training_run(engine, training_id)
-    if found is None:
-        raise fail(f"no episode or training round {training_id!r}")
-    console.print(training_table([found]))
-    print_calls(training_calls(engine, training_id), prompts)
-    for ev in evaluations(engine, training_id):
-        console.print(f"\n[bold]held-out {ev.sample_id}[/]", markup=True)
-        if ev.error:
-            console.print(f"  error: {ev.error}", style="red", markup=False)
-        reasons = json.loads(ev.reasons_json or "{}")
-        for k, v in json.loads(ev.scores_json or "{}").items():
-            console.print(f"  {k}: {v}  {reasons.get(k, '')}", markup=False)
 
 
 @app.command("trace")
@@ -330,24 +215,13 @@ def trace(
     engine = _engine(out, db)
     tr = episode_trace(engine, episode_id)
     if tr is None:
-        return print_training_trace(engine, episode_id, prompts)
-    e = tr.episode
-    console.rule(f"episode {e.id}")
-    console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}")
-    console.print("path: " + " -> ".join(ev.node for ev in tr.events))
-    print_calls(tr.calls, prompts)
-    for ev in tr.events:
-        update = json.loads(ev.update_json) or {}
-        for verdict in update.get("verdicts", []):
-            console.print(f"\n[bold]{verdict['stage']} verdict[/] (attempt {verdict['attempt']}, {verdict['judge']})")
-            for k, v in verdict["scores"].items():
-                console.print(f"  {k}: {v}  {verdict['reasons'].get(k, '')}", markup=False)
-    colour = {"accepted": "green", "discarded": "red"}.get(e.status, "yellow")
-    console.print(f"\ndecision: [{colour}]{e.status}[/] {e.reason or ''}")
-    if e.detail:
-        console.print(f"  {e.detail}", markup=False)
-    if tr.sample:
-        console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}")
+        from store.training import evaluations, training_calls, training_run
+
+        found = training_run(engine, episode_id)
+        if found is None:
+            raise fail(f"no episode or training round {episode_id!r}")
+        return print_training_trace(found, training_calls(engine, episode_id), evaluations(engine, episode_id), prompts)
+    print_episode_trace(tr, prompts)
 
 
 @prompts_app.command("list")
@@ -355,14 +229,7 @@ def prompts_list(prompts: Annotated[Path | None, typer.Option("--prompts")] = No
     """Each template's name, origin (built-in or override) and short hash."""
     from prompts.loader import PromptBook
 
-    book = PromptBook(prompts)
-    table = Table(show_header=True, header_style="bold")
-    for col in ("template", "origin", "sha256"):
-        table.add_column(col)
-    for name in book.names():
-        src = book.source(name)
-        table.add_row(name, src.origin, src.sha256[:12])
-    console.print(table)
+    console.print(templates_table(PromptBook(prompts)))
 
 
 @prompts_app.command("show")

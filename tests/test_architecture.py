@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("agent", "tools", "models", "prompts", "store")
+PACKAGES = ("agent", "tools", "models", "prompts", "store", "cli", "bench")
 
 
 def test_import_contracts_hold() -> None:
@@ -19,8 +19,7 @@ def test_import_contracts_hold() -> None:
 def test_no_module_is_longer_than_400_lines() -> None:
     long = {
         str(p.relative_to(ROOT)): n
-        for pkg in PACKAGES
-        for p in (ROOT / pkg).rglob("*.py")
+        for p in [ROOT / "main.py", *(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))]
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert not long, long

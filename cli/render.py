@@ -1,0 +1,189 @@
+"""Rich renderings of the store's records: backends, run summary, training rounds, traces, progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console()
+SECONDS_PER_DAY = 86_400
+STATUS_COLOURS = {"accepted": "green", "discarded": "red"}
+
+
+def error_line(message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}")  # messages quote paths and extras: no markup
+
+
+def backend_table(toolkit: dict[str, Any]) -> Table:
+    table = Table(title="backends in use", show_header=True, header_style="bold")
+    table.add_column("tool")
+    table.add_column("backend")
+    for name, tool in toolkit.items():
+        table.add_row(name, tool.backend_id)
+    return table
+
+
+def per_accepted(total: float, accepted: int) -> str:
+    """A figure per accepted sample, or a dash when nothing was accepted (never 'nan')."""
+    return f"{total / accepted:.3f}" if accepted else "- (no accepted sample)"
+
+
+def summary_table(result: Any, unit: str) -> Table:
+    t = result.totals
+    table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("clips seen", str(t.clips_seen))
+    table.add_row("episodes", str(t.episodes))
+    table.add_row("accepted", str(t.accepted))
+    table.add_row("discarded", str(t.discarded))
+    for reason, n in sorted(t.discarded_by_reason.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  discarded: {reason}", str(n))
+    for tool, seconds in sorted(t.device_seconds_by_tool.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"device-seconds: {tool}", f"{seconds:.2f}")
+    table.add_row(
+        f"{unit}-days spent / budget",
+        f"{t.spent_device_seconds / SECONDS_PER_DAY:.6f} / {result.budget_device_seconds / SECONDS_PER_DAY:.6f}",
+    )
+    table.add_row(f"{unit}-minutes per accepted sample", per_accepted(t.spent_device_seconds / 60, t.accepted))
+    table.add_row("dataset", str(result.dataset_dir))
+    return table
+
+
+def training_table(rounds: list[Any]) -> Table:
+    table = Table(title="Editto training", show_header=True, header_style="bold")
+    for col in ("round", "status", "steps", "trained on", "loss", "ref. drop"):
+        table.add_column(col, overflow="fold")
+    table.add_column("held-out judge scores", min_width=30)
+    for r in rounds:
+        card = json.loads(r.card_json or "{}")
+        scores = "\n".join(f"{k} {v:g}" for k, v in json.loads(r.eval_scores_json or "{}").items())
+        table.add_row(
+            r.id.rsplit(":", 1)[-1],
+            f"[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
+            f"+{r.steps} = {card.get('step', '?')}",
+            str(len(json.loads(r.train_samples_json))),
+            f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
+            f"{card['reference_drop_probability']:.2f}" if "reference_drop_probability" in card else "",
+            scores or (r.error or ""),
+        )
+    if finished := [r for r in rounds if r.checkpoint_dir]:
+        table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}"
+    return table
+
+
+def episodes_table(rows: list[Any]) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    for col in ("episode", "clip", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    for e in rows:
+        colour = STATUS_COLOURS.get(e.status, "yellow")
+        table.add_row(e.id, Path(e.clip_path).name, f"[{colour}]{e.status}[/]", e.reason or "")
+    return table
+
+
+def templates_table(book: Any) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    for col in ("template", "origin", "sha256"):
+        table.add_column(col)
+    for name in book.names():
+        src = book.source(name)
+        table.add_row(name, src.origin, src.sha256[:12])
+    return table
+
+
+def print_calls(calls: list[Any], prompts: bool) -> None:
+    for call in calls:
+        head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
+        cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
+        console.print(f"\n{head}  ({cost})")
+        console.print(f"  input:  {call.input_json}", markup=False)
+        if call.output_json:
+            console.print(f"  output: {call.output_json}", markup=False)
+        if call.error_kind:
+            console.print(f"  error {call.error_kind}: {call.error_detail}", style="red", markup=False)
+        for p in json.loads(call.prompts_json):
+            console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
+            if prompts:
+                console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
+
+
+def print_episode_trace(tr: Any, prompts: bool) -> None:
+    e = tr.episode
+    console.rule(f"episode {e.id}")
+    console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}", markup=False)
+    console.print("path: " + " -> ".join(ev.node for ev in tr.events))
+    print_calls(tr.calls, prompts)
+    for ev in tr.events:
+        update = json.loads(ev.update_json) or {}
+        for verdict in update.get("verdicts", []):
+            console.print(f"\n[bold]{verdict['stage']} verdict[/] (attempt {verdict['attempt']}, {verdict['judge']})")
+            for k, v in verdict["scores"].items():
+                console.print(f"  {k}: {v}  {verdict['reasons'].get(k, '')}", markup=False)
+    colour = STATUS_COLOURS.get(e.status, "yellow")
+    console.print(f"\ndecision: [{colour}]{e.status}[/] {escape(e.reason or '')}")
+    if e.detail:
+        console.print(f"  {e.detail}", markup=False)
+    if tr.sample:
+        console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}", markup=False)
+
+
+def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], prompts: bool) -> None:
+    console.print(training_table([found]))
+    print_calls(calls, prompts)
+    for ev in evaluations:
+        console.print(f"\n[bold]held-out {escape(ev.sample_id)}[/]")
+        if ev.error:
+            console.print(f"  error: {ev.error}", style="red", markup=False)
+        reasons = json.loads(ev.reasons_json or "{}")
+        for k, v in json.loads(ev.scores_json or "{}").items():
+            console.print(f"  {k}: {v}  {reasons.get(k, '')}", markup=False)
+
+
+ProgressUpdate = Callable[[Any, int], None]  # (RunTotals, episodes in flight)
+
+
+@contextmanager
+def run_progress(total: int, budget_device_seconds: float, unit: str) -> Iterator[ProgressUpdate]:
+    """A progress bar of episodes done, accepted, discarded, device-days spent and left, and an ETA."""
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("episodes", total=total, stats="")
+
+        def on_progress(totals: Any, in_flight: int) -> None:
+            left = max(0.0, budget_device_seconds - totals.spent_device_seconds) / SECONDS_PER_DAY
+            bar.update(
+                task,
+                completed=totals.accepted + totals.discarded,
+                stats=(
+                    f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
+                    f"| {totals.spent_device_seconds / SECONDS_PER_DAY:.5f} {unit}-days spent, {left:.5f} left"
+                ),
+            )
+
+        try:
+            yield on_progress
+        finally:
+            bar.stop()
