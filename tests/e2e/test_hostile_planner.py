@@ -63,6 +63,8 @@ def test_hostile_and_repeating_answers_lose_no_episode_and_reach_no_output(tmp_p
     for text in written:
         for fragment in ("{{", "{%", "$(", "`", "etc/passwd", "<script", "HYPERLINK"):
             assert fragment not in text
+    for record in (out / "dataset").glob("*/record.json"):
+        assert json.loads(record.read_text())["planner"] in {"rule-planner-v1", "openai-chat:planner"}
     with (out / "dataset" / "metadata.csv").open() as fh:
         for row in csv.DictReader(fh):
             assert not row["instruction"].startswith(("=", "+", "-", "@")), row
