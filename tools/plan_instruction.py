@@ -2,7 +2,8 @@
 With judge feedback it rewrites a rejected instruction. The answer is data: validated, never executed.
 
 An answer that fails validation is re-asked with the problems named, a bounded number of times; then the
-rule planner answers instead, and the output says so. Only an unreachable planner fails the call."""
+rule planner answers instead, and the output says so. A bad answer never fails the call; an unreachable
+endpoint, or a vocabulary with nothing left to propose for the clip, does."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import re
 import unicodedata
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from models.cpu.rule_planner import RulePlanner
 from models.protocols import Correction, Planner, PlannerUnavailableError, PlanReply, PlanRequest
@@ -82,9 +83,9 @@ class PlanAnswer(BaseModel, frozen=True, extra="ignore"):
 
     @field_validator("instruction", "target_description")
     @classmethod
-    def plain_prose(cls, value: str, info: Any) -> str:
+    def plain_prose(cls, value: str, info: ValidationInfo) -> str:
         value = " ".join(value.split())
-        if problems := text_problems(value, MAX_SENTENCES[info.field_name]):
+        if problems := text_problems(value, MAX_SENTENCES[str(info.field_name)]):
             raise ValueError("; ".join(problems))
         return value
 
@@ -140,7 +141,7 @@ def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...]) -> 
     problems = []
     if answer.category not in categories:
         close = difflib.get_close_matches(answer.category, categories, n=1, cutoff=0.4)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         problems.append(f"category {answer.category[:40]!r} is not allowed{hint} Allowed: {', '.join(categories)}")
     if any(same_instruction(answer.instruction, used) for used in avoid):
         problems.append("instruction repeats one already used on this video; write a different edit")
