@@ -14,7 +14,7 @@ import re
 import unicodedata
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from models.cpu.rule_planner import RulePlanner
 from models.protocols import Correction, Planner, PlannerUnavailableError, PlanReply, PlanRequest
@@ -49,17 +49,16 @@ FORBIDDEN_TEXT = (
 )
 FORMULA_PREFIXES = ("=", "+", "-", "@")  # a spreadsheet opening metadata.csv would run the cell as a formula
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")  # "e.g. " counts as an end too: the bound is loose enough
-MAX_SENTENCES = {
-    "instruction": 2,
-    "target_description": 5,  # it restates the caption (two or three sentences) and adds the edit
-}
+MAX_INSTRUCTION_SENTENCES = 2
+MAX_TARGET_SENTENCES = 5  # a target may restate the caption (two or three sentences) and add the edit
+FORMULA_PROBLEM = "starts with =, +, - or @ (read as a spreadsheet formula)"
 
 
 def text_problems(value: str, max_sentences: int) -> list[str]:
     """What makes `value` unfit as natural-language planner text; empty when it is fit."""
     problems = [f"contains {what}" for pattern, what in FORBIDDEN_TEXT if pattern.search(value)]
     if value.startswith(FORMULA_PREFIXES):
-        problems.append("starts with =, +, - or @ (read as a spreadsheet formula)")
+        problems.append(FORMULA_PROBLEM)
     if any(unicodedata.category(ch).startswith("C") for ch in value):
         problems.append("contains control or invisible characters")
     words = re.findall(r"[^\W\d_]{2,}", value)
@@ -78,16 +77,13 @@ class PlanAnswer(BaseModel, frozen=True, extra="ignore"):
     instruction: str = Field(min_length=8, max_length=240, description="one imperative sentence, plain prose")
     category: str = Field(description="one of the allowed categories")
     target_description: str = Field(
-        min_length=8, max_length=1000, description="the edited video, described in plain prose"
+        min_length=8, max_length=1500, description="the edited video, described in plain prose"
     )
 
     @field_validator("instruction", "target_description")
     @classmethod
-    def plain_prose(cls, value: str, info: ValidationInfo) -> str:
-        value = " ".join(value.split())
-        if problems := text_problems(value, MAX_SENTENCES[str(info.field_name)]):
-            raise ValueError("; ".join(problems))
-        return value
+    def single_paragraph(cls, value: str) -> str:
+        return " ".join(value.split())
 
 
 class PlanInstructionOutput(PlanAnswer, frozen=True):
@@ -128,7 +124,14 @@ def same_instruction(a: str, b: str) -> bool:
     return re.findall(r"\w+", a.casefold()) == re.findall(r"\w+", b.casefold())
 
 
-def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...]) -> PlanAnswer:
+def planner_written(target: str, caption: str) -> str:
+    """The target description less a verbatim copy of the caption it starts with: the caption is the
+    captioner's text (a random-weight captioner writes garbage), what follows is the planner's."""
+    head = " ".join(caption.split()).rstrip(".")
+    return target[len(head) :].lstrip(". ") if head and target.startswith(head) else target
+
+
+def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], caption: str) -> PlanAnswer:
     """Parse and check one raw answer; raises AnswerError naming every problem found."""
     try:
         answer = PlanAnswer.model_validate(parse_json_object(raw))
@@ -138,7 +141,11 @@ def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...]) -> 
         raise AnswerError([f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in err.errors()]) from err
     except ValueError as err:
         raise AnswerError([str(err)]) from err
-    problems = []
+    problems = [f"instruction {p}" for p in text_problems(answer.instruction, MAX_INSTRUCTION_SENTENCES)]
+    own = planner_written(answer.target_description, caption)
+    problems += [f"target_description {p}" for p in text_problems(own, MAX_TARGET_SENTENCES)]
+    if own != answer.target_description and answer.target_description.startswith(FORMULA_PREFIXES):
+        problems.append(f"target_description {FORMULA_PROBLEM}")  # the whole CSV cell counts
     if answer.category not in categories:
         close = difflib.get_close_matches(answer.category, categories, n=1, cutoff=0.4)
         hint = f"; did you mean {close[0]!r}?" if close else "."
@@ -181,7 +188,7 @@ class PlanInstruction:
         for reask in range(self.config.max_reasks + 1):
             reply = self.ask(self.planner, request, ctx)
             try:
-                answer = validate_answer(reply.text, self.config.categories, inp.avoid)
+                answer = validate_answer(reply.text, self.config.categories, inp.avoid, inp.caption)
                 return PlanInstructionOutput(**answer.model_dump(), planner=self.planner.spec_id)
             except AnswerError as err:
                 ctx.usage.setdefault("rejected", []).append({"answer": reply.text[:500], "problems": err.problems})
@@ -195,7 +202,7 @@ class PlanInstruction:
         ctx.usage["fallback"] = self.fallback.spec_id
         reply = self.ask(self.fallback, request, ctx)
         try:
-            answer = validate_answer(reply.text, self.config.categories, inp.avoid)
+            answer = validate_answer(reply.text, self.config.categories, inp.avoid, inp.caption)
         except AnswerError as err:
             raise ToolError(
                 "llm_schema",

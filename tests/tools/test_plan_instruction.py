@@ -121,8 +121,8 @@ def test_text_that_is_not_plain_prose_is_named(text: str, problem: str) -> None:
         ('{"instruction": "Make it a watercolour."}', "target_description: Field required"),
         ("[1, 2]", "no JSON object"),
         (answer(category="rm -rf /"), "category 'rm -rf /' is not allowed"),
-        (answer(HOSTILE_INSTRUCTION, target=HOSTILE_TARGET), "instruction: Value error, contains markup"),
-        (answer(target=HOSTILE_TARGET), "target_description: Value error, contains template syntax"),
+        (answer(HOSTILE_INSTRUCTION, target=HOSTILE_TARGET), "instruction contains markup"),
+        (answer(target=HOSTILE_TARGET), "target_description contains template syntax"),
     ],
 )
 def test_a_bad_answer_is_re_asked_with_its_problem_named(bad: str, named: str) -> None:
@@ -135,6 +135,22 @@ def test_a_bad_answer_is_re_asked_with_its_problem_named(bad: str, named: str) -
     assert messages[2] == {"role": "assistant", "content": bad} and messages[3]["content"] == reask[0].text
     assert ctx.usage["rejected"][0]["answer"] == bad and len(ctx.usage["calls"]) == 2
     assert ctx.usage["prompt_tokens"] > 0 and "fallback" not in ctx.usage
+
+
+def test_the_captioners_text_is_not_held_against_the_planner() -> None:
+    garbage = "the\ufffdsco\u0003 preservation#T5; ason\u0005 | x"  # what a random-weight captioner writes
+    out, _ = plan(RulePlanner(), caption=garbage)
+    assert out.target_description.startswith(" ".join(garbage.split()))
+    with ScriptedLLMServer([Reply(answer(target=garbage + " Drawn in pencil; rm -rf x."))]) as server:
+        out, ctx = plan(endpoint(server), caption=garbage)
+    assert out.planner == "rule-planner-v1"  # what the planner added after the caption is checked
+    assert ctx.usage["rejected"][0]["problems"] == [
+        "target_description contains shell metacharacters ($( ), ${ }, backticks, ;, | or &&)"
+    ]
+    formula = "=1+1 a clip of a meadow."
+    with ScriptedLLMServer([Reply(answer(target=formula + " Drawn in pencil.")), Reply(answer())]) as server:
+        out, ctx = plan(endpoint(server), caption=formula)
+    assert "spreadsheet formula" in ctx.usage["rejected"][0]["problems"][0]  # the whole CSV cell counts
 
 
 def test_a_close_category_is_an_error_with_the_allowed_list() -> None:
