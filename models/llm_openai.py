@@ -106,7 +106,8 @@ class OpenAIPlanner:
             tokens = reply.usage
             usage["prompt_tokens"] = tokens.prompt_tokens if tokens else None
             usage["completion_tokens"] = tokens.completion_tokens if tokens else None
-            return PlanReply(reply.choices[0].message.content or "", self._ended(usage, started))
+            text = reply.choices[0].message.content if reply.choices else None  # no choice: an empty answer
+            return PlanReply(text or "", self._ended(usage, started))
         raise AssertionError("unreachable: the text format is never refused")
 
     def _formats(self, request: PlanRequest) -> list[str]:

@@ -193,6 +193,14 @@ def test_an_unreachable_endpoint_is_backend_unavailable_with_its_usage() -> None
     assert ctx.usage["transport_retries"] == 1
 
 
+def test_a_fallback_answer_that_fails_too_is_an_llm_schema_error_naming_it() -> None:
+    # A vocabulary whose categories the config does not allow: nothing can answer, and the error says why.
+    with pytest.raises(ToolError) as err:
+        plan(RulePlanner(), PlanInstructionConfig(categories=["local_add"], max_reasks=1))
+    assert err.value.kind == "llm_schema" and err.value.field == "answer"
+    assert "so did the rule planner's" in err.value.detail and "Allowed: local_add" in err.value.detail
+
+
 def test_an_exhausted_vocabulary_is_bad_input() -> None:
     vocabulary = yaml.safe_load(PromptBook().source("edit_vocabulary.yaml").text)
     every = tuple(p for edit in vocabulary["edits"] for p in edit["instructions"])
