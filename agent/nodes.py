@@ -15,7 +15,7 @@ from agent import policy
 from agent.context import RunContext
 from agent.state import EpisodeState
 from store.dataset import commit_sample, discard_episode
-from store.traces import episode_lineage
+from store.traces import clip_outputs, episode_lineage
 from tools.base import ToolError
 from tools.caption_clip import CaptionClipInput
 from tools.edit_keyframe import EditKeyframeInput
@@ -75,13 +75,16 @@ def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback
         state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]), state, node).caption
     )
     attempt = state.get("attempt", 0)
+    # No instruction twice on one clip: this episode's earlier tries, and what its other episodes were given.
+    others = clip_outputs(ctx.engine, ctx.run_id, state["clip_path"], "plan_instruction", state["episode_id"])
+    avoid = tuple(dict.fromkeys([*state.get("tried", []), *(o["instruction"] for o in others)]))
     plan = ctx.call(
         "plan_instruction",
         PlanInstructionInput(
             caption=caption,
             clip_seed=state["clip_seed"],
             slot=state["variant"] * ctx.config.policy.max_attempts + attempt,
-            avoid=tuple(state.get("tried", [])),
+            avoid=avoid,
             feedback=feedback,
             previous_instruction=state.get("edit", {}).get("instruction"),
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import signal
@@ -131,6 +132,41 @@ def try_bad_inputs(folder: Path, config: Path) -> dict[str, int]:
     }
 
 
+def try_hostile_planner(folder: Path, config: Path) -> dict[str, int]:
+    """A run whose LLM endpoint answers garbage, broken or hostile JSON (issue 13), then one instruction over
+    and over: every episode must go on (re-asked, then the rule planner) and none of that text be kept."""
+    from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
+    from tests.tools.test_plan_instruction import HOSTILE_INSTRUCTION, HOSTILE_TARGET
+
+    bad = [
+        "Sure, here is a nice edit!",
+        '{"instruction": "Make it a watercolour.", "category": "style"',
+        '{"edit": "Make it a watercolour."}',
+        plan_json("Make it a watercolour.", category="global"),
+        plan_json(HOSTILE_INSTRUCTION).replace("A rabbit in a meadow, drawn in pencil.", HOSTILE_TARGET),
+        plan_json("=HYPERLINK(A1) makes it night."),
+    ]
+    out = folder / "hostile planner"
+    with ScriptedLLMServer([*map(Reply, bad), Reply(plan_json("Make it a watercolour."))]) as server:
+        finish(start(out, config, "--llm-base-url", server.url, "--llm-model", "planner"))
+    db = sqlite3.connect(out / "ditto.db")
+    plans = [json.loads(o) for (o,) in db.execute("select output_json from toolcall where tool = 'plan_instruction'")]
+    prompts = "".join(p for (p,) in db.execute("select prompts_json from toolcall where tool = 'plan_instruction'"))
+    kept = [p.read_text() for p in (out / "dataset").rglob("*") if p.suffix in (".csv", ".json")]
+    return {
+        "hostile planner answers served": len(bad),
+        "planner calls": len(plans),
+        "planner answers re-asked": prompts.count("plan_instruction.reask.j2"),
+        "planner fallbacks to the rule planner": sum(
+            p is not None and p["planner"] != "openai-chat:planner" for p in plans
+        ),
+        "episodes lost to the planner": db.execute(
+            "select count(*) from episode where reason like '%@plan_instruction' or reason like '%@rewrite_instruction'"
+        ).fetchone()[0],
+        "hostile planner text kept": sum(any(f in t for f in ("{{", "$(", "etc/passwd", "HYPERLINK")) for t in kept),
+    }
+
+
 def write_config(folder: Path, name: str = "faults.yaml", **extra: object) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump({**SMALL_RUN, **extra}))
@@ -149,8 +185,15 @@ def main() -> None:
         result = compare(folder / "killed", folder / "straight")
         ingest = {**SMALL_RUN["tools"]["ingest"], "max_source_pixels": 1280 * 720}  # type: ignore[index]
         bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}))
+        planner = try_hostile_planner(folder, config)
     injected = landed + bad["bad inputs tried"]
-    figures = {"faults injected (kills + bad inputs)": injected, "kills survived": landed, **bad, **vars(result)}
+    figures = {
+        "faults injected (kills + bad inputs)": injected,
+        "kills survived": landed,
+        **bad,
+        **vars(result),
+        **planner,
+    }
     width = max(map(len, figures))
     for name, value in figures.items():
         sys.stdout.write(f"{name.replace('_', ' '):<{width}}  {value}\n")

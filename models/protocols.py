@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,32 @@ class PlanRequest:
     avoid: list[str]  # instructions already used for this clip
     clip_seed: int  # one seed per clip, so that all its episodes draw from one order of instructions
     slot: int  # this attempt's place in that order: episodes of a clip never draw the same slot
+    # The answer's JSON schema, for endpoints that decode under one (structured output); others ignore it.
+    answer_schema: dict[str, Any] | None = None
+    # Earlier answers that failed validation, each with the re-ask that told the planner why, oldest first.
+    corrections: tuple[Correction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Correction:
+    answer: str  # what the planner answered
+    reask: str  # the rendered message naming what was wrong with it
+
+
+@dataclass(frozen=True)
+class PlanReply:
+    text: str  # the raw answer: a JSON object as text; the tool validates it
+    # What the call cost and how it went (latency_s, prompt_tokens, completion_tokens, transport_retries,
+    # response_format); empty for a planner that calls no model.
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class PlannerUnavailableError(RuntimeError):
+    """The planner could not be reached (after its own retries); `usage` says what was tried."""
+
+    def __init__(self, message: str, usage: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or {}
 
 
 @dataclass(frozen=True)
@@ -61,8 +87,9 @@ class Captioner(Protocol):
 class Planner(Protocol):
     spec_id: str
 
-    def plan(self, request: PlanRequest) -> str:
-        """The raw answer: a JSON object as text. The tool validates it."""
+    def plan(self, request: PlanRequest) -> PlanReply:
+        """The raw answer and its usage. Raises PlannerUnavailableError when the planner cannot be reached,
+        ValueError when the request cannot be answered (nothing left to propose for this clip)."""
         ...
 
 

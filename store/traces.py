@@ -22,6 +22,19 @@ def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
     return {"models": {c.tool: c.backend for c in calls}, "templates": templates}
 
 
+def clip_outputs(engine: Engine, run_id: str, clip_path: str, tool: str, except_episode: str) -> list[dict[str, Any]]:
+    """What `tool` answered for the other episodes of this clip in this run, oldest first."""
+    with Session(engine) as s:
+        rows = s.exec(
+            select(ToolCall.output_json)
+            .join(Episode, col(Episode.id) == col(ToolCall.episode_id))
+            .where(Episode.run_id == run_id, Episode.clip_path == clip_path, Episode.id != except_episode)
+            .where(ToolCall.tool == tool, col(ToolCall.output_json).is_not(None))
+            .order_by(col(ToolCall.id))
+        ).all()
+    return [json.loads(row) for row in rows if row]
+
+
 def list_episodes(
     engine: Engine, run_id: str | None = None, status: str | None = None, reason: str | None = None, limit: int = 200
 ) -> list[Episode]:

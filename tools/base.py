@@ -67,6 +67,8 @@ class ToolContext:
     io: ArtifactIO
     prompts: PromptBook
     rendered: list[RenderedPrompt] = field(default_factory=list)
+    # What a model call reported (latency, tokens, transport retries, response format), kept in the trace.
+    usage: dict[str, Any] = field(default_factory=dict)
 
     def render(self, name: str, **variables: str | int | float | list[str]) -> str:
         """Render a template and remember it, so the call's trace shows the exact text and its hash."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,22 @@ def test_report_links_existing_videos_and_escapes_model_text(tmp_path: Path) -> 
     runner.invoke(app, ["prompts", "copy", "edit_vocabulary.yaml", str(prompts)])
     vocab = yaml.safe_load((prompts / "edit_vocabulary.yaml").read_text())
     vocab["edits"] = [e for e in vocab["edits"] if e["style"] == "sepia"]
-    vocab["edits"][0]["instructions"] = ["<script>alert(1)</script> Make it sepia.", "Age it with sepia tones."]
+    vocab["edits"][0]["instructions"] = ["Make it sepia.", "Age it with sepia tones."]
     (prompts / "edit_vocabulary.yaml").write_text(yaml.safe_dump(vocab))
     config = tmp_path / "small.yaml"
     config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "budget_gpu_days"}))
     out = tmp_path / "out"
     assert runner.invoke(app, ["--out", str(out), "--config", str(config), "--prompts", str(prompts)]).exit_code == 0
 
+    # The planner refuses markup now (tests/tools/test_plan_instruction.py); text recorded before it did,
+    # or edited in the database, must still reach the page escaped.
+    db = sqlite3.connect(out / "ditto.db")
+    markup = "<script>alert(1)</script> Make it sepia."
+    db.execute(
+        "update toolcall set output_json = json_set(output_json, '$.instruction', ?) where tool = ?",
+        (markup, "plan_instruction"),
+    )
+    db.commit()
     result = runner.invoke(app, ["report", "--out", str(out)])
     assert result.exit_code == 0 and "6 episodes" in result.output
     html = (out / "report.html").read_text()

@@ -47,7 +47,9 @@ def test_rule_planner_never_repeats_an_instruction_for_a_clip() -> None:
     total = sum(len(e["instructions"]) for e in vocab["edits"])
     seen = []
     for slot in range(total):
-        answer = json.loads(RulePlanner().plan(PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=slot)))
+        answer = json.loads(
+            RulePlanner().plan(PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=slot)).text
+        )
         seen.append(answer["instruction"])
     assert len(set(seen)) == total
     with pytest.raises(ValueError, match="already used"):
