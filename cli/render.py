@@ -91,11 +91,11 @@ def training_table(rounds: list[Any]) -> Table:
 def episodes_table(rows: list[Any]) -> Table:
     table = Table(show_header=True, header_style="bold")
     table.add_column("episode", no_wrap=True)  # an id to copy into `trace`: never folded
-    table.add_column("clip", overflow="fold")
+    table.add_column("clip", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for col in ("reason", "category"):
         table.add_column(col, overflow="fold")
-    table.add_column("device-s", no_wrap=True, justify="right")
+    table.add_column("device-s", overflow="fold", justify="right")
     for row in rows:
         e = row.episode
         colour = STATUS_COLOURS.get(e.status, "yellow")
