@@ -129,8 +129,7 @@ def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, s
     # files in place, and the rerun of this commit adds the row. Under the lock no other commit interleaves.
     with index_lock(dataset_dir), Session(engine) as s:
         if s.get(Sample, sample_id) is None:
-            listed = [r for r in accepted_in_order(engine) if r.id != sample_id] + [row]
-            write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, [metadata_row(r) for r in listed])
+            add_to_metadata_csv(engine, dataset_dir, row)
             s.add(row)
         finish_episode(s, sample.episode_id, "accepted", None, None, sample.edit.get("category"))
         s.commit()
@@ -193,15 +192,32 @@ def spreadsheet_safe(cell: str) -> str:
     return f"'{cell}" if cell.startswith(FORMULA_PREFIXES) else cell
 
 
-def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int:
-    """Atomically, with every cell made spreadsheet-safe; writers of the same file take turns (a lock
-    file, so concurrent commits in threads or processes never replace a newer index with an older one)."""
+def csv_bytes(columns: list[str], rows: list[dict[str, str]], header: bool = True) -> bytes:
+    """CSV with every cell made spreadsheet-safe."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     writer.writerows({k: spreadsheet_safe(str(v)) for k, v in row.items()} for row in rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    return buf.getvalue().encode()
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int:
+    atomic_write_bytes(path, csv_bytes(columns, rows))
     return len(rows)
+
+
+def add_to_metadata_csv(engine: Engine, dataset_dir: Path, sample: Sample) -> None:
+    """metadata.csv with `sample` added: appended to the file as it is (a commit reads no other sample, so
+    it stays cheap at 10,000 samples), or rebuilt from the store when there is no usable file."""
+    path, row = dataset_dir / "metadata.csv", metadata_row(sample)
+    header = csv_bytes(METADATA_COLUMNS, [])
+    old = path.read_bytes() if path.is_file() else b""
+    if not old.startswith(header):  # missing, or written with other columns
+        rows = [metadata_row(r) for r in accepted_in_order(engine) if r.id != sample.id] + [row]
+        write_csv(path, METADATA_COLUMNS, rows)
+    elif f"\n{sample.id},".encode() not in old:  # listed already when a kill cut its commit short
+        atomic_write_bytes(path, old + csv_bytes(METADATA_COLUMNS, [row], header=False))
 
 
 @contextmanager
@@ -216,7 +232,8 @@ def index_lock(dataset_dir: Path) -> Iterator[None]:
 
 
 def write_metadata_csv(engine: Engine, dataset_dir: Path) -> int:
-    # The rows are read inside the lock: the last writer always writes the newest state.
+    """The whole index, rebuilt from the store (in order of acceptance). The rows are read inside the lock:
+    the last writer always writes the newest state."""
     with index_lock(dataset_dir):
         rows = [metadata_row(s) for s in accepted_in_order(engine)]
         return write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, rows)

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from main import app
-from store.dataset import spreadsheet_safe, write_csv
+from store.dataset import add_to_metadata_csv, spreadsheet_safe, write_csv
 from store.engine import open_engine
 from store.tables import Sample
 from store.video_io import encode_video, read_video
@@ -191,3 +191,18 @@ def test_metadata_csv_lists_every_accepted_sample_after_a_kill(tmp_path: Path) -
     listed = {r["sample_id"] for r in csv.DictReader(open(out / "dataset" / "metadata.csv", newline=""))}
     assert committed <= listed
     assert all((out / "dataset" / sample_id / "edited.mp4").is_file() for sample_id in listed)
+
+
+def test_a_commit_lists_its_sample_once_and_rebuilds_a_missing_index(run_copy: Path) -> None:
+    engine = open_engine(f"sqlite:///{run_copy / 'ditto.db'}")
+    dataset_dir, samples = run_copy / "dataset", accepted(run_copy)
+    index = dataset_dir / "metadata.csv"
+
+    def listed() -> list[str]:
+        return [r["sample_id"] for r in csv.DictReader(open(index, newline=""))]
+
+    add_to_metadata_csv(engine, dataset_dir, samples[-1])  # the rerun of a commit a kill cut short
+    assert listed() == [s.id for s in samples]
+    index.unlink()
+    add_to_metadata_csv(engine, dataset_dir, samples[0])
+    assert sorted(listed()) == sorted(s.id for s in samples)
