@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,27 @@ def write_if_changed(path: Path, data: bytes, result: ExportResult) -> None:
         return
     atomic_write_bytes(path, data)
     result.files_written += 1
+
+
+@contextmanager
+def replace_if_changed(path: Path, result: ExportResult) -> Iterator[Path]:
+    """A temporary path to write a large file to (streamed, never held in memory); it replaces `path` only
+    if its bytes differ, so an unchanged export leaves the file and its time alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if same_file(tmp, path):
+            result.files_unchanged += 1
+        else:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            result.files_written += 1
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run_export(

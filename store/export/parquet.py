@@ -5,14 +5,13 @@ Read it with datasets.load_dataset("parquet", data_files=...) or load_dataset(DI
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from store.export import SPLITS, ExportResult, ExportSample, place_once, write_if_changed
+from store.export import SPLITS, ExportResult, ExportSample, place_once, replace_if_changed, write_if_changed
 
 FILE_COLUMNS = {"source": "source_video", "edited": "edited_video", "edited_keyframe": "edited_keyframe"}
 TEXT_COLUMNS = ["sample_id", "split", "instruction", "category", "target_description", "caption", "source_clip"]
@@ -49,20 +48,19 @@ def row(sample: ExportSample, scores: list[str], files: dict[str, Any]) -> dict[
     )
 
 
-def dataset_card(tables: dict[str, Any]) -> str:
+def dataset_card(table_schema: Any, counts: dict[str, int]) -> str:
     """README.md: the features and splits as datasets reads them from YAML; the license is the user's call."""
-    first = next(iter(tables.values()))
     dtypes = {"string": "string", "binary": "binary", "double": "float64"}
     front = {
         "license": None,
         "task_categories": ["video-to-video"],
         "tags": ["video-editing", "synthetic", "ditto"],
         "configs": [
-            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in tables]}
+            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in counts]}
         ],
         "dataset_info": {
-            "features": [{"name": f.name, "dtype": dtypes[str(f.type)]} for f in first.schema],
-            "splits": [{"name": s, "num_examples": t.num_rows} for s, t in tables.items()],
+            "features": [{"name": f.name, "dtype": dtypes[str(f.type)]} for f in table_schema],
+            "splits": [{"name": s, "num_examples": n} for s, n in counts.items()],
         },
     }
     return (
@@ -73,27 +71,35 @@ def dataset_card(tables: dict[str, Any]) -> str:
     )
 
 
-def export_parquet(samples: list[ExportSample], to: Path, embed: bool) -> ExportResult:
+def export_parquet(samples: list[ExportSample], to: Path, embed: bool, batch: int = 64) -> ExportResult:
+    """Rows are written a batch at a time, so embedded videos never sit in memory all at once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     result = ExportResult(path=to / "README.md")
     scores = score_columns(samples)
-    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    for sample in samples:
-        if embed:
-            files: dict[str, Any] = {role: sample.files[role].read_bytes() for role in FILE_COLUMNS}
-        else:
-            files = {role: sample.relpaths[role] for role in FILE_COLUMNS}
-            for role, rel in files.items():
-                place_once(sample.files[role], to / rel, result)
-        rows[sample.split].append(row(sample, scores, files))
-        result.samples += 1
-    tables = {s: pa.Table.from_pylist(r, schema=schema(scores, embed)) for s, r in rows.items() if r}
-    for split, table in tables.items():
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        write_if_changed(to / "data" / f"{split}-00000-of-00001.parquet", buf.getvalue(), result)
-    if tables:
-        write_if_changed(to / "README.md", dataset_card(tables).encode(), result)
+    table_schema = schema(scores, embed)
+    counts: dict[str, int] = {}
+    for split in SPLITS:
+        members = [s for s in samples if s.split == split]
+        if not members:
+            continue
+        with replace_if_changed(to / "data" / f"{split}-00000-of-00001.parquet", result) as tmp:
+            with pq.ParquetWriter(tmp, table_schema) as writer:
+                for start in range(0, len(members), batch):
+                    rows = [row(s, scores, files_of(s, to, embed, result)) for s in members[start : start + batch]]
+                    writer.write_table(pa.Table.from_pylist(rows, schema=table_schema))
+        counts[split] = len(members)
+        result.samples += len(members)
+    if counts:
+        write_if_changed(to / "README.md", dataset_card(table_schema, counts).encode(), result)
     return result
+
+
+def files_of(sample: ExportSample, to: Path, embed: bool, result: ExportResult) -> dict[str, Any]:
+    """The row's file columns: the bytes, or paths relative to `to` with the files placed there."""
+    if embed:
+        return {role: sample.files[role].read_bytes() for role in FILE_COLUMNS}
+    for role in FILE_COLUMNS:
+        place_once(sample.files[role], to / sample.relpaths[role], result)
+    return {role: sample.relpaths[role] for role in FILE_COLUMNS}

@@ -11,24 +11,25 @@ import tarfile
 from pathlib import Path
 
 from store.dataset import SAMPLE_FILES, atomic_write_bytes
-from store.export import SPLITS, ExportResult, ExportSample
+from store.export import SPLITS, ExportResult, ExportSample, replace_if_changed
 
 MANIFEST = "manifest.json"
 
 
-def shard_bytes(samples: list[ExportSample]) -> bytes:
-    """A tar with fixed owners and times, so the same samples make the same bytes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+def write_shard(samples: list[ExportSample], path: Path) -> None:
+    """A tar with fixed owners and times, so the same samples make the same bytes; files are streamed in."""
+    with tarfile.open(path, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for sample in samples:
-            members = {f"{sample.id}.{SAMPLE_FILES[role]}": path.read_bytes() for role, path in sample.files.items()}
-            members[f"{sample.id}.json"] = json.dumps(sample.record | {"split": sample.split}, sort_keys=True).encode()
-            members[f"{sample.id}.txt"] = sample.record["instruction"].encode()
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
+            for role, file in sample.files.items():
+                info = tarfile.TarInfo(f"{sample.id}.{SAMPLE_FILES[role]}")
+                info.size, info.mode = file.stat().st_size, 0o644
+                with open(file, "rb") as fh:
+                    tar.addfile(info, fh)
+            record = json.dumps(sample.record | {"split": sample.split}, sort_keys=True).encode()
+            for suffix, data in (("json", record), ("txt", sample.record["instruction"].encode())):
+                info = tarfile.TarInfo(f"{sample.id}.{suffix}")
                 info.size, info.mode = len(data), 0o644
                 tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def export_webdataset(samples: list[ExportSample], to: Path, shard_size: int) -> ExportResult:
@@ -50,8 +51,8 @@ def export_webdataset(samples: list[ExportSample], to: Path, shard_size: int) ->
             if old.get(name) == entry and (to / name).is_file():
                 result.files_unchanged += 1
                 continue
-            atomic_write_bytes(to / name, shard_bytes(shard))
-            result.files_written += 1
+            with replace_if_changed(to / name, result) as tmp:
+                write_shard(shard, tmp)
         result.samples += len(members)
     for name in set(old) - set(manifest):  # shards of an earlier, different --shard-size
         (to / name).unlink(missing_ok=True)
