@@ -2,12 +2,13 @@
 
     python main.py --budget-gpu-days 100
 
-Subcommands read what it did: traces, trace, prompts, export."""
+Subcommands read what it did: traces, trace, prompts, report, export, train."""
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,14 +17,18 @@ import typer
 from cli.render import (
     backend_table,
     console,
+    episode_trace_json,
     episodes_table,
     error_line,
+    escape,
     print_episode_trace,
+    print_json,
     print_training_trace,
     run_progress,
     summary_table,
     templates_table,
     training_table,
+    training_trace_json,
 )
 
 app = typer.Typer(
@@ -187,14 +192,24 @@ def traces(
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     status: Annotated[str | None, typer.Option(help="accepted | discarded | running")] = None,
     reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
+    category: Annotated[str | None, typer.Option(help="Only episodes of this edit category.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Episodes started since: an ISO date or time (UTC), or an age: 30m, 2h, 1d.")
+    ] = None,
+    sort: Annotated[str, typer.Option(help="run (in run order) | cost (costliest first)")] = "run",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their decision and reason."""
+    """List episodes with their category, decision, reason and device-seconds."""
     from store.traces import list_episodes
     from store.training import training_runs
 
+    if sort not in ("run", "cost"):
+        raise fail(f"--sort {sort!r} is not one of run, cost")
     engine = _engine(out, db)
-    rows = list_episodes(engine, run, status, reason, limit)
+    try:
+        rows = list_episodes(engine, run, status, reason, limit, category, parse_since(since), sort == "cost")
+    except ValueError as err:
+        raise fail(f"--{'status' if 'status' in str(err) else 'since'}: {err}") from err
     console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
     if rounds := training_runs(engine, run):
@@ -207,6 +222,7 @@ def trace(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
     prompts: Annotated[bool, typer.Option("--prompts/--no-prompts", help="Print rendered prompts in full.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same content as JSON, for scripts.")] = False,
 ) -> None:
     """Show one episode (its path through the graph, every tool call, prompts, verdicts and the decision),
     or one training round (its calls, checkpoint and held-out scores)."""
@@ -220,7 +236,12 @@ def trace(
         found = training_run(engine, episode_id)
         if found is None:
             raise fail(f"no episode or training round {episode_id!r}")
-        return print_training_trace(found, training_calls(engine, episode_id), evaluations(engine, episode_id), prompts)
+        calls, evals = training_calls(engine, episode_id), evaluations(engine, episode_id)
+        if as_json:
+            return print_json(training_trace_json(found, calls, evals))
+        return print_training_trace(found, calls, evals, prompts)
+    if as_json:
+        return print_json(episode_trace_json(tr))
     print_episode_trace(tr, prompts)
 
 
@@ -262,42 +283,92 @@ def prompts_diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")])
     console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
 
 
+def parse_since(since: str | None) -> datetime | None:
+    """An ISO date or time (UTC unless it says otherwise), or an age such as 30m, 2h or 1d."""
+    if since is None:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if since[:-1].isdigit() and since[-1:] in units:
+        return datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
+    try:
+        when = datetime.fromisoformat(since)
+    except ValueError as err:
+        raise fail(f"--since {since!r} is neither an ISO date or time nor an age like 30m, 2h, 1d") from err
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _run_id(engine, run: str | None, out: Path) -> str:  # type: ignore[no-untyped-def]
+    from store.traces import latest_run
+
+    run_id = run or (latest := latest_run(engine)) and latest.id
+    if not run_id:
+        raise fail(f"no run in {out}")
+    return run_id
+
+
 @app.command("report")
 def report(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
     run: Annotated[str | None, typer.Option("--run", help="This run (default: the latest).")] = None,
+    open_it: Annotated[bool, typer.Option("--open", help="Open it in the default browser.")] = False,
 ) -> None:
-    """Write OUT/report.html: every episode with its videos side by side, scores, reasons, decision."""
+    """Write OUT/report/: a folder that opens from disk, with every episode's videos side by side, every
+    attempt's scores and reasons, the decision and its cost, filters, and plots of the run."""
     from store.report import write_report
-    from store.traces import latest_run
 
     engine = _engine(out, db)
-    run_id = run or (latest := latest_run(engine)) and latest.id
-    if not run_id:
-        raise fail(f"no run in {out}")
-    n = write_report(engine, out, run_id, out / "report.html")
-    console.print(f"{n} episodes in {out / 'report.html'}")
+    run_id = _run_id(engine, run, out)
+    index = write_report(engine, out, run_id, out / "report")
+    console.print(f"{index.episodes} episodes, {index.plots} plots in {index.path}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(index.path.resolve().as_uri())
+
+
+EXPORT_FORMATS = ("metadata", "diffsynth", "parquet", "webdataset")
 
 
 @app.command("export")
 def export(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
-    format: Annotated[str, typer.Option("--format", help="metadata | diffsynth")] = "metadata",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", help=" | ".join(EXPORT_FORMATS))] = "metadata",  # noqa: A002
+    to: Annotated[
+        Path | None,
+        typer.Option(help="Folder to write (default: OUT/dataset for metadata and diffsynth, else OUT/FORMAT)"),
+    ] = None,
+    run: Annotated[str | None, typer.Option("--run", help="This run's samples (default: the latest run).")] = None,
+    embed: Annotated[bool, typer.Option("--embed", help="parquet: the files' bytes in the rows, not paths.")] = False,
+    shard_size: Annotated[int, typer.Option(help="webdataset: samples per tar shard.")] = 1000,
 ) -> None:
-    """Write the dataset's index from the store: metadata.csv, or DiffSynth-Studio's metadata_vace.csv."""
-    from store.dataset import write_diffsynth_csv, write_metadata_csv
+    """Export a run's accepted samples (held-out ones marked): metadata.csv, DiffSynth-Studio's
+    metadata_vace.csv, Parquet with a dataset card, or WebDataset shards. Running it again is cheap."""
+    from agent.training import TrainingError, heldout_sample_ids
+    from store.dataset import write_metadata_csv
+    from store.export import export_samples, run_export
 
-    writers = {
-        "metadata": (write_metadata_csv, "metadata.csv"),
-        "diffsynth": (write_diffsynth_csv, "metadata_vace.csv"),
-    }
-    if format not in writers:
-        raise fail(f"--format {format!r} is not one of {', '.join(writers)}")
-    write, name = writers[format]
-    n = write(_engine(out, db), out / "dataset")
-    console.print(f"{n} samples listed in {out / 'dataset' / name}")
+    if format not in EXPORT_FORMATS:
+        raise fail(f"--format {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    engine, dataset_dir = _engine(out, db), out / "dataset"
+    if format == "metadata":
+        n = write_metadata_csv(engine, to or dataset_dir)
+        return console.print(f"{n} samples listed in {(to or dataset_dir) / 'metadata.csv'}")
+    dest = to or (dataset_dir if format == "diffsynth" else out / format)
+    try:
+        run_id = _run_id(engine, run, out)
+        samples = export_samples(engine, dataset_dir, run_id, heldout_sample_ids(engine, run_id))
+        result = run_export(format, samples, dataset_dir, dest, embed, shard_size)
+    except (TrainingError, ImportError, ValueError, OSError) as err:
+        hint = " (pip install -e '.[export]')" if isinstance(err, ImportError) else ""
+        raise fail(f"export --format {format}: {err}{hint}") from err
+    for sample_id, why in result.skipped.items():
+        console.print(f"[yellow]skipped[/] {sample_id}: {escape(why)}")
+    console.print(
+        f"{result.samples} samples ({sum(s.split == 'heldout' for s in samples)} held out) in {result.path}: "
+        f"{result.files_written} files written, {result.files_unchanged} unchanged"
+    )
 
 
 if __name__ == "__main__":

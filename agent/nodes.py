@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -14,8 +13,8 @@ from langgraph.runtime import Runtime
 from agent import policy
 from agent.context import RunContext
 from agent.state import EpisodeState
-from store.dataset import commit_sample, discard_episode
-from store.traces import clip_outputs, episode_lineage
+from store.dataset import AcceptedSample, commit_sample, discard_episode
+from store.traces import clip_outputs
 from tools.base import ToolError
 from tools.caption_clip import CaptionClipInput
 from tools.edit_keyframe import EditKeyframeInput
@@ -217,37 +216,31 @@ def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
 
 def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    sample_id = state["episode_id"].replace(":", "-")
-    files: dict[str, Path] = {
-        "source.mp4": ctx.io.path(state["clip"]),
-        "edited.mp4": ctx.io.path(state["enhanced_video"]),
-        "edited_keyframe.png": ctx.io.path(state["edited_keyframe"]),
+    attempt = state.get("attempt", 0)
+    artifacts = {
+        "source": state["clip"],
+        "edited": state["enhanced_video"],
+        "edited_keyframe": state["edited_keyframe"],
     }
     if state.get("depth_video"):
-        files["depth.mp4"] = ctx.io.path(state["depth_video"])  # type: ignore[arg-type]
-    lineage = episode_lineage(ctx.engine, state["episode_id"])
-    record = {
-        "sample_id": sample_id,
-        "episode_id": state["episode_id"],
-        "run_id": ctx.run_id,
-        "source_clip": state["clip_path"],
-        **state["edit"],
-        "scores": {v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == state.get("attempt", 0)},
-        "seeds": {"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": state.get("attempt", 0)},
-        "caption": state.get("caption"),
-        "fps": state["fps"],
-        "artifacts": {  # what Editto trains on, by content hash
-            "source": state["clip"],
-            "edited": state["enhanced_video"],
-            "edited_keyframe": state["edited_keyframe"],
-        },
-        **lineage,
-    }
-    commit_sample(ctx.engine, ctx.dataset_dir, sample_id, state["episode_id"], ctx.run_id, files, record)
+        artifacts["depth"] = state["depth_video"]  # type: ignore[assignment]
+    sample = AcceptedSample(
+        episode_id=state["episode_id"],
+        run_id=ctx.run_id,
+        source_clip=state["clip_path"],
+        edit=state["edit"],
+        scores={v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == attempt},
+        seeds={"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": attempt},
+        caption=state.get("caption"),
+        fps=state["fps"],
+        artifacts=artifacts,
+    )
+    sample_id = commit_sample(ctx.engine, ctx.io, ctx.dataset_dir, sample)
     return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}
 
 
 def discard(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     reason, detail = policy.discard_reason(dict(state), runtime.context.config.policy)
-    discard_episode(runtime.context.engine, state["episode_id"], reason, detail)
+    category = state.get("edit", {}).get("category")
+    discard_episode(runtime.context.engine, state["episode_id"], reason, detail, category)
     return {"decision": "discarded", "reason": reason, "detail": detail, "sample_id": None}

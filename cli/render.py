@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,12 +90,68 @@ def training_table(rounds: list[Any]) -> Table:
 
 def episodes_table(rows: list[Any]) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for col in ("episode", "clip", "status", "reason"):
+    table.add_column("episode", no_wrap=True)  # an id to copy into `trace`: never folded
+    table.add_column("clip", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("reason", "category"):
         table.add_column(col, overflow="fold")
-    for e in rows:
+    table.add_column("device-s", overflow="fold", justify="right")
+    for row in rows:
+        e = row.episode
         colour = STATUS_COLOURS.get(e.status, "yellow")
-        table.add_row(e.id, Path(e.clip_path).name, f"[{colour}]{e.status}[/]", e.reason or "")
+        table.add_row(
+            e.id,
+            Path(e.clip_path).name,
+            f"[{colour}]{e.status}[/]",
+            escape(e.reason or ""),
+            e.category or "",
+            f"{row.device_seconds:.2f}",
+        )
     return table
+
+
+def print_json(data: Any) -> None:
+    """Plain JSON on stdout, unwrapped and uncoloured, for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def call_json(c: Any) -> dict[str, Any]:
+    row = c.model_dump(mode="json", exclude={"input_json", "output_json", "prompts_json"})
+    return row | {
+        "input": json.loads(c.input_json),
+        "output": json.loads(c.output_json or "null"),
+        "prompts": json.loads(c.prompts_json),
+    }
+
+
+def episode_trace_json(tr: Any) -> dict[str, Any]:
+    """The content `trace` prints, as data: the episode, its path, every call (prompts in full), verdicts
+    and the sample. JSON columns are decoded, not nested as strings."""
+    updates = [json.loads(ev.update_json) or {} for ev in tr.events]
+    return {
+        "episode": tr.episode.model_dump(mode="json"),
+        "path": [ev.node for ev in tr.events],
+        "calls": [call_json(c) for c in tr.calls],
+        "verdicts": [v for u in updates for v in u.get("verdicts", [])],
+        "decision": {"status": tr.episode.status, "reason": tr.episode.reason, "detail": tr.episode.detail},
+        "sample": tr.sample
+        and tr.sample.model_dump(mode="json", exclude={"record_json"}) | {"record": json.loads(tr.sample.record_json)},
+    }
+
+
+def training_trace_json(found: Any, calls: list[Any], evaluations: list[Any]) -> dict[str, Any]:
+    round_ = found.model_dump(mode="json")
+    for key in [k for k in round_ if k.endswith("_json")]:
+        round_[key.removesuffix("_json")] = json.loads(round_.pop(key) or "null")
+    return {
+        "training_round": round_,
+        "calls": [call_json(c) for c in calls],
+        "evaluations": [
+            ev.model_dump(mode="json", exclude={"scores_json", "reasons_json"})
+            | {"scores": json.loads(ev.scores_json or "null"), "reasons": json.loads(ev.reasons_json or "null")}
+            for ev in evaluations
+        ],
+    }
 
 
 def templates_table(book: Any) -> Table:

@@ -32,6 +32,7 @@ class Episode(SQLModel, table=True):
     status: str = Field(default="running", index=True)  # running | accepted | discarded
     reason: str | None = Field(default=None, index=True)
     detail: str | None = None
+    category: str | None = Field(default=None, index=True)
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 

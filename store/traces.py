@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -35,18 +36,49 @@ def clip_outputs(engine: Engine, run_id: str, clip_path: str, tool: str, except_
     return [json.loads(row) for row in rows if row]
 
 
+EPISODE_STATUSES = ("running", "accepted", "discarded")
+
+
+@dataclass(frozen=True)
+class EpisodeRow:
+    episode: Episode
+    device_seconds: float  # charged to this episode (calls reused from the cache cost nothing)
+
+
 def list_episodes(
-    engine: Engine, run_id: str | None = None, status: str | None = None, reason: str | None = None, limit: int = 200
-) -> list[Episode]:
-    query = select(Episode).order_by(col(Episode.run_id), col(Episode.index))
+    engine: Engine,
+    run_id: str | None = None,
+    status: str | None = None,
+    reason: str | None = None,
+    limit: int = 200,
+    category: str | None = None,
+    since: datetime | None = None,
+    by_cost: bool = False,
+) -> list[EpisodeRow]:
+    """Episodes in run order, or the costliest first; `since` compares with when they started (UTC)."""
+    if status is not None and status not in EPISODE_STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(EPISODE_STATUSES)}")
+    cost = (
+        select(ToolCall.episode_id, func.sum(ToolCall.device_seconds).label("cost"))
+        .where(col(ToolCall.reused_call_id).is_(None), col(ToolCall.episode_id).is_not(None))
+        .group_by(col(ToolCall.episode_id))
+        .subquery()
+    )
+    spent = func.coalesce(cost.c.cost, 0.0)
+    query = select(Episode, spent).join(cost, cost.c.episode_id == Episode.id, isouter=True)
     if run_id:
         query = query.where(Episode.run_id == run_id)
     if status:
         query = query.where(Episode.status == status)
     if reason:
         query = query.where(col(Episode.reason).contains(reason))
+    if category:
+        query = query.where(Episode.category == category)
+    if since:
+        query = query.where(Episode.started_at >= since.astimezone(UTC))
+    query = query.order_by(spent.desc()) if by_cost else query.order_by(col(Episode.run_id), col(Episode.index))
     with Session(engine) as s:
-        return list(s.exec(query.limit(limit)).all())
+        return [EpisodeRow(e, float(c)) for e, c in s.exec(query.limit(limit)).all()]
 
 
 @dataclass

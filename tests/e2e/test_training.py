@@ -151,7 +151,7 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     shown = CliRunner().invoke(app, ["trace", new.id, "--out", str(out)], catch_exceptions=False).output
     assert "train_editto" in shown and "edit_with_editto" in shown and "held-out" in shown
     CliRunner().invoke(app, ["report", "--out", str(out)], catch_exceptions=False)
-    assert "held-out edits from the instruction alone" in (out / "report.html").read_text()
+    assert "held-out edits from the instruction alone" in (out / "report" / "index.html").read_text()
 
 
 def test_train_by_hand_names_a_missing_run(trained_run: Path) -> None:
