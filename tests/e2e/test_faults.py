@@ -209,13 +209,16 @@ def test_a_database_locked_past_the_timeout_stops_the_run_cleanly_and_it_resumes
     locked, release = threading.Event(), threading.Event()
 
     def lock_after_first_sample() -> None:
-        while True:
+        deadline = time.monotonic() + 120  # a run that never accepts fails the test below instead of hanging it
+        while time.monotonic() < deadline:
             try:
                 if sqlite3.connect(out / "ditto.db").execute("select count(*) from sample").fetchone()[0]:
                     break
             except sqlite3.OperationalError:  # not created yet
                 pass
             time.sleep(0.05)
+        else:
+            return  # never locked: `locked` stays unset and the assertion names it
         other = sqlite3.connect(out / "ditto.db")
         other.execute("begin exclusive")
         locked.set()

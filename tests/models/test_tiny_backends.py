@@ -11,7 +11,6 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.tiny
 
 from bench.bad_inputs import moving_frames  # noqa: E402
-from models.checkpoints import CheckpointMissingError, resolve_checkpoint  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
 from models.protocols import JudgeRequest  # noqa: E402
 from models.registry import build_backend  # noqa: E402
@@ -87,12 +86,3 @@ def test_unparseable_judge_answer_is_retried_then_a_recorded_failure(clip: np.nd
     with pytest.raises(ToolError) as err:  # random weights never write the JSON the rubric asks for
         ask_judge(judge, JudgeRequest(clip, clip, "Score the edit as JSON.", "x"), JudgeConfig().parse_attempts)
     assert err.value.kind == "llm_schema" and "2 tries" in err.value.detail
-
-
-def test_missing_checkpoint_names_step_and_path(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointMissingError, match=r"backends.propagator.path: no checkpoint at /nowhere/wan"):
-        resolve_checkpoint("propagator", "/nowhere/wan", allow_download=False)
-    with pytest.raises(CheckpointMissingError, match="--allow-download"):
-        resolve_checkpoint("editor", "Qwen/Qwen-Image-Edit", allow_download=False)
-    assert resolve_checkpoint("editor", "Qwen/Qwen-Image-Edit", allow_download=True) == "Qwen/Qwen-Image-Edit"
-    assert resolve_checkpoint("editor", str(tmp_path), allow_download=False) == str(tmp_path)
