@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from prompts.loader import PromptBook
+from prompts.loader import PromptBook, PromptError
 from store.artifacts import ArtifactStore
 from store.tables import Charge, PromptVersion, ToolCall
 from tools.base import Tool, ToolContext, ToolError
@@ -138,7 +138,8 @@ class ToolCaller:
         except MemoryError as err:
             error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
         except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
-            if is_storage_fault(err):  # the store's fault, not the tool's: the runner stops the run
+            # The store's or the templates' fault, not the tool's: the runner stops the run, resumably.
+            if is_storage_fault(err) or isinstance(err, PromptError):
                 raise
             kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
             error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")

@@ -26,7 +26,8 @@ STATUS_COLOURS = {"accepted": "green", "discarded": "red"}
 
 
 def error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")  # messages quote paths and extras: no markup
+    # Messages quote paths and extras: no markup. One logical line, never hard-wrapped, so it can be grepped.
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def backend_table(toolkit: dict[str, Any]) -> Table:
