@@ -127,7 +127,11 @@ class PromptBook:
         try:
             return yaml.safe_load(src.text), src
         except yaml.YAMLError as err:
-            raise PromptError(f"vocabulary {src.path} is not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise PromptError(
+                f"vocabulary {src.path}{where} is not valid YAML: {getattr(err, 'problem', err)}"
+            ) from err
 
     def copy(self, name: str, dest_dir: Path) -> Path:
         src = self.source(name)
