@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from prompts.loader import PromptBook, PromptError
 from store.artifacts import ArtifactStore
 from store.tables import Charge, PromptVersion, ToolCall
-from tools.base import Tool, ToolContext, ToolError
+from tools.base import Tool, ToolContext, ToolError, tool_error
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +133,11 @@ class ToolCaller:
         error: ToolError | None = None
         try:
             output = run_with_timeout(lambda: tool(inp, ctx), tool.resources.timeout_s, tool.name)
-        except ToolError as err:
-            error = err
-        except MemoryError as err:
-            error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
         except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
             # The store's or the templates' fault, not the tool's: the runner stops the run, resumably.
             if is_storage_fault(err) or isinstance(err, PromptError):
                 raise
-            kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
-            error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
+            error = tool_error(tool.name, err)
         seconds = (time.perf_counter() - started) * tool.resources.devices
         row = self._record(site, tool, key, inp, output=output, error=error, seconds=seconds, ctx=ctx)
         return self._result(tool, row)

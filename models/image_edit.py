@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import resize, to_uint8
 from models.pipelines import load_pipeline, place_pipeline
 
@@ -36,6 +37,7 @@ class QwenImageEditor:
         self.lock = threading.Lock()
         self.spec_id = f"qwen-image-edit:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{true_cfg_scale}"
 
+    @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
         import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
 
@@ -77,6 +79,7 @@ class FluxKontextEditor:
         self.lock = threading.Lock()
         self.spec_id = f"flux-kontext:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{guidance_scale}"
 
+    @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
         h, w = image.shape[:2]
         scale = self.max_side * 2 ** (-memory_level / 2) / max(h, w)  # half the pixels per level
