@@ -178,7 +178,8 @@ class ToolCaller:
                 else None
             ),
             error_kind=reused.error_kind if reused else error.kind if error else None,
-            error_detail=reused.error_detail if reused else str(error) if error else None,
+            error_field=reused.error_field if reused else error.field if error else None,
+            error_detail=reused.error_detail if reused else error.detail if error else None,
             prompts_json=canonical_json(prompts),
             device_seconds=seconds,
             devices=tool.resources.devices,
@@ -227,7 +228,5 @@ class ToolCaller:
     @staticmethod
     def _result(tool: Tool, row: ToolCall) -> Any:
         if row.error_kind:
-            detail = row.error_detail or ""
-            prefix = f"{row.error_kind}: "
-            raise ToolError(row.error_kind, detail[len(prefix) :] if detail.startswith(prefix) else detail)  # type: ignore[arg-type]
+            raise ToolError(row.error_kind, row.error_detail or "", row.error_field)  # type: ignore[arg-type]
         return tool.Output.model_validate_json(row.output_json or "{}")

@@ -41,7 +41,9 @@ def one_clip(tmp_path: Path, clips: list[Path]) -> Path:
 def calls(out: Path, tool: str) -> list[tuple[int, str | None, str | None, str]]:
     db = sqlite3.connect(out / "ditto.db")
     return db.execute(
-        "select attempt, error_kind, error_detail, input_json from toolcall where tool=? order by id", (tool,)
+        "select attempt, error_kind, coalesce(error_field || ': ', '') || error_detail, input_json from toolcall "
+        "where tool=? order by id",
+        (tool,),
     ).fetchall()
 
 
