@@ -45,6 +45,22 @@ def test_qwen_image_edit_returns_a_frame_of_the_input_size(clip: np.ndarray, poo
     assert np.array_equal(out, editor.edit(clip[0], "make it a pencil sketch", seed=0))  # seeded
 
 
+def test_qwen_image_edit_works_at_its_target_area_halved_per_memory_level(clip: np.ndarray, pool: ModelPool) -> None:
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
+
+    module_function = qwen_edit.calculate_dimensions
+    editor = backend("editor", pool, kind="qwen_image_edit", path="tiny:qwen_image_edit", steps=1, target_area=4096)
+    encoded: list[tuple[int, int]] = []  # the condition image as the VAE sees it
+    hook = editor.pipe.vae.encoder.register_forward_pre_hook(lambda _m, args: encoded.append(args[0].shape[-2:]))
+    try:
+        editor.edit(clip[0], "make it a pencil sketch", seed=0)  # 64x48 at ~4096 pixels
+        editor.edit(clip[0], "make it a pencil sketch", seed=0, memory_level=1)  # ~2048 pixels
+    finally:
+        hook.remove()
+    assert [tuple(s) for s in encoded] == [(64, 64), (32, 64)]
+    assert qwen_edit.calculate_dimensions is module_function  # the module is left as it was
+
+
 def test_flux_kontext_returns_a_frame_of_the_input_size(clip: np.ndarray, pool: ModelPool) -> None:
     editor = backend(
         "editor", pool, kind="flux_kontext", path="tiny:flux_kontext", steps=2, max_side=32, max_sequence_length=16
