@@ -91,6 +91,7 @@ def run(
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from agent.checks import changed_templates, check_run_inputs
     from agent.config import ConfigError, llm_planner_override, resolve_run_config
     from agent.runner import Factory, RunError
 
@@ -120,6 +121,7 @@ def run(
         console.print_json(cfg.model_dump_json())
         return
     try:
+        clips = check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
         factory = Factory(cfg, run_id)
     except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
         hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
@@ -132,7 +134,7 @@ def run(
     console.print(backend_table(factory.caller.toolkit))
     if unit == "CPU":
         console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
-    total = cfg.episodes_per_clip * len(_clips_or_fail(cfg))
+    total = cfg.episodes_per_clip * len(clips)
     with run_progress(total, cfg.budget_device_seconds, unit) as on_progress:
         try:
             result = factory.execute(on_progress)
@@ -146,18 +148,15 @@ def run(
 
     if rounds := training_runs(factory.engine, factory.run.id):
         console.print(training_table(rounds))
+    if run_id and (changed := changed_templates(factory.engine, factory.run.id, factory.caller.prompts)):
+        console.print(
+            f"Templates changed since this run used them: {', '.join(changed)}. The run keeps its results; "
+            f"to apply them: python main.py --out {cfg.out} --new-run (every call whose templates did not "
+            "change is reused from the cache)."
+        )
     if result.status == "interrupted":
         console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
         raise typer.Exit(130)
-
-
-def _clips_or_fail(cfg):  # type: ignore[no-untyped-def]
-    from agent.runner import RunError, find_clips
-
-    try:
-        return find_clips(cfg.source_dir)
-    except RunError as err:
-        raise fail(str(err)) from err
 
 
 @app.command("train")
@@ -248,9 +247,12 @@ def trace(
 @prompts_app.command("list")
 def prompts_list(prompts: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
     """Each template's name, origin (built-in or override) and short hash."""
-    from prompts.loader import PromptBook
+    from prompts.loader import PromptBook, PromptError
 
-    console.print(templates_table(PromptBook(prompts)))
+    try:
+        console.print(templates_table(PromptBook(prompts)))
+    except PromptError as err:
+        raise fail(str(err)) from err
 
 
 @prompts_app.command("show")
@@ -278,9 +280,12 @@ def prompts_copy(name: str, dest: Annotated[Path, typer.Argument(help="Override 
 @prompts_app.command("diff")
 def prompts_diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")]) -> None:
     """Compare an override with the built-in."""
-    from prompts.loader import PromptBook
+    from prompts.loader import PromptBook, PromptError
 
-    console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
+    try:
+        console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
+    except PromptError as err:
+        raise fail(str(err)) from err
 
 
 def parse_since(since: str | None) -> datetime | None:

@@ -1,5 +1,6 @@
 """Fault figures for README's reliability section: kill -9 a cpu run at random moments, resume it each
-time, and compare it with an uninterrupted run of the same seed; feed a run every kind of broken clip.
+time, and compare it with an uninterrupted run of the same seed; feed a run every kind of broken or hostile
+clip; start runs with every bad flag, each of which must be refused in one line leaving no run behind.
 
     python -m bench.faults --kills 20
 """
@@ -167,6 +168,41 @@ def try_hostile_planner(folder: Path, config: Path) -> dict[str, int]:
     }
 
 
+def try_bad_flags(folder: Path) -> dict[str, int]:
+    """Each bad flag of bench/bad_inputs.py, and an --out the user cannot write (as root, without the
+    capabilities that let root ignore file modes): one line naming the flag, a non-zero exit, no run."""
+    from bench.bad_inputs import BAD_FLAGS, bad_flag_args
+
+    locked = folder / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    as_plain_user = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    cases = [(as_plain_user, ["--out", str(locked / "out")])]
+    for k, (flags, _) in enumerate(BAD_FLAGS):
+        (folder / f"flags-{k}").mkdir()
+        cases.append(([], ["--out", str(folder / f"flags-{k}" / "out"), *bad_flag_args(flags, folder / f"flags-{k}")]))
+    refused = left_behind = 0
+    for prefix, args in cases:
+        done = subprocess.run(
+            [*prefix, sys.executable, str(ROOT / "main.py"), *args],
+            cwd=ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "1000"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        flag = args[2] if len(args) > 2 else "--out"
+        refused += done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0]
+        out = Path(args[1])
+        left_behind += out.exists() and any(out.iterdir())
+    return {
+        "bad flags tried": len(cases),
+        "bad flags refused in one line naming the flag": refused,
+        "runs left behind by bad flags": left_behind,
+    }
+
+
 def write_config(folder: Path, name: str = "faults.yaml", **extra: object) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump({**SMALL_RUN, **extra}))
@@ -186,11 +222,13 @@ def main() -> None:
         ingest = {**SMALL_RUN["tools"]["ingest"], "max_source_pixels": 1280 * 720}  # type: ignore[index]
         bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}))
         planner = try_hostile_planner(folder, config)
-    injected = landed + bad["bad inputs tried"]
+        flags = try_bad_flags(folder)
+    injected = landed + bad["bad inputs tried"] + flags["bad flags tried"]
     figures = {
-        "faults injected (kills + bad inputs)": injected,
+        "faults injected (kills + bad inputs + bad flags)": injected,
         "kills survived": landed,
         **bad,
+        **flags,
         **vars(result),
         **planner,
     }

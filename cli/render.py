@@ -27,7 +27,8 @@ STATUS_COLOURS = {"accepted": "green", "discarded": "red"}
 
 
 def error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")  # messages quote paths and extras: no markup
+    # Messages quote paths and extras: no markup. One logical line, never hard-wrapped, so it can be grepped.
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def backend_table(toolkit: dict[str, Any]) -> Table:
@@ -173,7 +174,8 @@ def print_calls(calls: list[Any], prompts: bool) -> None:
         if call.output_json:
             console.print(f"  output: {call.output_json}", markup=False)
         if call.error_kind:
-            console.print(f"  error {call.error_kind}: {call.error_detail}", style="red", markup=False)
+            where = f"{call.error_field}: " if call.error_field else ""
+            console.print(f"  error {call.error_kind}: {where}{call.error_detail}", style="red", markup=False)
         for p in json.loads(call.prompts_json):
             console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
             if prompts:

@@ -9,6 +9,10 @@ from typing import Any, Protocol
 import numpy as np
 
 
+class OutOfDeviceMemory(Exception):  # noqa: N818 -- a condition, named as the user reads it
+    """A backend ran out of device memory. The agent may retry the step at a higher memory_level."""
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     caption: str

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from qwen_vl_utils import smart_resize
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import resample, resize, torch_dtype
 from models.pool import ModelPool
 from models.protocols import JudgeRequest
@@ -62,6 +63,7 @@ class QwenVL:
         count = max(2, min(self.video_frames, len(frames)) // 2 * 2)  # Qwen pairs frames in time
         return self._fit(resample(frames, count))
 
+    @raises_out_of_device_memory
     def generate(self, prompt: str, images: list[np.ndarray] = (), videos: list[np.ndarray] = ()) -> str:  # type: ignore[assignment]
         content = [{"type": "image"} for _ in images] + [{"type": "video"} for _ in videos]
         content.append({"type": "text", "text": prompt})

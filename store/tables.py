@@ -65,7 +65,8 @@ class ToolCall(SQLModel, table=True):
     backend: str
     input_json: str
     output_json: str | None = None
-    error_kind: str | None = None
+    error_kind: str | None = None  # tools.base.ErrorKind
+    error_field: str | None = None  # the input or output field at fault, when the tool named one
     error_detail: str | None = None
     prompts_json: str = "[]"  # [{name, sha256, origin, text}] of every template rendered
     device_seconds: float = 0.0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,6 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.tiny
 
 from bench.bad_inputs import moving_frames  # noqa: E402
-from models.checkpoints import CheckpointMissingError, resolve_checkpoint  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
 from models.protocols import JudgeRequest  # noqa: E402
 from models.registry import build_backend  # noqa: E402
@@ -46,6 +43,22 @@ def test_qwen_image_edit_returns_a_frame_of_the_input_size(clip: np.ndarray, poo
     out = editor.edit(clip[0], "make it a pencil sketch", seed=0)
     assert out.shape == clip[0].shape and out.dtype == np.uint8
     assert np.array_equal(out, editor.edit(clip[0], "make it a pencil sketch", seed=0))  # seeded
+
+
+def test_qwen_image_edit_works_at_its_target_area_halved_per_memory_level(clip: np.ndarray, pool: ModelPool) -> None:
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
+
+    module_function = qwen_edit.calculate_dimensions
+    editor = backend("editor", pool, kind="qwen_image_edit", path="tiny:qwen_image_edit", steps=1, target_area=4096)
+    encoded: list[tuple[int, int]] = []  # the condition image as the VAE sees it
+    hook = editor.pipe.vae.encoder.register_forward_pre_hook(lambda _m, args: encoded.append(args[0].shape[-2:]))
+    try:
+        editor.edit(clip[0], "make it a pencil sketch", seed=0)  # 64x48 at ~4096 pixels
+        editor.edit(clip[0], "make it a pencil sketch", seed=0, memory_level=1)  # ~2048 pixels
+    finally:
+        hook.remove()
+    assert [tuple(s) for s in encoded] == [(64, 64), (32, 64)]
+    assert qwen_edit.calculate_dimensions is module_function  # the module is left as it was
 
 
 def test_flux_kontext_returns_a_frame_of_the_input_size(clip: np.ndarray, pool: ModelPool) -> None:
@@ -87,12 +100,3 @@ def test_unparseable_judge_answer_is_retried_then_a_recorded_failure(clip: np.nd
     with pytest.raises(ToolError) as err:  # random weights never write the JSON the rubric asks for
         ask_judge(judge, JudgeRequest(clip, clip, "Score the edit as JSON.", "x"), JudgeConfig().parse_attempts)
     assert err.value.kind == "llm_schema" and "2 tries" in err.value.detail
-
-
-def test_missing_checkpoint_names_step_and_path(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointMissingError, match=r"backends.propagator.path: no checkpoint at /nowhere/wan"):
-        resolve_checkpoint("propagator", "/nowhere/wan", allow_download=False)
-    with pytest.raises(CheckpointMissingError, match="--allow-download"):
-        resolve_checkpoint("editor", "Qwen/Qwen-Image-Edit", allow_download=False)
-    assert resolve_checkpoint("editor", "Qwen/Qwen-Image-Edit", allow_download=True) == "Qwen/Qwen-Image-Edit"
-    assert resolve_checkpoint("editor", str(tmp_path), allow_download=False) == str(tmp_path)
