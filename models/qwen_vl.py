@@ -96,6 +96,19 @@ class QwenVL:
         count = max(2, min(self.video_frames, len(frames)) // 2 * 2)  # Qwen pairs frames in time
         return self._fit(resample(frames, count))
 
+    def prepare_inputs(self, prompt: str, images: list[np.ndarray], videos: list[np.ndarray]) -> Any:
+        """One user turn (images, videos, then the prompt) as the model's input tensors."""
+        content = [{"type": "image"} for _ in images] + [{"type": "video"} for _ in videos]
+        content.append({"type": "text", "text": prompt})
+        proc = self.loaded.processor
+        text = proc.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        return proc(
+            text=[text],
+            images=[Image.fromarray(self._fit(i)[0]) for i in images] or None,
+            videos=[self._video(v) for v in videos] or None,
+            return_tensors="pt",
+        ).to(self.device)
+
     def generate(
         self,
         prompt: str,
@@ -104,16 +117,7 @@ class QwenVL:
         videos: list[np.ndarray] = (),  # type: ignore[assignment]
     ) -> str:
         """The answer to the prompt; with a schema, a JSON object that the schema accepts."""
-        content = [{"type": "image"} for _ in images] + [{"type": "video"} for _ in videos]
-        content.append({"type": "text", "text": prompt})
-        proc = self.loaded.processor
-        text = proc.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-        inputs = proc(
-            text=[text],
-            images=[Image.fromarray(self._fit(i)[0]) for i in images] or None,
-            videos=[self._video(v) for v in videos] or None,
-            return_tensors="pt",
-        ).to(self.device)
+        inputs = self.prepare_inputs(prompt, images, videos)
         with self.loaded.lock, torch.inference_mode():
             processors = LogitsProcessorList()
             if schema is not None:  # a processor holds one matcher's state: a new one for every generate
@@ -127,7 +131,7 @@ class QwenVL:
                 f"{self.spec_id}: max_new_tokens={self.max_new_tokens} ran out before the answer's JSON closed; "
                 "raise max_new_tokens in this backend's spec (or bound the answer more tightly)"
             )
-        return proc.decode(answer, skip_special_tokens=True).strip()
+        return self.loaded.processor.decode(answer, skip_special_tokens=True).strip()
 
 
 class QwenVLCaptioner(QwenVL):

@@ -65,10 +65,15 @@ class JudgeAnswer(BaseModel, frozen=True, extra="forbid"):
         return Verdict(judge=judge, scores=self.scores.model_dump(), reasons=self.reasons.model_dump())
 
 
+def listed_criteria(template_text: str) -> tuple[str, ...]:
+    """The criteria a template's header names, in order (none without a header)."""
+    header = CRITERIA_HEADER.search(template_text)
+    return tuple(c.strip() for c in header.group(1).split(",") if c.strip()) if header else ()
+
+
 def rubric_criteria(ctx: ToolContext, template: str) -> tuple[str, ...]:
     source = ctx.prompts.source(template)
-    header = CRITERIA_HEADER.search(source.text)
-    criteria = tuple(c.strip() for c in header.group(1).split(",") if c.strip()) if header else ()
+    criteria = listed_criteria(source.text)
     if not criteria or not all(CRITERION.fullmatch(c) for c in criteria) or len(set(criteria)) < len(criteria):
         raise ToolError(
             "bad_input",

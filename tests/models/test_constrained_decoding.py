@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +191,16 @@ def test_the_default_reason_bound_compiles(pool: ModelPool) -> None:
     # 200-character reasons trip xgrammar 0.2.8's grammar cache; the backend compiles without it.
     schema = JudgeAnswer.for_criteria(KEYFRAME_CRITERIA, JudgeConfig().max_reason_chars).model_json_schema()
     assert tiny_vl("keyframe_judge", pool).loaded.grammar(schema) is not None
+
+
+def test_decoding_bench_prints_both_rates() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.decoding", "--repeats", "1", "--max-reason-chars", "2"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"with the schema \(xgrammar\)\s+[\d.]+ tokens/s", result.stdout), result.stdout
+    assert re.search(r"free text\s+[\d.]+ tokens/s", result.stdout), result.stdout
