@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    judge = QwenVLImageJudge(resolve_checkpoint("keyframe_judge", args.judge_path, False), args.device, args.dtype)
+    path = resolve_checkpoint("keyframe_judge", args.judge_path, False)
+    judge = QwenVLImageJudge(path, args.device, args.dtype, max_new_tokens=4400)  # as the full profile
     prompt, criteria = rubric()
     schema = JudgeAnswer.for_criteria(criteria, args.max_reason_chars).model_json_schema()
     frames = moving_frames(2, 224, 224)

@@ -71,9 +71,9 @@ class QwenVL:
         path: str,
         device: str = "cuda",
         dtype: str = "bfloat16",
-        # Covers the longest answer the default schemas allow, at 4 bytes a character: five criteria with
-        # 200-character reasons, or a 1000-character caption. A model that stops earlier costs no more.
-        max_new_tokens: int = 4400,
+        # Enough for a real model's verdict or caption; the profiles set what covers the longest answer
+        # their schemas allow (a budget too small for a schema is an AnswerTruncatedError, never half a verdict).
+        max_new_tokens: int = 384,
         max_pixels: int = 448 * 448,
         video_frames: int = 16,
         pool: ModelPool | None = None,

@@ -1,6 +1,7 @@
 """Ditto step 7 and the key-frame gate: a judge scores an edit (0-10 per criterion, with reasons).
-It scores; policy decides. An answer that does not parse is asked again, then recorded as a failure,
-never passed silently."""
+It scores; policy decides. The judge decodes under the answer's JSON schema, so a model's answer parses;
+one that still does not (a backend that cannot constrain its decoding) is asked again, then recorded as a
+failure, never passed silently."""
 
 from __future__ import annotations
 
