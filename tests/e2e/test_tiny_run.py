@@ -37,8 +37,7 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(tmp
     tiny profile's thresholds let them pass: samples reach commit and an Editto round trains on them."""
     out = tmp_path / "out"
     config = tmp_path / "tiny.yaml"
-    # The default budget is a cpu minute; a short round keeps the test quick.
-    config.write_text(yaml.safe_dump({"budget_gpu_days": 1.0, "training": {"steps": 2, "eval_samples": 1}}))
+    config.write_text(yaml.safe_dump({"training": {"steps": 2, "eval_samples": 1}}))  # a short round
     result = run(
         "--profile", "tiny", "--config", str(config), "--out", str(out), "--train-every", "1", "--max-samples", "3"
     )
