@@ -29,7 +29,7 @@ from models.tiny import qwen_tokenizer  # noqa: E402
 from prompts.loader import PromptBook  # noqa: E402
 from store.artifacts import ArtifactStore  # noqa: E402
 from store.engine import open_engine  # noqa: E402
-from tools.base import ToolContext, ToolError  # noqa: E402
+from tools.base import Resources, ToolContext, ToolError  # noqa: E402
 from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput, caption_answer  # noqa: E402
 from tools.judge import (  # noqa: E402
     JudgeAnswer,
@@ -84,9 +84,7 @@ def test_random_weights_write_garbage_without_the_schema(pool: ModelPool) -> Non
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_random_weight_judges_still_write_a_valid_verdict(
-    seed: int, pool: ModelPool, ctx: ToolContext, tmp_path: Path
-) -> None:
+def test_random_weight_judges_still_write_a_valid_verdict(seed: int, pool: ModelPool, ctx: ToolContext) -> None:
     source, edited = clip(seed), clip(seed + 10)
     frames = JudgeInput(
         source=ctx.io.write_image(source[0]),
@@ -97,8 +95,8 @@ def test_random_weight_judges_still_write_a_valid_verdict(
     video = frames.model_copy(
         update={"source": ctx.io.write_video(source, 8.0), "edited": ctx.io.write_video(edited, 8.0)}
     )
-    keyframe_verdict = JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, None)(frames, ctx)  # type: ignore[arg-type]
-    video_verdict = JudgeVideo(tiny_vl("video_judge", pool), SHORT, None)(video, ctx)  # type: ignore[arg-type]
+    keyframe_verdict = JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, Resources())(frames, ctx)
+    video_verdict = JudgeVideo(tiny_vl("video_judge", pool), SHORT, Resources())(video, ctx)
     for verdict, template in ((keyframe_verdict, "judge_keyframe.j2"), (video_verdict, "judge_video.j2")):
         criteria = rubric_criteria(ctx, template)
         assert list(verdict.scores) == list(verdict.reasons) == list(criteria)
@@ -118,16 +116,16 @@ def test_the_schema_follows_the_rubric_template(pool: ModelPool, ctx: ToolContex
         instruction="x",
         target_description="y",
     )
-    verdict = JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, None)(inp, ctx)  # type: ignore[arg-type]
+    verdict = JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, Resources())(inp, ctx)
     assert list(verdict.scores) == ["looks_right", "copy"]  # `copy` would shadow a pydantic method: aliased
     (rubric / "judge_keyframe.j2").write_text("Score {{ instruction }}.")
     with pytest.raises(ToolError, match=r"judge_keyframe.j2 must name its criteria") as err:
-        JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, None)(inp, ctx)  # type: ignore[arg-type]
+        JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, Resources())(inp, ctx)
     assert err.value.kind == "bad_input"
 
 
 def test_random_weight_captioner_writes_a_caption(pool: ModelPool, ctx: ToolContext) -> None:
-    tool = CaptionClip(tiny_vl("captioner", pool, max_new_tokens=80), CaptionClipConfig(max_chars=16), None)  # type: ignore[arg-type]
+    tool = CaptionClip(tiny_vl("captioner", pool, max_new_tokens=80), CaptionClipConfig(max_chars=16), Resources())
     caption = tool(CaptionClipInput(clip=ctx.io.write_video(clip(3), 8.0)), ctx).caption
     assert 1 <= len(caption) <= 16 and not caption[0].isspace()
 
@@ -193,6 +191,7 @@ def test_the_default_reason_bound_compiles(pool: ModelPool) -> None:
     assert tiny_vl("keyframe_judge", pool).loaded.grammar(schema) is not None
 
 
+@pytest.mark.slow
 def test_decoding_bench_prints_both_rates() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.decoding", "--repeats", "1", "--max-reason-chars", "2"],
