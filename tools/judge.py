@@ -106,7 +106,9 @@ def ask_judge(judge: Judge, request: JudgeRequest, answer: type[JudgeAnswer], at
         raw = judge.judge(request)
         try:
             return answer.model_validate(parse_json_object(raw)).verdict(judge.spec_id)
-        except (ValueError, ValidationError) as err:
+        except ValidationError as err:  # name the field at fault, not just "1 validation error"
+            errors.extend(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3])
+        except ValueError as err:
             errors.append(str(err).splitlines()[0])
     raise ToolError("llm_schema", f"the judge's answer did not parse in {attempts} tries: {errors}", field="answer")
 
