@@ -50,12 +50,26 @@ class PlannerUnavailableError(RuntimeError):
         self.usage = usage or {}
 
 
+# An answer schema is a JSON Schema dict, made by the tool from the pydantic model that parses the answer.
+# A model backend decodes under it (its answer then always parses); a metric backend has nothing to decode.
+AnswerSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    frames: np.ndarray  # uint8 [T,H,W,3]
+    fps: float
+    prompt: str  # the rendered caption template; the metric captioner ignores it
+    answer_schema: AnswerSchema | None = None
+
+
 @dataclass(frozen=True)
 class JudgeRequest:
     source: np.ndarray  # uint8 [H,W,3] image or [T,H,W,3] video
     edited: np.ndarray
     prompt: str  # the rendered rubric; metric judges ignore it
     instruction: str
+    answer_schema: AnswerSchema | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,9 @@ class CheckpointFiles:
 class Captioner(Protocol):
     spec_id: str
 
-    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str: ...
+    def caption(self, request: CaptionRequest) -> str:
+        """The raw answer: a JSON object {"caption": ...} as text. The tool validates it."""
+        ...
 
 
 class Planner(Protocol):
@@ -141,6 +157,9 @@ class VideoEnhancer(Protocol):
 
 class Judge(Protocol):
     spec_id: str
+    # The criteria a backend scores whatever the rubric asks (a metric judge measures its own); None: it
+    # scores the criteria the rubric lists, as the request's answer schema requires.
+    criteria: tuple[str, ...] | None
 
     def judge(self, request: JudgeRequest) -> str:
         """The raw answer: a JSON object {"scores": {...}, "reasons": {...}}. The tool validates it."""

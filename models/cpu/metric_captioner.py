@@ -3,10 +3,13 @@ which has no vision-language model."""
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 
 from models.cpu.flow import clip_flows, mean_motion
+from models.protocols import CaptionRequest
 
 HUE_NAMES = (
     (15, "red"),
@@ -26,7 +29,8 @@ def _hue_name(hue: float) -> str:
 class MetricCaptioner:
     spec_id = "cpu-metric-captioner-v1"
 
-    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str:
+    def caption(self, request: CaptionRequest) -> str:
+        frames = request.frames
         hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames[:: max(1, len(frames) // 8)]])
         value, sat = hsv[..., 2].mean() / 255, hsv[..., 1].mean() / 255
         colourful = hsv[..., 1] > 60
@@ -37,4 +41,5 @@ class MetricCaptioner:
         colour = "muted" if sat < 0.2 else f"colourful, mostly {_hue_name(hue)}"
         pace = "nearly still" if motion < 0.002 else "fast-moving" if motion > 0.01 else "gently moving"
         h, w = frames.shape[1:3]
-        return f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone."
+        caption = f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone."
+        return json.dumps({"caption": caption})

@@ -70,6 +70,7 @@ def image_scores(source: np.ndarray, edited: np.ndarray) -> tuple[dict[str, floa
 
 class MetricImageJudge:
     spec_id = "cpu-metric-image-judge-v1"
+    criteria = ("structure_preservation", "edit_strength")
 
     def judge(self, request: JudgeRequest) -> str:
         scores, reasons = image_scores(request.source, request.edited)
@@ -78,6 +79,7 @@ class MetricImageJudge:
 
 class MetricVideoJudge:
     spec_id = "cpu-metric-video-judge-v1"
+    criteria = ("structure_preservation", "edit_strength", "temporal_consistency", "edit_propagation")
 
     def judge(self, request: JudgeRequest) -> str:
         src, edit = request.source, request.edited
