@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import BaseModel
 
+from models.protocols import CaptionRequest
 from tests.contracts import Bench, Failure, ToolContract
 from tools.base import Resources
-from tools.caption_clip import CaptionClip, CaptionClipInput
+from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput
 
 
 class SaysNothing:
     spec_id = "says-nothing"
 
-    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str:
-        return "   "
+    def caption(self, request: CaptionRequest) -> str:
+        return '{"caption": "   "}'
 
 
 class TestCaptionClip(ToolContract):
@@ -24,7 +24,14 @@ class TestCaptionClip(ToolContract):
         return CaptionClipInput(clip=bench.ingested.clip)
 
     def failures(self, bench: Bench) -> list[Failure]:
-        return [(CaptionClip(SaysNothing(), Resources()), self.good_input(bench), "llm_schema", "caption")]
+        return [
+            (
+                CaptionClip(SaysNothing(), CaptionClipConfig(), Resources()),
+                self.good_input(bench),
+                "llm_schema",
+                "caption",
+            )
+        ]
 
     def test_renders_its_template_with_the_clip_measures(self, bench: Bench) -> None:
         ctx = bench.context()

@@ -13,6 +13,7 @@ from tools.judge import JudgeConfig, JudgeInput, JudgeKeyframe, JudgeVideo
 
 class Rambles:
     spec_id = "rambles"
+    criteria = None  # scores what the rubric asks
 
     def judge(self, request: JudgeRequest) -> str:
         return "It looks lovely, 11 out of 10!"
