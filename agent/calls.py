@@ -9,9 +9,6 @@ import hashlib
 import json
 import logging
 import re
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from agent.executors import Executed, Executor, LocalExecutor
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.tables import Charge, PromptVersion, ToolCall
@@ -38,27 +36,17 @@ def is_storage_fault(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
 
 
-def run_with_timeout(work: Callable[[], BaseModel], timeout_s: float | None, name: str) -> BaseModel:
-    """Run `work` in its own thread and give up waiting after `timeout_s`. A Python thread cannot be
-    killed: a hung call is abandoned (and keeps whatever lock its backend holds until it returns)."""
-    if timeout_s is None:
-        return work()
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["output"] = work()
-        except BaseException as err:  # noqa: BLE001 -- handed back to the calling thread
-            result["error"] = err
-
-    worker = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise ToolError("timeout", f"{name} ran past its {timeout_s:g} s limit and was abandoned")
-    if "error" in result:
-        raise result["error"]
-    return result["output"]
+def tool_error(tool: Tool, err: BaseException | None) -> ToolError | None:
+    """What a tool raised, as the kind of failure the episode records. A storage fault is re-raised: it is
+    the store's fault, not the tool's, and the runner stops the run."""
+    if err is None or isinstance(err, ToolError):
+        return err
+    if isinstance(err, MemoryError):
+        return ToolError("oom", f"{tool.name} ran out of memory: {err}")
+    if is_storage_fault(err) or not isinstance(err, Exception):
+        raise err
+    kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
+    return ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
 
 
 @dataclass(frozen=True)
@@ -98,8 +86,16 @@ def row_at(site: CallSite, tool: str):  # type: ignore[no-untyped-def]
 
 
 class ToolCaller:
-    def __init__(self, engine: Engine, toolkit: dict[str, Tool], io: ArtifactStore, prompts: PromptBook) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        toolkit: dict[str, Tool],
+        io: ArtifactStore,
+        prompts: PromptBook,
+        executor: Executor | None = None,
+    ) -> None:
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
+        self.executor: Executor = executor or LocalExecutor()
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -128,22 +124,9 @@ class ToolCaller:
             row = self._record(site, tool, key, inp, reused=cached)
             return self._result(tool, row)
         ctx = ToolContext(io=self.io, prompts=self.prompts)
-        started = time.perf_counter()
-        output: BaseModel | None = None
-        error: ToolError | None = None
-        try:
-            output = run_with_timeout(lambda: tool(inp, ctx), tool.resources.timeout_s, tool.name)
-        except ToolError as err:
-            error = err
-        except MemoryError as err:
-            error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
-        except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
-            if is_storage_fault(err):  # the store's fault, not the tool's: the runner stops the run
-                raise
-            kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
-            error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
-        seconds = (time.perf_counter() - started) * tool.resources.devices
-        row = self._record(site, tool, key, inp, output=output, error=error, seconds=seconds, ctx=ctx)
+        executed = self.executor.run(tool, inp, ctx)
+        output, error = executed.output, tool_error(tool, executed.error)
+        row = self._record(site, tool, key, inp, output=output, error=error, executed=executed, ctx=ctx)
         return self._result(tool, row)
 
     def _artifacts_present(self, row: ToolCall) -> bool:
@@ -160,9 +143,11 @@ class ToolCaller:
         reused: ToolCall | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
-        seconds: float = 0.0,
+        executed: Executed | None = None,
         ctx: ToolContext | None = None,
     ) -> ToolCall:
+        seconds = executed.device_s if executed else 0.0
+        usage = getattr(ctx, "usage", None)  # an LLM call's latency, tokens and transport retries
         prompts = [vars(p) for p in ctx.rendered] if ctx else (json.loads(reused.prompts_json) if reused else [])
         fields = dict(
             call_key=key,
@@ -186,6 +171,8 @@ class ToolCaller:
             prompts_json=canonical_json(prompts),
             device_seconds=seconds,
             devices=tool.resources.devices,
+            queued_s=executed.queued_s if executed else 0.0,
+            usage_json=canonical_json(usage) if usage else (reused.usage_json if reused else None),
             reused_call_id=reused.id if reused else None,
         )
         with Session(self.engine, expire_on_commit=False) as s:
@@ -212,6 +199,7 @@ class ToolCaller:
                 "episode": site.episode_id or site.training_id,
                 "node": site.node,
                 "device_seconds": seconds,
+                "queued_s": row.queued_s,
                 "error": row.error_kind,
                 "reused": reused is not None,
             },

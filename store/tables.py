@@ -67,8 +67,10 @@ class ToolCall(SQLModel, table=True):
     error_kind: str | None = None
     error_detail: str | None = None
     prompts_json: str = "[]"  # [{name, sha256, origin, text}] of every template rendered
-    device_seconds: float = 0.0
-    devices: int = 1
+    device_seconds: float = 0.0  # held the device(s), measured where the tool ran: what the ledger charges
+    devices: float = 1
+    queued_s: float = 0.0  # waited for a device lock or a free actor before running: recorded, never charged
+    usage_json: str | None = None  # an LLM call's latency, tokens and transport retries, when it reports them
     reused_call_id: int | None = None  # set when the result came from the cache: nothing ran, nothing charged
     at: datetime = Field(default_factory=utcnow)
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
-from models.registry import RESOURCE_KEYS, validate_backend
+from models.registry import RESOURCE_KEYS, resource_defaults, validate_backend
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip
@@ -64,7 +64,8 @@ def validate_training_backend(backends: BackendsConfig) -> None:
 
 
 def _resources(spec: BackendSpec, **defaults: Any) -> Resources:
-    return Resources(**{**defaults, **{k: spec[k] for k in RESOURCE_KEYS if k in spec}})
+    kind_defaults = resource_defaults(spec.get("kind"))
+    return Resources(**{**defaults, **kind_defaults, **{k: spec[k] for k in RESOURCE_KEYS if k in spec}})
 
 
 EPISODE_TOOLS = (
