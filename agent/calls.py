@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,8 @@ class ToolCaller:
     ) -> None:
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
         self.executor: Executor = executor or LocalExecutor()
+        self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
+        self._running_guard = threading.Lock()
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -103,8 +106,25 @@ class ToolCaller:
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def call(self, tool_name: str, inp: BaseModel, site: CallSite) -> Any:
+        """The call's result: from this site's row, from the cache, or by running the tool. The same
+        content asked for by two episodes at once runs once: the second waits and reuses it, as it would
+        have at concurrency 1."""
         tool = self.toolkit[tool_name]
         key = self.call_key(tool, inp)
+        while True:
+            with self._running_guard:
+                running = self._running.get(key)
+                if running is None:
+                    self._running[key] = threading.Event()
+                    break
+            running.wait()
+        try:
+            return self._call(tool, key, inp, site)
+        finally:
+            with self._running_guard:
+                self._running.pop(key).set()
+
+    def _call(self, tool: Tool, key: str, inp: BaseModel, site: CallSite) -> Any:
         with Session(self.engine) as s:
             done = s.exec(row_at(site, tool.name)).first()
             if done is not None and done.call_key == key and self._artifacts_present(done):

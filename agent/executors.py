@@ -45,34 +45,39 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def thread_cpu_s(native_id: int) -> float:
-    """CPU seconds of a thread of this process by its kernel id; 0 once it has ended. The clock id is made
-    as glibc makes it, from the id alone: pthread_getcpuclockid reads the thread's pthread struct, which is
-    freed (and crashes the process) once the thread has ended."""
+def thread_cpu_s(native_id: int) -> float | None:
+    """CPU seconds of a thread of this process by its kernel id; None once it has ended. The clock id is
+    made as glibc makes it, from the id alone: pthread_getcpuclockid reads the thread's pthread struct,
+    which is freed (and crashes the process) once the thread has ended."""
     try:
         return time.clock_gettime(((~native_id) << 3) | THREAD_SCHED_CLOCK)
     except OSError:
-        return 0.0
+        return None
+
+
+def python_threads_cpu_s(but: int) -> dict[int, float]:
+    """CPU seconds of every live Python thread but one (`but`, a kernel thread id)."""
+    seconds = {t.native_id: thread_cpu_s(t.native_id) for t in threading.enumerate() if t.native_id not in (None, but)}
+    return {tid: cpu for tid, cpu in seconds.items() if cpu is not None}  # type: ignore[misc]
 
 
 class Clock:
     """Seconds held so far, in the tool's clock. For 'process_cpu': the process's CPU time less what the
-    other Python threads (episodes, the admission loop) used meanwhile, which is orchestration, not the
-    call's work; the native threads a library starts for the call (FFmpeg, OpenCV, BLAS) are counted."""
+    other Python threads (episodes, the admission loop, threads started meanwhile) used in the same time,
+    which is orchestration, not this call's work. The native threads a library starts for the call
+    (FFmpeg, OpenCV, BLAS) are not Python threads, so they are counted."""
 
     def __init__(self, kind: str) -> None:
-        self.kind = kind
-        others = {t.native_id for t in threading.enumerate()} - {threading.get_native_id()}
-        self.driver_threads = frozenset(t for t in others if t is not None)
-        self.start = self._read()
-
-    def _read(self) -> float:
-        if self.kind != "process_cpu":
-            return time.perf_counter()
-        return time.process_time() - sum(thread_cpu_s(t) for t in self.driver_threads)
+        self.kind, self.own_thread = kind, threading.get_native_id()
+        self.start = time.perf_counter() if kind != "process_cpu" else time.process_time()
+        self.others_at_start = python_threads_cpu_s(but=self.own_thread) if kind == "process_cpu" else {}
 
     def elapsed(self) -> float:
-        return self._read() - self.start
+        if self.kind != "process_cpu":
+            return time.perf_counter() - self.start
+        others = python_threads_cpu_s(but=self.own_thread)
+        used_by_others = sum(cpu - self.others_at_start.get(tid, 0.0) for tid, cpu in others.items())
+        return max(0.0, time.process_time() - self.start - used_by_others)
 
 
 class DeviceHold:
