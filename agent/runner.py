@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, func, select
 
@@ -56,7 +57,30 @@ class StorageError(RunError):
 
 
 def storage_fault(err: BaseException) -> bool:
-    return is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError)
+    if is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError):
+        return True
+    try:  # the PostgreSQL checkpointer raises psycopg's own errors (server gone, disk full, ...)
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(err, psycopg.OperationalError)
+
+
+def open_checkpointer(cfg: RunConfig) -> BaseCheckpointSaver[str]:
+    """LangGraph's checkpoints next to the tables: in PostgreSQL when the store is, else in SQLite in --out."""
+    url = make_url(cfg.resolved_db_url)
+    if url.get_backend_name() != "postgresql":
+        return SqliteSaver(sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False))
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    # PostgresSaver's own setup needs autocommit (CREATE INDEX CONCURRENTLY) and dict rows.
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.Connection.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    saver = PostgresSaver(conn)  # type: ignore[arg-type]
+    saver.setup()
+    return saver
 
 
 def sample_clips() -> list[Path]:
@@ -154,8 +178,7 @@ class Factory:
         tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
         self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
-        conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
-        self.checkpointer = SqliteSaver(conn)
+        self.checkpointer = open_checkpointer(cfg)
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on

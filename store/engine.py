@@ -23,7 +23,8 @@ def open_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # Every episode in flight may hold a connection for a moment; a server's default limit is 100.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
     SQLModel.metadata.create_all(engine)
     add_new_columns(engine)
     return engine

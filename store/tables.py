@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -17,7 +17,7 @@ class Run(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     profile: str
     budget_device_seconds: float
-    seed: int
+    seed: int = Field(sa_type=BigInteger)
     config_json: str  # the resolved RunConfig, secrets excluded
     status: str = "running"  # running | finished | stopped_budget | interrupted
 
@@ -28,7 +28,7 @@ class Episode(SQLModel, table=True):
     index: int
     clip_path: str
     variant: int
-    seed: int
+    seed: int = Field(sa_type=BigInteger)  # 32-bit unsigned: past PostgreSQL's INTEGER
     status: str = Field(default="running", index=True)  # running | accepted | discarded
     reason: str | None = Field(default=None, index=True)
     detail: str | None = None
