@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -26,6 +26,14 @@ class ConfigError(ValueError):
     """A config file or flag that does not validate; the message names the key."""
 
 
+class PoolConfig(BaseModel, extra="forbid"):
+    """A tool's Ray actor pool, over what its backend spec says (actors, gpus, cpus are per actor)."""
+
+    actors: int | None = Field(default=None, ge=1)
+    gpus: float | None = Field(default=None, ge=0)
+    cpus: float | None = Field(default=None, ge=0)
+
+
 class RunConfig(BaseModel, extra="forbid"):
     profile: str = "cpu"
     budget_gpu_days: float = 0.001  # ~86 device-seconds: a first cpu run that ends in a minute or two
@@ -39,6 +47,10 @@ class RunConfig(BaseModel, extra="forbid"):
     prompts_dir: Path | None = None  # templates here override the built-ins, file by file
     allow_download: bool = False  # hub ids in backend paths are fetched only when the user says so
     metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
+    executor: Literal["local", "ray"] = "local"  # where tools run: this process, or Ray actor pools
+    ray_address: str | None = None  # None: a Ray started for this run; 'auto': the cluster `ray start` made
+    gpus: float | None = None  # with a Ray started for this run: the GPUs it may use
+    pools: dict[str, PoolConfig] = Field(default_factory=dict)  # tool name -> its actor pool, on Ray
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

@@ -131,7 +131,8 @@ class LocalExecutor:
                 return tool(inp, ctx)
         return tool(inp, ctx)
 
-    def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Executed:
+    def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext, limit_time: bool = True) -> Executed:
+        """`limit_time=False` where the caller enforces the limit itself (a Ray actor's driver kills it)."""
         hold = DeviceHold(self._device_lock(tool), tool.resources.clock)
         result: dict[str, Any] = {}
 
@@ -144,7 +145,7 @@ class LocalExecutor:
             finally:
                 hold.give_back()
 
-        devices, timeout_s = tool.resources.devices, tool.resources.timeout_s
+        devices, timeout_s = tool.resources.devices, tool.resources.timeout_s if limit_time else None
         if timeout_s is None:
             work()
         else:

@@ -176,7 +176,13 @@ class Factory:
         self.engine = open_engine(cfg.resolved_db_url)
         self.run = open_run(self.engine, cfg, run_id)
         tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
-        self.context = open_context(cfg, self.engine, self.run.id, tools)
+        if cfg.executor == "ray":
+            from agent.ray_pools import RayExecutor  # Ray is in the scale extra
+
+            executor = RayExecutor(cfg, list(tools))
+            self.context = open_context(cfg, self.engine, self.run.id, tools, executor, executor.toolkit)
+        else:
+            self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
         self.checkpointer = open_checkpointer(cfg)
         self.graph = build_graph(self.checkpointer)
@@ -340,6 +346,7 @@ class Factory:
             status = "stopped_max_samples"
         write_metadata_csv(self.engine, self.dataset_dir)
         self.set_status(status)
+        self.caller.executor.close()
         return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)
 
     def interrupt(self, in_flight: set[str], ended: queue.Queue[tuple[str, BaseException | None]]) -> None:

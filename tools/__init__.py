@@ -68,6 +68,30 @@ def _resources(spec: BackendSpec, **defaults: Any) -> Resources:
     return Resources(**{**defaults, **kind_defaults, **{k: spec[k] for k in RESOURCE_KEYS if k in spec}})
 
 
+# The backend spec each model-backed tool reads its resources from (ingest has none: Ingest.resources).
+TOOL_BACKENDS = {
+    "caption_clip": "captioner",
+    "plan_instruction": "planner",
+    "edit_keyframe": "editor",
+    "judge_keyframe": "keyframe_judge",
+    "estimate_depth": "depth",
+    "propagate": "propagator",
+    "enhance_temporal": "enhancer",
+    "judge_video": "video_judge",
+    "train_editto": "editto",
+    "edit_with_editto": "editto",
+}
+
+
+def tool_resources(name: str, backends: BackendsConfig) -> Resources:
+    """A tool's resources from config alone, without loading its backend (to size its actor pool)."""
+    if name not in TOOL_BACKENDS:
+        return Ingest.resources
+    return _resources(
+        getattr(backends, TOOL_BACKENDS[name]) or {}, **({"timeout_s": None} if name == "train_editto" else {})
+    )
+
+
 EPISODE_TOOLS = (
     "ingest",
     "caption_clip",
