@@ -88,3 +88,28 @@ class Ledger:
         self.accepted += status == "accepted"
         self.discarded += status == "discarded"
         self.finished_cost_s += cost
+
+
+def split_gpus(cost_s: dict[str, float], gpus_per_actor: dict[str, float], gpus: float) -> dict[str, int]:
+    """Actors per pool so that `gpus` GPUs are shared in proportion to each pool's cost per accepted
+    sample: every pool gets one actor, then each further actor goes to the pool furthest below its share
+    while one fits. A stage that costs twice as much gets about twice the GPUs, so none starves the rest."""
+    total = sum(cost_s.get(p, 0.0) for p in gpus_per_actor) or 1.0
+    share = {p: gpus * cost_s.get(p, 0.0) / total for p in gpus_per_actor}
+    actors = dict.fromkeys(gpus_per_actor, 1)
+    left = gpus - sum(gpus_per_actor.values())
+    if left < -1e-9:
+        raise ValueError(f"--gpus {gpus:g} is fewer than one actor of every pool needs ({gpus - left:g})")
+    while fits := [p for p, g in gpus_per_actor.items() if 0 < g <= left + 1e-9]:
+        p = max(fits, key=lambda p: share[p] - actors[p] * gpus_per_actor[p])
+        actors[p], left = actors[p] + 1, left - gpus_per_actor[p]
+    return actors
+
+
+def cost_by_tool(engine: Engine, run_id: str) -> dict[str, float]:
+    """Device-seconds charged per tool in the run so far."""
+    with Session(engine) as s:
+        rows = s.exec(
+            select(Charge.tool, func.sum(Charge.device_seconds)).where(Charge.run_id == run_id).group_by(Charge.tool)
+        ).all()
+    return {tool: float(seconds) for tool, seconds in rows}

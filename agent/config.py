@@ -32,6 +32,9 @@ class PoolConfig(BaseModel, extra="forbid"):
     actors: int | None = Field(default=None, ge=1)
     gpus: float | None = Field(default=None, ge=0)
     cpus: float | None = Field(default=None, ge=0)
+    # Device-seconds per accepted sample this stage costs: how --gpus splits GPUs before the run has
+    # measured it (then the run's own charges decide).
+    prior_s: float | None = Field(default=None, ge=0)
 
 
 class RunConfig(BaseModel, extra="forbid"):
@@ -49,7 +52,7 @@ class RunConfig(BaseModel, extra="forbid"):
     metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
     executor: Literal["local", "ray"] = "local"  # where tools run: this process, or Ray actor pools
     ray_address: str | None = None  # None: a Ray started for this run; 'auto': the cluster `ray start` made
-    gpus: float | None = None  # with a Ray started for this run: the GPUs it may use
+    gpus: float | None = None  # on Ray: split this many GPUs across the pools by each stage's cost
     pools: dict[str, PoolConfig] = Field(default_factory=dict)  # tool name -> its actor pool, on Ray
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

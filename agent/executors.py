@@ -42,6 +42,10 @@ class Executed:
 class Executor(Protocol):
     def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Executed: ...
 
+    def rebalance(self, measured_s: dict[str, float]) -> None:
+        """Share devices among tools by what each has cost so far (device-seconds per tool)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -158,6 +162,9 @@ class LocalExecutor:
                 detail = f"{tool.name} ran past its {timeout_s:g} s limit and was abandoned"
                 return Executed(None, ToolError("timeout", detail), hold.held_s * devices, hold.queued_s)
         return Executed(result.get("output"), result.get("error"), hold.held_s * devices, hold.queued_s)
+
+    def rebalance(self, measured_s: dict[str, float]) -> None:
+        return None  # one process: every tool shares what it has
 
     def close(self) -> None:
         return None

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agent.budget import split_gpus
 from agent.config import RunConfig
 from agent.executors import Executed, LocalExecutor
 from prompts.loader import PromptBook
@@ -67,10 +68,27 @@ class RemoteTool:
 class Pool:
     """A tool's actors, and a queue of the free ones: a call waits for one, uses it, gives it back."""
 
-    def __init__(self, actors: list[Any]) -> None:
-        self.actors, self.free = actors, queue.Queue[Any]()
-        for actor in actors:
+    def __init__(self, start: Any, count: int, gpus_per_actor: float) -> None:
+        self.start, self.gpus_per_actor = start, gpus_per_actor  # start() makes one more actor
+        self.actors: list[Any] = []
+        self.free = queue.Queue[Any]()
+        self.resize(count)
+
+    def resize(self, count: int) -> None:
+        """Grow now; shrink by the actors free now (one busy is retired by a later resize)."""
+        import ray
+
+        while len(self.actors) < count:
+            actor = self.start()
+            self.actors.append(actor)
             self.free.put(actor)
+        while len(self.actors) > count:
+            try:
+                actor = self.free.get_nowait()
+            except queue.Empty:
+                return
+            self.actors.remove(actor)
+            ray.kill(actor)
 
 
 def pool_name(tool: str) -> str:
@@ -88,12 +106,12 @@ def actor_options(resources: Resources, override: Any) -> dict[str, Any]:
 
 
 class RayExecutor:
-    def __init__(self, cfg: RunConfig, tools: list[str]) -> None:
+    def __init__(self, cfg: RunConfig, tools: list[str], measured_s: dict[str, float] | None = None) -> None:
         import ray
 
         if not ray.is_initialized():
             ray.init(address=cfg.ray_address, num_gpus=cfg.gpus if cfg.ray_address is None else None)
-        self.ray = ray
+        self.ray, self.cfg = ray, cfg
         host = ray.remote(ToolHost)
         groups: dict[str, list[str]] = {}
         for name in tools:
@@ -106,13 +124,29 @@ class RayExecutor:
             resources, override = tool_resources(names[0], cfg.backends), cfg.pools.get(group)
             count = override.actors if override and override.actors else resources.actors
             options = actor_options(resources, override)
-            actors = [host.options(**options).remote(cfg.model_dump_json(), names) for _ in range(count)]
-            self.pools[group] = Pool(actors)
-            for name, described in ray.get(actors[0].describe.remote()).items():
+            start = lambda o=options, n=names: host.options(**o).remote(cfg.model_dump_json(), n)  # noqa: E731
+            self.pools[group] = pool = Pool(start, count, options["num_gpus"])
+            for name, described in ray.get(pool.actors[0].describe.remote()).items():
                 tool = RemoteTool(*described)
                 tool.resources = tool_resources(name, cfg.backends)
                 self.toolkit[name] = tool  # type: ignore[assignment]
-            log.info("actor pool", extra={"pool": group, "actors": count, **options})
+        self.split: dict[str, int] = {}
+        self.rebalance(measured_s or {})
+
+    def rebalance(self, measured_s: dict[str, float]) -> None:
+        """With --gpus: actors per GPU pool in proportion to each stage's cost, measured in the run (by
+        the tools' charges) or, before that, the configured prior. Logged when it changes."""
+        if self.cfg.gpus is None:
+            return
+        gpu_pools = {g: p.gpus_per_actor for g, p in self.pools.items() if p.gpus_per_actor > 0}
+        measured = {g: sum(s for t, s in measured_s.items() if pool_name(t) == g) for g in gpu_pools}
+        priors = {g: (c.prior_s if (c := self.cfg.pools.get(g)) and c.prior_s is not None else 1.0) for g in gpu_pools}
+        split = split_gpus(measured if any(measured.values()) else priors, gpu_pools, self.cfg.gpus)
+        if split != self.split:
+            self.split = split
+            for group, count in split.items():
+                self.pools[group].resize(count)
+            log.warning("GPU split: %s", ", ".join(f"{g} {n}x{gpu_pools[g]:g}" for g, n in split.items()))
 
     def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Executed:
         pool, asked = self.pools[pool_name(tool.name)], time.perf_counter()

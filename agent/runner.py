@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, func, select
 
 from agent import policy, training
-from agent.budget import Ledger
+from agent.budget import Ledger, cost_by_tool
 from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
@@ -44,6 +44,7 @@ SAMPLE_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 ProgressCallback = Callable[[RunTotals, int], None]  # (totals, episodes in flight)
 INTERRUPT_GRACE_S = 3.0  # after Ctrl-C, how long episodes get to reach their next checkpoint
+REBALANCE_EVERY = 20  # finished episodes between re-splits of the GPUs by measured cost (--gpus, Ray)
 DONE_CHECK_BATCH = 500  # planned episodes looked up at once when skipping those a resumed run has done
 
 
@@ -179,7 +180,7 @@ class Factory:
         if cfg.executor == "ray":
             from agent.ray_pools import RayExecutor  # Ray is in the scale extra
 
-            executor = RayExecutor(cfg, list(tools))
+            executor = RayExecutor(cfg, list(tools), cost_by_tool(self.engine, self.run.id))
             self.context = open_context(cfg, self.engine, self.run.id, tools, executor, executor.toolkit)
         else:
             self.context = open_context(cfg, self.engine, self.run.id, tools)
@@ -335,6 +336,8 @@ class Factory:
                     self.stop.set()  # the others stop at their next checkpoint
                     raise err
                 ledger.episode_ended(self.engine, finished)
+                if ledger.finished % REBALANCE_EVERY == 0:
+                    self.caller.executor.rebalance(cost_by_tool(self.engine, self.run.id))
                 if cfg.metadata_every and ledger.accepted != metadata_at and ledger.accepted % cfg.metadata_every == 0:
                     write_metadata_csv(self.engine, self.dataset_dir)
                     metadata_at = ledger.accepted
