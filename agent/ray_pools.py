@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.budget import split_gpus
-from agent.config import RunConfig
+from agent.config import ConfigError, RunConfig
 from agent.executors import Executed, LocalExecutor
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
@@ -107,7 +107,10 @@ def actor_options(resources: Resources, override: Any) -> dict[str, Any]:
 
 class RayExecutor:
     def __init__(self, cfg: RunConfig, tools: list[str], measured_s: dict[str, float] | None = None) -> None:
-        import ray
+        try:
+            import ray
+        except ImportError as err:
+            raise ConfigError("--executor ray needs Ray: pip install -e '.[scale]'") from err
 
         if not ray.is_initialized():
             ray.init(address=cfg.ray_address, num_gpus=cfg.gpus if cfg.ray_address is None else None)
