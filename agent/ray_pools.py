@@ -13,6 +13,7 @@ import logging
 import queue
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -112,8 +113,11 @@ class RayExecutor:
         except ImportError as err:
             raise ConfigError("--executor ray needs Ray: pip install -e '.[scale]'") from err
 
-        if not ray.is_initialized():
-            ray.init(address=cfg.ray_address, num_gpus=cfg.gpus if cfg.ray_address is None else None)
+        if not ray.is_initialized() and cfg.ray_address is None:  # a Ray of our own, on this machine
+            code = str(Path(__file__).resolve().parents[1])  # its workers import our code from here
+            ray.init(num_gpus=cfg.gpus, runtime_env={"env_vars": {"PYTHONPATH": code}})
+        elif not ray.is_initialized():
+            ray.init(address=cfg.ray_address)  # a cluster: every machine has the project installed
         self.ray, self.cfg = ray, cfg
         host = ray.remote(ToolHost)
         groups: dict[str, list[str]] = {}

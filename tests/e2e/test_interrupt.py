@@ -51,3 +51,20 @@ def test_ctrl_c_ends_a_run_stuck_on_a_hung_endpoint(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "out" / "ditto.db")
     assert db.execute("select status from run").fetchone()[0] == "interrupted"
     assert db.execute("select count(*) from episode where status = 'running'").fetchone()[0] >= 1  # kept
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
+    with ScriptedLLMServer([Reply(plan_json(), delay_s=300)]) as server:
+        run = start_run(tmp_path, server.url)
+        try:
+            wait_for(lambda: len(server.requests) > 0, 120)
+            run.send_signal(signal.SIGINT)
+            time.sleep(0.5)  # inside the first Ctrl-C's grace period for episodes to checkpoint
+            run.send_signal(signal.SIGINT)
+            interrupted_at = time.monotonic()
+            run.communicate(timeout=20)
+        finally:
+            run.kill()
+    assert time.monotonic() - interrupted_at < 2 and run.returncode == 130
+    db = sqlite3.connect(tmp_path / "out" / "ditto.db")
+    assert db.execute("select status from run").fetchone()[0] == "interrupted"
