@@ -81,6 +81,11 @@ def run(
     train_every: Annotated[
         int | None, typer.Option(help="Train Editto after every N newly accepted samples (off by default).")
     ] = None,
+    executor: Annotated[str | None, typer.Option(help="Where tools run: local (this process) | ray.")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join ('auto': the local `ray start`).")
+    ] = None,
+    gpus: Annotated[float | None, typer.Option(help="GPUs a Ray started for this run may use.")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", help="Log every tool call.")] = False,
 ) -> None:
@@ -105,6 +110,9 @@ def run(
             "concurrency": concurrency,
             "seed": seed,
             "db_url": db,
+            "executor": executor,
+            "ray_address": ray_address,
+            "gpus": gpus,
             "prompts_dir": prompts,
         }.items()
         if v is not None

@@ -10,8 +10,6 @@ import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +18,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from agent.executors import Executed, Executor, LocalExecutor
 from prompts.loader import PromptBook, PromptError
 from store.artifacts import ArtifactStore
 from store.tables import Charge, PromptVersion, ToolCall
-from tools.base import Tool, ToolContext, ToolError, tool_error
+from tools.base import Tool, ToolContext, ToolError
+from tools.base import tool_error as classify_tool_error
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,15 @@ def is_storage_fault(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
 
 
-def run_with_timeout(work: Callable[[], BaseModel], timeout_s: float | None, name: str) -> BaseModel:
-    """Run `work` in its own thread and give up waiting after `timeout_s`. A Python thread cannot be
-    killed: a hung call is abandoned (and keeps whatever lock its backend holds until it returns)."""
-    if timeout_s is None:
-        return work()
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["output"] = work()
-        except BaseException as err:  # noqa: BLE001 -- handed back to the calling thread
-            result["error"] = err
-
-    worker = threading.Thread(target=target, name=f"tool-{name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise ToolError("timeout", f"{name} ran past its {timeout_s:g} s limit and was abandoned")
-    if "error" in result:
-        raise result["error"]
-    return result["output"]
+def tool_error(tool: Tool, err: BaseException | None) -> ToolError | None:
+    """What a tool raised, as the kind of failure the episode records. A storage fault or a broken template
+    is re-raised: it is the store's or the configuration's fault, not the tool's, and the runner stops the
+    run, resumably."""
+    if err is None:
+        return None
+    if is_storage_fault(err) or isinstance(err, PromptError) or not isinstance(err, Exception):
+        raise err
+    return classify_tool_error(tool.name, err)
 
 
 @dataclass(frozen=True)
@@ -98,8 +86,18 @@ def row_at(site: CallSite, tool: str):  # type: ignore[no-untyped-def]
 
 
 class ToolCaller:
-    def __init__(self, engine: Engine, toolkit: dict[str, Tool], io: ArtifactStore, prompts: PromptBook) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        toolkit: dict[str, Tool],
+        io: ArtifactStore,
+        prompts: PromptBook,
+        executor: Executor | None = None,
+    ) -> None:
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
+        self.executor: Executor = executor or LocalExecutor()
+        self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
+        self._running_guard = threading.Lock()
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -107,8 +105,25 @@ class ToolCaller:
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def call(self, tool_name: str, inp: BaseModel, site: CallSite) -> Any:
+        """The call's result: from this site's row, from the cache, or by running the tool. The same
+        content asked for by two episodes at once runs once: the second waits and reuses it, as it would
+        have at concurrency 1."""
         tool = self.toolkit[tool_name]
         key = self.call_key(tool, inp)
+        while True:
+            with self._running_guard:
+                running = self._running.get(key)
+                if running is None:
+                    self._running[key] = threading.Event()
+                    break
+            running.wait()
+        try:
+            return self._call(tool, key, inp, site)
+        finally:
+            with self._running_guard:
+                self._running.pop(key).set()
+
+    def _call(self, tool: Tool, key: str, inp: BaseModel, site: CallSite) -> Any:
         with Session(self.engine) as s:
             done = s.exec(row_at(site, tool.name)).first()
             if done is not None and done.call_key == key and self._artifacts_present(done):
@@ -128,18 +143,9 @@ class ToolCaller:
             row = self._record(site, tool, key, inp, reused=cached)
             return self._result(tool, row)
         ctx = ToolContext(io=self.io, prompts=self.prompts)
-        started = time.perf_counter()
-        output: BaseModel | None = None
-        error: ToolError | None = None
-        try:
-            output = run_with_timeout(lambda: tool(inp, ctx), tool.resources.timeout_s, tool.name)
-        except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
-            # The store's or the templates' fault, not the tool's: the runner stops the run, resumably.
-            if is_storage_fault(err) or isinstance(err, PromptError):
-                raise
-            error = tool_error(tool.name, err)
-        seconds = (time.perf_counter() - started) * tool.resources.devices
-        row = self._record(site, tool, key, inp, output=output, error=error, seconds=seconds, ctx=ctx)
+        executed = self.executor.run(tool, inp, ctx)
+        output, error = executed.output, tool_error(tool, executed.error)
+        row = self._record(site, tool, key, inp, output=output, error=error, executed=executed, ctx=ctx)
         return self._result(tool, row)
 
     def _artifacts_present(self, row: ToolCall) -> bool:
@@ -156,9 +162,11 @@ class ToolCaller:
         reused: ToolCall | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
-        seconds: float = 0.0,
+        executed: Executed | None = None,
         ctx: ToolContext | None = None,
     ) -> ToolCall:
+        seconds = executed.device_s if executed else 0.0
+        usage = getattr(ctx, "usage", None)  # an LLM call's latency, tokens and transport retries
         prompts = [vars(p) for p in ctx.rendered] if ctx else (json.loads(reused.prompts_json) if reused else [])
         fields = dict(
             call_key=key,
@@ -183,6 +191,8 @@ class ToolCaller:
             prompts_json=canonical_json(prompts),
             device_seconds=seconds,
             devices=tool.resources.devices,
+            queued_s=executed.queued_s if executed else 0.0,
+            usage_json=canonical_json(usage) if usage else (reused.usage_json if reused else None),
             reused_call_id=reused.id if reused else None,
         )
         with Session(self.engine, expire_on_commit=False) as s:
@@ -209,6 +219,7 @@ class ToolCaller:
                 "episode": site.episode_id or site.training_id,
                 "node": site.node,
                 "device_seconds": seconds,
+                "queued_s": row.queued_s,
                 "error": row.error_kind,
                 "reused": reused is not None,
             },

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -37,6 +37,17 @@ class ConfigError(ValueError):
     """A config file or flag that does not validate; the message names the key."""
 
 
+class PoolConfig(BaseModel, extra="forbid"):
+    """A tool's Ray actor pool, over what its backend spec says (actors, gpus, cpus are per actor)."""
+
+    actors: int | None = Field(default=None, ge=1)
+    gpus: float | None = Field(default=None, ge=0)
+    cpus: float | None = Field(default=None, ge=0)
+    # Device-seconds per accepted sample this stage costs: how --gpus splits GPUs before the run has
+    # measured it (then the run's own charges decide).
+    prior_s: float | None = Field(default=None, ge=0)
+
+
 class RunConfig(BaseModel, extra="forbid"):
     profile: str = "cpu"
     # ~86 device-seconds: a first cpu run that ends in a minute or two
@@ -51,6 +62,10 @@ class RunConfig(BaseModel, extra="forbid"):
     prompts_dir: Path | None = None  # templates here override the built-ins, file by file
     allow_download: bool = False  # hub ids in backend paths are fetched only when the user says so
     metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
+    executor: Literal["local", "ray"] = "local"  # where tools run: this process, or Ray actor pools
+    ray_address: str | None = None  # None: a Ray started for this run; 'auto': the cluster `ray start` made
+    gpus: float | None = None  # on Ray: split this many GPUs across the pools by each stage's cost
+    pools: dict[str, PoolConfig] = Field(default_factory=dict)  # tool name -> its actor pool, on Ray
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

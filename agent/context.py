@@ -12,9 +12,11 @@ from sqlalchemy.engine import Engine
 
 from agent.calls import CallSite, ToolCaller
 from agent.config import RunConfig
+from agent.executors import Executor
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from tools import build_toolkit
+from tools.base import Tool
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,16 @@ class RunContext:
         return tool in self.caller.toolkit
 
 
-def open_context(cfg: RunConfig, engine: Engine, run_id: str, tools: Iterable[str]) -> RunContext:
-    """The store's handles and the named tools, loaded, for one run."""
+def open_context(
+    cfg: RunConfig,
+    engine: Engine,
+    run_id: str,
+    tools: Iterable[str],
+    executor: Executor | None = None,
+    toolkit: dict[str, Tool] | None = None,
+) -> RunContext:
+    """The store's handles and the named tools, loaded (or described by the executor that runs them)."""
     io = ArtifactStore(cfg.out, engine)
-    toolkit = build_toolkit(cfg.tools, cfg.backends, cfg.allow_download, tools)
-    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir))
+    toolkit = toolkit or build_toolkit(cfg.tools, cfg.backends, cfg.allow_download, tools)
+    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor)
     return RunContext(run_id=run_id, config=cfg, caller=caller, engine=engine, io=io, dataset_dir=cfg.out / "dataset")

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import logging
+import os
+import queue
 import sqlite3
 import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
-from agent import budget, policy, training
+from agent import policy, training
+from agent.budget import Ledger, cost_by_tool
 from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
@@ -39,6 +44,9 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv"}
 SAMPLE_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 ProgressCallback = Callable[[RunTotals, int], None]  # (totals, episodes in flight)
+INTERRUPT_GRACE_S = 3.0  # after Ctrl-C, how long episodes get to reach their next checkpoint
+REBALANCE_EVERY = 20  # finished episodes between re-splits of the GPUs by measured cost (--gpus, Ray)
+DONE_CHECK_BATCH = 500  # planned episodes looked up at once when skipping those a resumed run has done
 
 
 class RunError(Exception):
@@ -56,7 +64,30 @@ class TemplateStop(RunError):
 
 
 def storage_fault(err: BaseException) -> bool:
-    return is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError)
+    if is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError):
+        return True
+    try:  # the PostgreSQL checkpointer raises psycopg's own errors (server gone, disk full, ...)
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(err, psycopg.OperationalError)
+
+
+def open_checkpointer(cfg: RunConfig) -> BaseCheckpointSaver[str]:
+    """LangGraph's checkpoints next to the tables: in PostgreSQL when the store is, else in SQLite in --out."""
+    url = make_url(cfg.resolved_db_url)
+    if url.get_backend_name() != "postgresql":
+        return SqliteSaver(sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False))
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    # PostgresSaver's own setup needs autocommit (CREATE INDEX CONCURRENTLY) and dict rows.
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.Connection.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    saver = PostgresSaver(conn)  # type: ignore[arg-type]
+    saver.setup()
+    return saver
 
 
 def sample_clips() -> list[Path]:
@@ -68,34 +99,53 @@ def sample_clips() -> list[Path]:
     return [data / name for name in SAMPLE_CLIPS if (data / name).is_file()]
 
 
-def find_clips(source_dir: Path | None) -> list[Path]:
+def iter_clips(source_dir: Path | None) -> Iterator[Path]:
+    """The clips in path order (as sorted(rglob) gives them), found folder by folder, so the first comes
+    at once however many there are. Symlinked folders are not entered (as rglob does not)."""
     if source_dir is None:
-        return sample_clips()
+        yield from sample_clips()
+        return
     if not source_dir.is_dir():
         raise RunError(f"--source-dir {source_dir} is not a folder")
-    return sorted(p for p in source_dir.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
+
+    def walk(folder: Path) -> Iterator[Path]:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(path)
+            elif path.suffix.lower() in VIDEO_SUFFIXES and not path.is_dir():
+                yield path
+
+    yield from walk(source_dir)
+
+
+def find_clips(source_dir: Path | None) -> list[Path]:
+    return list(iter_clips(source_dir))
 
 
 def derive_seed(*parts: object) -> int:
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def plan_episodes(run_id: str, clips: list[Path], cfg: RunConfig) -> list[EpisodeInput]:
-    """Round-robin over clips, so an early stop still covers every clip. Deterministic, hence resumable."""
-    episodes: list[EpisodeInput] = []
-    for variant in range(cfg.episodes_per_clip):
-        for clip in clips:
-            clip_seed = derive_seed(cfg.seed, clip.name)
-            episodes.append(
-                EpisodeInput(
-                    episode_id=f"{run_id}:{len(episodes):05d}",
-                    clip_path=str(clip),
-                    clip_seed=clip_seed,
-                    variant=variant,
-                    seed=derive_seed(cfg.seed, clip.name, variant),
-                )
-            )
-    return episodes
+@dataclass(frozen=True)
+class PlannedEpisode:
+    index: int  # position in the plan: the episode id's number
+    clip: Path
+    variant: int
+
+
+def plan_episodes(source_dir: Path | None, episodes_per_clip: int) -> Iterator[PlannedEpisode]:
+    """Round-robin over clips, so an early stop still covers every clip. Deterministic, hence resumable;
+    a stream, so a folder of a million clips starts at once and only what is in flight is held."""
+    variants = (zip(itertools.repeat(v), iter_clips(source_dir)) for v in range(episodes_per_clip))
+    for index, (variant, clip) in enumerate(itertools.chain.from_iterable(variants)):
+        yield PlannedEpisode(index, clip, variant)
+
+
+def episode_id(run_id: str, index: int) -> str:
+    return f"{run_id}:{index:05d}"
 
 
 def open_run(engine: Engine, cfg: RunConfig, run_id: str | None) -> Run:
@@ -133,22 +183,49 @@ class Factory:
         self.engine = open_engine(cfg.resolved_db_url)
         self.run = open_run(self.engine, cfg, run_id)
         tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
-        self.context = open_context(cfg, self.engine, self.run.id, tools)
+        if cfg.executor == "ray":
+            from agent.ray_pools import RayExecutor  # Ray is in the scale extra
+
+            executor = RayExecutor(cfg, list(tools), cost_by_tool(self.engine, self.run.id))
+            self.context = open_context(cfg, self.engine, self.run.id, tools, executor, executor.toolkit)
+        else:
+            self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
-        conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
-        self.checkpointer = SqliteSaver(conn)
+        self.checkpointer = open_checkpointer(cfg)
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on
 
-    def run_episode(self, episode: EpisodeInput) -> None:
+    def episode_input(self, planned: PlannedEpisode) -> EpisodeInput:
+        """The one place an admitted episode's input is made, from its place in the plan."""
+        clip, seed = planned.clip, self.cfg.seed
+        return EpisodeInput(
+            episode_id=episode_id(self.run.id, planned.index),
+            clip_path=str(clip),
+            clip_seed=derive_seed(seed, clip.name),
+            variant=planned.variant,
+            seed=derive_seed(seed, clip.name, planned.variant),
+        )
+
+    def pending_episodes(self) -> Iterator[PlannedEpisode]:
+        """The plan, less the episodes this run has finished (looked up a batch at a time)."""
+        plan = plan_episodes(self.cfg.source_dir, self.cfg.episodes_per_clip)
+        while batch := list(itertools.islice(plan, DONE_CHECK_BATCH)):
+            ids = [episode_id(self.run.id, p.index) for p in batch]
+            with Session(self.engine) as s:
+                done = set(
+                    s.exec(select(Episode.id).where(col(Episode.id).in_(ids), Episode.status != "running")).all()
+                )
+            yield from (p for p, id_ in zip(batch, ids, strict=True) if id_ not in done)
+
+    def run_episode(self, episode: EpisodeInput, index: int) -> None:
         with Session(self.engine) as s:
             if s.get(Episode, episode["episode_id"]) is None:
                 s.add(
                     Episode(
                         id=episode["episode_id"],
                         run_id=self.run.id,
-                        index=int(episode["episode_id"][-5:]),
+                        index=index,
                         clip_path=episode["clip_path"],
                         variant=episode["variant"],
                         seed=episode["seed"],
@@ -188,85 +265,135 @@ class Factory:
             except IntegrityError:  # recorded before a crash; the rerun of the node wrote nothing new
                 s.rollback()
 
-    def episode_done(self, episode_id: str) -> bool:
-        with Session(self.engine) as s:
-            row = s.get(Episode, episode_id)
-            return row is not None and row.status != "running"
-
-    def training_due(self) -> bool:
+    def training_due(self, ledger: Ledger) -> bool:
         """Editto trains when enough samples came in since the last round and budget is left for it."""
         cfg = self.cfg
-        if cfg.training.every is None:
+        if cfg.training.every is None or ledger.accepted == self.nothing_to_train_at:
             return False
-        totals = run_totals(self.engine, self.run.id)
-        if totals.accepted == self.nothing_to_train_at:
-            return False
-        return totals.spent_device_seconds < cfg.budget_device_seconds and policy.should_train(
-            totals.accepted, accepted_when_last_trained(self.engine, self.run.id), cfg.training
+        return ledger.spent_s < cfg.budget_device_seconds and policy.should_train(
+            ledger.accepted, accepted_when_last_trained(self.engine, self.run.id), cfg.training
         )
 
-    def train_round(self) -> TrainingRun | None:
+    def train_round(self, accepted: int) -> TrainingRun | None:
         """One round of Editto training, with the device to itself: the caller has drained the episodes."""
         planned = training.plan_round(self.context, trigger=f"every {self.cfg.training.every} accepted")
         if planned is None:  # no sample it may train on: wait for more before asking again
-            self.nothing_to_train_at = run_totals(self.engine, self.run.id).accepted
+            self.nothing_to_train_at = accepted
             return None
         return training.run_round(self.context, planned)
 
+    def start_episode(self, planned: PlannedEpisode, ended: queue.Queue[tuple[str, BaseException | None]]) -> str:
+        """The episode runs in a daemon thread: a tool that hangs cannot keep the process from exiting."""
+        episode = self.episode_input(planned)
+
+        def run() -> None:
+            try:
+                self.run_episode(episode, planned.index)
+                ended.put((episode["episode_id"], None))
+            except BaseException as err:  # noqa: BLE001 -- handed to the admission loop
+                ended.put((episode["episode_id"], err))
+
+        threading.Thread(target=run, name=f"episode-{planned.index}", daemon=True).start()
+        return episode["episode_id"]
+
+    def admissible(self, ledger: Ledger, in_flight: int) -> str | None:
+        """None if one more episode may start now, else why not: 'max_samples' (for now: an episode in
+        flight may yet be discarded) or 'budget' (for good)."""
+        cfg = self.cfg
+        if cfg.max_samples is not None and ledger.accepted + in_flight >= cfg.max_samples:
+            return "max_samples"
+        projected = ledger.projected_episode_s(cfg.policy.prior_episode_device_seconds)
+        if not policy.admit(ledger.spent_s, projected, in_flight, cfg.budget_device_seconds):
+            return "budget"
+        return None
+
     def execute(self, on_progress: ProgressCallback | None = None) -> RunResult:
         cfg = self.cfg
-        clips = find_clips(cfg.source_dir)
-        if not clips:
+        if next(iter_clips(cfg.source_dir), None) is None:
             raise RunError(f"no video files (.mp4 .mov .webm .mkv) under {cfg.source_dir}")
         if cfg.training.every is not None:  # a round a crash interrupted, as it was planned
             for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
                 training.run_round(self.context, unfinished)
-        queue = [e for e in plan_episodes(self.run.id, clips, cfg) if not self.episode_done(e["episode_id"])]
-        in_flight: dict[Future[None], EpisodeInput] = {}
-        status = "finished"
-        notify = (lambda: on_progress(run_totals(self.engine, self.run.id), len(in_flight))) if on_progress else None
-        with ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="episode") as pool:
-            try:
-                while True:
-                    train_due = self.training_due()  # admit nothing until the round has run
-                    while queue and len(in_flight) < cfg.concurrency and status == "finished" and not train_due:
-                        totals = run_totals(self.engine, self.run.id)
-                        if cfg.max_samples is not None and totals.accepted + len(in_flight) >= cfg.max_samples:
-                            break
-                        projected = budget.projected_episode_device_seconds(
-                            self.engine, self.run.id, cfg.policy.prior_episode_device_seconds
-                        )
-                        if not policy.admit(
-                            totals.spent_device_seconds, projected, len(in_flight), cfg.budget_device_seconds
-                        ):
-                            status = "stopped_budget"
-                            break
-                        episode = queue.pop(0)
-                        in_flight[pool.submit(self.run_episode, episode)] = episode
-                    if notify:
-                        notify()
-                    if not in_flight:
-                        if train_due:
-                            self.train_round()
-                            continue
+        ledger = Ledger.load(self.engine, self.run.id)
+        plan, next_up = self.pending_episodes(), None
+        ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+        in_flight: set[str] = set()
+        status, metadata_at = "finished", ledger.accepted
+        try:
+            while True:
+                train_due = self.training_due(ledger)  # admit nothing until the round has run
+                while len(in_flight) < cfg.concurrency and status == "finished" and not train_due:
+                    next_up = next_up or next(plan, None)
+                    if next_up is None:
                         break
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        in_flight.pop(future)
-                        future.result()
-                    if cfg.metadata_every and run_totals(self.engine, self.run.id).accepted % cfg.metadata_every == 0:
-                        write_metadata_csv(self.engine, self.dataset_dir)
-            except KeyboardInterrupt:
-                self.stop.set()  # in-flight episodes stop at their next checkpoint
-                status = "interrupted"
+                    if (why := self.admissible(ledger, len(in_flight))) is not None:
+                        status = "stopped_budget" if why == "budget" else status
+                        break
+                    in_flight.add(self.start_episode(next_up, ended))
+                    next_up = None
+                if on_progress:
+                    on_progress(self.progress(ledger, len(in_flight)), len(in_flight))
+                if not in_flight:
+                    if train_due:
+                        self.train_round(ledger.accepted)
+                        ledger = Ledger.load(self.engine, self.run.id)  # the round's charges
+                        continue
+                    break
+                finished, err = ended.get()
+                in_flight.discard(finished)
+                if err is not None:
+                    self.stop.set()  # the others stop at their next checkpoint
+                    raise err
+                ledger.episode_ended(self.engine, finished)
+                if ledger.finished % REBALANCE_EVERY == 0:
+                    self.caller.executor.rebalance(cost_by_tool(self.engine, self.run.id))
+                if cfg.metadata_every and ledger.accepted != metadata_at and ledger.accepted % cfg.metadata_every == 0:
+                    write_metadata_csv(self.engine, self.dataset_dir)
+                    metadata_at = ledger.accepted
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.interrupt(in_flight, ended)
         totals = run_totals(self.engine, self.run.id)
         if status == "finished" and cfg.max_samples is not None and totals.accepted >= cfg.max_samples:
             status = "stopped_max_samples"
         write_metadata_csv(self.engine, self.dataset_dir)
+        self.set_status(status)
+        self.caller.executor.close()
+        return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)
+
+    def interrupt(self, in_flight: set[str], ended: queue.Queue[tuple[str, BaseException | None]]) -> None:
+        """Ctrl-C: admit nothing more, mark the run interrupted, and give the episodes in flight a moment to
+        reach their next checkpoint; one stuck in a tool is left (its last checkpoint holds it). A second
+        Ctrl-C ends the process at once."""
+        self.stop.set()
+        self.set_status("interrupted")
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        try:
+            while in_flight and (left := deadline - time.monotonic()) > 0:
+                try:
+                    in_flight.discard(ended.get(timeout=left)[0])
+                except queue.Empty:
+                    break
+        except KeyboardInterrupt:
+            os._exit(130)
+        if in_flight:
+            log.warning("left episodes in flight at their last checkpoint", extra={"episodes": sorted(in_flight)})
+
+    def progress(self, ledger: Ledger, in_flight: int) -> RunTotals:
+        return RunTotals(
+            run_id=self.run.id,
+            clips_seen=0,
+            episodes=ledger.finished + in_flight,
+            accepted=ledger.accepted,
+            discarded=ledger.discarded,
+            running=in_flight,
+            spent_device_seconds=ledger.spent_s,
+        )
+
+    def set_status(self, status: str) -> None:
         with Session(self.engine) as s:
             run = s.get(Run, self.run.id)
             assert run is not None
             run.status = status
             s.add(run)
             s.commit()
-        return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)

@@ -60,11 +60,11 @@ def finish(proc: subprocess.Popen[bytes]) -> None:
         raise RuntimeError(f"run failed: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
 
 
-def run_with_kills(out: Path, config: Path, kills: int, seed: int = 1) -> int:
+def run_with_kills(out: Path, config: Path, kills: int, seed: int = 1, *extra: str) -> int:
     """Kill at random moments until `kills` kills landed (or the run finished), then let it finish."""
     rng, landed = random.Random(seed), 0
     while landed < kills:
-        proc = start(out, config)
+        proc = start(out, config, *extra)
         time.sleep(rng.uniform(1.0, 3.0))  # start-up takes ~1 s: most kills land in the work
         if proc.poll() is not None:
             finish(proc)
@@ -72,7 +72,7 @@ def run_with_kills(out: Path, config: Path, kills: int, seed: int = 1) -> int:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         landed += 1
-    finish(start(out, config))
+    finish(start(out, config, *extra))
     return landed
 
 
@@ -85,13 +85,22 @@ class Comparison:
     decisions_differ: int
 
 
-def decisions(out: Path) -> dict[str, tuple[str, str | None]]:
-    db = sqlite3.connect(out / "ditto.db")
+def open_db(out: Path, db_url: str | None = None):  # type: ignore[no-untyped-def]
+    """A DB-API connection to a run's store: SQLite in `out`, or the PostgreSQL at `db_url`."""
+    if db_url is None:
+        return sqlite3.connect(out / "ditto.db")
+    import psycopg
+
+    return psycopg.connect(db_url.replace("+psycopg", ""))
+
+
+def decisions(out: Path, db_url: str | None = None) -> dict[str, tuple[str, str | None]]:
+    db = open_db(out, db_url)
     return {i.split(":")[-1]: (s, r) for i, s, r in db.execute("select id, status, reason from episode")}
 
 
-def compare(out: Path, reference: Path) -> Comparison:
-    db = sqlite3.connect(out / "ditto.db")
+def compare(out: Path, reference: Path, db_url: str | None = None) -> Comparison:
+    db = open_db(out, db_url)
     samples = [r[0] for r in db.execute("select id from sample")]
     expected = {k for k, (s, _) in decisions(reference).items() if s == "accepted"}
     got = {s.split("-")[-1] for s in samples}
@@ -104,7 +113,7 @@ def compare(out: Path, reference: Path) -> Comparison:
         if (out / "artifacts" / rel).exists()
         and hashlib.sha256((out / "artifacts" / rel).read_bytes()).hexdigest() != ref.split(".")[0]
     )
-    mine, theirs = decisions(out), decisions(reference)
+    mine, theirs = decisions(out, db_url), decisions(reference)
     return Comparison(
         samples_lost=len(expected - got),
         duplicates=len(samples) - len(set(samples)) + max(0, len(folders) - len(samples)),

@@ -169,6 +169,7 @@ def print_calls(calls: list[Any], prompts: bool) -> None:
     for call in calls:
         head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
         cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
+        cost += f", queued {call.queued_s:.3f} s" if call.queued_s else ""
         console.print(f"\n{head}  ({cost})")
         console.print(f"  input:  {call.input_json}", markup=False)
         if call.output_json:

@@ -53,7 +53,19 @@ BACKENDS: dict[str, dict[str, str]] = {
 
 
 INJECTED = ("self", "pool")  # constructor arguments the registry supplies, never config
-RESOURCE_KEYS = ("devices", "timeout_s")  # spec keys the agent reads (cost, time limit), not the backend
+# Spec keys the agent reads (cost, clock, time limit, Ray actor pool), never passed to the backend.
+RESOURCE_KEYS = ("devices", "clock", "timeout_s", "actors", "gpus", "cpus")
+REMOTE_KINDS = ("openai",)  # an endpoint elsewhere: it holds no device of ours
+
+
+def resource_defaults(kind: str | None) -> dict[str, Any]:
+    """What a backend kind holds unless its spec says otherwise: nothing for a remote endpoint, a CPU core
+    (measured as CPU time) for our CPU algorithms, one device measured in wall time for the rest."""
+    if kind in REMOTE_KINDS:
+        return {"devices": 0, "gpus": 0}
+    if any(kinds.get(kind or "", "").startswith("models.cpu.") for kinds in BACKENDS.values()):
+        return {"clock": "process_cpu", "gpus": 0}
+    return {}
 
 
 class BackendConfigError(ValueError):

@@ -23,23 +23,27 @@ def open_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # Every episode in flight may hold a connection for a moment; a server's default limit is 100.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
     SQLModel.metadata.create_all(engine)
     add_new_columns(engine)
     return engine
 
 
 def add_new_columns(engine: Engine) -> None:
-    """A store made before a nullable column was added gets the column (create_all adds only tables), so an
-    old --out still opens and resumes; its earlier rows hold NULL there."""
+    """A store written by an older version gains the columns added since (each nullable or with a default),
+    so its runs can be resumed and read."""
     existing = inspect(engine)
     with engine.begin() as conn:
         for table in SQLModel.metadata.sorted_tables:
             have = {c["name"] for c in existing.get_columns(table.name)}
             for column in table.columns:
-                if column.name not in have and column.nullable:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+                if column.name in have:
+                    continue
+                kind = column.type.compile(engine.dialect)
+                default = column.default.arg if column.default is not None and column.default.is_scalar else None
+                clause = f" DEFAULT {default!r}" if isinstance(default, int | float | str) else ""
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{clause}'))
 
 
 def session(engine: Engine) -> Session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -17,7 +17,7 @@ class Run(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     profile: str
     budget_device_seconds: float
-    seed: int
+    seed: int = Field(sa_type=BigInteger)
     config_json: str  # the resolved RunConfig, secrets excluded
     status: str = "running"  # running | finished | stopped_budget | interrupted
 
@@ -28,7 +28,7 @@ class Episode(SQLModel, table=True):
     index: int
     clip_path: str
     variant: int
-    seed: int
+    seed: int = Field(sa_type=BigInteger)  # 32-bit unsigned: past PostgreSQL's INTEGER
     status: str = Field(default="running", index=True)  # running | accepted | discarded
     reason: str | None = Field(default=None, index=True)
     detail: str | None = None
@@ -69,8 +69,10 @@ class ToolCall(SQLModel, table=True):
     error_field: str | None = None  # the input or output field at fault, when the tool named one
     error_detail: str | None = None
     prompts_json: str = "[]"  # [{name, sha256, origin, text}] of every template rendered
-    device_seconds: float = 0.0
-    devices: int = 1
+    device_seconds: float = 0.0  # held the device(s), measured where the tool ran: what the ledger charges
+    devices: float = 1
+    queued_s: float = 0.0  # waited for a device lock or a free actor before running: recorded, never charged
+    usage_json: str | None = None  # an LLM call's latency, tokens and transport retries, when it reports them
     reused_call_id: int | None = None  # set when the result came from the cache: nothing ran, nothing charged
     at: datetime = Field(default_factory=utcnow)
 

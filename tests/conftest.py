@@ -53,3 +53,6 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-models")
     os.environ["DITTO_TINY_DIR"] = str(path)
     return path
+
+
+from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401  (a throwaway PostgreSQL)

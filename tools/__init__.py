@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
-from models.registry import RESOURCE_KEYS, validate_backend
+from models.registry import RESOURCE_KEYS, resource_defaults, validate_backend
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip, CaptionClipConfig
@@ -65,7 +65,32 @@ def validate_training_backend(backends: BackendsConfig) -> None:
 
 
 def _resources(spec: BackendSpec, **defaults: Any) -> Resources:
-    return Resources(**{**defaults, **{k: spec[k] for k in RESOURCE_KEYS if k in spec}})
+    kind_defaults = resource_defaults(spec.get("kind"))
+    return Resources(**{**defaults, **kind_defaults, **{k: spec[k] for k in RESOURCE_KEYS if k in spec}})
+
+
+# The backend spec each model-backed tool reads its resources from (ingest has none: Ingest.resources).
+TOOL_BACKENDS = {
+    "caption_clip": "captioner",
+    "plan_instruction": "planner",
+    "edit_keyframe": "editor",
+    "judge_keyframe": "keyframe_judge",
+    "estimate_depth": "depth",
+    "propagate": "propagator",
+    "enhance_temporal": "enhancer",
+    "judge_video": "video_judge",
+    "train_editto": "editto",
+    "edit_with_editto": "editto",
+}
+
+
+def tool_resources(name: str, backends: BackendsConfig) -> Resources:
+    """A tool's resources from config alone, without loading its backend (to size its actor pool)."""
+    if name not in TOOL_BACKENDS:
+        return Ingest.resources
+    return _resources(
+        getattr(backends, TOOL_BACKENDS[name]) or {}, **({"timeout_s": None} if name == "train_editto" else {})
+    )
 
 
 EPISODE_TOOLS = (

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models.protocols import OutOfDeviceMemory
 from prompts.loader import PromptBook, RenderedPrompt
@@ -42,8 +42,17 @@ def tool_error(tool: str, err: Exception) -> ToolError:
 
 
 class Resources(BaseModel, frozen=True):
-    devices: int = 1  # devices held while the tool runs; cost = wall seconds x devices
+    # Devices held while the tool runs (fractions: a share of a GPU); cost = seconds held x devices.
+    # 0 for a remote endpoint: it holds no device of ours, so its calls cost nothing.
+    devices: float = Field(default=1, ge=0)
+    # How the seconds held are measured: 'wall' after taking the device (a GPU model), or 'process_cpu': a
+    # CPU algorithm holds this process's CPU and is charged the CPU seconds used meanwhile (agent/executors).
+    clock: Literal["wall", "process_cpu"] = "wall"
     timeout_s: float | None = 3600.0  # past this a call is recorded as a timeout and abandoned; None: no limit
+    # With --executor ray: the tool's actor pool. GPUs and CPUs are per actor; fractions share a device.
+    actors: int = Field(default=1, ge=1)
+    gpus: float | None = Field(default=None, ge=0)  # None: as many as `devices`
+    cpus: float = Field(default=1, ge=0)
 
 
 class SourceClip(Protocol):

@@ -50,7 +50,7 @@ class Ingest:
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = IngestInput, IngestOutput
     backend_id = "pyav+opencv-flow"
-    resources = Resources(devices=1)
+    resources = Resources(devices=1, clock="process_cpu", gpus=0)  # decoding and flow run on a CPU core
 
     def __init__(self, config: IngestConfig) -> None:
         self.config = config

@@ -1,0 +1,74 @@
+"""The ledger charges device time only: waiting for a core, a lock or an endpoint is never charged."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
+from agent.calls import CallSite
+from agent.executors import LocalExecutor
+from agent.runner import Factory
+from store.tables import Charge, ToolCall
+from tests.agent.test_calls import make_caller
+from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
+from tools import build_toolkit
+from tools.base import Resources, ToolContext
+from tools.plan_instruction import PlanInstructionInput
+
+
+def charged(cfg) -> tuple[float, dict[str, str]]:  # type: ignore[no-untyped-def]
+    factory = Factory(cfg)
+    factory.execute()
+    with Session(factory.engine) as s:
+        total = sum(c.device_seconds for c in s.exec(select(Charge)).all())
+        calls = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()
+    return total, {c.episode_id.split(":")[-1]: c.output_json for c in calls}  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_same_episodes_cost_the_same_at_any_concurrency(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    one, plans_one = charged(small_config(concurrency=1, episodes_per_clip=4, out=tmp_path / "c1"))
+    four, plans_four = charged(small_config(concurrency=4, episodes_per_clip=4, out=tmp_path / "c4"))
+    assert plans_one == plans_four  # the same work was done
+    assert abs(four - one) <= 0.1 * one, (one, four)
+
+
+def test_a_slow_llm_endpoint_is_charged_nothing(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    cfg = small_config(backends={"planner": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}})
+    assert build_toolkit(cfg.tools, cfg.backends)["plan_instruction"].resources.devices == 0
+    with ScriptedLLMServer([Reply(plan_json(), delay_s=1.0)]) as server:
+        cfg = small_config(backends={"planner": {"kind": "openai", "base_url": server.url, "model": "m"}})
+        caller = make_caller(tmp_path, lambda: cfg)
+        inp = PlanInstructionInput(caption="a rabbit in a meadow", clip_seed=1, slot=0)
+        caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
+    with Session(caller.engine) as s:
+        (row,) = s.exec(select(ToolCall)).all()
+        (charge,) = s.exec(select(Charge)).all()
+    assert row.error_kind is None and row.device_seconds == 0 and charge.device_seconds == 0
+
+
+class HoldsAGpu:
+    """A tool that holds its (simulated) device for a fixed time."""
+
+    name, version, templates, backend_id = "hold", "1", (), "sleeper"
+    Input = Output = PlanInstructionInput
+    resources = Resources(devices=0.5)
+
+    def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:
+        time.sleep(0.3)
+        return inp
+
+
+def test_waiting_for_a_busy_device_is_recorded_not_charged() -> None:
+    executor, tool = LocalExecutor(), HoldsAGpu()
+    inp = PlanInstructionInput(caption="x", clip_seed=1, slot=0)
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: executor.run(tool, inp, None), range(2)))  # type: ignore[arg-type]
+    first, second = sorted(done, key=lambda e: e.queued_s)
+    assert first.queued_s < 0.1 and 0.25 < second.queued_s < 0.6
+    assert all(0.14 < e.device_s < 0.3 for e in done)  # 0.3 s held x half a device, each

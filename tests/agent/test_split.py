@@ -1,0 +1,25 @@
+"""--gpus N shares GPUs among the pools by each stage's cost per accepted sample."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.budget import split_gpus
+
+
+def test_gpus_follow_cost_and_all_are_used() -> None:
+    split = split_gpus({"propagate": 3.0, "judge": 1.0}, {"propagate": 1, "judge": 1}, 8)
+    assert split == {"propagate": 6, "judge": 2}
+
+
+def test_every_pool_keeps_an_actor_and_fractions_share_a_gpu() -> None:
+    costs = {"propagate": 40.0, "enhance": 35.0, "judge": 0.0, "depth": 1.0}
+    per_actor = {"propagate": 1.0, "enhance": 1.0, "judge": 0.5, "depth": 0.5}
+    split = split_gpus(costs, per_actor, 8)
+    assert split["judge"] == split["depth"] == 1 and split["propagate"] >= split["enhance"] >= 2
+    assert sum(n * per_actor[p] for p, n in split.items()) <= 8
+
+
+def test_too_few_gpus_for_one_actor_each_is_an_error_naming_the_flag() -> None:
+    with pytest.raises(ValueError, match="--gpus 1"):
+        split_gpus({"a": 1.0, "b": 1.0}, {"a": 1, "b": 1}, 1)

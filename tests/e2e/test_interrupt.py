@@ -1,0 +1,70 @@
+"""Ctrl-C ends a run within seconds whatever a tool is doing, and the run is marked interrupted."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SMALL
+from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_run(tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "budget_gpu_days"}))
+    args = ["--out", str(tmp_path / "out"), "--config", str(config), "--llm-base-url", url, "--llm-model", "m"]
+    return subprocess.Popen(
+        [sys.executable, "main.py", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def wait_for(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def test_ctrl_c_ends_a_run_stuck_on_a_hung_endpoint(tmp_path: Path) -> None:
+    with ScriptedLLMServer([Reply(plan_json(), delay_s=300)]) as server:
+        run = start_run(tmp_path, server.url)
+        try:
+            wait_for(lambda: len(server.requests) > 0, 120)  # a planner call hangs now
+            run.send_signal(signal.SIGINT)
+            interrupted_at = time.monotonic()
+            output, _ = run.communicate(timeout=20)
+        finally:
+            run.kill()
+    assert time.monotonic() - interrupted_at < 15, output.decode()
+    assert run.returncode == 130, output.decode()
+    assert b"--resume" in output
+    db = sqlite3.connect(tmp_path / "out" / "ditto.db")
+    assert db.execute("select status from run").fetchone()[0] == "interrupted"
+    assert db.execute("select count(*) from episode where status = 'running'").fetchone()[0] >= 1  # kept
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
+    with ScriptedLLMServer([Reply(plan_json(), delay_s=300)]) as server:
+        run = start_run(tmp_path, server.url)
+        try:
+            wait_for(lambda: len(server.requests) > 0, 120)
+            run.send_signal(signal.SIGINT)
+            time.sleep(0.5)  # inside the first Ctrl-C's grace period for episodes to checkpoint
+            run.send_signal(signal.SIGINT)
+            interrupted_at = time.monotonic()
+            run.communicate(timeout=20)
+        finally:
+            run.kill()
+    assert time.monotonic() - interrupted_at < 2 and run.returncode == 130
+    db = sqlite3.connect(tmp_path / "out" / "ditto.db")
+    assert db.execute("select status from run").fetchone()[0] == "interrupted"

@@ -1,0 +1,113 @@
+"""Tools in Ray actor pools (a local Ray with logical GPUs): the same samples as a local run, and faults
+that kill actors lose no episode and charge nothing twice. One Ray session serves the whole module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from agent.runner import Factory, sample_clips
+from store.tables import Charge, Episode, ToolCall
+from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray", reason="ray is missing: pip install -e '.[scale]'")
+ROOT = Path(__file__).resolve().parents[2]
+POOLED = ("ingest", "caption_clip", "plan_instruction", "edit_keyframe", "judge_keyframe", "propagate")
+# Two actors where episodes queue, one elsewhere; no CPU reserved, so a 2-CPU machine schedules them all.
+POOLS = {t: {"actors": 2 if t in POOLED[3:] else 1, "cpus": 0} for t in (*POOLED, "enhance_temporal", "judge_video")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield
+    ray.shutdown()
+
+
+def outcome(factory: Factory) -> dict[str, Any]:
+    with Session(factory.engine) as s:
+        episodes = s.exec(select(Episode).order_by(Episode.index)).all()
+        plans = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction", ToolCall.error_kind.is_(None))).all()  # type: ignore[union-attr]
+    return {
+        "decisions": [(e.index, e.status, e.reason) for e in episodes],
+        "instructions": sorted(p.output_json for p in plans),  # type: ignore[misc]
+    }
+
+
+def charged_once(factory: Factory) -> bool:
+    with Session(factory.engine) as s:
+        executed = s.exec(select(ToolCall).where(ToolCall.reused_call_id.is_(None))).all()  # type: ignore[union-attr]
+        charges = s.exec(select(Charge)).all()
+    return sorted(c.tool_call_id for c in charges) == sorted(c.id for c in executed)  # type: ignore[misc]
+
+
+def test_ray_pools_make_the_same_samples_as_a_local_run(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    local = Factory(small_config(out=tmp_path / "local", seed=3))
+    local.execute()
+    on_ray = Factory(small_config(out=tmp_path / "ray", seed=3, executor="ray", pools=POOLS, concurrency=4))
+    result = on_ray.execute()
+    assert result.totals.accepted > 0 and outcome(on_ray) == outcome(local)
+    assert charged_once(on_ray)
+
+
+def one_clip_config(tmp_path: Path, small_config, url: str, concurrency: int = 2, **planner: Any):  # type: ignore[no-untyped-def]
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(sample_clips()[0], source / "clip.mp4")
+    return small_config(
+        out=tmp_path / "out",
+        source_dir=source,
+        episodes_per_clip=2,
+        concurrency=concurrency,
+        executor="ray",
+        pools={**POOLS, "plan_instruction": {"actors": 2, "cpus": 0}},
+        backends={"planner": {"kind": "openai", "base_url": url, "model": "m", **planner}},
+    )
+
+
+def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    replies = [Reply(plan_json(), delay_s=60), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
+    with ScriptedLLMServer(replies) as server:
+        factory = Factory(one_clip_config(tmp_path, small_config, server.url, timeout_s=3))
+        result = factory.execute()
+    with Session(factory.engine) as s:
+        kinds = [c.error_kind for c in s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()]
+    assert "timeout" in kinds and result.totals.discarded + result.totals.accepted == 2
+    assert charged_once(factory)
+
+
+def test_an_actor_killed_mid_call_is_retried_on_another_and_charged_once(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    replies = [Reply(plan_json(), delay_s=8), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
+    with ScriptedLLMServer(replies) as server:
+        factory = Factory(one_clip_config(tmp_path, small_config, server.url, concurrency=1))  # one call at a time
+        pool = factory.caller.executor.pools["plan_instruction"]  # type: ignore[attr-defined]
+        killed: list[Any] = []
+
+        def kill_the_busy_actor() -> None:
+            while not server.requests:
+                time.sleep(0.05)
+            free = {a._actor_id for a in list(pool.free.queue)}
+            killed.extend(a for a in pool.actors if a._actor_id not in free)
+            for actor in killed:
+                ray.kill(actor, no_restart=False)
+
+        killer = threading.Thread(target=kill_the_busy_actor, daemon=True)
+        killer.start()
+        result = factory.execute()
+        killer.join(5)
+    assert len(killed) == 1
+    assert result.totals.accepted + result.totals.discarded == 2  # no episode lost
+    with Session(factory.engine) as s:
+        plans = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()
+    assert all(p.error_kind is None for p in plans) and len(plans) == len({(p.episode_id, p.attempt) for p in plans})
+    assert charged_once(factory)
