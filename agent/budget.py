@@ -17,14 +17,17 @@ def spent_device_seconds(engine: Engine, run_id: str) -> float:
 
 
 def projected_episode_device_seconds(engine: Engine, run_id: str, prior: float) -> float:
-    """Mean cost of this run's finished episodes, or the prior before any has finished."""
+    """Mean cost of this run's finished episodes, or the prior before any has finished. Two aggregates: the
+    run loop asks before every admission."""
+    finished = (Episode.run_id == run_id) & (Episode.status != "running")
     with Session(engine) as s:
-        finished = s.exec(select(Episode.id).where(Episode.run_id == run_id, Episode.status != "running")).all()
-        if not finished:
+        count = s.exec(select(func.count()).select_from(Episode).where(finished)).one()
+        if not count:
             return prior
         cost = s.exec(
             select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
             .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
-            .where(col(ToolCall.episode_id).in_(finished))
+            .join(Episode, col(Episode.id) == ToolCall.episode_id)
+            .where(finished)
         ).one()
-    return float(cost) / len(finished)
+    return float(cost) / count
