@@ -125,7 +125,7 @@ class ToolCaller:
             if cached is not None and not self._artifacts_present(cached):
                 cached = None
         if cached is not None:
-            row = self._record(site, tool, key, inp, reused=cached)
+            row = self._record(site, tool, key, inp, redone=done is not None, reused=cached)
             return self._result(tool, row)
         ctx = ToolContext(io=self.io, prompts=self.prompts)
         started = time.perf_counter()
@@ -143,7 +143,9 @@ class ToolCaller:
             kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
             error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
         seconds = (time.perf_counter() - started) * tool.resources.devices
-        row = self._record(site, tool, key, inp, output=output, error=error, seconds=seconds, ctx=ctx)
+        row = self._record(
+            site, tool, key, inp, redone=done is not None, output=output, error=error, seconds=seconds, ctx=ctx
+        )
         return self._result(tool, row)
 
     def _artifacts_present(self, row: ToolCall) -> bool:
@@ -157,6 +159,7 @@ class ToolCaller:
         key: str,
         inp: BaseModel,
         *,
+        redone: bool = False,
         reused: ToolCall | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
@@ -189,7 +192,8 @@ class ToolCaller:
             reused_call_id=reused.id if reused else None,
         )
         with Session(self.engine, expire_on_commit=False) as s:
-            row = s.exec(row_at(site, tool.name)).first()
+            # The common case, a site never called before, needs no lookups: only this episode's thread calls it.
+            row = s.exec(row_at(site, tool.name)).first() if redone else None
             if row is None:
                 row = ToolCall(**fields)
                 s.add(row)
@@ -198,7 +202,7 @@ class ToolCaller:
                     setattr(row, name, value)
             s.flush()
             if reused is None:
-                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first()
+                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first() if redone else None
                 if charge is None:
                     s.add(Charge(tool_call_id=row.id, run_id=site.run_id, tool=tool.name, device_seconds=seconds))
                 else:  # redone work costs again; the ledger keeps one row per step
