@@ -100,6 +100,7 @@ def row_at(site: CallSite, tool: str):  # type: ignore[no-untyped-def]
 class ToolCaller:
     def __init__(self, engine: Engine, toolkit: dict[str, Tool], io: ArtifactStore, prompts: PromptBook) -> None:
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
+        self.known_prompts: set[str] = set()  # template versions already in the store: no lookup per call
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -224,6 +225,8 @@ class ToolCaller:
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
         for p in prompts:
+            if p["sha256"] in self.known_prompts:
+                continue
             with Session(self.engine) as s:
                 if s.get(PromptVersion, p["sha256"]) is None:
                     s.add(PromptVersion(sha256=p["sha256"], name=p["name"], origin=p["origin"], text=p["text"]))
@@ -231,6 +234,7 @@ class ToolCaller:
                         s.commit()
                     except IntegrityError:  # another episode recorded the same text first
                         s.rollback()
+            self.known_prompts.add(p["sha256"])
 
     @staticmethod
     def _result(tool: Tool, row: ToolCall) -> Any:
