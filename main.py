@@ -18,6 +18,7 @@ from cli.render import (
     console,
     episodes_table,
     error_line,
+    gate_table,
     print_episode_trace,
     print_training_trace,
     run_progress,
@@ -136,8 +137,10 @@ def run(
                 f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
-    console.print(summary_table(result, unit))
+    from store.costs import gate_saving
     from store.training import training_runs
+
+    console.print(summary_table(result, unit, gate_saving(factory.engine, factory.run.id)))
 
     if rounds := training_runs(factory.engine, factory.run.id):
         console.print(training_table(rounds))
@@ -189,14 +192,18 @@ def traces(
     reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their decision and reason."""
-    from store.traces import list_episodes
+    """List episodes with their decision and reason, and what the key-frame gate saved."""
+    from store.costs import gate_saving
+    from store.traces import latest_run, list_episodes
     from store.training import training_runs
 
     engine = _engine(out, db)
     rows = list_episodes(engine, run, status, reason, limit)
     console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
+    if shown := run or (latest.id if (latest := latest_run(engine)) else None):
+        saving = gate_saving(engine, shown)
+        console.print(gate_table(saving, "CPU" if saving.profile in ("cpu", "tiny") else "GPU"))
     if rounds := training_runs(engine, run):
         console.print(training_table(rounds))
 

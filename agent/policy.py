@@ -28,6 +28,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
     max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
+    # Device-seconds per call of a video stage (propagate, enhance_temporal, judge_video) before the run has
+    # measured one: the key-frame gate's saving is projected with these (store/costs.py).
+    prior_stage_device_seconds: dict[str, float] = {}
 
 
 class TrainingConfig(BaseModel, extra="forbid"):
