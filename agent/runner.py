@@ -16,7 +16,7 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, func, select
 
 from agent import budget, policy, training
@@ -27,6 +27,7 @@ from agent.graph import build_graph
 from agent.state import EpisodeInput
 from store.dataset import discard_episode, write_metadata_csv
 from store.engine import open_engine
+from store.inserts import insert_ignore
 from store.tables import Episode, NodeEvent, Run, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import accepted_when_last_trained, training_runs
@@ -172,12 +173,10 @@ class Factory:
         self.checkpointer.delete_thread(episode["episode_id"])  # finished: its checkpoints are not needed
 
     def _record_event(self, episode_id: str, seq: int, node: str, delta: object) -> None:
-        with Session(self.engine) as s:
-            s.add(NodeEvent(episode_id=episode_id, seq=seq, node=node, update_json=canonical_json(delta)))
-            try:
-                s.commit()
-            except IntegrityError:  # recorded before a crash; the rerun of the node wrote nothing new
-                s.rollback()
+        # A row recorded before a crash stays: the rerun of the node wrote nothing new.
+        insert_ignore(
+            self.engine, NodeEvent, episode_id=episode_id, seq=seq, node=node, update_json=canonical_json(delta)
+        )
 
     def episode_done(self, episode_id: str) -> bool:
         with Session(self.engine) as s:
