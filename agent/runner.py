@@ -131,6 +131,10 @@ class Factory:
         self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
         conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
+        # As for the store (store/engine.py): WAL + NORMAL survives a killed process without an fsync per
+        # checkpoint, which the default rollback journal paid at every step of every episode.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
         self.checkpointer = SqliteSaver(conn)
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
