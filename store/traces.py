@@ -16,10 +16,14 @@ from store.tables import Charge, Episode, NodeEvent, Run, Sample, ToolCall
 
 def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
     """Which backends and template versions made this episode's sample."""
-    with Session(engine) as s:
-        calls = s.exec(select(ToolCall).where(ToolCall.episode_id == episode_id).order_by(ToolCall.id)).all()
-    templates = {p["name"]: p["sha256"] for c in calls for p in json.loads(c.prompts_json)}
-    return {"models": {c.tool: c.backend for c in calls}, "templates": templates}
+    with Session(engine) as s:  # three columns, not whole rows: the commit node asks once per sample
+        calls = s.exec(
+            select(ToolCall.tool, ToolCall.backend, ToolCall.prompts_json)
+            .where(ToolCall.episode_id == episode_id)
+            .order_by(col(ToolCall.id))
+        ).all()
+    templates = {p["name"]: p["sha256"] for _, _, prompts in calls for p in json.loads(prompts)}
+    return {"models": {tool: backend for tool, backend, _ in calls}, "templates": templates}
 
 
 def list_episodes(
