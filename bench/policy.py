@@ -5,9 +5,10 @@ Scenarios, each over the same episodes and pass rates:
   (a) the paper's order: no key-frame gate (its judge is neither consulted nor charged), the video judge
       only at the end, no retries;
   (b) with the key-frame gate, no retries;
-  (c) gate plus rewrites from the judge's reasons, up to the full profile's max_attempts;
-  (d) the best max_attempts and key-frame threshold on a grid;
-then a sensitivity table of (a) and (c) over the pass rates.
+  (c) gate plus rewrites from the judge's reasons, 3 attempts;
+  (d) the best attempts-after-rejection (policy.judge_attempts) and key-frame threshold on a grid;
+then sensitivity tables over the pass rates. max_attempts stays the full profile's in every scenario, so
+every scenario plans the same instructions for the same episodes (paired comparisons).
 
     python -m bench.policy                       # ~10,000 episodes in all
     python -m bench.policy --episodes 400 --setting paper --keyframe 0.6 --video 0.8
@@ -26,22 +27,26 @@ from bench.sim import CRITERION, PassRates
 from bench.simulate import Outcome, full_policy, simulate, stage_costs
 
 GATE_OFF: dict[str, Any] = {"keyframe_pass": {}}  # no criterion to fail: every key frame goes on to video
-ATTEMPTS = (1, 2, 3, 4)
+ATTEMPTS = (1, 2, 3)
 KEYFRAME_THRESHOLDS = (5.0, 6.0, 7.0, 8.0)
-SENSITIVITY = {"keyframe": (0.5, 0.7, 0.9), "video": (0.5, 0.75, 0.9)}
+SENSITIVITY = {"keyframe": (0.5, 0.7, 0.9), "video": (0.5, 0.75, 0.9), "retry_keyframe": (0.3, 0.5, 0.7, 0.9)}
 
 
 def keyframe_policy(threshold: float) -> dict[str, Any]:
     return {"keyframe_pass": {**full_policy()["keyframe_pass"], CRITERION: threshold}}
 
 
-def scenarios(default_attempts: int) -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
+def scenarios() -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
     """name -> (policy overrides, tools not charged)."""
     return {
-        "(a) paper: no gate, judge at the end, no retries": ({**GATE_OFF, "max_attempts": 1}, ("judge_keyframe",)),
-        "(b) key-frame gate, no retries": ({"max_attempts": 1}, ()),
-        f"(c) gate + rewrites, max_attempts {default_attempts}": ({}, ()),
+        "(a) paper: no gate, judge at the end, no retries": ({**GATE_OFF, "judge_attempts": 1}, ("judge_keyframe",)),
+        "(b) key-frame gate, no retries": ({"judge_attempts": 1}, ()),
+        "(c) gate + rewrites, 3 attempts": ({"judge_attempts": 3}, ()),
     }
+
+
+def table_head(first: str, columns: tuple[float, ...]) -> str:
+    return f"| {first} | " + " | ".join(f"{x:g}" for x in columns) + " |\n|" + " --- |" * (1 + len(columns)) + "\n"
 
 
 def row(name: str, o: Outcome, seconds: float) -> str:
@@ -69,54 +74,46 @@ def main() -> None:
     header = "| scenario | episodes | accepted | calls | GPU-min / accepted | GPU-days / 1M accepted | wall s |\n"
     out.write(header + "| --- | --- | --- | --- | --- | --- | --- |\n")
     started = time.perf_counter()
-    default_attempts = full_policy().get("max_attempts", 3)
-    for name, (policy, uncharged) in scenarios(default_attempts).items():
+    for name, (policy, uncharged) in scenarios().items():
         t = time.perf_counter()
-        outcome = simulate(args.episodes, rates, costs, policy, uncharged)
-        out.write(row(name, outcome, time.perf_counter() - t))
+        out.write(row(name, simulate(args.episodes, rates, costs, policy, uncharged), time.perf_counter() - t))
     grid: dict[tuple[int, float], Outcome] = {}
     for attempts, threshold in product(ATTEMPTS, KEYFRAME_THRESHOLDS):
-        policy = {"max_attempts": attempts, **keyframe_policy(threshold)}
+        policy = {"judge_attempts": attempts, **keyframe_policy(threshold)}
         grid[attempts, threshold] = simulate(args.grid_episodes, rates, costs, policy)
     best = min(grid, key=lambda k: grid[k].minutes_per_accepted)
     t = time.perf_counter()
-    confirmed = simulate(args.episodes, rates, costs, {"max_attempts": best[0], **keyframe_policy(best[1])})
+    confirmed = simulate(args.episodes, rates, costs, {"judge_attempts": best[0], **keyframe_policy(best[1])})
+    name = f"(d) best: judge_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}"
+    out.write(row(name, confirmed, time.perf_counter() - t))
     out.write(
-        row(
-            f"(d) best: max_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}",
-            confirmed,
-            time.perf_counter() - t,
-        )
-    )
-    out.write(
-        f"\n(d) grid, GPU-min per accepted ({args.grid_episodes} episodes each; rows max_attempts, "
-        f"columns key-frame {CRITERION} threshold):\n\n| max_attempts | "
-        + " | ".join(f"{x:g}" for x in KEYFRAME_THRESHOLDS)
-        + " |\n|"
-        + " --- |" * (1 + len(KEYFRAME_THRESHOLDS))
-        + "\n"
+        f"\n(d) grid, GPU-min per accepted ({args.grid_episodes} episodes each; rows judge_attempts, columns "
+        f"key-frame {CRITERION} threshold):\n\n" + table_head("judge_attempts", KEYFRAME_THRESHOLDS)
     )
     for attempts in ATTEMPTS:
         cells = " | ".join(f"{grid[attempts, x].minutes_per_accepted:.2f}" for x in KEYFRAME_THRESHOLDS)
         out.write(f"| {attempts} | {cells} |\n")
+    n, named = args.sensitivity_episodes, scenarios()
     out.write(
-        "\nsensitivity, GPU-min per accepted: (a) paper order / (c) gate + rewrites "
-        f"({args.sensitivity_episodes} episodes each; rows key-frame pass rate, columns video pass rate):\n\n"
-        "| key-frame \\ video | "
-        + " | ".join(f"{v:g}" for v in SENSITIVITY["video"])
-        + " |\n|"
-        + " --- |" * (1 + len(SENSITIVITY["video"]))
-        + "\n"
+        f"\nsensitivity, GPU-min per accepted, (a) / (b) / (c) ({n} episodes each; rows first key-frame "
+        "pass rate, columns video pass rate):\n\n" + table_head("key-frame \\ video", SENSITIVITY["video"])
     )
-    paper, gated = scenarios(default_attempts)["(a) paper: no gate, judge at the end, no retries"], ({}, ())
     for kf in SENSITIVITY["keyframe"]:
         cells = []
         for video in SENSITIVITY["video"]:
             cell = replace(rates, keyframe=kf, video=video)
-            a = simulate(args.sensitivity_episodes, cell, costs, *paper)
-            c = simulate(args.sensitivity_episodes, cell, costs, *gated)
-            cells.append(f"{a.minutes_per_accepted:.1f} / {c.minutes_per_accepted:.1f}")
+            cells.append(" / ".join(f"{simulate(n, cell, costs, *p).minutes_per_accepted:.1f}" for p in named.values()))
         out.write(f"| {kf:g} | " + " | ".join(cells) + " |\n")
+    out.write(
+        f"\nsensitivity to the rewrite's key-frame pass rate, GPU-min per accepted, (b) / (c) ({n} episodes each):"
+        "\n\n" + table_head("retry_keyframe", SENSITIVITY["retry_keyframe"])
+    )
+    cells = []
+    for retry in SENSITIVITY["retry_keyframe"]:
+        cell = replace(rates, retry_keyframe=retry)
+        b, c = (simulate(n, cell, costs, *named[k]) for k in list(named)[1:])
+        cells.append(f"{b.minutes_per_accepted:.2f} / {c.minutes_per_accepted:.2f}")
+    out.write("| (b) / (c) | " + " | ".join(cells) + " |\n")
     out.write(f"\nsimulated in {time.perf_counter() - started:.0f} s\n")
 
 

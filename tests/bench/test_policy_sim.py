@@ -14,7 +14,7 @@ EPISODES = 24
 
 
 def propagations(policy: dict) -> tuple[int, float]:  # type: ignore[type-arg]
-    outcome = simulate(EPISODES, PassRates(), stage_costs(), {"max_attempts": 1, **policy})
+    outcome = simulate(EPISODES, PassRates(), stage_costs(), {"judge_attempts": 1, **policy})
     assert outcome.episodes == EPISODES
     return outcome.calls.get("propagate", 0), outcome.device_seconds
 
@@ -29,8 +29,8 @@ def test_a_stricter_key_frame_threshold_sends_fewer_edits_on_to_video() -> None:
 
 
 def test_rewrites_after_a_rejection_are_charged_as_new_work() -> None:
-    once = simulate(EPISODES, PassRates(), stage_costs(), {"max_attempts": 1})
-    retried = simulate(EPISODES, PassRates(), stage_costs(), {"max_attempts": 3})
+    once = simulate(EPISODES, PassRates(), stage_costs(), {"judge_attempts": 1})
+    retried = simulate(EPISODES, PassRates(), stage_costs(), {"judge_attempts": 3})
     assert retried.calls["edit_keyframe"] > once.calls["edit_keyframe"] == EPISODES
     assert retried.accepted > once.accepted
     assert retried.calls["enhance_temporal"] == retried.calls["propagate"]  # no retry reused a video
