@@ -21,6 +21,7 @@ from cli.render import (
     episodes_table,
     error_line,
     escape,
+    gate_table,
     print_episode_trace,
     print_json,
     print_training_trace,
@@ -151,8 +152,10 @@ def run(
                 f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
-    console.print(summary_table(result, unit))
+    from store.costs import gate_saving
     from store.training import training_runs
+
+    console.print(summary_table(result, unit, gate_saving(factory.engine, factory.run.id)))
 
     if rounds := training_runs(factory.engine, factory.run.id):
         console.print(training_table(rounds))
@@ -206,8 +209,10 @@ def traces(
     sort: Annotated[str, typer.Option(help="run (in run order) | cost (costliest first)")] = "run",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their category, decision, reason and device-seconds."""
-    from store.traces import list_episodes
+    """List episodes with their category, decision, reason and device-seconds, and what the key-frame gate
+    saved."""
+    from store.costs import gate_saving
+    from store.traces import latest_run, list_episodes
     from store.training import training_runs
 
     if sort not in ("run", "cost"):
@@ -219,6 +224,9 @@ def traces(
         raise fail(f"--{'status' if 'status' in str(err) else 'since'}: {err}") from err
     console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
+    if shown := run or (latest.id if (latest := latest_run(engine)) else None):
+        saving = gate_saving(engine, shown)
+        console.print(gate_table(saving, "CPU" if saving.profile in ("cpu", "tiny") else "GPU"))
     if rounds := training_runs(engine, run):
         console.print(training_table(rounds))
 

@@ -98,6 +98,7 @@ class ToolCaller:
         self.executor: Executor = executor or LocalExecutor()
         self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
         self._running_guard = threading.Lock()
+        self.known_prompts: set[str] = set()  # template versions already in the store: no lookup per call
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -140,12 +141,14 @@ class ToolCaller:
             if cached is not None and not self._artifacts_present(cached):
                 cached = None
         if cached is not None:
-            row = self._record(site, tool, key, inp, reused=cached)
+            row = self._record(site, tool, key, inp, redone=done is not None, reused=cached)
             return self._result(tool, row)
         ctx = ToolContext(io=self.io, prompts=self.prompts)
         executed = self.executor.run(tool, inp, ctx)
         output, error = executed.output, tool_error(tool, executed.error)
-        row = self._record(site, tool, key, inp, output=output, error=error, executed=executed, ctx=ctx)
+        row = self._record(
+            site, tool, key, inp, redone=done is not None, output=output, error=error, executed=executed, ctx=ctx
+        )
         return self._result(tool, row)
 
     def _artifacts_present(self, row: ToolCall) -> bool:
@@ -159,6 +162,7 @@ class ToolCaller:
         key: str,
         inp: BaseModel,
         *,
+        redone: bool = False,
         reused: ToolCall | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
@@ -196,7 +200,8 @@ class ToolCaller:
             reused_call_id=reused.id if reused else None,
         )
         with Session(self.engine, expire_on_commit=False) as s:
-            row = s.exec(row_at(site, tool.name)).first()
+            # The common case, a site never called before, needs no lookups: only this episode's thread calls it.
+            row = s.exec(row_at(site, tool.name)).first() if redone else None
             if row is None:
                 row = ToolCall(**fields)
                 s.add(row)
@@ -205,7 +210,7 @@ class ToolCaller:
                     setattr(row, name, value)
             s.flush()
             if reused is None:
-                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first()
+                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first() if redone else None
                 if charge is None:
                     s.add(Charge(tool_call_id=row.id, run_id=site.run_id, tool=tool.name, device_seconds=seconds))
                 else:  # redone work costs again; the ledger keeps one row per step
@@ -228,6 +233,8 @@ class ToolCaller:
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
         for p in prompts:
+            if p["sha256"] in self.known_prompts:
+                continue
             with Session(self.engine) as s:
                 if s.get(PromptVersion, p["sha256"]) is None:
                     s.add(PromptVersion(sha256=p["sha256"], name=p["name"], origin=p["origin"], text=p["text"]))
@@ -235,6 +242,7 @@ class ToolCaller:
                         s.commit()
                     except IntegrityError:  # another episode recorded the same text first
                         s.rollback()
+            self.known_prompts.add(p["sha256"])
 
     @staticmethod
     def _result(tool: Tool, row: ToolCall) -> Any:

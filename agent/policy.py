@@ -14,6 +14,10 @@ class PolicyConfig(BaseModel, extra="forbid"):
     min_motion: float = 0.0008  # fraction of the diagonal per frame; below it a clip is a still photo
     max_cut_score: float = 0.55  # histogram distance above which consecutive frames are a scene cut
     max_attempts: int = 3  # instructions or seeds tried per episode before it is discarded
+    # Attempts an episode gets when judges reject it (each retry a rewrite or a new seed); None: max_attempts.
+    # Below max_attempts, retries after faults (out of memory, timeouts) stay while rejected edits stop
+    # sooner: bench/policy.py finds a rewrite cheaper than a fresh clip only when rewrites pass often.
+    judge_attempts: int | None = Field(None, ge=1)
     keyframe_pass: dict[str, float] = {"structure_preservation": 4.0, "edit_strength": 2.5}
     video_pass: dict[str, float] = {
         "structure_preservation": 4.0,
@@ -28,6 +32,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
     max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
+    # Device-seconds per call of a video stage (propagate, enhance_temporal, judge_video) before the run has
+    # measured one: the key-frame gate's saving is projected with these (store/costs.py).
+    prior_stage_device_seconds: dict[str, float] = {}
 
 
 class TrainingConfig(BaseModel, extra="forbid"):
@@ -53,7 +60,8 @@ def failing_criteria(scores: dict[str, float], thresholds: dict[str, float]) -> 
 
 
 def retry_or_discard(failing: list[str], attempt: int, cfg: PolicyConfig) -> Retry:
-    if attempt + 1 >= cfg.max_attempts:
+    attempts = cfg.max_attempts if cfg.judge_attempts is None else min(cfg.judge_attempts, cfg.max_attempts)
+    if attempt + 1 >= attempts:
         return "discard"
     if failing and all(name in cfg.reseed_on for name in failing):
         return "reseed"

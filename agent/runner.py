@@ -20,7 +20,7 @@ from pathlib import Path
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 
 from agent import policy, training
@@ -33,6 +33,7 @@ from agent.state import EpisodeInput
 from prompts.loader import PromptError
 from store.dataset import discard_episode, write_metadata_csv
 from store.engine import open_engine
+from store.inserts import insert_ignore
 from store.tables import Episode, NodeEvent, Run, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import accepted_when_last_trained, training_runs
@@ -77,7 +78,12 @@ def open_checkpointer(cfg: RunConfig) -> BaseCheckpointSaver[str]:
     """LangGraph's checkpoints next to the tables: in PostgreSQL when the store is, else in SQLite in --out."""
     url = make_url(cfg.resolved_db_url)
     if url.get_backend_name() != "postgresql":
-        return SqliteSaver(sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False))
+        conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
+        # As for the store (store/engine.py): WAL + NORMAL survives a killed process without an fsync per
+        # checkpoint, which the default rollback journal paid at every step of every episode.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return SqliteSaver(conn)
     import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
@@ -258,12 +264,10 @@ class Factory:
         self.checkpointer.delete_thread(episode["episode_id"])  # finished: its checkpoints are not needed
 
     def _record_event(self, episode_id: str, seq: int, node: str, delta: object) -> None:
-        with Session(self.engine) as s:
-            s.add(NodeEvent(episode_id=episode_id, seq=seq, node=node, update_json=canonical_json(delta)))
-            try:
-                s.commit()
-            except IntegrityError:  # recorded before a crash; the rerun of the node wrote nothing new
-                s.rollback()
+        # A row recorded before a crash stays: the rerun of the node wrote nothing new.
+        insert_ignore(
+            self.engine, NodeEvent, episode_id=episode_id, seq=seq, node=node, update_json=canonical_json(delta)
+        )
 
     def training_due(self, ledger: Ledger) -> bool:
         """Editto trains when enough samples came in since the last round and budget is left for it."""

@@ -45,7 +45,30 @@ def per_accepted(total: float, accepted: int) -> str:
     return f"{total / accepted:.3f}" if accepted else "- (no accepted sample)"
 
 
-def summary_table(result: Any, unit: str) -> Table:
+def gate_rows(table: Table, saving: Any, unit: str) -> None:
+    """The key-frame gate's saving (store/costs.py GateSaving) as rows of a two-column table."""
+    sources = ", ".join(
+        f"{stage} {seconds:.2f} s ({'measured' if saving.measured[stage] else 'prior'})"
+        for stage, seconds in saving.per_call.items()
+    )
+    table.add_row("key-frame gate: attempts stopped", f"{saving.gated_attempts} (in {saving.gated_episodes} episodes)")
+    table.add_row("key-frame gate: episodes discarded", str(saving.discarded_at_gate))
+    table.add_row(
+        f"key-frame gate: {unit}-seconds saved",
+        f"{saving.saved_device_seconds:.2f} ({saving.saved_fraction:.0%} of the cost without the gate)",
+    )
+    table.add_row("  projected per video call", sources)
+
+
+def gate_table(saving: Any, unit: str) -> Table:
+    table = Table(title=f"run {saving.run_id}: what the key-frame gate saved", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    gate_rows(table, saving, unit)
+    return table
+
+
+def summary_table(result: Any, unit: str, saving: Any | None = None) -> Table:
     t = result.totals
     table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
     table.add_column("what", style="bold")
@@ -63,6 +86,8 @@ def summary_table(result: Any, unit: str) -> Table:
         f"{t.spent_device_seconds / SECONDS_PER_DAY:.6f} / {result.budget_device_seconds / SECONDS_PER_DAY:.6f}",
     )
     table.add_row(f"{unit}-minutes per accepted sample", per_accepted(t.spent_device_seconds / 60, t.accepted))
+    if saving is not None:
+        gate_rows(table, saving, unit)
     table.add_row("dataset", str(result.dataset_dir))
     return table
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
+from store.inserts import insert_ignore
 from store.tables import Artifact
 from store.video_io import DecodedClip, decode_clip, encode_video, read_video
 
@@ -54,13 +53,8 @@ class ArtifactStore:
         dest = self.path(ref)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
-        with Session(self.engine) as s:
-            if s.get(Artifact, ref) is None:
-                s.add(Artifact(id=ref, kind=kind, relpath=str(dest.relative_to(self.root)), bytes=dest.stat().st_size))
-                try:
-                    s.commit()
-                except IntegrityError:  # the same bytes were written by another episode at the same moment
-                    s.rollback()
+        relpath = str(dest.relative_to(self.root))
+        insert_ignore(self.engine, Artifact, id=ref, kind=kind, relpath=relpath, bytes=dest.stat().st_size)
         return ref
 
     def _tmp(self, suffix: str) -> Path:

@@ -17,10 +17,14 @@ from store.tables import Charge, Episode, NodeEvent, Run, Sample, ToolCall
 
 def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
     """Which backends and template versions made this episode's sample."""
-    with Session(engine) as s:
-        calls = s.exec(select(ToolCall).where(ToolCall.episode_id == episode_id).order_by(ToolCall.id)).all()
-    templates = {p["name"]: p["sha256"] for c in calls for p in json.loads(c.prompts_json)}
-    return {"models": {c.tool: c.backend for c in calls}, "templates": templates}
+    with Session(engine) as s:  # three columns, not whole rows: the commit node asks once per sample
+        calls = s.exec(
+            select(ToolCall.tool, ToolCall.backend, ToolCall.prompts_json)
+            .where(ToolCall.episode_id == episode_id)
+            .order_by(col(ToolCall.id))
+        ).all()
+    templates = {p["name"]: p["sha256"] for _, _, prompts in calls for p in json.loads(prompts)}
+    return {"models": {tool: backend for tool, backend, _ in calls}, "templates": templates}
 
 
 def clip_outputs(engine: Engine, run_id: str, clip_path: str, tool: str, except_episode: str) -> list[dict[str, Any]]:
@@ -114,8 +118,14 @@ class RunTotals:
 
 
 def run_totals(engine: Engine, run_id: str) -> RunTotals:
+    """Counts by SQL aggregates: the run loop asks before every admission, so no Episode row is loaded."""
     with Session(engine) as s:
-        episodes = s.exec(select(Episode).where(Episode.run_id == run_id)).all()
+        by_status_reason = s.exec(
+            select(Episode.status, Episode.reason, func.count())
+            .where(Episode.run_id == run_id)
+            .group_by(Episode.status, Episode.reason)
+        ).all()
+        clips = s.exec(select(func.count(func.distinct(Episode.clip_path))).where(Episode.run_id == run_id)).one()
         by_tool = dict(
             s.exec(
                 select(Charge.tool, func.sum(Charge.device_seconds))
@@ -123,15 +133,20 @@ def run_totals(engine: Engine, run_id: str) -> RunTotals:
                 .group_by(Charge.tool)
             ).all()
         )
-    status = Counter(e.status for e in episodes)
+    status: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for state, reason, n in by_status_reason:
+        status[state] += n
+        if state == "discarded":
+            reasons[reason or "unknown"] += n
     return RunTotals(
         run_id=run_id,
-        clips_seen=len({e.clip_path for e in episodes}),
-        episodes=len(episodes),
+        clips_seen=int(clips),
+        episodes=sum(status.values()),
         accepted=status["accepted"],
         discarded=status["discarded"],
         running=status["running"],
-        discarded_by_reason=dict(Counter(e.reason or "unknown" for e in episodes if e.status == "discarded")),
+        discarded_by_reason=dict(reasons),
         device_seconds_by_tool={k: float(v) for k, v in by_tool.items()},
         spent_device_seconds=float(sum(by_tool.values())),
     )

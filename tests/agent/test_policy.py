@@ -55,6 +55,14 @@ def test_retry_or_discard(failing: list[str], attempt: int, expected: str) -> No
     assert retry_or_discard(failing, attempt, CFG) == expected
 
 
+def test_judge_attempts_stop_rejected_edits_but_not_retries_after_faults() -> None:
+    cfg = CFG.model_copy(update={"judge_attempts": 1})
+    assert retry_or_discard(["edit_strength"], 0, cfg) == "discard"
+    assert retry_or_discard(["temporal_consistency"], 0, cfg) == "discard"
+    assert after_failure("oom", 0, cfg) == "lower_memory"
+    assert after_failure("timeout", 1, cfg) == "reseed"
+
+
 @pytest.mark.parametrize(
     ("kind", "attempt", "memory_level", "expected"),
     [

@@ -1,0 +1,171 @@
+"""Tools that do no work, for simulating and timing the agent (bench/policy.py, bench/overhead.py).
+
+They stand in for the episode's tools behind the real ToolCaller: same names, same Input and Output
+models, so the real graph, nodes, policy, cache and ledger run unchanged. They do no file I/O (a handful of
+placeholder artifacts is written once), so what is measured or simulated is the agent alone. They live in
+bench/, not as a `sim` kind in models/registry.py: the real tools around a registry backend decode and
+encode video by design, which would swamp what these are for.
+
+Every artifact a simulated tool returns is a tiny file of its own (the hash of the call's input), so the
+cache sees what it would see in a real run: a clip is ingested, captioned and given depth once, and a
+retried attempt's video is new work.
+
+The judges' verdicts follow a small model of edit quality, drawn deterministically from the call's input:
+- a key-frame edit is good with probability `keyframe` (first instruction) or `retry_keyframe` (an
+  instruction rewritten from the judge's reasons);
+- the key-frame judge sees the edit's quality through noise (`judge_noise`, in units of the quality's
+  spread) and scores instruction_fidelity so that, at the profile's threshold, it passes exactly the good
+  edits when the noise is 0;
+- a video is good when its key frame was good (whether or not a gate looked at it) and, with probability
+  `video` (`retry_video` after a rewrite), the propagation and enhancement worked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from tools.base import Resources, ToolContext, Verdict
+from tools.caption_clip import CaptionClipInput, CaptionClipOutput
+from tools.edit_keyframe import EditKeyframeInput, EditKeyframeOutput
+from tools.enhance_temporal import EnhanceTemporalInput, EnhanceTemporalOutput
+from tools.estimate_depth import EstimateDepthInput, EstimateDepthOutput
+from tools.ingest import IngestInput, IngestOutput
+from tools.judge import JudgeInput
+from tools.plan_instruction import PlanAnswer, PlanInstructionInput
+from tools.propagate import PropagateInput, PropagateOutput
+
+REWRITTEN = " (rewritten from the judge's reasons)"  # how the sim planner marks a rewrite for the judges
+CRITERION = "instruction_fidelity"  # the criterion the sim judges score from quality; a failure is rewritten
+NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class PassRates:
+    keyframe: float = 0.7  # a first key-frame edit is good
+    video: float = 0.75  # the video of a good key frame is good
+    retry_keyframe: float = 0.5  # a rewritten instruction's key-frame edit is good
+    retry_video: float = 0.75  # the video of a rewritten instruction's good key frame is good
+    judge_noise: float = 0.1  # the key-frame judge's error, in units of the quality's spread (0-1)
+
+
+def uniform(*parts: object) -> float:
+    """A number in [0, 1) that the same parts always give."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def score(quality: float, good_above: float, threshold: float) -> float:
+    """Map quality in [0, 1] to a 0-10 score that crosses `threshold` where quality crosses `good_above`."""
+    quality = min(1.0, max(0.0, quality))
+    if quality >= good_above:
+        return threshold + (10 - threshold) * (quality - good_above) / max(1e-9, 1 - good_above)
+    return threshold * quality / max(1e-9, good_above)
+
+
+@dataclass
+class SimTool:
+    """One tool of the graph: returns `answer(inp)` and holds one device, doing nothing else."""
+
+    name: str
+    Input: type[BaseModel]
+    Output: type[BaseModel]
+    answer: Any  # Callable[[BaseModel, Callable[[str], str]], BaseModel]: the input, and a maker of artifacts
+    version: ClassVar[str] = "sim-1"
+    templates: ClassVar[tuple[str, ...]] = ()
+    backend_id: str = "sim"
+    resources: Resources = field(default_factory=lambda: Resources(devices=1, timeout_s=None))
+
+    def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:
+        digest = hashlib.sha256(f"{self.name}:{inp.model_dump_json()}".encode()).digest()
+
+        def artifact(kind: str) -> str:
+            return ctx.io.write_array(np.frombuffer(digest + kind.encode(), dtype=np.uint8), f"sim_{kind}")
+
+        return self.answer(inp, artifact)
+
+
+def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: dict[str, float]) -> dict[str, SimTool]:
+    """The episode's tools, simulated. `keyframe_pass` and `video_pass` are the profile's thresholds the
+    scores are calibrated against; the policy under test may use others."""
+
+    def ingest(inp: IngestInput, artifact: Any) -> IngestOutput:
+        return IngestOutput(
+            clip=artifact("clip"),
+            keyframe=artifact("keyframe"),
+            keyframe_index=0,
+            num_frames=81,
+            fps=16.0,
+            width=832,
+            height=480,
+            source_fps=20.0,
+            source_width=1280,
+            source_height=720,
+            source_duration_s=5.05,
+            motion=0.01,
+            cut_score=0.0,
+        )
+
+    def plan(inp: PlanInstructionInput, artifact: Any) -> PlanAnswer:
+        instruction = f"edit {inp.clip_seed}:{inp.slot}" + (REWRITTEN if inp.feedback else "")
+        return PlanAnswer(instruction=instruction, category="style", target_description=f"the result of {instruction}")
+
+    def keyframe_quality(instruction: str) -> tuple[float, float]:
+        """(quality, the quality above which an edit is good) of the key-frame edit for this instruction."""
+        good = rates.retry_keyframe if instruction.endswith(REWRITTEN) else rates.keyframe
+        return uniform(instruction, "keyframe"), 1 - good
+
+    def verdict(judge: str, thresholds: dict[str, float], value: float) -> Verdict:
+        scores = {name: 10.0 for name in thresholds} | {CRITERION: round(value, 3)}
+        return Verdict(judge=judge, scores=scores, reasons={CRITERION: f"simulated score {value:.2f}"})
+
+    def judge_keyframe(inp: JudgeInput, artifact: Any) -> Verdict:
+        quality, good_above = keyframe_quality(inp.instruction)
+        seen = quality + rates.judge_noise * NORMAL.inv_cdf(min(max(uniform(inp.instruction, "noise"), 1e-9), 1 - 1e-9))
+        return verdict("sim", keyframe_pass, score(seen, good_above, keyframe_pass.get(CRITERION, 5.0)))
+
+    def judge_video(inp: JudgeInput, artifact: Any) -> Verdict:
+        quality, good_above = keyframe_quality(inp.instruction)
+        threshold = video_pass.get(CRITERION, 5.0)
+        if quality < good_above:  # a bad key frame makes a bad video, gate or no gate
+            return verdict("sim", video_pass, score(quality, good_above, threshold) * 0.5)
+        good = rates.retry_video if inp.instruction.endswith(REWRITTEN) else rates.video
+        return verdict("sim", video_pass, score(uniform(inp.instruction, "video"), 1 - good, threshold))
+
+    answers: dict[str, tuple[type[BaseModel], type[BaseModel], Any]] = {
+        "ingest": (IngestInput, IngestOutput, ingest),
+        "caption_clip": (
+            CaptionClipInput,
+            CaptionClipOutput,
+            lambda inp, artifact: CaptionClipOutput(caption="a clip"),
+        ),
+        "plan_instruction": (PlanInstructionInput, PlanAnswer, plan),
+        "edit_keyframe": (
+            EditKeyframeInput,
+            EditKeyframeOutput,
+            lambda inp, artifact: EditKeyframeOutput(edited_keyframe=artifact("keyframe")),
+        ),
+        "judge_keyframe": (JudgeInput, Verdict, judge_keyframe),
+        "estimate_depth": (
+            EstimateDepthInput,
+            EstimateDepthOutput,
+            lambda inp, artifact: EstimateDepthOutput(depth=artifact("depth"), depth_video=artifact("depth_video")),
+        ),
+        "propagate": (
+            PropagateInput,
+            PropagateOutput,
+            lambda inp, artifact: PropagateOutput(edited_video=artifact("video")),
+        ),
+        "enhance_temporal": (
+            EnhanceTemporalInput,
+            EnhanceTemporalOutput,
+            lambda inp, artifact: EnhanceTemporalOutput(enhanced_video=artifact("video")),
+        ),
+        "judge_video": (JudgeInput, Verdict, judge_video),
+    }
+    return {name: SimTool(name, inp, out, answer) for name, (inp, out, answer) in answers.items()}

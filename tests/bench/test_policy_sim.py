@@ -1,0 +1,36 @@
+"""The policy simulator drives the real run loop and policy: a threshold changed in the policy changes what
+the simulated run does and costs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.policy import GATE_OFF, keyframe_policy
+from bench.sim import PassRates
+from bench.simulate import simulate, stage_costs
+
+pytestmark = pytest.mark.slow
+EPISODES = 24
+
+
+def propagations(policy: dict) -> tuple[int, float]:  # type: ignore[type-arg]
+    outcome = simulate(EPISODES, PassRates(), stage_costs(), {"judge_attempts": 1, **policy})
+    assert outcome.episodes == EPISODES
+    return outcome.calls.get("propagate", 0), outcome.device_seconds
+
+
+def test_a_stricter_key_frame_threshold_sends_fewer_edits_on_to_video() -> None:
+    without_gate, _ = propagations(GATE_OFF)
+    default, default_cost = propagations(keyframe_policy(7.0))
+    strict, strict_cost = propagations(keyframe_policy(9.5))
+    assert without_gate == EPISODES  # no gate: every key frame is propagated
+    assert without_gate > default > strict  # the same episodes, cut ever more at the gate
+    assert strict_cost < default_cost
+
+
+def test_rewrites_after_a_rejection_are_charged_as_new_work() -> None:
+    once = simulate(EPISODES, PassRates(), stage_costs(), {"judge_attempts": 1})
+    retried = simulate(EPISODES, PassRates(), stage_costs(), {"judge_attempts": 3})
+    assert retried.calls["edit_keyframe"] > once.calls["edit_keyframe"] == EPISODES
+    assert retried.accepted > once.accepted
+    assert retried.calls["enhance_temporal"] == retried.calls["propagate"]  # no retry reused a video
