@@ -15,6 +15,8 @@ import typer
 
 from cli.render import (
     backend_table,
+    category_figures_table,
+    category_status_table,
     console,
     episodes_table,
     error_line,
@@ -113,6 +115,7 @@ def run(
         raise fail(str(err)) from err
     if print_config:
         console.print_json(cfg.model_dump_json())
+        console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
     try:
         factory = Factory(cfg, run_id)
@@ -137,8 +140,10 @@ def run(
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
     console.print(summary_table(result, unit))
+    from store.categories import category_figures
     from store.training import training_runs
 
+    console.print(category_figures_table(category_figures(factory.engine, factory.run.id), unit))
     if rounds := training_runs(factory.engine, factory.run.id):
         console.print(training_table(rounds))
     if result.status == "interrupted":
@@ -187,16 +192,21 @@ def traces(
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     status: Annotated[str | None, typer.Option(help="accepted | discarded | running")] = None,
     reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this edit category (e.g. local_attribute).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their decision and reason."""
-    from store.traces import list_episodes
+    """List episodes with their category, decision and reason, and figures per edit category."""
+    from store.categories import category_figures
+    from store.traces import latest_run, list_episodes
     from store.training import training_runs
 
     engine = _engine(out, db)
-    rows = list_episodes(engine, run, status, reason, limit)
+    rows = list_episodes(engine, run, status, reason, limit, category)
     console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
+    if run_id := run or (latest := latest_run(engine)) and latest.id:
+        figures = [f for f in category_figures(engine, run_id) if category in (None, f.category)]
+        console.print(category_figures_table(figures, "device"))
     if rounds := training_runs(engine, run):
         console.print(training_table(rounds))
 

@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 from agent import policy
 from agent.context import RunContext
 from agent.state import EpisodeState
+from store.categories import set_planned_category
 from store.dataset import commit_sample, discard_episode
 from store.traces import episode_lineage
 from tools.base import ToolError
@@ -70,24 +71,37 @@ def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback: str | None) -> dict[str, Any]:
+    """Plan in the first category that fits the clip, in the order admission chose; a rewrite keeps its
+    category. Each category tried is its own call site, so the trace shows why one did not fit."""
     ctx = runtime.context
     caption = (
         state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]), state, node).caption
     )
     attempt = state.get("attempt", 0)
-    plan = ctx.call(
-        "plan_instruction",
-        PlanInstructionInput(
-            caption=caption,
-            clip_seed=state["clip_seed"],
-            slot=state["variant"] * ctx.config.policy.max_attempts + attempt,
-            avoid=tuple(state.get("tried", [])),
-            feedback=feedback,
-            previous_instruction=state.get("edit", {}).get("instruction"),
-        ),
-        state,
-        node,
-    )
+    tried_categories = [state["edit"]["category"]] if "edit" in state else state["categories"]
+    for k, category in enumerate(tried_categories):
+        slot = state["category_rounds"].get(category, 0) * ctx.config.policy.max_attempts + attempt
+        try:
+            plan = ctx.call(
+                "plan_instruction",
+                PlanInstructionInput(
+                    caption=caption,
+                    category=category,
+                    category_description=ctx.config.categories[category].description,
+                    clip_seed=state["clip_seed"],
+                    slot=slot,
+                    avoid=tuple(dict.fromkeys([*state.get("clip_instructions", []), *state.get("tried", [])])),
+                    feedback=feedback,
+                    previous_instruction=state.get("edit", {}).get("instruction"),
+                ),
+                state,
+                node if k == 0 else f"{node}:{category}",
+            )
+            break
+        except ToolError as err:
+            if err.kind != "category_unfit" or k == len(tried_categories) - 1:
+                raise
+    set_planned_category(ctx.engine, state["episode_id"], plan.category)
     return {"caption": caption, "edit": plan.model_dump(), "tried": [*state.get("tried", []), plan.instruction]}
 
 
@@ -151,7 +165,11 @@ def _judge(
     verdict = runtime.context.call(
         node,
         JudgeInput(
-            source=source, edited=edited, instruction=edit["instruction"], target_description=edit["target_description"]
+            source=source,
+            edited=edited,
+            instruction=edit["instruction"],
+            target_description=edit["target_description"],
+            category=edit["category"],
         ),
         state,
         node,

@@ -35,6 +35,9 @@ class TrainingConfig(BaseModel, extra="forbid"):
     steps: int = Field(200, ge=1)  # training steps per round
     heldout_every: int = Field(5, ge=2)  # every 5th accepted sample (in order of acceptance) is never trained on
     eval_samples: int = Field(4, ge=0)  # held-out samples judged after each round (the earliest, so rounds compare)
+    # How far one round moves the category shares toward Editto's weakest categories (1: all the way): half
+    # keeps one noisy evaluation from swinging the mix.
+    share_rate: float = Field(0.5, ge=0, le=1)
 
 
 def prefilter_reason(ingest: dict[str, Any], cfg: PolicyConfig) -> str | None:

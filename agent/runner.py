@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, func, select
 
 from agent import budget, policy, training
+from agent.admission import admit_episode
 from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
@@ -232,7 +233,10 @@ class Factory:
                         ):
                             status = "stopped_budget"
                             break
-                        episode = queue.pop(0)
+                        episode = admit_episode(self.engine, self.run.id, cfg, queue[0])  # its edit category
+                        if episode is None:  # the category mix waits for an older episode to finish
+                            break
+                        queue.pop(0)
                         in_flight[pool.submit(self.run_episode, episode)] = episode
                     if notify:
                         notify()

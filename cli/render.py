@@ -38,6 +38,43 @@ def backend_table(toolkit: dict[str, Any]) -> Table:
     return table
 
 
+def category_status_table(categories: dict[str, Any], status: dict[str, str], shares: dict[str, float]) -> Table:
+    """The taxonomy as configured: which categories will be planned, their share, and why the others will not."""
+    table = Table(title="edit categories", show_header=True, header_style="bold")
+    for col in ("category", "planned", "share", "target (min-max)", "why not"):
+        table.add_column(col, overflow="fold")
+    for name, spec in categories.items():
+        on = not status[name]
+        table.add_row(
+            name,
+            "[green]yes[/]" if on else "[red]no[/]",
+            f"{shares[name]:.0%}" if on else "",
+            f"{spec.target:g} ({spec.min_share:g}-{spec.max_share:g})",
+            escape(status[name]),
+        )
+    return table
+
+
+def category_figures_table(rows: list[Any], unit: str) -> Table:
+    """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores."""
+    table = Table(title="by edit category", show_header=True, header_style="bold")
+    table.add_column("category", no_wrap=True)
+    for col in ("episodes", "accepted", "acceptance", "attempts/episode", f"{unit}-s per accepted"):
+        table.add_column(col, overflow="fold")
+    table.add_column("mean video judge scores (accepted)", min_width=24)
+    for r in rows:
+        table.add_row(
+            r.category,
+            str(r.episodes),
+            str(r.accepted),
+            f"{r.acceptance_rate:.0%}" if r.acceptance_rate is not None else "-",
+            f"{r.mean_attempts:.2f}" if r.mean_attempts is not None else "-",
+            f"{r.device_seconds_per_accepted:.2f}" if r.device_seconds_per_accepted is not None else "-",
+            " ".join(f"{k} {v:g}" for k, v in r.video_scores.items()),
+        )
+    return table
+
+
 def per_accepted(total: float, accepted: int) -> str:
     """A figure per accepted sample, or a dash when nothing was accepted (never 'nan')."""
     return f"{total / accepted:.3f}" if accepted else "- (no accepted sample)"
@@ -89,11 +126,14 @@ def training_table(rounds: list[Any]) -> Table:
 
 def episodes_table(rows: list[Any]) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for col in ("episode", "clip", "status", "reason"):
-        table.add_column(col, overflow="fold")
+    for col in ("episode", "clip", "category", "status", "reason"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("episode", "status"))
     for e in rows:
         colour = STATUS_COLOURS.get(e.status, "yellow")
-        table.add_row(e.id, Path(e.clip_path).name, f"[{colour}]{e.status}[/]", e.reason or "")
+        category = e.planned_category or e.category or ""
+        if e.planned_category and e.category and e.planned_category != e.category:
+            category += f" (admitted for {e.category}: did not fit)"
+        table.add_row(e.id, Path(e.clip_path).name, category, f"[{colour}]{e.status}[/]", e.reason or "")
     return table
 
 

@@ -19,6 +19,8 @@ def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool) 
 
 
 class QwenImageEditor:
+    categories = None  # an instruction-following model: every edit category of the taxonomy
+
     def __init__(
         self,
         path: str,
@@ -60,6 +62,8 @@ class QwenImageEditor:
 
 
 class FluxKontextEditor:
+    categories = None  # an instruction-following model: every edit category of the taxonomy
+
     def __init__(
         self,
         path: str,

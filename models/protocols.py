@@ -18,6 +18,7 @@ class PlanRequest:
     avoid: list[str]  # instructions already used for this clip
     clip_seed: int  # one seed per clip, so that all its episodes draw from one order of instructions
     slot: int  # this attempt's place in that order: episodes of a clip never draw the same slot
+    category: str = ""  # the edit category asked for; the rule planner draws from its phrasings only
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class JudgeRequest:
     edited: np.ndarray
     prompt: str  # the rendered rubric; metric judges ignore it
     instruction: str
+    category: str | None = None  # the edit's category: a local edit is judged on leaving the rest alone
+
+
+# Edits that change part of the frame; the rest are global. Judges hold them to different standards.
+LOCAL_CATEGORIES = frozenset({"local_replace", "local_add", "local_remove", "local_attribute", "text"})
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,16 @@ class Captioner(Protocol):
     def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str: ...
 
 
+class CategoryUnfitError(ValueError):
+    """No edit of the asked category fits this clip (nothing to recolour, no room for text, all used)."""
+
+
 class Planner(Protocol):
     spec_id: str
 
     def plan(self, request: PlanRequest) -> str:
-        """The raw answer: a JSON object as text. The tool validates it."""
+        """The raw answer: a JSON object as text. The tool validates it. Raises CategoryUnfitError when
+        no edit of request.category fits the clip."""
         ...
 
 

@@ -23,9 +23,17 @@ def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
 
 
 def list_episodes(
-    engine: Engine, run_id: str | None = None, status: str | None = None, reason: str | None = None, limit: int = 200
+    engine: Engine,
+    run_id: str | None = None,
+    status: str | None = None,
+    reason: str | None = None,
+    limit: int = 200,
+    category: str | None = None,
 ) -> list[Episode]:
     query = select(Episode).order_by(col(Episode.run_id), col(Episode.index))
+    if category:  # what it was planned as; what it was admitted for until then
+        planned = col(Episode.planned_category)
+        query = query.where((planned == category) | (planned.is_(None) & (col(Episode.category) == category)))
     if run_id:
         query = query.where(Episode.run_id == run_id)
     if status:

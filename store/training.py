@@ -70,6 +70,18 @@ def open_training_run(
         return row
 
 
+def current_shares(engine: Engine, run_id: str) -> dict[str, float] | None:
+    """The category shares set by the run's last finished round; None before any (the config's targets hold)."""
+    with Session(engine) as s:
+        last = s.exec(
+            select(TrainingRun)
+            .where(TrainingRun.run_id == run_id, TrainingRun.status == "finished")
+            .where(col(TrainingRun.shares_after_json).is_not(None))
+            .order_by(col(TrainingRun.index).desc())
+        ).first()
+    return json.loads(last.shares_after_json) if last and last.shares_after_json else None
+
+
 def accepted_when_last_trained(engine: Engine, run_id: str) -> int:
     """How many samples the last round (finished or not) was planned on; 0 before any round."""
     with Session(engine) as s:

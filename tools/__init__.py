@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
-from models.registry import RESOURCE_KEYS, validate_backend
+from models.registry import RESOURCE_KEYS, backend_class, validate_backend
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip
@@ -61,6 +61,18 @@ def validate_training_backend(backends: BackendsConfig) -> None:
         validate_backend("editto", backends.editto)
     except ImportError as err:
         raise ValueError(f"training Editto needs the models extra (pip install -e '.[models]'): {err}") from err
+
+
+CATEGORY_STEPS = ("editor", "propagator")  # the steps whose backends say which edit categories they can make
+
+
+def backend_abilities(backends: BackendsConfig) -> dict[str, frozenset[str] | None]:
+    """'step (kind)' -> the edit categories its configured backend declares (None: any instruction)."""
+    specs = {"editor": backends.editor, "propagator": backends.propagator}
+    return {
+        f"{step} ({specs[step]['kind']})": getattr(backend_class(step, specs[step]["kind"]), "categories", None)
+        for step in CATEGORY_STEPS
+    }
 
 
 def _resources(spec: BackendSpec, **defaults: Any) -> Resources:

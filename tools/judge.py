@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from models.protocols import Judge, JudgeRequest
+from models.protocols import LOCAL_CATEGORIES, Judge, JudgeRequest
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError, Verdict
 from tools.plan_instruction import parse_json_object
 
@@ -36,6 +36,7 @@ class JudgeInput(BaseModel, frozen=True, extra="forbid"):
     edited: ArtifactRef
     instruction: str
     target_description: str
+    category: str = ""  # the edit's category: the rubric and metric judges hold local and global edits apart
 
 
 def ask_judge(judge: Judge, request: JudgeRequest, attempts: int) -> Verdict:
@@ -62,12 +63,19 @@ class JudgeKeyframe:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render("judge_keyframe.j2", instruction=inp.instruction, target_description=inp.target_description)
+        prompt = ctx.render(
+            "judge_keyframe.j2",
+            instruction=inp.instruction,
+            target_description=inp.target_description,
+            category=inp.category,
+            local=inp.category in LOCAL_CATEGORIES,
+        )
         request = JudgeRequest(
             source=ctx.io.read_image(inp.source),
             edited=ctx.io.read_image(inp.edited),
             prompt=prompt,
             instruction=inp.instruction,
+            category=inp.category or None,
         )
         return ask_judge(self.judge, request, self.config.parse_attempts)
 
@@ -82,12 +90,20 @@ class JudgeVideo:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render("judge_video.j2", instruction=inp.instruction, target_description=inp.target_description)
+        prompt = ctx.render(
+            "judge_video.j2",
+            instruction=inp.instruction,
+            target_description=inp.target_description,
+            category=inp.category,
+            local=inp.category in LOCAL_CATEGORIES,
+        )
         source, _ = ctx.io.read_video(inp.source)
         edited, _ = ctx.io.read_video(inp.edited)
         if source.shape != edited.shape:
             raise ToolError(
                 "bad_input", f"edited video {edited.shape} does not match the source {source.shape}", field="edited"
             )
-        request = JudgeRequest(source=source, edited=edited, prompt=prompt, instruction=inp.instruction)
+        request = JudgeRequest(
+            source=source, edited=edited, prompt=prompt, instruction=inp.instruction, category=inp.category or None
+        )
         return ask_judge(self.judge, request, self.config.parse_attempts)

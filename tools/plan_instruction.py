@@ -9,17 +9,18 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from models.protocols import Planner, PlanRequest
+from models.protocols import CategoryUnfitError, Planner, PlanRequest
 from tools.base import Resources, ToolContext, ToolError
 
 
 class PlanInstructionConfig(BaseModel, extra="forbid"):
-    # The paper's mix is about 70% global, 30% local; the cpu editor does global edits only.
-    categories: list[str] = ["style", "color_grade", "time_of_day", "weather"]
+    """The planner's settings. Which categories it writes, and their mix, are the agent's (RunConfig.categories)."""
 
 
 class PlanInstructionInput(BaseModel, frozen=True, extra="forbid"):
     caption: str
+    category: str  # the one edit category asked for
+    category_description: str  # what the category means, from the taxonomy in config
     clip_seed: int
     slot: int
     avoid: tuple[str, ...] = ()
@@ -29,7 +30,7 @@ class PlanInstructionInput(BaseModel, frozen=True, extra="forbid"):
 
 class PlanAnswer(BaseModel, frozen=True, extra="ignore"):
     instruction: str = Field(min_length=3, max_length=300, description="one imperative sentence")
-    category: str = Field(description="one of the allowed categories")
+    category: str = Field(description="the category asked for")
     target_description: str = Field(min_length=3, max_length=1500, description="the edited video, described")
 
     @field_validator("instruction", "target_description")
@@ -69,7 +70,9 @@ class PlanInstruction:
 
     def __call__(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanAnswer:
         avoid = list(inp.avoid)
-        system = ctx.render("plan_instruction.system.j2", categories=self.config.categories)
+        system = ctx.render(
+            "plan_instruction.system.j2", category=inp.category, category_description=inp.category_description
+        )
         if inp.feedback is not None:
             user = ctx.render(
                 "rewrite_instruction.user.j2",
@@ -91,8 +94,11 @@ class PlanInstruction:
                     avoid=avoid,
                     clip_seed=inp.clip_seed,
                     slot=inp.slot,
+                    category=inp.category,
                 )
             )
+        except CategoryUnfitError as err:
+            raise ToolError("category_unfit", str(err), field="category") from err
         except RuntimeError as err:
             raise ToolError("backend_unavailable", str(err), field="planner") from err
         except ValueError as err:
@@ -103,9 +109,11 @@ class PlanInstruction:
             raise ToolError(
                 "llm_schema", f"the planner's answer does not fit the schema: {err}", field="answer"
             ) from err
-        if answer.category not in self.config.categories:
+        if answer.category != inp.category:
             raise ToolError(
-                "llm_schema", f"category {answer.category!r} is not one of {self.config.categories}", field="category"
+                "llm_schema",
+                f"category {answer.category!r} was written, {inp.category!r} was asked for",
+                field="category",
             )
         if answer.instruction in inp.avoid:
             raise ToolError(

@@ -39,7 +39,7 @@ def test_cpu_run_counts_agree_across_summary_database_metadata_and_files(tmp_pat
         "--out",
         str(out),
         "--config",
-        str(small_config_file(tmp_path)),
+        str(small_config_file(tmp_path, episodes_per_clip=4)),
         "--concurrency",
         "2",
         "--seed",
@@ -72,7 +72,7 @@ def test_cpu_run_counts_agree_across_summary_database_metadata_and_files(tmp_pat
             assert (out / "dataset" / row[col]).stat().st_size > 0
         record = json.loads((out / "dataset" / row["sample_id"] / "record.json").read_text())
         assert record["templates"]["plan_instruction.user.j2"]
-        assert record["models"]["propagate"] == "cpu-example-propagation-v1"
+        assert record["models"]["propagate"] == "cpu-example-propagation-v2"
         assert set(record["scores"]) == {"keyframe", "video"}
 
 
@@ -81,7 +81,9 @@ def test_traces_list_filter_and_show(tmp_path: Path) -> None:
     assert run_cli("--out", str(out), "--config", str(small_config_file(tmp_path)), "--max-samples", "2").exit_code == 0
     listed = run_cli("traces", "--out", str(out), "--status", "discarded", "--reason", "scene_cut")
     assert listed.exit_code == 0 and "bikes.mp4" in listed.output and "bigbuckbunny" not in listed.output
-    accepted_ids = re.findall(r"(run-[\d-]+:\d+)\s*│ \S+\s*│ accepted", run_cli("traces", "--out", str(out)).output)
+    accepted_ids = re.findall(
+        r"(run-[\d-]+:\d+)\s*│ \S+\s*│ \S+\s*│ accepted", run_cli("traces", "--out", str(out)).output
+    )
     assert accepted_ids
     shown = run_cli("trace", accepted_ids[0], "--out", str(out)).output
     for expected in (

@@ -23,7 +23,14 @@ def plan_with(server: ScriptedLLMServer, timeout_s: float = 5.0, **inp: object):
     )
     tool = PlanInstruction(planner, PlanInstructionConfig(), Resources())
     ctx = ToolContext(io=NoFiles(), prompts=PromptBook())  # type: ignore[arg-type]
-    args = {"caption": "A rabbit in a meadow.", "clip_seed": 1, "slot": 0, **inp}
+    args = {
+        "caption": "A rabbit in a meadow.",
+        "category": "global_style",
+        "category_description": "Restyle the whole frame.",
+        "clip_seed": 1,
+        "slot": 0,
+        **inp,
+    }
     return tool(PlanInstructionInput(**args), ctx), ctx  # type: ignore[arg-type]
 
 
@@ -31,11 +38,12 @@ def test_good_answer_is_validated_and_prompts_reach_the_server(monkeypatch: pyte
     monkeypatch.setenv("DITTO_TEST_KEY", "sk-secret-123")
     with ScriptedLLMServer([Reply("Sure! ```json\n" + plan_json() + "\n```")]) as server:
         answer, ctx = plan_with(server, avoid=("Make it night.",))
-    assert answer.instruction == "Make it look like a pencil sketch." and answer.category == "style"
+    assert answer.instruction == "Make it look like a pencil sketch." and answer.category == "global_style"
     body = server.requests[0]["body"]
     assert body["model"] == "tiny-planner" and body["response_format"] == {"type": "json_object"}
     assert "A rabbit in a meadow." in body["messages"][1]["content"]
     assert "Make it night." in body["messages"][1]["content"]  # the avoid list reaches the LLM
+    assert '"global_style": Restyle the whole frame.' in body["messages"][0]["content"]  # one category asked for
     assert {k.lower(): v for k, v in server.requests[0]["headers"].items()}["authorization"] == "Bearer sk-secret-123"
     assert [p.name for p in ctx.rendered] == [
         "plan_instruction.system.j2",
@@ -52,6 +60,7 @@ def test_good_answer_is_validated_and_prompts_reach_the_server(monkeypatch: pyte
         '{"instruction": "Do it."}',
         '{"instruction": "Paint it.", "category": "rm -rf /", "target_description": "a painting"}',
         "[1, 2]",
+        plan_json(category="local_add"),  # a category other than the one asked for
     ],
 )
 def test_malformed_answers_are_recorded_schema_failures(content: str) -> None:
@@ -65,7 +74,7 @@ def test_429_with_retry_after_then_success() -> None:
     with ScriptedLLMServer(replies) as server:
         started = time.monotonic()
         answer, _ = plan_with(server)
-    assert answer.category == "style" and len(server.requests) == 2
+    assert answer.category == "global_style" and len(server.requests) == 2
     assert time.monotonic() - started >= 0.2  # the server's Retry-After was honoured
 
 
