@@ -5,6 +5,7 @@ run finds the same choice; and the instructions the clip already had, which the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine
 
@@ -16,7 +17,9 @@ from store.tables import Episode
 from store.training import current_shares
 
 
-def admit_episode(engine: Engine, run_id: str, cfg: RunConfig, episode: EpisodeInput) -> EpisodeInput | None:
+def admit_episode(
+    engine: Engine, run_id: str, cfg: RunConfig, episode: EpisodeInput, duplicates: Mapping[str, str]
+) -> EpisodeInput | None:
     """The episode with its categories, recorded; None while an episode older than the concurrency window
     is still running (the choice must not depend on which episodes finished first)."""
     rows = run_episodes(engine, run_id)
@@ -51,4 +54,5 @@ def admit_episode(engine: Engine, run_id: str, cfg: RunConfig, episode: EpisodeI
         "categories": json.loads(mine.categories_json),
         "category_rounds": json.loads(mine.category_rounds_json),
         "clip_instructions": used,
+        "duplicate_of": duplicates.get(episode["clip_path"]),
     }

@@ -45,6 +45,8 @@ def records_failure(node: Node) -> Node:
 
 @records_failure
 def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    if state.get("duplicate_of"):  # the same footage as an earlier clip: nothing to decode
+        return {"attempt": 0, "tried": []}
     try:
         st = os.stat(state["clip_path"])
         size, mtime = st.st_size, st.st_mtime_ns

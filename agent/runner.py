@@ -25,6 +25,7 @@ from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
 from agent.graph import build_graph
+from agent.sources import screen_sources
 from agent.state import EpisodeInput
 from store.dataset import discard_episode, write_metadata_csv
 from store.engine import open_engine
@@ -213,6 +214,7 @@ class Factory:
         if cfg.training.every is not None:  # a round a crash interrupted, as it was planned
             for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
                 training.run_round(self.context, unfinished)
+        duplicates = screen_sources(self.context, clips)  # near-duplicate clips: their episodes are skipped
         queue = [e for e in plan_episodes(self.run.id, clips, cfg) if not self.episode_done(e["episode_id"])]
         in_flight: dict[Future[None], EpisodeInput] = {}
         status = "finished"
@@ -233,7 +235,7 @@ class Factory:
                         ):
                             status = "stopped_budget"
                             break
-                        episode = admit_episode(self.engine, self.run.id, cfg, queue[0])  # its edit category
+                        episode = admit_episode(self.engine, self.run.id, cfg, queue[0], duplicates)  # its category
                         if episode is None:  # the category mix waits for an older episode to finish
                             break
                         queue.pop(0)

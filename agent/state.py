@@ -18,6 +18,7 @@ class EpisodeInput(TypedDict):
     categories: NotRequired[list[str]]
     category_rounds: NotRequired[dict[str, int]]
     clip_instructions: NotRequired[list[str]]  # planned for this clip by finished episodes: never repeated
+    duplicate_of: NotRequired[str | None]  # an earlier clip with the same footage: this one is skipped
 
 
 class Failure(TypedDict):

@@ -16,7 +16,7 @@ from tools.caption_clip import CaptionClip
 from tools.edit_keyframe import EditKeyframe
 from tools.enhance_temporal import EnhanceTemporal
 from tools.estimate_depth import EstimateDepth
-from tools.ingest import Ingest, IngestConfig
+from tools.ingest import FingerprintClip, Ingest, IngestConfig
 from tools.judge import JudgeConfig, JudgeKeyframe, JudgeVideo
 from tools.plan_instruction import PlanInstruction, PlanInstructionConfig
 from tools.propagate import Propagate
@@ -80,6 +80,7 @@ def _resources(spec: BackendSpec, **defaults: Any) -> Resources:
 
 
 EPISODE_TOOLS = (
+    "fingerprint_clip",  # once per source clip, before the episodes: near-duplicates are skipped
     "ingest",
     "caption_clip",
     "plan_instruction",
@@ -110,6 +111,7 @@ def build_toolkit(
 
     builders: dict[str, Callable[[], Tool]] = {
         "ingest": lambda: Ingest(tools.ingest),
+        "fingerprint_clip": lambda: FingerprintClip(tools.ingest),
         "caption_clip": lambda: CaptionClip(backend("captioner", b.captioner), _resources(b.captioner)),
         "plan_instruction": lambda: PlanInstruction(
             backend("planner", b.planner), tools.plan_instruction, _resources(b.planner)
