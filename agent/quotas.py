@@ -125,16 +125,16 @@ def shift_shares(
     bounds: Mapping[str, tuple[float, float]],
     rate: float,
 ) -> dict[str, float]:
-    """Next round's shares: a step of size `rate` (0..1, the smoothing) toward shares proportional to how
-    far below 10 Editto's held-out score is per category, then held within each category's bounds.
-    Categories without a held-out score keep their share."""
+    """Next round's shares: a step of size `rate` (0..1, the smoothing) toward shares weighted by how far
+    below 10 Editto's held-out score is per category (equal scores: no change), then held within each
+    category's bounds. Categories without a held-out score keep their share."""
     scored = [c for c in shares if c in scores]
-    weakness = {c: max(0.0, 10.0 - scores[c]) for c in scored}
+    weighted = {c: shares[c] * max(0.0, 10.0 - scores[c]) for c in scored}
     pool = sum(shares[c] for c in scored)
-    total_weakness = sum(weakness.values())
+    total = sum(weighted.values())
     proposal = dict(shares)
-    if scored and total_weakness > 0:
-        proposal.update({c: pool * weakness[c] / total_weakness for c in scored})
+    if scored and total > 0:
+        proposal.update({c: pool * weighted[c] / total for c in scored})
     moved = {c: (1 - rate) * shares[c] + rate * proposal[c] for c in shares}
     return within_bounds(moved, bounds)
 

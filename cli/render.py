@@ -183,8 +183,24 @@ def print_episode_trace(tr: Any, prompts: bool) -> None:
         console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}", markup=False)
 
 
+def shares_table(found: Any) -> Table:
+    """A round's decision on the category mix: held-out score per category, shares before and after."""
+    scores = json.loads(found.category_scores_json or "{}")
+    before, after = json.loads(found.shares_before_json or "{}"), json.loads(found.shares_after_json or "{}")
+    table = Table(title="category shares: moved toward what Editto does worst", header_style="bold")
+    for col in ("category", "held-out score", "share before", "share after"):
+        table.add_column(col, no_wrap=col == "category")
+    for name in sorted(set(before) | set(after) | set(scores)):
+        score = f"{scores[name]:.2f}" if name in scores else "- (none held out)"
+        old, new = before.get(name), after.get(name)
+        table.add_row(name, score, f"{old:.1%}" if old is not None else "", f"{new:.1%}" if new is not None else "")
+    return table
+
+
 def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], prompts: bool) -> None:
     console.print(training_table([found]))
+    if found.shares_after_json:
+        console.print(shares_table(found))
     print_calls(calls, prompts)
     for ev in evaluations:
         console.print(f"\n[bold]held-out {escape(ev.sample_id)}[/]")

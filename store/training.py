@@ -131,6 +131,24 @@ def mean_scores(engine: Engine, training_id: str) -> dict[str, float]:
     return {name: round(sum(v) / len(v), 4) for name, v in sorted(per_criterion.items())}
 
 
+def category_scores(engine: Engine, training_id: str) -> dict[str, float]:
+    """Mean held-out score per edit category: each sample's mean over the judge's criteria, averaged over
+    the category's samples."""
+    per_category: dict[str, list[float]] = {}
+    with Session(engine) as s:
+        rows = s.exec(
+            select(HeldoutEvaluation, Sample)
+            .join(Sample, col(Sample.id) == col(HeldoutEvaluation.sample_id))
+            .where(HeldoutEvaluation.training_id == training_id)
+        ).all()
+    for ev, sample in rows:
+        scores = json.loads(ev.scores_json or "{}")
+        category = json.loads(sample.record_json).get("category")
+        if scores and category:
+            per_category.setdefault(category, []).append(sum(scores.values()) / len(scores))
+    return {c: round(sum(v) / len(v), 4) for c, v in sorted(per_category.items())}
+
+
 def publish_checkpoint(
     out: Path, training_id: str, files: dict[str, Path], card_name: str, card: dict[str, Any]
 ) -> Path:
@@ -151,10 +169,14 @@ class RoundOutcome:
     card: dict[str, Any] | None = None
     checkpoint_dir: str | None = None
     error: str | None = None
+    category_scores: dict[str, float] | None = None
+    shares_before: dict[str, float] | None = None
+    shares_after: dict[str, float] | None = None  # the category shares the next episodes are admitted by
 
 
 def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome) -> TrainingRun:
     scores = mean_scores(engine, training_id) if outcome.status == "finished" else None
+    as_json = {k: json.dumps(v) if v is not None else None for k, v in vars(outcome).items()}
     with Session(engine, expire_on_commit=False) as s:
         row = s.get(TrainingRun, training_id)
         assert row is not None
@@ -162,6 +184,8 @@ def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome)
         row.weights, row.training_state = outcome.weights, outcome.training_state
         row.card_json = json.dumps(outcome.card) if outcome.card is not None else None
         row.eval_scores_json = json.dumps(scores) if scores is not None else None
+        row.category_scores_json = as_json["category_scores"]
+        row.shares_before_json, row.shares_after_json = as_json["shares_before"], as_json["shares_after"]
         row.finished_at = utcnow()
         s.add(row)
         s.commit()

@@ -150,6 +150,9 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     assert "Editto training" in listing and "train-" in listing
     shown = CliRunner().invoke(app, ["trace", new.id, "--out", str(out)], catch_exceptions=False).output
     assert "train_editto" in shown and "edit_with_editto" in shown and "held-out" in shown
+    assert "category shares" in shown and "share after" in shown  # the round's decision on the mix
+    assert sum(json.loads(new.shares_after_json).values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(json.loads(new.category_scores_json)) <= set(json.loads(new.shares_after_json))
     CliRunner().invoke(app, ["report", "--out", str(out)], catch_exceptions=False)
     assert "held-out edits from the instruction alone" in (out / "report.html").read_text()
 
