@@ -32,6 +32,7 @@ from store.training import (
 from tools import TRAINING_TOOLS
 from tools.base import ToolError
 from tools.judge import JudgeInput
+from tools.score_clip import ScoreClipInput
 from tools.train_editto import (
     EDITTO_CARD,
     EDITTO_TRAINING_STATE,
@@ -178,10 +179,14 @@ def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckp
             ),
             site,
         )
+        metrics = None
+        if ctx.has_tool("score_clip"):  # the paper's CLIP-T and CLIP-F, beside the judge
+            text = record["target_description"]
+            metrics = ctx.caller.call("score_clip", ScoreClipInput(video=edited, text=text), site).scores
     except ToolError as err:
         record_evaluation(ctx.engine, training_id, sample.id, edited, None, str(err))
         return
-    record_evaluation(ctx.engine, training_id, sample.id, edited, verdict.model_dump(), None)
+    record_evaluation(ctx.engine, training_id, sample.id, edited, verdict.model_dump(), None, metrics)
 
 
 class TrainingError(Exception):

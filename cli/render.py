@@ -209,6 +209,8 @@ def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], p
         reasons = json.loads(ev.reasons_json or "{}")
         for k, v in json.loads(ev.scores_json or "{}").items():
             console.print(f"  {k}: {v}  {reasons.get(k, '')}", markup=False)
+        for k, v in json.loads(ev.metrics_json or "{}").items():
+            console.print(f"  {k}: {v}", markup=False)
 
 
 ProgressUpdate = Callable[[Any, int], None]  # (RunTotals, episodes in flight)

@@ -127,6 +127,14 @@ class Judge(Protocol):
         ...
 
 
+class VideoTextScorer(Protocol):
+    spec_id: str
+
+    def score(self, frames: np.ndarray, text: str) -> dict[str, float]:
+        """Named scores of a video against a description (CLIP-T, CLIP-F)."""
+        ...
+
+
 class EdittoModel(Protocol):
     spec_id: str
 

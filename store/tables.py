@@ -146,4 +146,5 @@ class HeldoutEvaluation(SQLModel, table=True):
     edited_video: str | None = None  # artifact ref
     scores_json: str | None = None
     reasons_json: str | None = None
+    metrics_json: str | None = None  # CLIP-T and CLIP-F, where a CLIP backend is configured
     error: str | None = None

@@ -98,6 +98,7 @@ def record_evaluation(
     edited_video: str | None,
     verdict: dict[str, Any] | None,
     error: str | None,
+    metrics: dict[str, float] | None = None,
 ) -> None:
     with Session(engine) as s:
         row = s.exec(
@@ -108,6 +109,7 @@ def record_evaluation(
         row.edited_video, row.error = edited_video, error
         row.scores_json = json.dumps(verdict["scores"]) if verdict else None
         row.reasons_json = json.dumps(verdict["reasons"]) if verdict else None
+        row.metrics_json = json.dumps(metrics) if metrics else None
         s.add(row)
         s.commit()
 
@@ -126,7 +128,8 @@ def evaluations(engine: Engine, training_id: str) -> list[HeldoutEvaluation]:
 def mean_scores(engine: Engine, training_id: str) -> dict[str, float]:
     per_criterion: dict[str, list[float]] = {}
     for ev in evaluations(engine, training_id):
-        for name, score in json.loads(ev.scores_json or "{}").items():
+        both = {**json.loads(ev.scores_json or "{}"), **json.loads(ev.metrics_json or "{}")}
+        for name, score in both.items():
             per_criterion.setdefault(name, []).append(score)
     return {name: round(sum(v) / len(v), 4) for name, v in sorted(per_criterion.items())}
 

@@ -20,6 +20,7 @@ from tools.ingest import FingerprintClip, Ingest, IngestConfig
 from tools.judge import JudgeConfig, JudgeKeyframe, JudgeVideo
 from tools.plan_instruction import PlanInstruction, PlanInstructionConfig
 from tools.propagate import Propagate
+from tools.score_clip import ScoreClip
 from tools.train_editto import EditWithEditto, TrainEditto
 
 
@@ -44,6 +45,7 @@ class BackendsConfig(BaseModel, extra="forbid"):
     # Editto, trained by the agent. Checked only when training is asked for (validate_training_backend):
     # its class imports torch, which the cpu profile must not load otherwise.
     editto: BackendSpec | None = None
+    clip_scorer: BackendSpec | None = None  # CLIP-T and CLIP-F in the held-out evaluation; None: judge only
 
     @field_validator("*")
     @classmethod
@@ -91,7 +93,8 @@ EPISODE_TOOLS = (
     "enhance_temporal",
     "judge_video",
 )
-TRAINING_TOOLS = ("train_editto", "edit_with_editto", "judge_video")  # a training round and its evaluation
+# A training round and its evaluation; score_clip only where a CLIP backend is configured.
+TRAINING_TOOLS = ("train_editto", "edit_with_editto", "judge_video", "score_clip")
 
 
 def build_toolkit(
@@ -131,4 +134,6 @@ def build_toolkit(
     }
     if b.depth is not None:
         builders["estimate_depth"] = lambda: EstimateDepth(backend("depth", b.depth), _resources(b.depth))
+    if b.clip_scorer is not None:
+        builders["score_clip"] = lambda: ScoreClip(backend("clip_scorer", b.clip_scorer), _resources(b.clip_scorer))
     return {name: build() for name, build in builders.items() if name in wanted}
