@@ -92,8 +92,9 @@ class ExamplePropagator:
         # Per frame: where each pixel was in the key frame (flows composed outward) and whether every step
         # of the way was trustworthy. The residual is pulled from the key frame in one step, never re-warped
         # frame after frame, so a subtitle or a recoloured edge stays sharp.
-        to_key = np.zeros((len(source), h, w, 2), np.float32)
-        trusted = np.ones((len(source), h, w), np.float32)
+        # channels 0-1: offset to the key frame; channel 2: trust in the carried residual
+        track = np.zeros((len(source), h, w, 3), np.float32)
+        track[keyframe_index, ..., 2] = 1.0
         # Walk outward from the key frame, so each frame is stabilised against one already anchored to it.
         order = [keyframe_index, *range(keyframe_index + 1, len(source)), *range(keyframe_index - 1, -1, -1)]
         for t in order:
@@ -102,9 +103,10 @@ class ExamplePropagator:
                 prev = t - 1 if t > keyframe_index else t + 1
                 flow = backward_flow(source[prev], source[t])
                 consistent = consistency_mask(source[prev], source[t], flow)
-                to_key[t] = warp(to_key[prev], flow) + flow
-                trusted[t] = np.maximum(warp(trusted[prev], flow) * (consistent > 0.5), TRUST_FLOOR)
-                edited = model.apply(source[t]) + warp(residual, to_key[t]) * trusted[t][..., None]
+                track[t] = warp(track[prev], flow)
+                track[t, ..., :2] += flow
+                track[t, ..., 2] = np.maximum(track[t, ..., 2] * (consistent > 0.5), TRUST_FLOOR)
+                edited = model.apply(source[t]) + warp(residual, track[t, ..., :2]) * track[t, ..., 2:]
                 mask = self.stabilise * consistent[..., None]
                 edited = mask * warp(out[prev], flow) + (1 - mask) * edited
             out[t] = edited
