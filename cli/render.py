@@ -59,10 +59,14 @@ def category_figures_table(rows: list[Any], unit: str) -> Table:
     """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores."""
     table = Table(title="by edit category", show_header=True, header_style="bold")
     table.add_column("category", no_wrap=True)
-    for col in ("episodes", "accepted", "acceptance", "attempts/episode", f"{unit}-s per accepted"):
+    for col in ("episodes", "accepted", "rate", "tries", f"{unit}-s/acc."):
         table.add_column(col, overflow="fold")
-    table.add_column("mean video judge scores (accepted)", min_width=24)
+    table.add_column("judge: mean, weakest", overflow="fold")
+    table.caption = f"rate: accepted of finished; tries: attempts per episode; {unit}-s/acc.: device-s per accepted"
     for r in rows:
+        scores = r.video_scores
+        weakest = min(scores, key=scores.__getitem__) if scores else None
+        judged = f"{sum(scores.values()) / len(scores):.2f}, {weakest} {scores[weakest]:g}" if weakest else "-"
         table.add_row(
             r.category,
             str(r.episodes),
@@ -70,7 +74,7 @@ def category_figures_table(rows: list[Any], unit: str) -> Table:
             f"{r.acceptance_rate:.0%}" if r.acceptance_rate is not None else "-",
             f"{r.mean_attempts:.2f}" if r.mean_attempts is not None else "-",
             f"{r.device_seconds_per_accepted:.2f}" if r.device_seconds_per_accepted is not None else "-",
-            " ".join(f"{k} {v:g}" for k, v in r.video_scores.items()),
+            judged,
         )
     return table
 
