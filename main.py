@@ -2,12 +2,13 @@
 
     python main.py --budget-gpu-days 100
 
-Subcommands read what it did: traces, trace, prompts, export."""
+Subcommands read what it did: traces, trace, prompts, report, export, train."""
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,14 +19,18 @@ from cli.render import (
     category_figures_table,
     category_status_table,
     console,
+    episode_trace_json,
     episodes_table,
     error_line,
+    escape,
     print_episode_trace,
+    print_json,
     print_training_trace,
     run_progress,
     summary_table,
     templates_table,
     training_table,
+    training_trace_json,
 )
 
 app = typer.Typer(
@@ -88,6 +93,7 @@ def run(
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from agent.checks import changed_templates, check_run_inputs
     from agent.config import ConfigError, llm_planner_override, resolve_run_config
     from agent.runner import Factory, RunError
 
@@ -118,6 +124,7 @@ def run(
         console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
     try:
+        clips = check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
         factory = Factory(cfg, run_id)
     except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
         hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
@@ -130,7 +137,7 @@ def run(
     console.print(backend_table(factory.caller.toolkit))
     if unit == "CPU":
         console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
-    total = cfg.episodes_per_clip * len(_clips_or_fail(cfg))
+    total = cfg.episodes_per_clip * len(clips)
     with run_progress(total, cfg.budget_device_seconds, unit) as on_progress:
         try:
             result = factory.execute(on_progress)
@@ -146,18 +153,15 @@ def run(
     console.print(category_figures_table(category_figures(factory.engine, factory.run.id), unit))
     if rounds := training_runs(factory.engine, factory.run.id):
         console.print(training_table(rounds))
+    if run_id and (changed := changed_templates(factory.engine, factory.run.id, factory.caller.prompts)):
+        console.print(
+            f"Templates changed since this run used them: {', '.join(changed)}. The run keeps its results; "
+            f"to apply them: python main.py --out {cfg.out} --new-run (every call whose templates did not "
+            "change is reused from the cache)."
+        )
     if result.status == "interrupted":
         console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
         raise typer.Exit(130)
-
-
-def _clips_or_fail(cfg):  # type: ignore[no-untyped-def]
-    from agent.runner import RunError, find_clips
-
-    try:
-        return find_clips(cfg.source_dir)
-    except RunError as err:
-        raise fail(str(err)) from err
 
 
 @app.command("train")
@@ -193,15 +197,24 @@ def traces(
     status: Annotated[str | None, typer.Option(help="accepted | discarded | running")] = None,
     reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
     category: Annotated[str | None, typer.Option(help="Only this edit category (e.g. local_attribute).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Episodes started since: an ISO date or time (UTC), or an age: 30m, 2h, 1d.")
+    ] = None,
+    sort: Annotated[str, typer.Option(help="run (in run order) | cost (costliest first)")] = "run",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their category, decision and reason, and figures per edit category."""
+    """List episodes with their category, decision, reason and device-seconds, and figures per edit category."""
     from store.categories import category_figures
     from store.traces import latest_run, list_episodes
     from store.training import training_runs
 
+    if sort not in ("run", "cost"):
+        raise fail(f"--sort {sort!r} is not one of run, cost")
     engine = _engine(out, db)
-    rows = list_episodes(engine, run, status, reason, limit, category)
+    try:
+        rows = list_episodes(engine, run, status, reason, limit, category, parse_since(since), sort == "cost")
+    except ValueError as err:
+        raise fail(f"--{'status' if 'status' in str(err) else 'since'}: {err}") from err
     console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
     if run_id := run or (latest := latest_run(engine)) and latest.id:
@@ -217,6 +230,7 @@ def trace(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
     prompts: Annotated[bool, typer.Option("--prompts/--no-prompts", help="Print rendered prompts in full.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same content as JSON, for scripts.")] = False,
 ) -> None:
     """Show one episode (its path through the graph, every tool call, prompts, verdicts and the decision),
     or one training round (its calls, checkpoint and held-out scores)."""
@@ -230,16 +244,24 @@ def trace(
         found = training_run(engine, episode_id)
         if found is None:
             raise fail(f"no episode or training round {episode_id!r}")
-        return print_training_trace(found, training_calls(engine, episode_id), evaluations(engine, episode_id), prompts)
+        calls, evals = training_calls(engine, episode_id), evaluations(engine, episode_id)
+        if as_json:
+            return print_json(training_trace_json(found, calls, evals))
+        return print_training_trace(found, calls, evals, prompts)
+    if as_json:
+        return print_json(episode_trace_json(tr))
     print_episode_trace(tr, prompts)
 
 
 @prompts_app.command("list")
 def prompts_list(prompts: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
     """Each template's name, origin (built-in or override) and short hash."""
-    from prompts.loader import PromptBook
+    from prompts.loader import PromptBook, PromptError
 
-    console.print(templates_table(PromptBook(prompts)))
+    try:
+        console.print(templates_table(PromptBook(prompts)))
+    except PromptError as err:
+        raise fail(str(err)) from err
 
 
 @prompts_app.command("show")
@@ -267,9 +289,35 @@ def prompts_copy(name: str, dest: Annotated[Path, typer.Argument(help="Override 
 @prompts_app.command("diff")
 def prompts_diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")]) -> None:
     """Compare an override with the built-in."""
-    from prompts.loader import PromptBook
+    from prompts.loader import PromptBook, PromptError
 
-    console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
+    try:
+        console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)
+    except PromptError as err:
+        raise fail(str(err)) from err
+
+
+def parse_since(since: str | None) -> datetime | None:
+    """An ISO date or time (UTC unless it says otherwise), or an age such as 30m, 2h or 1d."""
+    if since is None:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if since[:-1].isdigit() and since[-1:] in units:
+        return datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
+    try:
+        when = datetime.fromisoformat(since)
+    except ValueError as err:
+        raise fail(f"--since {since!r} is neither an ISO date or time nor an age like 30m, 2h, 1d") from err
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _run_id(engine, run: str | None, out: Path) -> str:  # type: ignore[no-untyped-def]
+    from store.traces import latest_run
+
+    run_id = run or (latest := latest_run(engine)) and latest.id
+    if not run_id:
+        raise fail(f"no run in {out}")
+    return run_id
 
 
 @app.command("report")
@@ -277,37 +325,64 @@ def report(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
     run: Annotated[str | None, typer.Option("--run", help="This run (default: the latest).")] = None,
+    open_it: Annotated[bool, typer.Option("--open", help="Open it in the default browser.")] = False,
 ) -> None:
-    """Write OUT/report.html: every episode with its videos side by side, scores, reasons, decision."""
+    """Write OUT/report/: a folder that opens from disk, with every episode's videos side by side, every
+    attempt's scores and reasons, the decision and its cost, filters, and plots of the run."""
     from store.report import write_report
-    from store.traces import latest_run
 
     engine = _engine(out, db)
-    run_id = run or (latest := latest_run(engine)) and latest.id
-    if not run_id:
-        raise fail(f"no run in {out}")
-    n = write_report(engine, out, run_id, out / "report.html")
-    console.print(f"{n} episodes in {out / 'report.html'}")
+    run_id = _run_id(engine, run, out)
+    index = write_report(engine, out, run_id, out / "report")
+    console.print(f"{index.episodes} episodes, {index.plots} plots in {index.path}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(index.path.resolve().as_uri())
+
+
+EXPORT_FORMATS = ("metadata", "diffsynth", "parquet", "webdataset")
 
 
 @app.command("export")
 def export(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
-    format: Annotated[str, typer.Option("--format", help="metadata | diffsynth")] = "metadata",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", help=" | ".join(EXPORT_FORMATS))] = "metadata",  # noqa: A002
+    to: Annotated[
+        Path | None,
+        typer.Option(help="Folder to write (default: OUT/dataset for metadata and diffsynth, else OUT/FORMAT)"),
+    ] = None,
+    run: Annotated[str | None, typer.Option("--run", help="This run's samples (default: the latest run).")] = None,
+    embed: Annotated[bool, typer.Option("--embed", help="parquet: the files' bytes in the rows, not paths.")] = False,
+    shard_size: Annotated[int, typer.Option(help="webdataset: samples per tar shard.")] = 1000,
 ) -> None:
-    """Write the dataset's index from the store: metadata.csv, or DiffSynth-Studio's metadata_vace.csv."""
-    from store.dataset import write_diffsynth_csv, write_metadata_csv
+    """Export a run's accepted samples (held-out ones marked): metadata.csv, DiffSynth-Studio's
+    metadata_vace.csv, Parquet with a dataset card, or WebDataset shards. Running it again is cheap."""
+    from agent.training import TrainingError, heldout_sample_ids
+    from store.dataset import write_metadata_csv
+    from store.export import export_samples, run_export
 
-    writers = {
-        "metadata": (write_metadata_csv, "metadata.csv"),
-        "diffsynth": (write_diffsynth_csv, "metadata_vace.csv"),
-    }
-    if format not in writers:
-        raise fail(f"--format {format!r} is not one of {', '.join(writers)}")
-    write, name = writers[format]
-    n = write(_engine(out, db), out / "dataset")
-    console.print(f"{n} samples listed in {out / 'dataset' / name}")
+    if format not in EXPORT_FORMATS:
+        raise fail(f"--format {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    engine, dataset_dir = _engine(out, db), out / "dataset"
+    if format == "metadata":
+        n = write_metadata_csv(engine, to or dataset_dir)
+        return console.print(f"{n} samples listed in {(to or dataset_dir) / 'metadata.csv'}")
+    dest = to or (dataset_dir if format == "diffsynth" else out / format)
+    try:
+        run_id = _run_id(engine, run, out)
+        samples = export_samples(engine, dataset_dir, run_id, heldout_sample_ids(engine, run_id))
+        result = run_export(format, samples, dataset_dir, dest, embed, shard_size)
+    except (TrainingError, ImportError, ValueError, OSError) as err:
+        hint = " (pip install -e '.[export]')" if isinstance(err, ImportError) else ""
+        raise fail(f"export --format {format}: {err}{hint}") from err
+    for sample_id, why in result.skipped.items():
+        console.print(f"[yellow]skipped[/] {sample_id}: {escape(why)}")
+    console.print(
+        f"{result.samples} samples ({sum(s.split == 'heldout' for s in samples)} held out) in {result.path}: "
+        f"{result.files_written} files written, {result.files_unchanged} unchanged"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 from agent import quotas
 from agent.config import RunConfig
 from agent.state import EpisodeInput
-from store.categories import clip_instructions, record_admission, run_episodes
+from store.categories import record_admission, run_episodes
 from store.tables import Episode
+from store.traces import clip_outputs
 from store.training import current_shares
 
 
@@ -25,7 +26,7 @@ def admit_episode(
     rows = run_episodes(engine, run_id)
     index = int(episode["episode_id"][-5:])
     mine = next((r for r in rows if r.id == episode["episode_id"]), None)
-    if mine is None:
+    if mine is None or mine.categories_json is None:  # new, or started by a version before categories
         past = [quotas.PastEpisode(r.index, r.category, r.planned_category, r.status) for r in rows]
         counts = quotas.counts_before(index, past, cfg.concurrency)
         if counts is None:
@@ -47,8 +48,13 @@ def admit_episode(
                 category_rounds_json=json.dumps(dict(rounds)),
             ),
         )
-    # Instructions the clip's episodes older than the window planned: finished (so the same on resume).
-    used = clip_instructions(engine, run_id, episode["clip_path"], index - cfg.concurrency)
+    # No instruction twice on one clip: what the clip's episodes older than the window were given. They have
+    # finished, so the list is the same whichever episodes finish first and after a resume (the calls that
+    # take it stay cached); episodes inside the window draw other slots, and mostly other categories.
+    planned = clip_outputs(
+        engine, run_id, episode["clip_path"], "plan_instruction", before_index=index - cfg.concurrency
+    )
+    used = list(dict.fromkeys(p["instruction"] for p in planned))
     return {
         **episode,
         "categories": json.loads(mine.categories_json),

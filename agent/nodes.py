@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -15,8 +14,8 @@ from agent import policy
 from agent.context import RunContext
 from agent.state import EpisodeState
 from store.categories import set_planned_category
-from store.dataset import commit_sample, discard_episode
-from store.traces import episode_lineage
+from store.dataset import AcceptedSample, commit_sample, discard_episode
+from store.traces import clip_outputs
 from tools.base import ToolError
 from tools.caption_clip import CaptionClipInput
 from tools.edit_keyframe import EditKeyframeInput
@@ -24,7 +23,7 @@ from tools.enhance_temporal import EnhanceTemporalInput
 from tools.estimate_depth import EstimateDepthInput
 from tools.ingest import IngestInput
 from tools.judge import JudgeInput
-from tools.plan_instruction import PlanInstructionInput
+from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput, same_instruction
 from tools.propagate import PropagateInput
 
 Node = Callable[[EpisodeState, Runtime[RunContext]], dict[str, Any]]
@@ -79,32 +78,48 @@ def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback
     caption = (
         state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]), state, node).caption
     )
-    attempt = state.get("attempt", 0)
+    # No instruction twice on one clip: what its earlier episodes were given (admission), this episode's tries.
+    avoid = (*state.get("clip_instructions", []), *state.get("tried", []))
     tried_categories = [state["edit"]["category"]] if "edit" in state else state["categories"]
     for k, category in enumerate(tried_categories):
-        slot = state["category_rounds"].get(category, 0) * ctx.config.policy.max_attempts + attempt
+        site = node if k == 0 else f"{node}:{category}"
         try:
-            plan = ctx.call(
-                "plan_instruction",
-                PlanInstructionInput(
-                    caption=caption,
-                    category=category,
-                    category_description=ctx.config.categories[category].description,
-                    clip_seed=state["clip_seed"],
-                    slot=slot,
-                    avoid=tuple(dict.fromkeys([*state.get("clip_instructions", []), *state.get("tried", [])])),
-                    feedback=feedback,
-                    previous_instruction=state.get("edit", {}).get("instruction"),
-                ),
-                state,
-                node if k == 0 else f"{node}:{category}",
-            )
+            plan = _ask_planner(state, ctx, site, caption, category, avoid, feedback)
+            # An episode in flight beside this one may have been given the same instruction meanwhile. What
+            # they were given depends on timing, so it is asked about only on a repeat: the first call's
+            # input stays the same on a resume or a new run, and its answer is reused from the cache.
+            others = clip_outputs(ctx.engine, ctx.run_id, state["clip_path"], "plan_instruction", state["episode_id"])
+            taken = [o["instruction"] for o in others]
+            if any(same_instruction(plan.instruction, t) for t in taken):
+                plan = _ask_planner(state, ctx, site, caption, category, (*avoid, *taken), feedback)
             break
         except ToolError as err:
             if err.kind != "category_unfit" or k == len(tried_categories) - 1:
                 raise
     set_planned_category(ctx.engine, state["episode_id"], plan.category)
     return {"caption": caption, "edit": plan.model_dump(), "tried": [*state.get("tried", []), plan.instruction]}
+
+
+def _ask_planner(
+    state: EpisodeState,
+    ctx: RunContext,
+    node: str,
+    caption: str,
+    category: str,
+    avoid: tuple[str, ...],
+    feedback: str | None,
+) -> PlanInstructionOutput:
+    inp = PlanInstructionInput(
+        caption=caption,
+        category=category,
+        category_description=ctx.config.categories[category].description,
+        clip_seed=state["clip_seed"],
+        slot=state["category_rounds"].get(category, 0) * ctx.config.policy.max_attempts + state.get("attempt", 0),
+        avoid=tuple(dict.fromkeys(avoid)),
+        feedback=feedback,
+        previous_instruction=state.get("edit", {}).get("instruction"),
+    )
+    return ctx.call("plan_instruction", inp, state, node)
 
 
 @records_failure
@@ -234,37 +249,31 @@ def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
 
 def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    sample_id = state["episode_id"].replace(":", "-")
-    files: dict[str, Path] = {
-        "source.mp4": ctx.io.path(state["clip"]),
-        "edited.mp4": ctx.io.path(state["enhanced_video"]),
-        "edited_keyframe.png": ctx.io.path(state["edited_keyframe"]),
+    attempt = state.get("attempt", 0)
+    artifacts = {
+        "source": state["clip"],
+        "edited": state["enhanced_video"],
+        "edited_keyframe": state["edited_keyframe"],
     }
     if state.get("depth_video"):
-        files["depth.mp4"] = ctx.io.path(state["depth_video"])  # type: ignore[arg-type]
-    lineage = episode_lineage(ctx.engine, state["episode_id"])
-    record = {
-        "sample_id": sample_id,
-        "episode_id": state["episode_id"],
-        "run_id": ctx.run_id,
-        "source_clip": state["clip_path"],
-        **state["edit"],
-        "scores": {v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == state.get("attempt", 0)},
-        "seeds": {"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": state.get("attempt", 0)},
-        "caption": state.get("caption"),
-        "fps": state["fps"],
-        "artifacts": {  # what Editto trains on, by content hash
-            "source": state["clip"],
-            "edited": state["enhanced_video"],
-            "edited_keyframe": state["edited_keyframe"],
-        },
-        **lineage,
-    }
-    commit_sample(ctx.engine, ctx.dataset_dir, sample_id, state["episode_id"], ctx.run_id, files, record)
+        artifacts["depth"] = state["depth_video"]  # type: ignore[assignment]
+    sample = AcceptedSample(
+        episode_id=state["episode_id"],
+        run_id=ctx.run_id,
+        source_clip=state["clip_path"],
+        edit=state["edit"],
+        scores={v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == attempt},
+        seeds={"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": attempt},
+        caption=state.get("caption"),
+        fps=state["fps"],
+        artifacts=artifacts,
+    )
+    sample_id = commit_sample(ctx.engine, ctx.io, ctx.dataset_dir, sample)
     return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}
 
 
 def discard(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     reason, detail = policy.discard_reason(dict(state), runtime.context.config.policy)
-    discard_episode(runtime.context.engine, state["episode_id"], reason, detail)
+    category = state.get("edit", {}).get("category")
+    discard_episode(runtime.context.engine, state["episode_id"], reason, detail, category)
     return {"decision": "discarded", "reason": reason, "detail": detail, "sample_id": None}

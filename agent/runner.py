@@ -27,6 +27,7 @@ from agent.context import open_context
 from agent.graph import build_graph
 from agent.sources import screen_sources
 from agent.state import EpisodeInput
+from prompts.loader import PromptError
 from store.dataset import discard_episode, write_metadata_csv
 from store.engine import open_engine
 from store.tables import Episode, NodeEvent, Run, TrainingRun
@@ -49,6 +50,11 @@ class RunError(Exception):
 class StorageError(RunError):
     """The store cannot be written (disk full, database locked past the busy timeout): the run stops, every
     episode stays checkpointed, and the same command resumes it once the cause is gone."""
+
+
+class TemplateStop(RunError):
+    """A prompt template broke mid-run (edited while running): the configuration's fault, not the episode's.
+    The run stops with every episode checkpointed; once the template is fixed the same command resumes."""
 
 
 def storage_fault(err: BaseException) -> bool:
@@ -169,6 +175,9 @@ class Factory:
             if storage_fault(err):  # not the episode's fault: keep it checkpointed, stop the run
                 self.stop.set()
                 raise StorageError(f"cannot write to {self.cfg.out} or its database: {err}") from err
+            if isinstance(err, PromptError):
+                self.stop.set()
+                raise TemplateStop(str(err)) from err
             log.exception("episode failed", extra={"episode": episode["episode_id"]})
             discard_episode(self.engine, episode["episode_id"], "agent_error", f"{type(err).__name__}: {err}")
         self.checkpointer.delete_thread(episode["episode_id"])  # finished: its checkpoints are not needed

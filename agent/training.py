@@ -15,6 +15,7 @@ from agent import policy, quotas
 from agent.calls import CallSite
 from agent.config import RunConfig
 from agent.context import RunContext, open_context
+from agent.policy import TrainingConfig
 from store.engine import open_engine
 from store.tables import Run, Sample, TrainingRun
 from store.training import (
@@ -68,14 +69,29 @@ def heldout_by_category(samples: list[Sample]) -> list[str]:
     return [ids[k] for k in range(rounds) for ids in by_category.values() if k < len(ids)]
 
 
+def split_samples(engine: Engine, run_id: str, cfg: TrainingConfig) -> tuple[list[Sample], tuple[list[str], list[str]]]:
+    """The run's samples Editto may use, and their ids split into (train, held out) by policy.held_out."""
+    # Samples committed before their artifacts were recorded cannot be trained on; they are left out.
+    samples = [s for s in accepted_samples(engine, run_id) if "artifacts" in json.loads(s.record_json)]
+    train = [s.id for k, s in enumerate(samples) if not policy.held_out(k, cfg)]
+    heldout = heldout_by_category([s for k, s in enumerate(samples) if policy.held_out(k, cfg)])
+    return samples, (train, heldout)
+
+
+def heldout_sample_ids(engine: Engine, run_id: str) -> set[str]:
+    """Every sample of the run that is never trained on, by the run's own training settings."""
+    with Session(engine) as s:
+        run = s.get(Run, run_id)
+    if run is None:
+        raise TrainingError(f"no run {run_id!r}")
+    return set(split_samples(engine, run_id, RunConfig.model_validate_json(run.config_json).training)[1][1])
+
+
 def plan_round(ctx: RunContext, trigger: str, steps: int | None = None) -> TrainingRun | None:
     """The round to run now: one a crash left running, or a new one over the samples accepted so far.
     None when there is nothing to train on yet."""
     cfg = ctx.config.training
-    # Samples committed before their artifacts were recorded cannot be trained on; they are left out.
-    samples = [s for s in accepted_samples(ctx.engine, ctx.run_id) if "artifacts" in json.loads(s.record_json)]
-    train = [s.id for k, s in enumerate(samples) if not policy.held_out(k, cfg)]
-    heldout = heldout_by_category([s for k, s in enumerate(samples) if policy.held_out(k, cfg)])
+    samples, (train, heldout) = split_samples(ctx.engine, ctx.run_id, cfg)
     if not train:
         log.warning("no sample to train on yet (the first of every %d is held out)", cfg.heldout_every)
         return None

@@ -1,9 +1,10 @@
-"""Broken and awkward source clips, written on demand: the fault bench feeds them to a run, and the tests
-reuse them."""
+"""Broken and awkward source clips and bad command-line flags, made on demand: the fault bench feeds them
+to runs, and the tests reuse them."""
 
 from __future__ import annotations
 
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -59,4 +60,75 @@ def write_bad_clips(folder: Path, good_clip: Path) -> Path:
         frame.sample_rate = 16000
         out.mux(stream.encode(frame))
         out.mux(stream.encode())
+    write_noise_vfr(folder / "noise_vfr_64x48.mp4")
     return folder
+
+
+def write_noise_vfr(path: Path, frames: int = 40, seed: int = 0) -> Path:
+    """64x48 random noise at a variable frame rate (frame gaps of 10 to 200 ms): decodes, but shows nothing
+    a dataset wants."""
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=1000)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        pts = np.cumsum(rng.integers(10, 200, frames)) - 10
+        for t in pts:
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+# Bad flags: each must be refused with one line naming the flag and what is wrong, a non-zero exit, and no
+# run left behind. (flags, what the line says); {tmp} stands for a scratch folder, SRC:<kind> for a wrong
+# --source-dir and BINARY for a binary --config, both made by bad_flag_args.
+BAD_FLAGS: list[tuple[list[str], str]] = [
+    (["--budget-gpu-days", "nan"], "--budget-gpu-days nan: Input should be a finite number"),
+    (["--budget-gpu-days", "inf"], "--budget-gpu-days inf: Input should be a finite number"),
+    (["--budget-gpu-days", "-1"], "--budget-gpu-days -1.0: Input should be greater than 0"),
+    (["--budget-gpu-days", "0"], "--budget-gpu-days 0.0: Input should be greater than 0"),
+    (["--max-samples", "-1"], "--max-samples -1: Input should be greater than or equal to 1"),
+    (["--concurrency", "0"], "--concurrency 0: Input should be greater than or equal to 1"),
+    (["--concurrency", "-3"], "--concurrency -3: Input should be greater than or equal to 1"),
+    (["--db", "bogus://x"], "--db: 'bogus' is not a database SQLAlchemy knows"),
+    (["--db", "notaurl"], "--db: not a database URL"),
+    (["--db", "postgresql+pg8000://u@127.0.0.1/db"], "--db: the driver for postgresql+pg8000 (pg8000)"),
+    (["--db", "mysql://u@127.0.0.1/db"], "--db: the driver for mysql (MySQLdb) is not installed"),
+    (["--db", "sqlite:////nonexistent/dir/x.db"], "--db: the folder of the SQLite file, /nonexistent/dir,"),
+    (["--config", "BINARY"], "--config {tmp}/config.yaml: not a YAML text file"),
+    (["--prompts", "/nonexistent"], "prompt override folder (--prompts) /nonexistent is not a folder"),
+    (["--resume", "run-bogus"], "--resume run-bogus: {tmp}/out holds no run database"),
+    (["--source-dir", "SRC:missing"], "--source-dir {tmp}/src-missing: does not exist"),
+    (["--source-dir", "SRC:empty"], "--source-dir {tmp}/src-empty: holds no video files"),
+    (["--source-dir", "SRC:file"], "--source-dir {tmp}/src-file: is not a folder"),
+    (["--source-dir", "SRC:loop"], "--source-dir {tmp}/src-loop: is a symlink loop"),
+    (["--out", "{tmp}/a-file/out"], "--out {tmp}/a-file/out: cannot write in {tmp}/a-file"),
+]
+
+
+def bad_source_dir(kind: str, tmp: Path) -> Path:
+    path = tmp / f"src-{kind}"
+    if kind == "empty":
+        path.mkdir()
+        (path / "notes.txt").write_text("no clips here")
+    elif kind == "file":
+        path.write_bytes(b"not a folder")
+    elif kind == "loop":
+        path.symlink_to(path.name)  # points at itself
+    return path  # "missing": nothing there
+
+
+def bad_flag_args(flags: list[str], tmp: Path) -> list[str]:
+    """The flags as a command line, with what they name made in `tmp` (which gets a file `a-file`)."""
+    (tmp / "a-file").write_text("a file where --out wants a folder")
+    args = []
+    for flag in flags:
+        if flag == "BINARY":
+            (tmp / "config.yaml").write_bytes(bytes(range(256)) * 4)
+            flag = str(tmp / "config.yaml")
+        elif flag.startswith("SRC:"):
+            flag = str(bad_source_dir(flag.removeprefix("SRC:"), tmp))
+        args.append(flag.replace("{tmp}", str(tmp)))
+    return args

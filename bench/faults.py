@@ -1,5 +1,6 @@
 """Fault figures for README's reliability section: kill -9 a cpu run at random moments, resume it each
-time, and compare it with an uninterrupted run of the same seed; feed a run every kind of broken clip.
+time, and compare it with an uninterrupted run of the same seed; feed a run every kind of broken or hostile
+clip; start runs with every bad flag, each of which must be refused in one line leaving no run behind.
 
     python -m bench.faults --kills 20
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import signal
@@ -131,6 +133,76 @@ def try_bad_inputs(folder: Path, config: Path) -> dict[str, int]:
     }
 
 
+def try_hostile_planner(folder: Path, config: Path) -> dict[str, int]:
+    """A run whose LLM endpoint answers garbage, broken or hostile JSON (issue 13), then one instruction over
+    and over: every episode must go on (re-asked, then the rule planner) and none of that text be kept."""
+    from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
+    from tests.tools.test_plan_instruction import HOSTILE_INSTRUCTION, HOSTILE_TARGET
+
+    bad = [
+        "Sure, here is a nice edit!",
+        '{"instruction": "Make it a watercolour.", "category": "style"',
+        '{"edit": "Make it a watercolour."}',
+        plan_json("Make it a watercolour.", category="global"),
+        plan_json(HOSTILE_INSTRUCTION).replace("A rabbit in a meadow, drawn in pencil.", HOSTILE_TARGET),
+        plan_json("=HYPERLINK(A1) makes it night."),
+    ]
+    out = folder / "hostile planner"
+    with ScriptedLLMServer([*map(Reply, bad), Reply(plan_json("Make it a watercolour."))]) as server:
+        finish(start(out, config, "--llm-base-url", server.url, "--llm-model", "planner"))
+    db = sqlite3.connect(out / "ditto.db")
+    plans = [json.loads(o) for (o,) in db.execute("select output_json from toolcall where tool = 'plan_instruction'")]
+    prompts = "".join(p for (p,) in db.execute("select prompts_json from toolcall where tool = 'plan_instruction'"))
+    kept = [p.read_text() for p in (out / "dataset").rglob("*") if p.suffix in (".csv", ".json")]
+    return {
+        "hostile planner answers served": len(bad),
+        "planner calls": len(plans),
+        "planner answers re-asked": prompts.count("plan_instruction.reask.j2"),
+        "planner fallbacks to the rule planner": sum(
+            p is not None and p["planner"] != "openai-chat:planner" for p in plans
+        ),
+        "episodes lost to the planner": db.execute(
+            "select count(*) from episode where reason like '%@plan_instruction' or reason like '%@rewrite_instruction'"
+        ).fetchone()[0],
+        "hostile planner text kept": sum(any(f in t for f in ("{{", "$(", "etc/passwd", "HYPERLINK")) for t in kept),
+    }
+
+
+def try_bad_flags(folder: Path) -> dict[str, int]:
+    """Each bad flag of bench/bad_inputs.py, and an --out the user cannot write (as root, without the
+    capabilities that let root ignore file modes): one line naming the flag, a non-zero exit, no run."""
+    from bench.bad_inputs import BAD_FLAGS, bad_flag_args
+
+    locked = folder / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    as_plain_user = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    cases = [(as_plain_user, ["--out", str(locked / "out")])]
+    for k, (flags, _) in enumerate(BAD_FLAGS):
+        (folder / f"flags-{k}").mkdir()
+        cases.append(([], ["--out", str(folder / f"flags-{k}" / "out"), *bad_flag_args(flags, folder / f"flags-{k}")]))
+    refused = left_behind = 0
+    for prefix, args in cases:
+        done = subprocess.run(
+            [*prefix, sys.executable, str(ROOT / "main.py"), *args],
+            cwd=ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "1000"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        flag = args[2] if len(args) > 2 else "--out"
+        refused += done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0]
+        out = Path(args[1])
+        left_behind += out.exists() and any(out.iterdir())
+    return {
+        "bad flags tried": len(cases),
+        "bad flags refused in one line naming the flag": refused,
+        "runs left behind by bad flags": left_behind,
+    }
+
+
 def write_config(folder: Path, name: str = "faults.yaml", **extra: object) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump({**SMALL_RUN, **extra}))
@@ -149,8 +221,17 @@ def main() -> None:
         result = compare(folder / "killed", folder / "straight")
         ingest = {**SMALL_RUN["tools"]["ingest"], "max_source_pixels": 1280 * 720}  # type: ignore[index]
         bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}))
-    injected = landed + bad["bad inputs tried"]
-    figures = {"faults injected (kills + bad inputs)": injected, "kills survived": landed, **bad, **vars(result)}
+        planner = try_hostile_planner(folder, config)
+        flags = try_bad_flags(folder)
+    injected = landed + bad["bad inputs tried"] + flags["bad flags tried"]
+    figures = {
+        "faults injected (kills + bad inputs + bad flags)": injected,
+        "kills survived": landed,
+        **bad,
+        **flags,
+        **vars(result),
+        **planner,
+    }
     width = max(map(len, figures))
     for name, value in figures.items():
         sys.stdout.write(f"{name.replace('_', ' '):<{width}}  {value}\n")

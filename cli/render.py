@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,8 @@ STATUS_COLOURS = {"accepted": "green", "discarded": "red"}
 
 
 def error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")  # messages quote paths and extras: no markup
+    # Messages quote paths and extras: no markup. One logical line, never hard-wrapped, so it can be grepped.
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def backend_table(toolkit: dict[str, Any]) -> Table:
@@ -130,15 +132,71 @@ def training_table(rounds: list[Any]) -> Table:
 
 def episodes_table(rows: list[Any]) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for col in ("episode", "clip", "category", "status", "reason"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("episode", "status"))
-    for e in rows:
+    table.add_column("episode", no_wrap=True)  # an id to copy into `trace`: never folded
+    table.add_column("clip", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("reason", "category"):
+        table.add_column(col, overflow="fold")
+    table.add_column("device-s", overflow="fold", justify="right")
+    for row in rows:
+        e = row.episode
         colour = STATUS_COLOURS.get(e.status, "yellow")
         category = e.planned_category or e.category or ""
         if e.planned_category and e.category and e.planned_category != e.category:
             category += f" (admitted for {e.category}: did not fit)"
-        table.add_row(e.id, Path(e.clip_path).name, category, f"[{colour}]{e.status}[/]", e.reason or "")
+        table.add_row(
+            e.id,
+            Path(e.clip_path).name,
+            f"[{colour}]{e.status}[/]",
+            escape(e.reason or ""),
+            category,
+            f"{row.device_seconds:.2f}",
+        )
     return table
+
+
+def print_json(data: Any) -> None:
+    """Plain JSON on stdout, unwrapped and uncoloured, for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def call_json(c: Any) -> dict[str, Any]:
+    row = c.model_dump(mode="json", exclude={"input_json", "output_json", "prompts_json"})
+    return row | {
+        "input": json.loads(c.input_json),
+        "output": json.loads(c.output_json or "null"),
+        "prompts": json.loads(c.prompts_json),
+    }
+
+
+def episode_trace_json(tr: Any) -> dict[str, Any]:
+    """The content `trace` prints, as data: the episode, its path, every call (prompts in full), verdicts
+    and the sample. JSON columns are decoded, not nested as strings."""
+    updates = [json.loads(ev.update_json) or {} for ev in tr.events]
+    return {
+        "episode": tr.episode.model_dump(mode="json"),
+        "path": [ev.node for ev in tr.events],
+        "calls": [call_json(c) for c in tr.calls],
+        "verdicts": [v for u in updates for v in u.get("verdicts", [])],
+        "decision": {"status": tr.episode.status, "reason": tr.episode.reason, "detail": tr.episode.detail},
+        "sample": tr.sample
+        and tr.sample.model_dump(mode="json", exclude={"record_json"}) | {"record": json.loads(tr.sample.record_json)},
+    }
+
+
+def training_trace_json(found: Any, calls: list[Any], evaluations: list[Any]) -> dict[str, Any]:
+    round_ = found.model_dump(mode="json")
+    for key in [k for k in round_ if k.endswith("_json")]:
+        round_[key.removesuffix("_json")] = json.loads(round_.pop(key) or "null")
+    return {
+        "training_round": round_,
+        "calls": [call_json(c) for c in calls],
+        "evaluations": [
+            ev.model_dump(mode="json", exclude={"scores_json", "reasons_json"})
+            | {"scores": json.loads(ev.scores_json or "null"), "reasons": json.loads(ev.reasons_json or "null")}
+            for ev in evaluations
+        ],
+    }
 
 
 def templates_table(book: Any) -> Table:
@@ -160,7 +218,8 @@ def print_calls(calls: list[Any], prompts: bool) -> None:
         if call.output_json:
             console.print(f"  output: {call.output_json}", markup=False)
         if call.error_kind:
-            console.print(f"  error {call.error_kind}: {call.error_detail}", style="red", markup=False)
+            where = f"{call.error_field}: " if call.error_field else ""
+            console.print(f"  error {call.error_kind}: {where}{call.error_detail}", style="red", markup=False)
         for p in json.loads(call.prompts_json):
             console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
             if prompts:

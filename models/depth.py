@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import torch_dtype
 
 NORMALISE_PERCENTILES = (2.0, 98.0)  # robust to a few wild pixels, unlike min/max
@@ -20,6 +21,7 @@ class DepthAnythingEstimator:
         self.model = AutoModelForDepthEstimation.from_pretrained(path, dtype=torch_dtype(dtype)).to(device).eval()
         self.spec_id = f"depth-anything:{path.rstrip('/').split('/')[-1]}"
 
+    @raises_out_of_device_memory
     def estimate(self, frames: np.ndarray) -> np.ndarray:
         h, w = frames.shape[1:3]
         maps = []

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
 from models.pipelines import load_pipeline
 from models.protocols import EDITTO_CARD, EDITTO_TRAINING_STATE, EDITTO_WEIGHTS, CheckpointFiles, Triplet
@@ -182,6 +183,7 @@ class EdittoTrainer:
         self.state.last_loss = loss.item()
         return self.state.last_loss
 
+    @raises_out_of_device_memory
     def train(
         self, triplets: list[Triplet], steps: int, resume: CheckpointFiles | None, save_to: Path
     ) -> dict[str, Any]:
@@ -201,6 +203,7 @@ class EdittoTrainer:
             self.weights_id = self.state_id = sha256_file(save_to / EDITTO_WEIGHTS)
             return card
 
+    @raises_out_of_device_memory
     def edit(self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int) -> np.ndarray:
         """Editto at inference: the source clip as VACE context, the instruction as prompt, no reference."""
         h, w, t = self.height, self.width, self.num_frames

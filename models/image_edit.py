@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
+import types
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import torch
+from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import QwenImageEditPipeline, calculate_dimensions
 from PIL import Image
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import resize, to_uint8
 from models.pipelines import load_pipeline, place_pipeline
 
 
 def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool) -> Any:
     return place_pipeline(load_pipeline(cls_name, path, dtype), device, cpu_offload)
+
+
+def qwen_edit_at_area(pipe: QwenImageEditPipeline, area: int, **call_args: Any) -> Any:
+    """QwenImageEditPipeline's own __call__ at a working area of `area` pixels. diffusers fixes the area at
+    1024*1024 inside __call__ (the condition image, its latents and their positions all follow
+    calculate_dimensions(1024 * 1024, ratio)), with no argument to change it: a 1024x1024 condition costs a
+    tiny test model 20 s a call. This runs the same code with that one name bound to `area`, for this call
+    only; the module is never touched, so editors at different areas never race."""
+    code = inspect.unwrap(QwenImageEditPipeline.__call__)
+    scope = {**code.__globals__, "calculate_dimensions": lambda _fixed, ratio: calculate_dimensions(area, ratio)}
+    at_area = types.FunctionType(code.__code__, scope, code.__name__, code.__defaults__, code.__closure__)
+    at_area.__kwdefaults__ = code.__kwdefaults__
+    with torch.no_grad():
+        return at_area(pipe, **call_args)
 
 
 class QwenImageEditor:
@@ -38,18 +55,12 @@ class QwenImageEditor:
         self.lock = threading.Lock()
         self.spec_id = f"qwen-image-edit:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{true_cfg_scale}"
 
+    @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
-        import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
-
-        original = qwen_edit.calculate_dimensions
-
-        def at_target_area(_area: int, ratio: float) -> tuple[int, int, None]:
-            return original(self.target_area // 2**memory_level, ratio)
-
-        # The pipeline fixes its working size at 1024*1024 pixels inside __call__; target_area makes it
-        # configurable (the lock keeps the patch to this call).
-        with self.lock, mock.patch.object(qwen_edit, "calculate_dimensions", at_target_area), torch.inference_mode():
-            out = self.pipe(
+        with self.lock, torch.inference_mode():
+            out = qwen_edit_at_area(
+                self.pipe,
+                self.target_area // 2**memory_level,  # half the pixels per memory level
                 image=Image.fromarray(image),
                 prompt=instruction,
                 negative_prompt=self.negative_prompt,
@@ -81,6 +92,7 @@ class FluxKontextEditor:
         self.lock = threading.Lock()
         self.spec_id = f"flux-kontext:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{guidance_scale}"
 
+    @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
         h, w = image.shape[:2]
         scale = self.max_side * 2 ** (-memory_level / 2) / max(h, w)  # half the pixels per level

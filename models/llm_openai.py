@@ -1,37 +1,51 @@
 """An OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, OpenAI) as the instruction planner.
 
 Transport faults (timeouts, refused connections, 429, 5xx) are retried here with tenacity and nowhere
-else; the openai client's own retries are off so the two never stack. A 429's Retry-After is honoured."""
+else; the openai client's own retries are off so the two never stack. A 429's Retry-After is honoured.
+One deadline bounds a whole plan() call, retries included, so a hung endpoint cannot hold an episode.
+
+The endpoint is asked to decode under the answer's JSON schema (structured output). An endpoint that
+refuses that is asked for plain JSON mode, then for plain text; the refusal is remembered (not asked
+again) and reported in the reply's usage."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import time
+from typing import Any
 
 import openai
-from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from models.protocols import PlanRequest
+from models.protocols import PlannerUnavailableError, PlanReply, PlanRequest
 
 log = logging.getLogger(__name__)
 
 TRANSIENT = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
-MAX_RETRY_AFTER_S = 60.0  # a server asking for longer is treated as down, not waited on
+# Ways of asking for JSON, most constrained first; "text" asks for nothing and parses the reply as it is.
+RESPONSE_FORMATS = ("json_schema", "json_object", "text")
+# A 400/422 whose message names the response format means "I cannot do that format", not "bad request".
+FORMAT_REFUSAL = re.compile(r"response_format|json_schema|json_object|structured|guided", re.IGNORECASE)
 
 
-class EndpointUnavailableError(RuntimeError):
-    """The endpoint kept failing after every retry; the message names it and the last error."""
+class EndpointUnavailableError(PlannerUnavailableError):
+    """The endpoint kept failing until the deadline or the last retry; the message names it and the error."""
 
 
 def _wait(state: RetryCallState) -> float:
     err = state.outcome.exception() if state.outcome else None
     if isinstance(err, openai.RateLimitError):
-        header = err.response.headers.get("retry-after")
         try:
-            return min(float(header), MAX_RETRY_AFTER_S)
+            return float(err.response.headers.get("retry-after"))
         except (TypeError, ValueError):
             pass
     return wait_exponential(multiplier=0.5, max=20)(state)
+
+
+def _refused_format(err: openai.APIStatusError) -> bool:
+    return err.status_code in (400, 422) and FORMAT_REFUSAL.search(str(err)) is not None
 
 
 class OpenAIPlanner:
@@ -40,41 +54,99 @@ class OpenAIPlanner:
         base_url: str,
         model: str,
         api_key_env: str = "OPENAI_API_KEY",
-        timeout_s: float = 60.0,
+        request_timeout_s: float = 30.0,  # one try; a 72B model writes this short JSON answer in a few seconds
+        deadline_s: float = 60.0,  # all tries of one plan() together: a dead endpoint costs an episode a minute
         max_attempts: int = 5,
         temperature: float = 0.9,
+        structured_output: bool = True,  # False: never ask for json_schema (an endpoint known to mishandle it)
     ) -> None:
         # The key is read from the environment here and kept only inside the client: it is never part of
         # the config, a trace or a log.
         api_key = os.environ.get(api_key_env)
         self.base_url, self.model, self.temperature = base_url, model, temperature
+        self.request_timeout_s, self.deadline_s, self.max_attempts = request_timeout_s, deadline_s, max_attempts
         self.spec_id = f"openai-chat:{model}"  # the endpoint URL and key are not part of any record
-        self._client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=0
-        )
-        self._complete = retry(
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0)
+        # Formats this endpoint refused once; every later call skips them (a set add is atomic across threads).
+        self._refused: set[str] = set() if structured_output else {"json_schema"}
+
+    def plan(self, request: PlanRequest) -> PlanReply:
+        deadline = time.monotonic() + self.deadline_s
+        messages = [
+            {"role": "system", "content": request.system_prompt},
+            {"role": "user", "content": request.user_prompt},
+        ]
+        for correction in request.corrections:
+            messages += [
+                {"role": "assistant", "content": correction.answer},
+                {"role": "user", "content": correction.reask},
+            ]
+        usage: dict[str, Any] = {"transport_retries": 0, "structured_output_refused": []}
+        started = time.monotonic()
+        for fmt in self._formats(request):
+            usage["response_format"] = fmt
+            try:
+                reply = self._complete(messages, fmt, request, deadline, usage)
+            except openai.APIStatusError as err:
+                if fmt != "text" and _refused_format(err):
+                    self._refused.add(fmt)
+                    usage["structured_output_refused"].append(f"{fmt}: HTTP {err.status_code}")
+                    log.warning("endpoint refused a response format", extra={"format": fmt, "model": self.model})
+                    continue
+                raise EndpointUnavailableError(
+                    f"LLM endpoint {self.base_url} refused the request: HTTP {err.status_code}",
+                    self._ended(usage, started),
+                ) from err
+            except TRANSIENT as err:
+                raise EndpointUnavailableError(
+                    f"LLM endpoint {self.base_url} gave no answer in {usage['transport_retries'] + 1} tries "
+                    f"(deadline {self.deadline_s:g} s): {err}",
+                    self._ended(usage, started),
+                ) from err
+            tokens = reply.usage
+            usage["prompt_tokens"] = tokens.prompt_tokens if tokens else None
+            usage["completion_tokens"] = tokens.completion_tokens if tokens else None
+            text = reply.choices[0].message.content if reply.choices else None  # no choice: an empty answer
+            return PlanReply(text or "", self._ended(usage, started))
+        raise AssertionError("unreachable: the text format is never refused")
+
+    def _formats(self, request: PlanRequest) -> list[str]:
+        wanted = RESPONSE_FORMATS if request.answer_schema is not None else RESPONSE_FORMATS[1:]
+        return [f for f in wanted if f not in self._refused]
+
+    def _complete(
+        self, messages: list[dict[str, str]], fmt: str, request: PlanRequest, deadline: float, usage: dict[str, Any]
+    ) -> Any:
+        extra: dict[str, Any] = {}
+        if fmt == "json_schema":
+            schema = {"name": "plan_answer", "schema": request.answer_schema, "strict": True}
+            extra["response_format"] = {"type": "json_schema", "json_schema": schema}
+        elif fmt == "json_object":
+            extra["response_format"] = {"type": "json_object"}
+
+        def past_deadline(state: RetryCallState) -> bool:  # a wait that would end past the deadline is not begun
+            return time.monotonic() + state.upcoming_sleep >= deadline
+
+        retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT),
-            stop=stop_after_attempt(max_attempts),
+            stop=stop_after_attempt(self.max_attempts) | past_deadline,
             wait=_wait,
             reraise=True,
-        )(self._complete_once)
-
-    def _complete_once(self, system: str, user: str, seed: int) -> str:
-        reply = self._client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-            response_format={"type": "json_object"},
-            temperature=self.temperature,
-            seed=seed,
         )
-        return reply.choices[0].message.content or ""
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    usage["transport_retries"] += 1
+                return self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=self.temperature,
+                    seed=request.clip_seed + request.slot,
+                    timeout=max(0.01, min(self.request_timeout_s, deadline - time.monotonic())),
+                    **extra,
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    def plan(self, request: PlanRequest) -> str:
-        try:
-            return self._complete(request.system_prompt, request.user_prompt, request.clip_seed + request.slot)
-        except TRANSIENT as err:
-            raise EndpointUnavailableError(f"LLM endpoint {self.base_url} failed after retries: {err}") from err
-        except openai.APIStatusError as err:
-            raise EndpointUnavailableError(
-                f"LLM endpoint {self.base_url} refused the request: HTTP {err.status_code}"
-            ) from err
+    @staticmethod
+    def _ended(usage: dict[str, Any], started: float) -> dict[str, Any]:
+        return {**usage, "latency_s": round(time.monotonic() - started, 3)}

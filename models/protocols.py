@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+
+class OutOfDeviceMemory(Exception):  # noqa: N818 -- a condition, named as the user reads it
+    """A backend ran out of device memory. The agent may retry the step at a higher memory_level."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,45 @@ class PlanRequest:
     clip_seed: int  # one seed per clip, so that all its episodes draw from one order of instructions
     slot: int  # this attempt's place in that order: episodes of a clip never draw the same slot
     category: str = ""  # the edit category asked for; the rule planner draws from its phrasings only
+    # The answer's JSON schema, for endpoints that decode under one (structured output); others ignore it.
+    answer_schema: dict[str, Any] | None = None
+    # Earlier answers that failed validation, each with the re-ask that told the planner why, oldest first.
+    corrections: tuple[Correction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Correction:
+    answer: str  # what the planner answered
+    reask: str  # the rendered message naming what was wrong with it
+
+
+@dataclass(frozen=True)
+class PlanReply:
+    text: str  # the raw answer: a JSON object as text; the tool validates it
+    # What the call cost and how it went (latency_s, prompt_tokens, completion_tokens, transport_retries,
+    # response_format); empty for a planner that calls no model.
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class PlannerUnavailableError(RuntimeError):
+    """The planner could not be reached (after its own retries); `usage` says what was tried."""
+
+    def __init__(self, message: str, usage: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or {}
+
+
+# An answer schema is a JSON Schema dict, made by the tool from the pydantic model that parses the answer.
+# A model backend decodes under it (its answer then always parses); a metric backend has nothing to decode.
+AnswerSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    frames: np.ndarray  # uint8 [T,H,W,3]
+    fps: float
+    prompt: str  # the rendered caption template; the metric captioner ignores it
+    answer_schema: AnswerSchema | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +71,7 @@ class JudgeRequest:
     prompt: str  # the rendered rubric; metric judges ignore it
     instruction: str
     category: str | None = None  # the edit's category: a local edit is judged on leaving the rest alone
+    answer_schema: AnswerSchema | None = None
 
 
 # Edits that change part of the frame; the rest are global. Judges hold them to different standards.
@@ -61,7 +105,9 @@ class CheckpointFiles:
 class Captioner(Protocol):
     spec_id: str
 
-    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str: ...
+    def caption(self, request: CaptionRequest) -> str:
+        """The raw answer: a JSON object {"caption": ...} as text. The tool validates it."""
+        ...
 
 
 class CategoryUnfitError(ValueError):
@@ -71,9 +117,10 @@ class CategoryUnfitError(ValueError):
 class Planner(Protocol):
     spec_id: str
 
-    def plan(self, request: PlanRequest) -> str:
-        """The raw answer: a JSON object as text. The tool validates it. Raises CategoryUnfitError when
-        no edit of request.category fits the clip."""
+    def plan(self, request: PlanRequest) -> PlanReply:
+        """The raw answer and its usage. Raises PlannerUnavailableError when the planner cannot be reached,
+        CategoryUnfitError when no edit of request.category fits the clip (nothing to recolour, no room for
+        text, every phrasing used), ValueError when the request cannot be answered otherwise."""
         ...
 
 
@@ -121,6 +168,9 @@ class VideoEnhancer(Protocol):
 
 class Judge(Protocol):
     spec_id: str
+    # The criteria a backend scores whatever the rubric asks (a metric judge measures its own); None: it
+    # scores the criteria the rubric lists, as the request's answer schema requires.
+    criteria: tuple[str, ...] | None
 
     def judge(self, request: JudgeRequest) -> str:
         """The raw answer: a JSON object {"scores": {...}, "reasons": {...}}. The tool validates it."""

@@ -1,20 +1,31 @@
 """Qwen2.5-VL through transformers: the clip captioner and the image and video judges. The three roles
-share one resident model per checkpoint (ModelPool). Generation is greedy: a judge must be repeatable."""
+share one resident model per checkpoint (ModelPool). Generation is greedy: a judge must be repeatable.
+An answer is decoded under the JSON schema the tool sends (xgrammar masks every token the schema does
+not allow), so it always parses, whatever the weights."""
 
 from __future__ import annotations
 
+import json
 import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import xgrammar
 from PIL import Image
 from qwen_vl_utils import smart_resize
+from transformers import LogitsProcessorList
+from xgrammar.contrib.hf import LogitsProcessor as GrammarLogitsProcessor
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import resample, resize, torch_dtype
 from models.pool import ModelPool
-from models.protocols import JudgeRequest
+from models.protocols import AnswerSchema, CaptionRequest, JudgeRequest
+
+
+class AnswerTruncatedError(RuntimeError):
+    """max_new_tokens ran out before the answer's JSON closed: the budget is too small for the schema."""
 
 
 @dataclass
@@ -22,13 +33,35 @@ class LoadedQwenVL:
     model: Any
     processor: Any
     lock: threading.Lock  # one generate at a time per model: concurrent episodes take turns
+    compiler: xgrammar.GrammarCompiler  # compiles answer schemas against this tokenizer
+    stop_ids: frozenset[int]  # the tokens that end generation; the grammar allows them once the JSON is closed
+    grammars: dict[str, xgrammar.CompiledGrammar] = field(default_factory=dict)  # schema JSON -> compiled
+
+    def grammar(self, schema: AnswerSchema) -> xgrammar.CompiledGrammar:
+        """The schema's grammar, compiled once (a run has one schema per role). Strings are one line, and
+        there is no free whitespace, so every answer the grammar allows is finite."""
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self.grammars:
+            self.grammars[key] = self.compiler.compile_json_schema(key, any_whitespace=False)
+        return self.grammars[key]
 
 
 def load_qwen_vl(path: str, device: str, dtype: str) -> LoadedQwenVL:
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch_dtype(dtype)).to(device).eval()
-    return LoadedQwenVL(model, AutoProcessor.from_pretrained(path), threading.Lock())
+    processor = AutoProcessor.from_pretrained(path)
+    eos = model.generation_config.eos_token_id
+    stop_ids = frozenset([eos] if isinstance(eos, int) else eos)
+    tokenizer_info = xgrammar.TokenizerInfo.from_huggingface(
+        processor.tokenizer,
+        vocab_size=model.get_output_embeddings().weight.shape[0],  # the logits' width, padding included
+        stop_token_ids=sorted(stop_ids),
+    )
+    # xgrammar 0.2.8's own cache fails on a repetition longer than 128 (a 200-character reason) in its
+    # grammar hasher ("per_rule_fsm_hashes ... has_value"); LoadedQwenVL.grammar caches by schema instead.
+    compiler = xgrammar.GrammarCompiler(tokenizer_info, cache_enabled=False)
+    return LoadedQwenVL(model, processor, threading.Lock(), compiler, stop_ids)
 
 
 class QwenVL:
@@ -39,6 +72,8 @@ class QwenVL:
         path: str,
         device: str = "cuda",
         dtype: str = "bfloat16",
+        # Enough for a real model's verdict or caption; the profiles set what covers the longest answer
+        # their schemas allow (a budget too small for a schema is an AnswerTruncatedError, never half a verdict).
         max_new_tokens: int = 384,
         max_pixels: int = 448 * 448,
         video_frames: int = 16,
@@ -62,32 +97,59 @@ class QwenVL:
         count = max(2, min(self.video_frames, len(frames)) // 2 * 2)  # Qwen pairs frames in time
         return self._fit(resample(frames, count))
 
-    def generate(self, prompt: str, images: list[np.ndarray] = (), videos: list[np.ndarray] = ()) -> str:  # type: ignore[assignment]
+    def prepare_inputs(self, prompt: str, images: list[np.ndarray], videos: list[np.ndarray]) -> Any:
+        """One user turn (images, videos, then the prompt) as the model's input tensors."""
         content = [{"type": "image"} for _ in images] + [{"type": "video"} for _ in videos]
         content.append({"type": "text", "text": prompt})
         proc = self.loaded.processor
         text = proc.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-        inputs = proc(
+        return proc(
             text=[text],
             images=[Image.fromarray(self._fit(i)[0]) for i in images] or None,
             videos=[self._video(v) for v in videos] or None,
             return_tensors="pt",
         ).to(self.device)
+
+    @raises_out_of_device_memory
+    def generate(
+        self,
+        prompt: str,
+        schema: AnswerSchema | None,
+        images: list[np.ndarray] = (),  # type: ignore[assignment]
+        videos: list[np.ndarray] = (),  # type: ignore[assignment]
+    ) -> str:
+        """The answer to the prompt; with a schema, a JSON object that the schema accepts."""
+        inputs = self.prepare_inputs(prompt, images, videos)
         with self.loaded.lock, torch.inference_mode():
-            out = self.loaded.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return proc.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0].strip()
+            processors = LogitsProcessorList()
+            if schema is not None:  # a processor holds one matcher's state: a new one for every generate
+                processors.append(GrammarLogitsProcessor(self.loaded.grammar(schema)))
+            out = self.loaded.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, logits_processor=processors
+            )
+        answer = out[0, inputs["input_ids"].shape[1] :]
+        if schema is not None and int(answer[-1]) not in self.loaded.stop_ids:
+            raise AnswerTruncatedError(
+                f"{self.spec_id}: max_new_tokens={self.max_new_tokens} ran out before the answer's JSON closed; "
+                "raise max_new_tokens in this backend's spec (or bound the answer more tightly)"
+            )
+        return self.loaded.processor.decode(answer, skip_special_tokens=True).strip()
 
 
 class QwenVLCaptioner(QwenVL):
-    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str:
-        return self.generate(prompt, videos=[frames])
+    def caption(self, request: CaptionRequest) -> str:
+        return self.generate(request.prompt, request.answer_schema, videos=[request.frames])
 
 
 class QwenVLImageJudge(QwenVL):
+    criteria: ClassVar[None] = None  # scores what the rubric asks
+
     def judge(self, request: JudgeRequest) -> str:
-        return self.generate(request.prompt, images=[request.source, request.edited])
+        return self.generate(request.prompt, request.answer_schema, images=[request.source, request.edited])
 
 
 class QwenVLVideoJudge(QwenVL):
+    criteria: ClassVar[None] = None  # scores what the rubric asks
+
     def judge(self, request: JudgeRequest) -> str:
-        return self.generate(request.prompt, videos=[request.source, request.edited])
+        return self.generate(request.prompt, request.answer_schema, videos=[request.source, request.edited])

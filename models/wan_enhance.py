@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import torch
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8
 from models.pipelines import tile_vae
 from models.wan_vace import load_wan_pipeline
@@ -35,6 +36,7 @@ class WanVideoEnhancer:
         name = path.rstrip("/").split("/")[-1]
         self.spec_id = f"wan-v2v:{name}:{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}"
 
+    @raises_out_of_device_memory
     def enhance(
         self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
     ) -> np.ndarray:

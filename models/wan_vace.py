@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.device_memory import raises_out_of_device_memory
 from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
 from models.pipelines import load_pipeline, place_pipeline, tile_vae
 
@@ -59,6 +60,7 @@ class WanVacePropagator:
         lora = f"+lora:{lora_path.rstrip('/').split('/')[-1]}" if lora_path else ""
         self.spec_id = f"wan-vace:{name}{lora}:{steps}steps:cfg{guidance_scale}:shift{flow_shift}"
 
+    @raises_out_of_device_memory
     def propagate(
         self,
         source: np.ndarray,

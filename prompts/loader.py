@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import shutil
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 SUFFIXES = (".j2", ".yaml")
+VARS_HEADER = re.compile(r"\{#\s*vars:(.*?)#\}", re.DOTALL)  # {# vars: caption, avoid #}
+
+
+def declared_variables(text: str) -> list[str]:
+    header = VARS_HEADER.search(text)
+    return [v.strip() for v in header.group(1).split(",") if v.strip()] if header else []
+
+
+def template_line(err: BaseException) -> int | None:
+    """The template line a rendering error came from (Jinja2 puts template frames in the traceback)."""
+    lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if f.filename == "<template>"]
+    return lines[-1] if lines else None
 
 
 class PromptError(Exception):
@@ -47,7 +61,7 @@ class PromptBook:
 
     def __init__(self, override_dir: Path | None = None) -> None:
         if override_dir is not None and not Path(override_dir).is_dir():
-            raise PromptError(f"prompt override folder {override_dir} does not exist")
+            raise PromptError(f"prompt override folder (--prompts) {override_dir} is not a folder")
         self.override_dir = Path(override_dir) if override_dir else None
         self._env = ImmutableSandboxedEnvironment(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
@@ -68,7 +82,11 @@ class PromptBook:
             path, origin = BUILTIN_DIR / name, "built-in"
         else:
             raise PromptError(f"no prompt template named {name!r} (known: {', '.join(self.names())})")
-        return TemplateSource(name=name, path=path, origin=origin, text=path.read_text(encoding="utf-8"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise PromptError(f"template {path} cannot be read as text: {err}") from err
+        return TemplateSource(name=name, path=path, origin=origin, text=text)
 
     def render(self, name: str, **variables: str | int | float | list[str]) -> RenderedPrompt:
         src = self.source(name)
@@ -78,10 +96,30 @@ class PromptBook:
         except TemplateSyntaxError as err:
             raise PromptError(f"template {src.path} line {err.lineno}: {err.message}") from err
         except UndefinedError as err:
-            raise PromptError(f"template {src.path} needs a variable it was not given: {err.message}") from err
+            raise PromptError(
+                f"template {src.path} line {template_line(err)} needs a variable it was not given: {err.message} "
+                f"(given: {', '.join(variables) or 'none'})"
+            ) from err
         except SecurityError as err:
-            raise PromptError(f"template {src.path} tried something the sandbox forbids: {err}") from err
+            raise PromptError(
+                f"template {src.path} line {template_line(err)} tried something the sandbox forbids: {err}"
+            ) from err
         return RenderedPrompt(name=name, sha256=src.sha256, origin=src.origin, text=text)
+
+    def check(self, name: str) -> None:
+        """Render a template with a placeholder for each variable the code passes it (those its built-in
+        declares in its `{# vars: ... #}` header), or parse a vocabulary, so a broken file fails before the
+        first episode instead of in every one."""
+        if name.endswith(".yaml"):
+            self.load_data(name)
+            return
+        builtin = BUILTIN_DIR / name
+        declared = declared_variables((builtin if builtin.is_file() else self.source(name).path).read_text("utf-8"))
+        self.render(name, **{v: f"<{v}>" for v in declared})
+
+    def check_all(self) -> None:
+        for name in self.names():
+            self.check(name)
 
     def load_data(self, name: str) -> tuple[Any, TemplateSource]:
         """A YAML vocabulary (data, never code) with the source it came from."""
@@ -89,7 +127,11 @@ class PromptBook:
         try:
             return yaml.safe_load(src.text), src
         except yaml.YAMLError as err:
-            raise PromptError(f"vocabulary {src.path} is not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise PromptError(
+                f"vocabulary {src.path}{where} is not valid YAML: {getattr(err, 'problem', err)}"
+            ) from err
 
     def copy(self, name: str, dest_dir: Path) -> Path:
         src = self.source(name)

@@ -21,11 +21,16 @@ def run_episodes(engine: Engine, run_id: str) -> list[Episode]:
 
 
 def record_admission(engine: Engine, episode: Episode) -> Episode:
-    """The admitted episode's row with its categories; the row already there if it was admitted before."""
+    """The admitted episode's row with its categories; the row already there if it was admitted before.
+    A row a version before categories wrote gets them."""
     with Session(engine, expire_on_commit=False) as s:
         found = s.get(Episode, episode.id)
-        if found is not None:
+        if found is not None and found.categories_json is not None:
             return found
+        if found is not None:
+            found.category = found.category or episode.category
+            found.categories_json, found.category_rounds_json = episode.categories_json, episode.category_rounds_json
+            episode = found
         s.add(episode)
         s.commit()
         return episode
@@ -38,19 +43,6 @@ def set_planned_category(engine: Engine, episode_id: str, category: str) -> None
             episode.planned_category = category
             s.add(episode)
             s.commit()
-
-
-def clip_instructions(engine: Engine, run_id: str, clip_path: str, before_index: int) -> list[str]:
-    """Every instruction planned for the clip by the run's episodes before `before_index`, in order."""
-    with Session(engine) as s:
-        outputs = s.exec(
-            select(ToolCall.output_json)
-            .join(Episode, col(Episode.id) == col(ToolCall.episode_id))
-            .where(Episode.run_id == run_id, Episode.clip_path == clip_path, Episode.index < before_index)
-            .where(ToolCall.tool == "plan_instruction", col(ToolCall.output_json).is_not(None))
-            .order_by(col(Episode.index), col(ToolCall.id))
-        ).all()
-    return list(dict.fromkeys(json.loads(o)["instruction"] for o in outputs if o))
 
 
 def category_of(episode: Episode) -> str:

@@ -4,18 +4,24 @@ A sample's row and its files are committed together; a rerun of the same commit 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from store.artifacts import ArtifactStore
 from store.tables import Episode, Sample, utcnow
+from store.traces import episode_lineage
 
 METADATA_COLUMNS = [
     "sample_id",
@@ -56,105 +62,179 @@ def place_file(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def commit_sample(
-    engine: Engine,
-    dataset_dir: Path,
-    sample_id: str,
-    episode_id: str,
-    run_id: str,
-    files: dict[str, Path],
-    record: dict[str, Any],
-) -> None:
-    """Write the sample's files, then its Sample row and the episode's status in one transaction."""
+# The sample's folder layout, owned here: file name in the dataset folder for each artifact role.
+SAMPLE_FILES = {
+    "source": "source.mp4",
+    "edited": "edited.mp4",
+    "edited_keyframe": "edited_keyframe.png",
+    "depth": "depth.mp4",
+}
+
+
+@dataclass(frozen=True)
+class AcceptedSample:
+    """What an accepted episode hands to the dataset: ids, artifact refs (role -> ref) and small text."""
+
+    episode_id: str
+    run_id: str
+    source_clip: str
+    edit: dict[str, str]  # instruction, category, target_description
+    scores: dict[str, dict[str, float]]  # judge stage -> criterion -> score, of the accepted attempt
+    seeds: dict[str, int]
+    caption: str | None
+    fps: float
+    artifacts: dict[str, str]  # role (a key of SAMPLE_FILES) -> artifact ref; depth only when made
+
+
+def sample_id_of(episode_id: str) -> str:
+    return episode_id.replace(":", "-")
+
+
+def sample_record(sample: AcceptedSample, lineage: dict[str, Any]) -> dict[str, Any]:
+    """record.json: the one schema of a sample, read back by metadata.csv, exports and training."""
+    trained_on = ("source", "edited", "edited_keyframe")  # what Editto trains on, by content hash
+    return {
+        "sample_id": sample_id_of(sample.episode_id),
+        "episode_id": sample.episode_id,
+        "run_id": sample.run_id,
+        "source_clip": sample.source_clip,
+        **sample.edit,
+        "scores": sample.scores,
+        "seeds": sample.seeds,
+        "caption": sample.caption,
+        "fps": sample.fps,
+        "artifacts": {role: sample.artifacts[role] for role in trained_on},
+        "files": sorted(SAMPLE_FILES[role] for role in sample.artifacts),
+        **lineage,
+    }
+
+
+def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, sample: AcceptedSample) -> str:
+    """Write the sample's files, metadata.csv with the sample in it, then its Sample row and the episode's
+    status in one transaction, so a killed run leaves an index of every sample it accepted. Returns its id."""
+    sample_id = sample_id_of(sample.episode_id)
     folder = dataset_dir / sample_id
-    for name, src in files.items():
-        place_file(src, folder / name)
-    record = {**record, "files": sorted(files)}
+    for role, ref in sample.artifacts.items():
+        place_file(artifacts.path(ref), folder / SAMPLE_FILES[role])
+    record = sample_record(sample, episode_lineage(engine, sample.episode_id))
     atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, sort_keys=True).encode())
-    with Session(engine) as s:
+    row = Sample(
+        id=sample_id,
+        episode_id=sample.episode_id,
+        run_id=sample.run_id,
+        dataset_dir=str(folder.relative_to(dataset_dir)),
+        record_json=json.dumps(record),
+    )
+    # metadata.csv lists the sample before its row commits: a kill in between leaves it listed with its
+    # files in place, and the rerun of this commit adds the row. Under the lock no other commit interleaves.
+    with index_lock(dataset_dir), Session(engine) as s:
         if s.get(Sample, sample_id) is None:
-            s.add(
-                Sample(
-                    id=sample_id,
-                    episode_id=episode_id,
-                    run_id=run_id,
-                    dataset_dir=str(folder.relative_to(dataset_dir)),
-                    record_json=json.dumps(record),
-                )
-            )
-        finish_episode(s, episode_id, "accepted", None, None)
+            add_to_metadata_csv(engine, dataset_dir, row)
+            s.add(row)
+        finish_episode(s, sample.episode_id, "accepted", None, None, sample.edit.get("category"))
         s.commit()
+    return sample_id
 
 
-def finish_episode(s: Session, episode_id: str, status: str, reason: str | None, detail: str | None) -> None:
+def finish_episode(
+    s: Session, episode_id: str, status: str, reason: str | None, detail: str | None, category: str | None = None
+) -> None:
     episode = s.get(Episode, episode_id)
     if episode is not None:
         episode.status, episode.reason, episode.detail = status, reason, detail
+        # Episode.category is what admission chose; what the episode was planned as is kept beside it.
+        episode.planned_category = category or episode.planned_category
         episode.finished_at = episode.finished_at or utcnow()
         s.add(episode)
 
 
-def discard_episode(engine: Engine, episode_id: str, reason: str, detail: str) -> None:
+def discard_episode(engine: Engine, episode_id: str, reason: str, detail: str, category: str | None = None) -> None:
     with Session(engine) as s:
-        finish_episode(s, episode_id, "discarded", reason, detail)
+        finish_episode(s, episode_id, "discarded", reason, detail, category)
         s.commit()
 
 
-def metadata_rows(engine: Engine, run_id: str | None = None) -> list[dict[str, str]]:
+def accepted_in_order(engine: Engine, run_id: str | None = None) -> list[Sample]:
+    """In order of acceptance, so that a sample's place (and whether it is held out) never changes."""
+    query = select(Sample).order_by(col(Sample.created_at), col(Sample.id))
+    if run_id:
+        query = query.where(Sample.run_id == run_id)
     with Session(engine) as s:
-        query = select(Sample).order_by(Sample.id)
-        if run_id:
-            query = query.where(Sample.run_id == run_id)
-        samples = s.exec(query).all()
-    rows = []
-    for sample in samples:
-        rec = json.loads(sample.record_json)
-        files = set(rec["files"])
-        rows.append(
-            {
-                "sample_id": sample.id,
-                "source_path": f"{sample.dataset_dir}/source.mp4",
-                "edited_path": f"{sample.dataset_dir}/edited.mp4",
-                "edited_keyframe_path": f"{sample.dataset_dir}/edited_keyframe.png",
-                "depth_path": f"{sample.dataset_dir}/depth.mp4" if "depth.mp4" in files else "",
-                "instruction": rec["instruction"],
-                "category": rec["category"],
-                "target_description": rec["target_description"],
-                "source_clip": rec["source_clip"],
-                "scores": json.dumps(rec["scores"], sort_keys=True),
-            }
-        )
-    return rows
+        return list(s.exec(query).all())
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int:
+def sample_paths(sample: Sample) -> dict[str, str]:
+    """Role -> path of the sample's file, relative to the dataset folder, for the files it has."""
+    files = set(json.loads(sample.record_json)["files"])
+    return {role: f"{sample.dataset_dir}/{name}" for role, name in SAMPLE_FILES.items() if name in files}
+
+
+def metadata_row(sample: Sample) -> dict[str, str]:
+    rec, paths = json.loads(sample.record_json), sample_paths(sample)
+    return {
+        "sample_id": sample.id,
+        "source_path": paths["source"],
+        "edited_path": paths["edited"],
+        "edited_keyframe_path": paths["edited_keyframe"],
+        "depth_path": paths.get("depth", ""),
+        "instruction": rec["instruction"],
+        "category": rec["category"],
+        "target_description": rec["target_description"],
+        "source_clip": rec["source_clip"],
+        "scores": json.dumps(rec["scores"], sort_keys=True),
+    }
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: what a spreadsheet evaluates
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet shows as text: a leading formula character gets an apostrophe before it."""
+    return f"'{cell}" if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def csv_bytes(columns: list[str], rows: list[dict[str, str]], header: bool = True) -> bytes:
+    """CSV with every cell made spreadsheet-safe."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    if header:
+        writer.writeheader()
+    writer.writerows({k: spreadsheet_safe(str(v)) for k, v in row.items()} for row in rows)
+    return buf.getvalue().encode()
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int:
+    atomic_write_bytes(path, csv_bytes(columns, rows))
     return len(rows)
 
 
+def add_to_metadata_csv(engine: Engine, dataset_dir: Path, sample: Sample) -> None:
+    """metadata.csv with `sample` added: appended to the file as it is (a commit reads no other sample, so
+    it stays cheap at 10,000 samples), or rebuilt from the store when there is no usable file."""
+    path, row = dataset_dir / "metadata.csv", metadata_row(sample)
+    header = csv_bytes(METADATA_COLUMNS, [])
+    old = path.read_bytes() if path.is_file() else b""
+    if not old.startswith(header):  # missing, or written with other columns
+        rows = [metadata_row(r) for r in accepted_in_order(engine) if r.id != sample.id] + [row]
+        write_csv(path, METADATA_COLUMNS, rows)
+    elif f"\n{sample.id},".encode() not in old:  # listed already when a kill cut its commit short
+        atomic_write_bytes(path, old + csv_bytes(METADATA_COLUMNS, [row], header=False))
+
+
+@contextmanager
+def index_lock(dataset_dir: Path) -> Iterator[None]:
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    with open(dataset_dir / ".index.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write_metadata_csv(engine: Engine, dataset_dir: Path) -> int:
-    return _write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, metadata_rows(engine))
-
-
-DIFFSYNTH_COLUMNS = ["video", "vace_video", "vace_reference_image", "prompt"]
-
-
-def write_diffsynth_csv(engine: Engine, dataset_dir: Path) -> int:
-    """metadata_vace.csv for DiffSynth-Studio's Wan VACE training (run it with --dataset_base_path at the
-    dataset folder and --data_file_keys video,vace_video,vace_reference_image): the edited clip is the
-    target, the source clip the VACE context video, the edited key frame the reference, the instruction
-    the prompt."""
-    rows = [
-        {
-            "video": r["edited_path"],
-            "vace_video": r["source_path"],
-            "vace_reference_image": r["edited_keyframe_path"],
-            "prompt": r["instruction"],
-        }
-        for r in metadata_rows(engine)
-    ]
-    return _write_csv(dataset_dir / "metadata_vace.csv", DIFFSYNTH_COLUMNS, rows)
+    """The whole index, rebuilt from the store (in order of acceptance). The rows are read inside the lock:
+    the last writer always writes the newest state."""
+    with index_lock(dataset_dir):
+        rows = [metadata_row(s) for s in accepted_in_order(engine)]
+        return write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, rows)

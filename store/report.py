@@ -1,10 +1,16 @@
-"""An HTML page of a run: totals, then every episode with its source and edited videos side by side,
-the judges' scores and reasons, and the decision. Everything a model wrote is escaped."""
+"""The run report: a folder that opens from disk in a browser (no server, nothing fetched from the
+network) and stays quick at 10,000 episodes. index.html holds the run's totals, plots, setup and training
+rounds; the episode list is drawn by report.js from data/index.js (one small row per episode, for filters
+and sorting) and data/detail-NNNNN.js (every attempt, loaded a page at a time); videos link into the
+run's artifacts and load only when they scroll into view. Model-written text is escaped in the page and
+set as text by the script."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,45 +19,32 @@ from sqlalchemy.engine import Engine
 
 from store.artifacts import ArtifactStore
 from store.dataset import atomic_write_bytes
-from store.traces import episode_trace, list_episodes, run_totals
-from store.training import evaluations, training_runs
+from store.report_data import ReportData, report_data
+from store.training import evaluations
 
 TEMPLATES = Path(__file__).parent / "templates"
-LAST_OUTPUT = {
-    "source": ("ingest", "clip"),
-    "edited": ("enhance_temporal", "enhanced_video"),
-    "keyframe": ("edit_keyframe", "edited_keyframe"),
-}
+CHUNK = 200  # episodes per detail file: a page of the list needs one or two of them
+SECONDS_PER_DAY = 86_400
+SUMMARY_KEYS = ("id", "status", "category", "reason", "cost_s", "clip")
 
 
-def _episode_view(engine: Engine, episode_id: str, io: ArtifactStore, page_dir: Path) -> dict[str, Any]:
-    trace = episode_trace(engine, episode_id)
-    assert trace is not None
-    e = trace.episode
-    view: dict[str, Any] = {
-        "id": e.id,
-        "status": e.status,
-        "reason": e.reason,
-        "detail": e.detail,
-        "clip": Path(e.clip_path).name,
-        "verdicts": [],
-        "instruction": None,
-    }
-    outputs = {c.tool: json.loads(c.output_json) for c in trace.calls if c.output_json}
-    for name, (tool, field) in LAST_OUTPUT.items():
-        view[name] = _artifact_link(io, outputs.get(tool, {}).get(field), page_dir)
-    view["instruction"] = outputs.get("plan_instruction", {}).get("instruction")
-    for event in trace.events:
-        view["verdicts"] += json.loads(event.update_json).get("verdicts", []) if event.update_json != "null" else []
-    return view
+@dataclass(frozen=True)
+class ReportIndex:
+    path: Path
+    episodes: int
+    plots: int
 
 
-def _artifact_link(io: ArtifactStore, ref: str | None, page_dir: Path) -> str | None:
-    return os.path.relpath(io.path(ref), page_dir) if ref else None
+def script_json(data: Any) -> str:
+    """JSON that is also safe inside any HTML context: no '<' survives, so no '</script>'."""
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def _training_views(engine: Engine, io: ArtifactStore, run_id: str, page_dir: Path) -> list[dict[str, Any]]:
-    """Each Editto round: its card, mean held-out scores, and every held-out edit with its verdict."""
+def _media(io: ArtifactStore, refs: dict[str, str | None], folder: Path) -> dict[str, str | None]:
+    return {k: os.path.relpath(io.path(ref), folder) if ref else None for k, ref in refs.items()}
+
+
+def _training_views(engine: Engine, data: ReportData, io: ArtifactStore, folder: Path) -> list[dict[str, Any]]:
     return [
         {
             "id": r.id,
@@ -63,27 +56,69 @@ def _training_views(engine: Engine, io: ArtifactStore, run_id: str, page_dir: Pa
             "checkpoint": r.checkpoint_dir,
             "error": r.error,
             "evaluations": [
-                {
-                    "sample_id": ev.sample_id,
-                    "video": _artifact_link(io, ev.edited_video, page_dir),
-                    "scores": json.loads(ev.scores_json or "{}"),
-                    "error": ev.error,
-                }
+                {"sample_id": ev.sample_id, "video": _media(io, {"v": ev.edited_video}, folder)["v"]}
                 for ev in evaluations(engine, r.id)
             ],
         }
-        for r in training_runs(engine, run_id)
+        for r in data.rounds
     ]
 
 
-def write_report(engine: Engine, out: Path, run_id: str, path: Path, limit: int = 500) -> int:
+def _write_data(data: ReportData, io: ArtifactStore, folder: Path) -> None:
+    policy = json.loads(data.run.config_json).get("policy", {})
+    summaries = []
+    for k, e in enumerate(data.episodes):
+        e["media"] = _media(io, e.pop("refs"), folder)
+        summaries.append({key: e[key] for key in SUMMARY_KEYS} | {"attempts": len(e["attempts"]), "chunk": k // CHUNK})
+    index = {
+        "episodes": summaries,
+        "thresholds": {"keyframe": policy.get("keyframe_pass", {}), "video": policy.get("video_pass", {})},
+    }
+    atomic_write_bytes(folder / "data" / "index.js", f"window.DITTO_INDEX = {script_json(index)};\n".encode())
+    for stale in (folder / "data").glob("detail-*.js"):
+        stale.unlink()
+    for n in range(0, len(data.episodes), CHUNK):
+        chunk = data.episodes[n : n + CHUNK]
+        text = f"DITTO_CHUNK({n // CHUNK}, {script_json(chunk)});\n"
+        atomic_write_bytes(folder / "data" / f"detail-{n // CHUNK:05d}.js", text.encode())
+
+
+def _write_plots(data: ReportData, folder: Path) -> tuple[list[str], str]:
+    """(plot names, a note when there are none). matplotlib is the `report` extra: without it the
+    report is written without plots and says how to get them."""
+    try:
+        from store.report_plots import render_plots
+    except ImportError:
+        return [], "No plots: matplotlib is not installed (pip install -e '.[report]')."
+    svgs = render_plots(data)
+    shutil.rmtree(folder / "plots", ignore_errors=True)
+    for name, svg in svgs.items():
+        atomic_write_bytes(folder / "plots" / f"{name}.svg", svg)
+    return list(svgs), "No plots: nothing has finished yet."
+
+
+def write_report(engine: Engine, out: Path, run_id: str, folder: Path) -> ReportIndex:
     io = ArtifactStore(out, engine)
-    episodes = [_episode_view(engine, e.id, io, path.parent) for e in list_episodes(engine, run_id, limit=limit)]
+    data = report_data(engine, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    plots, plots_note = _write_plots(data, folder)
+    rounds = _training_views(engine, data, io, folder)
+    _write_data(data, io, folder)
+    for asset in ("report.js", "report.css"):
+        shutil.copyfile(TEMPLATES / asset, folder / asset)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("report.html.j2").render(
-        totals=run_totals(engine, run_id),
-        episodes=episodes,
-        rounds=_training_views(engine, io, run_id, path.parent),
+    html = env.get_template("index.html.j2").render(
+        run=data.run,
+        totals=data.totals,
+        unit=data.unit,
+        spent_days=data.totals.spent_device_seconds / SECONDS_PER_DAY,
+        budget_days=data.run.budget_device_seconds / SECONDS_PER_DAY,
+        plots=plots,
+        plots_note=plots_note,
+        rounds=rounds,
+        backends=data.backends,
+        templates=data.templates,
+        config=json.dumps(json.loads(data.run.config_json), indent=2, sort_keys=True),
     )
-    atomic_write_bytes(path, html.encode())
-    return len(episodes)
+    atomic_write_bytes(folder / "index.html", html.encode())
+    return ReportIndex(folder / "index.html", len(data.episodes), len(plots))

@@ -30,12 +30,14 @@ class Episode(SQLModel, table=True):
     variant: int
     seed: int
     category: str | None = Field(default=None, index=True)  # the edit category it was admitted for
-    categories_json: str = "[]"  # every active category in the order the planner tries them
-    category_rounds_json: str = "{}"  # category -> earlier episodes of the clip admitted for it
+    # Nullable so that a store from before categories gets the columns; NULL: admitted by that version.
+    categories_json: str | None = None  # every active category in the order the planner tries them
+    category_rounds_json: str | None = None  # category -> earlier episodes of the clip admitted for it
     planned_category: str | None = None  # what the planner wrote: another one when the first did not fit the clip
     status: str = Field(default="running", index=True)  # running | accepted | discarded
     reason: str | None = Field(default=None, index=True)
     detail: str | None = None
+    category: str | None = Field(default=None, index=True)
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 
@@ -68,7 +70,8 @@ class ToolCall(SQLModel, table=True):
     backend: str
     input_json: str
     output_json: str | None = None
-    error_kind: str | None = None
+    error_kind: str | None = None  # tools.base.ErrorKind
+    error_field: str | None = None  # the input or output field at fault, when the tool named one
     error_detail: str | None = None
     prompts_json: str = "[]"  # [{name, sha256, origin, text}] of every template rendered
     device_seconds: float = 0.0

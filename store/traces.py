@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -22,6 +23,34 @@ def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
     return {"models": {c.tool: c.backend for c in calls}, "templates": templates}
 
 
+def clip_outputs(
+    engine: Engine, run_id: str, clip_path: str, tool: str, except_episode: str = "", before_index: int | None = None
+) -> list[dict[str, Any]]:
+    """What `tool` answered for the clip's other episodes in this run (those before `before_index` when
+    given), in episode order."""
+    query = (
+        select(ToolCall.output_json)
+        .join(Episode, col(Episode.id) == col(ToolCall.episode_id))
+        .where(Episode.run_id == run_id, Episode.clip_path == clip_path, Episode.id != except_episode)
+        .where(ToolCall.tool == tool, col(ToolCall.output_json).is_not(None))
+        .order_by(col(Episode.index), col(ToolCall.id))
+    )
+    if before_index is not None:
+        query = query.where(Episode.index < before_index)
+    with Session(engine) as s:
+        rows = s.exec(query).all()
+    return [json.loads(row) for row in rows if row]
+
+
+EPISODE_STATUSES = ("running", "accepted", "discarded")
+
+
+@dataclass(frozen=True)
+class EpisodeRow:
+    episode: Episode
+    device_seconds: float  # charged to this episode (calls reused from the cache cost nothing)
+
+
 def list_episodes(
     engine: Engine,
     run_id: str | None = None,
@@ -29,19 +58,34 @@ def list_episodes(
     reason: str | None = None,
     limit: int = 200,
     category: str | None = None,
-) -> list[Episode]:
-    query = select(Episode).order_by(col(Episode.run_id), col(Episode.index))
-    if category:  # what it was planned as; what it was admitted for until then
-        planned = col(Episode.planned_category)
-        query = query.where((planned == category) | (planned.is_(None) & (col(Episode.category) == category)))
+    since: datetime | None = None,
+    by_cost: bool = False,
+) -> list[EpisodeRow]:
+    """Episodes in run order, or the costliest first; `since` compares with when they started (UTC)."""
+    if status is not None and status not in EPISODE_STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(EPISODE_STATUSES)}")
+    cost = (
+        select(ToolCall.episode_id, func.sum(ToolCall.device_seconds).label("cost"))
+        .where(col(ToolCall.reused_call_id).is_(None), col(ToolCall.episode_id).is_not(None))
+        .group_by(col(ToolCall.episode_id))
+        .subquery()
+    )
+    spent = func.coalesce(cost.c.cost, 0.0)
+    query = select(Episode, spent).join(cost, cost.c.episode_id == Episode.id, isouter=True)
     if run_id:
         query = query.where(Episode.run_id == run_id)
     if status:
         query = query.where(Episode.status == status)
     if reason:
         query = query.where(col(Episode.reason).contains(reason))
+    if category:  # what it was planned as; what it was admitted for until then
+        planned = col(Episode.planned_category)
+        query = query.where((planned == category) | (planned.is_(None) & (col(Episode.category) == category)))
+    if since:
+        query = query.where(Episode.started_at >= since.astimezone(UTC))
+    query = query.order_by(spent.desc()) if by_cost else query.order_by(col(Episode.run_id), col(Episode.index))
     with Session(engine) as s:
-        return list(s.exec(query.limit(limit)).all())
+        return [EpisodeRow(e, float(c)) for e, c in s.exec(query.limit(limit)).all()]
 
 
 @dataclass

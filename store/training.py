@@ -11,16 +11,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.dataset import atomic_write_bytes, place_file
+from store.dataset import accepted_in_order, atomic_write_bytes, place_file
 from store.tables import HeldoutEvaluation, Sample, ToolCall, TrainingRun, utcnow
 
 
 def accepted_samples(engine: Engine, run_id: str) -> list[Sample]:
-    """In order of acceptance, so that a sample's place (and whether it is held out) never changes."""
-    with Session(engine) as s:
-        return list(
-            s.exec(select(Sample).where(Sample.run_id == run_id).order_by(col(Sample.created_at), col(Sample.id))).all()
-        )
+    return accepted_in_order(engine, run_id)
 
 
 def samples_by_id(engine: Engine, ids: list[str]) -> list[Sample]:

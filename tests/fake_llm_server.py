@@ -18,18 +18,30 @@ class Reply:
     delay_s: float = 0.0
 
 
-class ScriptedLLMServer:
-    """Replies in order; the last one repeats. `requests` keeps every request body received."""
+def words(text: str) -> int:
+    return len(text.split())
 
-    def __init__(self, replies: list[Reply]) -> None:
-        self.replies, self.requests = list(replies), []
+
+class ScriptedLLMServer:
+    """Replies in order; the last one repeats. `requests` keeps every request body received.
+
+    `refuse_formats` are response_format types the server answers with HTTP 400 naming response_format, as
+    servers without structured output do (an older vLLM, llama.cpp, many proxies); a refusal uses up no
+    scripted reply. Token counts in `usage` are word counts: enough to tell prompt from completion."""
+
+    def __init__(self, replies: list[Reply], refuse_formats: tuple[str, ...] = ()) -> None:
+        self.replies, self.requests, self.refuse_formats = list(replies), [], refuse_formats
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append({"body": body, "headers": dict(self.headers)})
-                reply = server.replies.pop(0) if len(server.replies) > 1 else server.replies[0]
+                fmt = body.get("response_format", {}).get("type")
+                if fmt in server.refuse_formats:
+                    reply = Reply(status=400, content=f"response_format type {fmt!r} is not supported")
+                else:
+                    reply = server.replies.pop(0) if len(server.replies) > 1 else server.replies[0]
                 time.sleep(reply.delay_s)
                 if reply.status == 200:
                     payload = {
@@ -44,9 +56,14 @@ class ScriptedLLMServer:
                                 "message": {"role": "assistant", "content": reply.content},
                             }
                         ],
+                        "usage": {
+                            "prompt_tokens": sum(words(m["content"]) for m in body["messages"]),
+                            "completion_tokens": words(reply.content),
+                            "total_tokens": 0,
+                        },
                     }
                 else:
-                    payload = {"error": {"message": f"scripted {reply.status}", "type": "error"}}
+                    payload = {"error": {"message": reply.content or f"scripted {reply.status}", "type": "error"}}
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(reply.status)
@@ -64,7 +81,8 @@ class ScriptedLLMServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for one, and every planner test stops a server.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def __enter__(self) -> ScriptedLLMServer:
         self.thread.start()

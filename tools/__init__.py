@@ -12,7 +12,7 @@ from models.pool import ModelPool
 from models.registry import RESOURCE_KEYS, backend_class, validate_backend
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
-from tools.caption_clip import CaptionClip
+from tools.caption_clip import CaptionClip, CaptionClipConfig
 from tools.edit_keyframe import EditKeyframe
 from tools.enhance_temporal import EnhanceTemporal
 from tools.estimate_depth import EstimateDepth
@@ -26,6 +26,7 @@ from tools.train_editto import EditWithEditto, TrainEditto
 
 class ToolsConfig(BaseModel, extra="forbid"):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    caption_clip: CaptionClipConfig = Field(default_factory=CaptionClipConfig)
     plan_instruction: PlanInstructionConfig = Field(default_factory=PlanInstructionConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
 
@@ -115,7 +116,9 @@ def build_toolkit(
     builders: dict[str, Callable[[], Tool]] = {
         "ingest": lambda: Ingest(tools.ingest),
         "fingerprint_clip": lambda: FingerprintClip(tools.ingest),
-        "caption_clip": lambda: CaptionClip(backend("captioner", b.captioner), _resources(b.captioner)),
+        "caption_clip": lambda: CaptionClip(
+            backend("captioner", b.captioner), tools.caption_clip, _resources(b.captioner)
+        ),
         "plan_instruction": lambda: PlanInstruction(
             backend("planner", b.planner), tools.plan_instruction, _resources(b.planner)
         ),

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel
 
+from models.protocols import OutOfDeviceMemory
 from prompts.loader import PromptBook, RenderedPrompt
 
 ArtifactRef = str  # '<sha256><suffix>' of a file in the artifact store
@@ -30,6 +31,15 @@ class ToolError(Exception):
     def __init__(self, kind: ErrorKind, detail: str, field: str | None = None) -> None:
         super().__init__(f"{kind}: {field + ': ' if field else ''}{detail}")
         self.kind, self.detail, self.field = kind, detail, field
+
+
+def tool_error(tool: str, err: Exception) -> ToolError:
+    """What a tool's failure is, by its type: out of memory (device or host), or any other fault."""
+    if isinstance(err, ToolError):
+        return err
+    if isinstance(err, OutOfDeviceMemory | MemoryError):
+        return ToolError("oom", f"{tool} ran out of memory: {type(err).__name__}: {err}")
+    return ToolError("tool_failed", f"{tool} raised {type(err).__name__}: {err}")
 
 
 class Resources(BaseModel, frozen=True):
@@ -68,6 +78,8 @@ class ToolContext:
     io: ArtifactIO
     prompts: PromptBook
     rendered: list[RenderedPrompt] = field(default_factory=list)
+    # What a model call reported (latency, tokens, transport retries, response format), kept in the trace.
+    usage: dict[str, Any] = field(default_factory=dict)
 
     def render(self, name: str, **variables: str | int | float | list[str]) -> str:
         """Render a template and remember it, so the call's trace shows the exact text and its hash."""

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from models.protocols import Captioner
+from models.protocols import Captioner, CaptionRequest
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.judge import text_pattern
+from tools.plan_instruction import parse_json_object
+
+FIRST_CHAR = r'[^\x00-\x20"\\]'  # a caption starts with something visible
+
+
+class CaptionClipConfig(BaseModel, extra="forbid"):
+    # Bounds the answer, so a model decoding under the schema always closes it within max_new_tokens.
+    max_chars: int = Field(1000, ge=1)
 
 
 class CaptionClipInput(BaseModel, frozen=True, extra="forbid"):
@@ -18,19 +27,33 @@ class CaptionClipOutput(BaseModel, frozen=True):
     caption: str
 
 
+def caption_answer(max_chars: int) -> type[BaseModel]:
+    """The captioner's answer, {"caption": "..."}: one line of text; its JSON schema is what the
+    captioner decodes under, and the same model parses the answer."""
+    text = (str, Field(pattern=text_pattern(max_chars, first=FIRST_CHAR)))
+    return create_model("CaptionAnswer", __config__={"extra": "forbid"}, caption=text)
+
+
 class CaptionClip:
     name: ClassVar[str] = "caption_clip"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: the answer is a JSON object decoded under its schema
     templates: ClassVar[tuple[str, ...]] = ("caption_clip.j2",)
     Input, Output = CaptionClipInput, CaptionClipOutput
 
-    def __init__(self, captioner: Captioner, resources: Resources) -> None:
-        self.captioner, self.resources, self.backend_id = captioner, resources, captioner.spec_id
+    def __init__(self, captioner: Captioner, config: CaptionClipConfig, resources: Resources) -> None:
+        self.captioner, self.config, self.resources = captioner, config, resources
+        self.backend_id = captioner.spec_id
+        self.answer = caption_answer(config.max_chars)
 
     def __call__(self, inp: CaptionClipInput, ctx: ToolContext) -> CaptionClipOutput:
         frames, fps = ctx.io.read_video(inp.clip)
         prompt = ctx.render("caption_clip.j2", num_frames=len(frames), fps=round(fps, 2))
-        caption = self.captioner.caption(frames, fps, prompt).strip()
-        if not caption:
-            raise ToolError("llm_schema", "the captioner returned an empty description", field="caption")
-        return CaptionClipOutput(caption=caption[:2000])
+        request = CaptionRequest(frames, fps, prompt, answer_schema=self.answer.model_json_schema())
+        raw = self.captioner.caption(request)
+        try:
+            answer = self.answer.model_validate(parse_json_object(raw))
+        except (ValueError, ValidationError) as err:
+            raise ToolError(
+                "llm_schema", f"the captioner's answer does not fit the schema: {err}", field="caption"
+            ) from err
+        return CaptionClipOutput(caption=answer.caption)  # type: ignore[attr-defined]

@@ -1,34 +1,94 @@
 """Ditto step 7 and the key-frame gate: a judge scores an edit (0-10 per criterion, with reasons).
-It scores; policy decides. An answer that does not parse is asked again, then recorded as a failure,
-never passed silently."""
+It scores; policy decides. The judge decodes under the answer's JSON schema, so a model's answer parses;
+one that still does not (a backend that cannot constrain its decoding) is asked again, then recorded as a
+failure, never passed silently."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from functools import lru_cache
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from models.protocols import LOCAL_CATEGORIES, Judge, JudgeRequest
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError, Verdict
 from tools.plan_instruction import parse_json_object
 
+# A rubric template names its criteria in a header line, `{# criteria: a, b #}`: the answer schema requires
+# exactly those, so a rubric edited or overridden to score something else changes the schema with it.
+CRITERIA_HEADER = re.compile(r"\{#\s*criteria:([^#]*)#\}")
+CRITERION = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def text_pattern(max_chars: int, first: str = "") -> str:
+    """One line of JSON-safe text (no control characters, quotes or backslashes), at most max_chars long.
+    A pattern, not maxLength: the grammar engine's maxLength lets raw control characters through, which
+    strict JSON refuses; the pattern is read the same way by the grammar and by pydantic."""
+    body = r'[^\x00-\x1f"\\]'
+    return f"^{first}{body}{{{0 if first else 1},{max_chars - 1 if first else max_chars}}}$"
+
 
 class JudgeConfig(BaseModel, extra="forbid"):
     parse_attempts: int = 2  # a sampled VLM answer may parse on the second try; more rarely helps
+    # One short reason per criterion. The bound makes every answer finite, so a model decoding under the
+    # schema always closes it within the backend's max_new_tokens (see README, "How judges are constrained").
+    max_reason_chars: int = Field(200, ge=1)
 
 
-class JudgeAnswer(BaseModel, frozen=True, extra="ignore"):
-    scores: dict[str, float] = Field(description="criterion -> score from 0 to 10")
-    reasons: dict[str, str] = Field(default_factory=dict, description="criterion -> one short reason")
+Score = Annotated[float, Field(ge=0, le=10)]
 
-    @model_validator(mode="after")
-    def scores_in_range(self) -> JudgeAnswer:
-        if not self.scores:
-            raise ValueError("no scores")
-        bad = {k: v for k, v in self.scores.items() if not 0 <= v <= 10}
-        if bad:
-            raise ValueError(f"scores outside 0..10: {bad}")
-        return self
+
+class JudgeAnswer(BaseModel, frozen=True, extra="forbid"):
+    """A verdict as the judge writes it: a score from 0 to 10 and one reason for every criterion of the
+    rubric, and nothing else. `for_criteria` makes the model of one rubric; its JSON schema is what the
+    judge decodes under, and the same model parses the answer."""
+
+    scores: BaseModel
+    reasons: BaseModel
+
+    @staticmethod
+    @lru_cache(maxsize=32)
+    def for_criteria(criteria: tuple[str, ...], max_reason_chars: int) -> type[JudgeAnswer]:
+        # Fields are named c0, c1, ... with the criterion as alias: a criterion may be any snake_case name,
+        # even one that would shadow a pydantic attribute (`copy`, `schema`).
+        strict = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+        reason = Annotated[str, Field(pattern=text_pattern(max_reason_chars))]
+        scores = create_model(
+            "Scores", __config__=strict, **{f"c{i}": (Score, Field(alias=c)) for i, c in enumerate(criteria)}
+        )
+        reasons = create_model(
+            "Reasons", __config__=strict, **{f"c{i}": (reason, Field(alias=c)) for i, c in enumerate(criteria)}
+        )
+        return create_model("JudgeAnswer", __base__=JudgeAnswer, scores=(scores, ...), reasons=(reasons, ...))
+
+    def verdict(self, judge: str) -> Verdict:
+        return Verdict(judge=judge, scores=self.scores.model_dump(), reasons=self.reasons.model_dump())
+
+
+def listed_criteria(template_text: str) -> tuple[str, ...]:
+    """The criteria a template's header names, in order (none without a header)."""
+    header = CRITERIA_HEADER.search(template_text)
+    return tuple(c.strip() for c in header.group(1).split(",") if c.strip()) if header else ()
+
+
+def rubric_criteria(ctx: ToolContext, template: str) -> tuple[str, ...]:
+    source = ctx.prompts.source(template)
+    criteria = listed_criteria(source.text)
+    if not criteria or not all(CRITERION.fullmatch(c) for c in criteria) or len(set(criteria)) < len(criteria):
+        raise ToolError(
+            "bad_input",
+            f"template {source.path} must name its criteria once each, in snake_case, in a header line such as "
+            "{# criteria: instruction_fidelity, safety #}",
+            field="template",
+        )
+    return criteria
+
+
+def answer_model(judge: Judge, ctx: ToolContext, template: str, config: JudgeConfig) -> type[JudgeAnswer]:
+    """The schema of this call's answer: the rubric's criteria, or the metric judge's own."""
+    criteria = judge.criteria or rubric_criteria(ctx, template)
+    return JudgeAnswer.for_criteria(tuple(criteria), config.max_reason_chars)
 
 
 class JudgeInput(BaseModel, frozen=True, extra="forbid"):
@@ -39,23 +99,24 @@ class JudgeInput(BaseModel, frozen=True, extra="forbid"):
     category: str = ""  # the edit's category: the rubric and metric judges hold local and global edits apart
 
 
-def ask_judge(judge: Judge, request: JudgeRequest, attempts: int) -> Verdict:
+def ask_judge(judge: Judge, request: JudgeRequest, answer: type[JudgeAnswer], attempts: int) -> Verdict:
+    """The judge's verdict. A backend that decodes under request.answer_schema always parses; the retries
+    are for backends that cannot (none in process today)."""
     errors = []
     for _ in range(attempts):
         raw = judge.judge(request)
         try:
-            answer = JudgeAnswer.model_validate(parse_json_object(raw))
-            return Verdict(
-                judge=judge.spec_id, scores=answer.scores, reasons={k: answer.reasons.get(k, "") for k in answer.scores}
-            )
-        except (ValueError, ValidationError) as err:
+            return answer.model_validate(parse_json_object(raw)).verdict(judge.spec_id)
+        except ValidationError as err:  # name the field at fault, not just "1 validation error"
+            errors.extend(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3])
+        except ValueError as err:
             errors.append(str(err).splitlines()[0])
     raise ToolError("llm_schema", f"the judge's answer did not parse in {attempts} tries: {errors}", field="answer")
 
 
 class JudgeKeyframe:
     name: ClassVar[str] = "judge_keyframe"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: answers decoded under the rubric's schema
     templates: ClassVar[tuple[str, ...]] = ("judge_keyframe.j2",)
     Input, Output = JudgeInput, Verdict
 
@@ -70,19 +131,21 @@ class JudgeKeyframe:
             category=inp.category,
             local=inp.category in LOCAL_CATEGORIES,
         )
+        answer = answer_model(self.judge, ctx, "judge_keyframe.j2", self.config)
         request = JudgeRequest(
             source=ctx.io.read_image(inp.source),
             edited=ctx.io.read_image(inp.edited),
             prompt=prompt,
             instruction=inp.instruction,
             category=inp.category or None,
+            answer_schema=answer.model_json_schema(),
         )
-        return ask_judge(self.judge, request, self.config.parse_attempts)
+        return ask_judge(self.judge, request, answer, self.config.parse_attempts)
 
 
 class JudgeVideo:
     name: ClassVar[str] = "judge_video"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: answers decoded under the rubric's schema
     templates: ClassVar[tuple[str, ...]] = ("judge_video.j2",)
     Input, Output = JudgeInput, Verdict
 
@@ -103,7 +166,13 @@ class JudgeVideo:
             raise ToolError(
                 "bad_input", f"edited video {edited.shape} does not match the source {source.shape}", field="edited"
             )
+        answer = answer_model(self.judge, ctx, "judge_video.j2", self.config)
         request = JudgeRequest(
-            source=source, edited=edited, prompt=prompt, instruction=inp.instruction, category=inp.category or None
+            source=source,
+            edited=edited,
+            prompt=prompt,
+            instruction=inp.instruction,
+            category=inp.category or None,
+            answer_schema=answer.model_json_schema(),
         )
-        return ask_judge(self.judge, request, self.config.parse_attempts)
+        return ask_judge(self.judge, request, answer, self.config.parse_attempts)

@@ -4,11 +4,14 @@ reads from it whether a local edit or a subtitle fits the clip."""
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 
 from models.cpu.flow import clip_flows, mean_motion
 from models.cpu.scene_edits import most_distinct_object, plain_band
+from models.protocols import CaptionRequest
 
 HUE_NAMES = (
     (15, "red"),
@@ -28,7 +31,8 @@ def _hue_name(hue: float) -> str:
 class MetricCaptioner:
     spec_id = "cpu-metric-captioner-v2"
 
-    def caption(self, frames: np.ndarray, fps: float, prompt: str) -> str:
+    def caption(self, request: CaptionRequest) -> str:
+        frames = request.frames
         hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames[:: max(1, len(frames) // 8)]])
         value, sat = hsv[..., 2].mean() / 255, hsv[..., 1].mean() / 255
         colourful = hsv[..., 1] > 60
@@ -43,4 +47,5 @@ class MetricCaptioner:
         obj = f" The most distinct object is {found[0]}." if found else " No single object stands out by colour."
         band = plain_band(frames[0])
         text = f" The {band} of the frame is plain enough for a subtitle." if band else ""
-        return f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone.{obj}{text}"
+        caption = f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone.{obj}{text}"
+        return json.dumps({"caption": caption})

@@ -105,6 +105,7 @@ def is_local(request: JudgeRequest) -> bool:
 
 class MetricImageJudge:
     spec_id = "cpu-metric-image-judge-v2"
+    criteria = ("structure_preservation", "edit_strength")
 
     def judge(self, request: JudgeRequest) -> str:
         scores, reasons = image_scores(request.source, request.edited, is_local(request))
@@ -113,6 +114,7 @@ class MetricImageJudge:
 
 class MetricVideoJudge:
     spec_id = "cpu-metric-video-judge-v2"
+    criteria = ("structure_preservation", "edit_strength", "temporal_consistency", "edit_propagation")
 
     def judge(self, request: JudgeRequest) -> str:
         src, edit, local = request.source, request.edited, is_local(request)

@@ -8,7 +8,7 @@ import random
 import re
 from typing import Any
 
-from models.protocols import CategoryUnfitError, PlanRequest
+from models.protocols import CategoryUnfitError, PlanReply, PlanRequest
 
 
 def fitting_options(vocabulary: dict[str, Any], category: str, caption: str) -> list[tuple[str, str]]:
@@ -28,7 +28,7 @@ def fitting_options(vocabulary: dict[str, Any], category: str, caption: str) -> 
 class RulePlanner:
     spec_id = "rule-planner-v2"
 
-    def plan(self, request: PlanRequest) -> str:
+    def plan(self, request: PlanRequest) -> PlanReply:
         options = fitting_options(request.vocabulary, request.category, request.caption)
         if not options:
             raise CategoryUnfitError(f"no {request.category} edit of the vocabulary fits this clip ({request.caption})")
@@ -39,9 +39,8 @@ class RulePlanner:
         avoid = set(request.avoid)
         for instruction, target in options[request.slot :]:
             if instruction not in avoid:
-                return json.dumps(
-                    {"instruction": instruction, "category": request.category, "target_description": target}
-                )
+                answer = {"instruction": instruction, "category": request.category, "target_description": target}
+                return PlanReply(json.dumps(answer))
         raise CategoryUnfitError(
             f"all {len(options)} {request.category} instructions of the vocabulary were already used for this clip"
         )

@@ -12,6 +12,7 @@ from store.artifacts import ArtifactStore
 from store.engine import open_engine
 from store.tables import Charge, Episode, Run, ToolCall
 from tools import build_toolkit
+from tools.base import ToolError
 from tools.ingest import IngestInput
 
 
@@ -90,3 +91,21 @@ def test_bad_input_is_recorded_with_the_file_name(tmp_path: Path, small_config) 
     with Session(caller.engine) as s:
         row = s.exec(select(ToolCall)).one()
     assert row.error_kind == "bad_input" and "bogus.mp4" in (row.error_detail or "")
+
+
+def test_a_cached_error_keeps_its_kind_field_and_detail(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
+    caller = make_caller(tmp_path, small_config)
+    bogus = tmp_path / "bogus.mp4"
+    bogus.write_text("nope")
+    raised = []
+    for episode in ("e1", "e2"):  # the second is a cache hit: bad_input is deterministic
+        try:
+            caller.call("ingest", ingest_input(bogus), CallSite("r", episode, "ingest", 0))
+        except ToolError as err:
+            raised.append((err.kind, err.field, err.detail))
+    assert len(raised) == 2 and raised[0] == raised[1]
+    assert raised[0][:2] == ("bad_input", "clip_path") and not raised[0][2].startswith("bad_input")
+    with Session(caller.engine) as s:
+        rows = s.exec(select(ToolCall).order_by(ToolCall.id)).all()
+    assert rows[1].reused_call_id == rows[0].id
+    assert [(r.error_kind, r.error_field) for r in rows] == [("bad_input", "clip_path")] * 2

@@ -89,3 +89,20 @@ def test_a_category_editto_does_badly_gets_more_episodes_within_its_bounds(tmp_p
     recorded = json.loads(done.category_scores_json)
     assert recorded[LOW] == 2.0 and json.loads(done.shares_after_json) == shares
     assert json.loads(done.shares_before_json) == pytest.approx(cfg.target_shares())
+
+
+def test_an_episode_started_before_categories_gets_them_when_resumed(tmp_path: Path) -> None:
+    cfg = load_config("cpu", None, {"out": tmp_path, "concurrency": 1})
+    engine = open_engine(cfg.resolved_db_url)
+    with Session(engine) as s:
+        s.add(Run(id="r", profile="cpu", budget_device_seconds=1.0, seed=0, config_json="{}"))
+        s.commit()
+        s.add(Episode(id="r:00000", run_id="r", index=0, clip_path=CLIPS[0], variant=0, seed=0))  # no categories
+        s.commit()
+    inp = {"episode_id": "r:00000", "clip_path": CLIPS[0], "clip_seed": 1, "variant": 0, "seed": 0}
+    episode = admit_episode(engine, "r", cfg, inp, {})  # type: ignore[arg-type]
+    assert episode is not None and episode["categories"] and episode["category_rounds"] == {}
+    with Session(engine) as s:
+        row = s.get(Episode, "r:00000")
+        assert row is not None and row.category == episode["categories"][0]
+        assert json.loads(row.categories_json or "[]") == episode["categories"]

@@ -81,9 +81,7 @@ def test_traces_list_filter_and_show(tmp_path: Path) -> None:
     assert run_cli("--out", str(out), "--config", str(small_config_file(tmp_path)), "--max-samples", "2").exit_code == 0
     listed = run_cli("traces", "--out", str(out), "--status", "discarded", "--reason", "scene_cut")
     assert listed.exit_code == 0 and "bikes.mp4" in listed.output and "bigbuckbunny" not in listed.output
-    accepted_ids = re.findall(
-        r"(run-[\d-]+:\d+)\s*│ \S+\s*│ \S+\s*│ accepted", run_cli("traces", "--out", str(out)).output
-    )
+    accepted_ids = re.findall(r"(run-[\d-]+:\d+)\s*│ \S+\s*│ accepted", run_cli("traces", "--out", str(out)).output)
     assert accepted_ids
     shown = run_cli("trace", accepted_ids[0], "--out", str(out)).output
     for expected in (

@@ -22,6 +22,7 @@ import yaml
 from agent.runner import Factory
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.styles import StyleEditor
+from models.protocols import OutOfDeviceMemory
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,9 @@ def one_clip(tmp_path: Path, clips: list[Path]) -> Path:
 def calls(out: Path, tool: str) -> list[tuple[int, str | None, str | None, str]]:
     db = sqlite3.connect(out / "ditto.db")
     return db.execute(
-        "select attempt, error_kind, error_detail, input_json from toolcall where tool=? order by id", (tool,)
+        "select attempt, error_kind, coalesce(error_field || ': ', '') || error_detail, input_json from toolcall "
+        "where tool=? order by id",
+        (tool,),
     ).fetchall()
 
 
@@ -57,14 +60,14 @@ def run_one(small_config, one_clip: Path, **overrides) -> Path:  # type: ignore[
 def test_out_of_memory_retries_the_step_at_a_lower_memory_level(small_config, one_clip, monkeypatch) -> None:
     def propagate(self, *args, memory_level: int = 0, **kw):  # type: ignore[no-untyped-def]
         if memory_level == 0:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise OutOfDeviceMemory("CUDA out of memory. Tried to allocate 20.00 GiB")
         return REAL_PROPAGATE(self, *args, memory_level=memory_level, **kw)
 
     monkeypatch.setattr(ExamplePropagator, "propagate", propagate)
     out = run_one(small_config, one_clip)
     tried = calls(out, "propagate")
     assert [(a, e) for a, e, _, _ in tried] == [(0, "oom"), (1, None)]
-    assert "propagate raised RuntimeError: CUDA out of memory" in tried[0][2]
+    assert "propagate ran out of memory: OutOfDeviceMemory: CUDA out of memory" in tried[0][2]
     assert [json.loads(i)["memory_level"] for *_, i in tried] == [0, 1]
     edits = calls(out, "edit_keyframe")
     assert [json.loads(i)["memory_level"] for *_, i in edits] == [0, 0]  # only the failing step runs cheaper
@@ -209,13 +212,16 @@ def test_a_database_locked_past_the_timeout_stops_the_run_cleanly_and_it_resumes
     locked, release = threading.Event(), threading.Event()
 
     def lock_after_first_sample() -> None:
-        while True:
+        deadline = time.monotonic() + 120  # a run that never accepts fails the test below instead of hanging it
+        while time.monotonic() < deadline:
             try:
                 if sqlite3.connect(out / "ditto.db").execute("select count(*) from sample").fetchone()[0]:
                     break
             except sqlite3.OperationalError:  # not created yet
                 pass
             time.sleep(0.05)
+        else:
+            return  # never locked: `locked` stays unset and the assertion names it
         other = sqlite3.connect(out / "ditto.db")
         other.execute("begin exclusive")
         locked.set()

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible planner against a real HTTP server on 127.0.0.1."""
+"""The OpenAI-compatible planner against a real HTTP server on 127.0.0.1: transport retries, the deadline,
+structured output and its fallbacks, and the usage figures of each call."""
 
 from __future__ import annotations
 
@@ -6,102 +7,129 @@ import time
 
 import pytest
 
-from models.llm_openai import OpenAIPlanner
-from prompts.loader import PromptBook
+from models.llm_openai import EndpointUnavailableError, OpenAIPlanner
+from models.protocols import Correction, PlanRequest
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
-from tools.base import Resources, ToolContext, ToolError
-from tools.plan_instruction import PlanInstruction, PlanInstructionConfig, PlanInstructionInput
+from tools.plan_instruction import answer_schema
+
+SCHEMA = answer_schema(["global_style"])  # the one category the planner is asked for
 
 
-class NoFiles:
-    """The planner reads no artifacts."""
+def planner_for(server: ScriptedLLMServer, **options: object) -> OpenAIPlanner:
+    settings = {"request_timeout_s": 5.0, "max_attempts": 3, **options}
+    return OpenAIPlanner(base_url=server.url, model="tiny-planner", api_key_env="DITTO_TEST_KEY", **settings)  # type: ignore[arg-type]
 
 
-def plan_with(server: ScriptedLLMServer, timeout_s: float = 5.0, **inp: object):  # type: ignore[no-untyped-def]
-    planner = OpenAIPlanner(
-        base_url=server.url, model="tiny-planner", api_key_env="DITTO_TEST_KEY", timeout_s=timeout_s, max_attempts=3
-    )
-    tool = PlanInstruction(planner, PlanInstructionConfig(), Resources())
-    ctx = ToolContext(io=NoFiles(), prompts=PromptBook())  # type: ignore[arg-type]
-    args = {
+def request(**changes: object) -> PlanRequest:
+    fields = {
         "caption": "A rabbit in a meadow.",
-        "category": "global_style",
-        "category_description": "Restyle the whole frame.",
+        "system_prompt": "You write edit instructions.",
+        "user_prompt": "Source video: A rabbit in a meadow.",
+        "vocabulary": {},
+        "avoid": [],
         "clip_seed": 1,
         "slot": 0,
-        **inp,
+        "answer_schema": SCHEMA,
+        **changes,
     }
-    return tool(PlanInstructionInput(**args), ctx), ctx  # type: ignore[arg-type]
+    return PlanRequest(**fields)  # type: ignore[arg-type]
 
 
-def test_good_answer_is_validated_and_prompts_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_asks_for_the_answer_schema_and_reports_usage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DITTO_TEST_KEY", "sk-secret-123")
-    with ScriptedLLMServer([Reply("Sure! ```json\n" + plan_json() + "\n```")]) as server:
-        answer, ctx = plan_with(server, avoid=("Make it night.",))
-    assert answer.instruction == "Make it look like a pencil sketch." and answer.category == "global_style"
+    with ScriptedLLMServer([Reply(plan_json())]) as server:
+        reply = planner_for(server).plan(request())
     body = server.requests[0]["body"]
-    assert body["model"] == "tiny-planner" and body["response_format"] == {"type": "json_object"}
-    assert "A rabbit in a meadow." in body["messages"][1]["content"]
-    assert "Make it night." in body["messages"][1]["content"]  # the avoid list reaches the LLM
-    assert '"global_style": Restyle the whole frame.' in body["messages"][0]["content"]  # one category asked for
+    assert body["model"] == "tiny-planner"
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "plan_answer", "schema": SCHEMA, "strict": True},
+    }
+    assert SCHEMA["properties"]["category"]["enum"] == ["global_style"]
     assert {k.lower(): v for k, v in server.requests[0]["headers"].items()}["authorization"] == "Bearer sk-secret-123"
-    assert [p.name for p in ctx.rendered] == [
-        "plan_instruction.system.j2",
-        "plan_instruction.user.j2",
-        "edit_vocabulary.yaml",
-    ]
+    assert reply.text == plan_json()
+    assert reply.usage["response_format"] == "json_schema" and reply.usage["structured_output_refused"] == []
+    assert reply.usage["prompt_tokens"] == 4 + 7 and reply.usage["completion_tokens"] == len(plan_json().split())
+    assert reply.usage["transport_retries"] == 0 and reply.usage["latency_s"] >= 0
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        "not json at all",
-        '{"instruction": "x"',
-        '{"instruction": "Do it."}',
-        '{"instruction": "Paint it.", "category": "rm -rf /", "target_description": "a painting"}',
-        "[1, 2]",
-        plan_json(category="local_add"),  # a category other than the one asked for
-    ],
-)
-def test_malformed_answers_are_recorded_schema_failures(content: str) -> None:
-    with ScriptedLLMServer([Reply(content)]) as server, pytest.raises(ToolError) as err:
-        plan_with(server)
-    assert err.value.kind == "llm_schema"
+def test_refused_structured_output_falls_back_to_json_mode_and_is_remembered() -> None:
+    with ScriptedLLMServer([Reply(plan_json())], refuse_formats=("json_schema",)) as server:
+        planner = planner_for(server)
+        first, second = planner.plan(request()), planner.plan(request())
+    sent = [r["body"]["response_format"]["type"] for r in server.requests]
+    assert sent == ["json_schema", "json_object", "json_object"]  # refused once, never asked again
+    assert first.text == plan_json() and first.usage["response_format"] == "json_object"
+    assert first.usage["structured_output_refused"] == ["json_schema: HTTP 400"]
+    assert second.usage["structured_output_refused"] == []
 
 
-def test_429_with_retry_after_then_success() -> None:
+def test_endpoint_without_any_json_mode_is_asked_for_plain_text() -> None:
+    with ScriptedLLMServer([Reply("Sure! " + plan_json())], refuse_formats=("json_schema", "json_object")) as server:
+        reply = planner_for(server).plan(request())
+    assert "response_format" not in server.requests[-1]["body"] and len(server.requests) == 3
+    assert reply.usage["response_format"] == "text" and len(reply.usage["structured_output_refused"]) == 2
+
+
+def test_structured_output_can_be_turned_off_in_config() -> None:
+    with ScriptedLLMServer([Reply(plan_json())]) as server:
+        reply = planner_for(server, structured_output=False).plan(request())
+    assert server.requests[0]["body"]["response_format"] == {"type": "json_object"}
+    assert reply.usage["response_format"] == "json_object"
+
+
+def test_a_400_not_about_the_format_is_a_failure_not_a_fallback() -> None:
+    with ScriptedLLMServer([Reply(status=400, content="model 'tiny-planner' does not exist")]) as server:
+        with pytest.raises(EndpointUnavailableError, match="HTTP 400"):
+            planner_for(server).plan(request())
+    assert len(server.requests) == 1
+
+
+def test_corrections_continue_the_conversation() -> None:
+    correction = Correction(answer="not json", reask="Your answer could not be used: it is not JSON.")
+    with ScriptedLLMServer([Reply(plan_json())]) as server:
+        planner_for(server).plan(request(corrections=(correction,)))
+    roles = [(m["role"], m["content"]) for m in server.requests[0]["body"]["messages"]]
+    assert roles[2:] == [("assistant", "not json"), ("user", correction.reask)]
+
+
+def test_429_with_retry_after_then_success_counts_one_retry() -> None:
     replies = [Reply(status=429, headers={"Retry-After": "0.2"}), Reply(plan_json())]
     with ScriptedLLMServer(replies) as server:
         started = time.monotonic()
-        answer, _ = plan_with(server)
-    assert answer.category == "global_style" and len(server.requests) == 2
+        reply = planner_for(server).plan(request())
     assert time.monotonic() - started >= 0.2  # the server's Retry-After was honoured
+    assert reply.usage["transport_retries"] == 1 and len(server.requests) == 2
 
 
 def test_5xx_is_retried_then_succeeds() -> None:
     with ScriptedLLMServer([Reply(status=503), Reply(status=500), Reply(plan_json())]) as server:
-        answer, _ = plan_with(server)
-    assert answer.instruction and len(server.requests) == 3
+        reply = planner_for(server).plan(request())
+    assert reply.usage["transport_retries"] == 2 and len(server.requests) == 3
 
 
-def test_timeouts_exhaust_retries_into_a_recorded_failure() -> None:
-    with ScriptedLLMServer([Reply(plan_json(), delay_s=1.0)]) as server, pytest.raises(ToolError) as err:
-        plan_with(server, timeout_s=0.2)
-    assert err.value.kind == "backend_unavailable" and server.url in err.value.detail
-    assert len(server.requests) == 3
+def test_one_deadline_bounds_every_retry_of_a_hung_endpoint() -> None:
+    with ScriptedLLMServer([Reply(plan_json(), delay_s=3.0)]) as server:
+        planner = planner_for(server, request_timeout_s=0.4, deadline_s=1.0, max_attempts=20)
+        started = time.monotonic()
+        with pytest.raises(EndpointUnavailableError, match="deadline 1 s") as err:
+            planner.plan(request())
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0  # 20 tries of 0.4 s would be 8 s; the deadline stops it at about 1 s
+    assert server.url in str(err.value) and 2 <= len(server.requests) < 20
+    assert err.value.usage["transport_retries"] == len(server.requests) - 1
 
 
-def test_refused_connection_is_a_recorded_failure() -> None:
+def test_a_retry_after_past_the_deadline_is_not_waited_for() -> None:
+    with ScriptedLLMServer([Reply(status=429, headers={"Retry-After": "30"})]) as server:
+        started = time.monotonic()
+        with pytest.raises(EndpointUnavailableError):
+            planner_for(server, deadline_s=2.0).plan(request())
+    assert time.monotonic() - started < 1.5 and len(server.requests) == 1
+
+
+def test_refused_connection_is_unavailable() -> None:
     server = ScriptedLLMServer([Reply(plan_json())])  # never started: nothing listens on the port
     server.httpd.server_close()
-    with pytest.raises(ToolError) as err:
-        plan_with(server, timeout_s=0.5)
-    assert err.value.kind == "backend_unavailable"
-
-
-def test_rewrite_sends_the_judges_feedback() -> None:
-    with ScriptedLLMServer([Reply(plan_json("Make it a watercolour."))]) as server:
-        answer, ctx = plan_with(server, feedback="- edit_strength: scored 1.0", previous_instruction="Tint it.")
-    user = server.requests[0]["body"]["messages"][1]["content"]
-    assert "edit_strength: scored 1.0" in user and "Tint it." in user
-    assert ctx.rendered[1].name == "rewrite_instruction.user.j2"
+    with pytest.raises(EndpointUnavailableError, match="no answer in 3 tries"):
+        planner_for(server, deadline_s=5.0).plan(request())

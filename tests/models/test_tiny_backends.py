@@ -7,16 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.tiny
 
+from safetensors.torch import save_file  # noqa: E402
+
 from bench.bad_inputs import moving_frames  # noqa: E402
-from models.checkpoints import CheckpointMissingError, resolve_checkpoint  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
-from models.protocols import JudgeRequest  # noqa: E402
+from models.protocols import CaptionRequest, JudgeRequest  # noqa: E402
 from models.registry import build_backend  # noqa: E402
-from tools.base import ToolError  # noqa: E402
-from tools.judge import JudgeConfig, ask_judge  # noqa: E402
 
 CPU = {"device": "cpu", "dtype": "float32"}
 
@@ -46,6 +45,22 @@ def test_qwen_image_edit_returns_a_frame_of_the_input_size(clip: np.ndarray, poo
     out = editor.edit(clip[0], "make it a pencil sketch", seed=0)
     assert out.shape == clip[0].shape and out.dtype == np.uint8
     assert np.array_equal(out, editor.edit(clip[0], "make it a pencil sketch", seed=0))  # seeded
+
+
+def test_qwen_image_edit_works_at_its_target_area_halved_per_memory_level(clip: np.ndarray, pool: ModelPool) -> None:
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qwen_edit
+
+    module_function = qwen_edit.calculate_dimensions
+    editor = backend("editor", pool, kind="qwen_image_edit", path="tiny:qwen_image_edit", steps=1, target_area=4096)
+    encoded: list[tuple[int, int]] = []  # the condition image as the VAE sees it
+    hook = editor.pipe.vae.encoder.register_forward_pre_hook(lambda _m, args: encoded.append(args[0].shape[-2:]))
+    try:
+        editor.edit(clip[0], "make it a pencil sketch", seed=0)  # 64x48 at ~4096 pixels
+        editor.edit(clip[0], "make it a pencil sketch", seed=0, memory_level=1)  # ~2048 pixels
+    finally:
+        hook.remove()
+    assert [tuple(s) for s in encoded] == [(64, 64), (32, 64)]
+    assert qwen_edit.calculate_dimensions is module_function  # the module is left as it was
 
 
 def test_flux_kontext_returns_a_frame_of_the_input_size(clip: np.ndarray, pool: ModelPool) -> None:
@@ -78,21 +93,48 @@ def test_qwen_vl_roles_share_one_model_and_answer_text(clip: np.ndarray, pool: M
     captioner = backend("captioner", pool, **spec)
     judge = backend("video_judge", pool, **spec)
     assert captioner.loaded is judge.loaded
-    assert isinstance(captioner.caption(clip, 8.0, "Describe the video."), str)
+    assert isinstance(captioner.caption(CaptionRequest(clip, 8.0, "Describe the video.")), str)
     assert isinstance(backend("keyframe_judge", pool, **spec).judge(JudgeRequest(clip[0], clip[0], "Score.", "x")), str)
 
 
-def test_unparseable_judge_answer_is_retried_then_a_recorded_failure(clip: np.ndarray, pool: ModelPool) -> None:
-    judge = backend("video_judge", pool, kind="qwen2_5_vl", path="tiny:qwen2_5_vl", max_new_tokens=8)
-    with pytest.raises(ToolError) as err:  # random weights never write the JSON the rubric asks for
-        ask_judge(judge, JudgeRequest(clip, clip, "Score the edit as JSON.", "x"), JudgeConfig().parse_attempts)
-    assert err.value.kind == "llm_schema" and "2 tries" in err.value.detail
+LORA_RANK = 2
 
 
-def test_missing_checkpoint_names_step_and_path(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointMissingError, match=r"backends.propagator.path: no checkpoint at /nowhere/wan"):
-        resolve_checkpoint("propagator", "/nowhere/wan", allow_download=False)
-    with pytest.raises(CheckpointMissingError, match="--allow-download"):
-        resolve_checkpoint("editor", "Qwen/Qwen-Image-Edit", allow_download=False)
-    assert resolve_checkpoint("editor", "Qwen/Qwen-Image-Edit", allow_download=True) == "Qwen/Qwen-Image-Edit"
-    assert resolve_checkpoint("editor", str(tmp_path), allow_download=False) == str(tmp_path)
+def write_distill_lora(path: Path, transformer, keys: str) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """A LoRA on every block's self-attention q and v, saved as Wan LoRAs are: `diffusers` names
+    (transformer.blocks.N.attn1.to_q.lora_A/B) or the original Wan names that CausVid ships
+    (diffusion_model.blocks.N.self_attn.q.lora_down/up). Returns the expected weight change per linear."""
+    generator = torch.Generator().manual_seed(0)
+    tensors, deltas = {}, {}
+    for i in range(len(transformer.blocks)):
+        for ours, theirs in (("to_q", "q"), ("to_v", "v")):
+            linear = transformer.blocks[i].attn1.get_submodule(ours)
+            down = torch.randn(LORA_RANK, linear.in_features, generator=generator)
+            up = torch.randn(linear.out_features, LORA_RANK, generator=generator)
+            deltas[f"blocks.{i}.attn1.{ours}.weight"] = up @ down
+            if keys == "diffusers":
+                stem = f"transformer.blocks.{i}.attn1.{ours}"
+                tensors |= {f"{stem}.lora_A.weight": down, f"{stem}.lora_B.weight": up}
+            else:
+                stem = f"diffusion_model.blocks.{i}.self_attn.{theirs}"
+                tensors |= {f"{stem}.lora_down.weight": down, f"{stem}.lora_up.weight": up}
+                tensors[f"{stem}.alpha"] = torch.tensor(float(LORA_RANK))  # alpha = rank: scale 1
+    save_file(tensors, path)
+    return deltas
+
+
+@pytest.mark.parametrize("keys", ["diffusers", "wan"])
+def test_wan_vace_fuses_a_distillation_lora(keys: str, clip: np.ndarray, pool: ModelPool, tmp_path: Path) -> None:
+    spec = {"kind": "wan_vace", "path": "tiny:wan_vace", "steps": 2, "height": 32, "width": 32, "num_frames": 9}
+    plain = backend("propagator", pool, **spec)
+    lora = tmp_path / "causvid_tiny.safetensors"
+    deltas = write_distill_lora(lora, plain.pipe.transformer, keys)
+    fused = backend("propagator", pool, **spec, lora_path=str(lora))
+    base, tuned = plain.pipe.transformer.state_dict(), fused.pipe.transformer.state_dict()
+    assert not any("lora" in name for name in tuned)  # fused into the weights, adapters unloaded
+    for name, delta in deltas.items():
+        assert torch.allclose(tuned[name] - base[name], delta, atol=1e-4), name
+    assert "+lora:causvid_tiny.safetensors" in fused.spec_id  # a fused model is another backend in the cache key
+    depth = np.linspace(0, 1, clip[..., 0].size, dtype=np.float32).reshape(clip.shape[:3])
+    args = (clip, clip[0], 0, depth, "a rabbit drawn in pencil")
+    assert not np.array_equal(plain.propagate(*args, seed=1), fused.propagate(*args, seed=1))

@@ -1,36 +1,208 @@
-"""Exports are read back the way their consumers read them: csv rows whose files decode."""
+"""Each export is read back by the library that consumes it, and a second export copies nothing again."""
 
 from __future__ import annotations
 
 import csv
+import io
+import json
+import os
+import shutil
+import time
 from pathlib import Path
 
 import av
-import cv2
 import pytest
-import yaml
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from main import app
-from tests.conftest import SMALL
+from store.dataset import add_to_metadata_csv, spreadsheet_safe, write_csv
+from store.engine import open_engine
+from store.tables import Sample
+from store.video_io import encode_video, read_video
 
 pytestmark = pytest.mark.slow
 
 
-def test_diffsynth_export_lists_decodable_triplets(tmp_path: Path) -> None:
-    config = tmp_path / "small.yaml"
-    config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "budget_gpu_days"}))
+def export(out: Path, *args: str) -> str:
+    result = CliRunner().invoke(app, ["export", "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def accepted(out: Path) -> list[Sample]:
+    with Session(open_engine(f"sqlite:///{out / 'ditto.db'}")) as s:
+        return list(s.exec(select(Sample).order_by(Sample.created_at)).all())
+
+
+def change_instruction(out: Path, sample_id: str, text: str) -> None:
+    """As a re-judged or re-planned sample would: its record changes, its id stays."""
+    with Session(open_engine(f"sqlite:///{out / 'ditto.db'}")) as s:
+        sample = s.get(Sample, sample_id)
+        assert sample is not None
+        sample.record_json = json.dumps(json.loads(sample.record_json) | {"instruction": text})
+        s.add(sample)
+        s.commit()
+
+
+def frames_of(path: Path) -> int:
+    with av.open(str(path)) as video:
+        return sum(1 for _ in video.decode(video=0))
+
+
+def test_csv_cells_never_start_with_a_spreadsheet_formula(tmp_path: Path) -> None:
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    assert [spreadsheet_safe(c) for c in hostile] == ["'" + c for c in hostile]
+    assert spreadsheet_safe("Make it a pencil sketch.") == "Make it a pencil sketch."
+    write_csv(tmp_path / "x.csv", ["a", "b"], [{"a": c, "b": "plain"} for c in hostile])
+    rows = list(csv.DictReader(open(tmp_path / "x.csv", newline="")))
+    assert [r["a"] for r in rows] == ["'" + c for c in hostile] and {r["b"] for r in rows} == {"plain"}
+
+
+def test_metadata_csv_neutralises_a_formula_instruction(run_copy: Path) -> None:
+    first = accepted(run_copy)[0].id
+    change_instruction(run_copy, first, "=cmd|' /C calc'!A0")
+    export(run_copy, "--format", "metadata")
+    export(run_copy, "--format", "diffsynth")
+    for name, column in (("metadata.csv", "instruction"), ("metadata_vace_heldout.csv", "prompt")):
+        rows = list(csv.DictReader(open(run_copy / "dataset" / name, newline="")))
+        assert "'=cmd|' /C calc'!A0" in [r[column] for r in rows]
+        assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r.values())
+
+
+def diffsynth_dataset(base: Path, metadata: Path):  # type: ignore[no-untyped-def]
+    """DiffSynth-Studio's UnifiedDataset, built as examples/wanvideo/model_training/train.py builds it with
+    --data_file_keys video,vace_video,vace_reference_image (its audio operators, which need librosa, left out)."""
+    core = pytest.importorskip("diffsynth.core", reason="diffsynth (DiffSynth-Studio 2.1.12) is not installed")
+    return core.UnifiedDataset(
+        base_path=str(base),
+        metadata_path=str(metadata),
+        data_file_keys=["video", "vace_video", "vace_reference_image"],
+        main_data_operator=core.UnifiedDataset.default_video_operator(
+            base_path=str(base), max_pixels=1024 * 1024, height_division_factor=16, width_division_factor=16,
+            num_frames=81, time_division_factor=4, time_division_remainder=1,
+        ),
+    )  # fmt: skip
+
+
+def test_diffsynth_export_loads_in_diffsynths_own_dataset(finished_run: Path) -> None:
+    assert "written" in export(finished_run, "--format", "diffsynth")
+    dataset_dir = finished_run / "dataset"
+    train = diffsynth_dataset(dataset_dir, dataset_dir / "metadata_vace.csv")
+    heldout = diffsynth_dataset(dataset_dir, dataset_dir / "metadata_vace_heldout.csv")
+    assert len(train) + len(heldout) == len(accepted(finished_run)) and len(heldout) == 1
+    for data in [train[i] for i in range(len(train))] + [heldout[0]]:
+        assert isinstance(data["prompt"], str) and data["prompt"].strip()
+        assert len(data["video"]) == len(data["vace_video"]) == 17  # 4k+1 frames, as Wan needs
+        assert data["video"][0].size == data["vace_video"][0].size
+        assert data["vace_reference_image"][0].size == data["video"][0].size
+
+
+def test_diffsynth_export_cuts_a_pair_to_the_shorter_clip(run_copy: Path, tmp_path: Path) -> None:
+    sample = accepted(run_copy)[1]
+    edited = run_copy / "dataset" / sample.dataset_dir / "edited.mp4"
+    frames, fps = read_video(edited)
+    encode_video(frames[:13], fps, tmp_path / "short.mp4")
+    os.replace(tmp_path / "short.mp4", edited)  # as a propagation retried at a lower memory level makes
+    to = tmp_path / "vace"
+    export(run_copy, "--format", "diffsynth", "--to", str(to))
+    rows = {r["video"]: r for r in csv.DictReader(open(to / "metadata_vace.csv", newline=""))}
+    row = rows[f"{sample.dataset_dir}/edited.mp4"]
+    assert frames_of(to / row["video"]) == frames_of(to / row["vace_video"]) == 13
+    assert all(frames_of(to / r["vace_video"]) == 17 for k, r in rows.items() if r is not row)
+
+
+def test_parquet_export_loads_with_datasets_and_is_idempotent(run_copy: Path, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="the export extra (datasets) is not installed")
+    to = tmp_path / "hf"
+    n = len(accepted(run_copy))
+    assert f"{n} samples (1 held out)" in export(run_copy, "--format", "parquet", "--to", str(to))
+    assert "0 files written" in export(run_copy, "--format", "parquet", "--to", str(to))
+    files = {s: str(to / "data" / f"{s}-00000-of-00001.parquet") for s in ("train", "heldout")}
+    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache"))
+    assert (loaded["train"].num_rows, loaded["heldout"].num_rows) == (n - 1, 1)
+    row = loaded["train"][0]
+    assert row["split"] == "train" and row["instruction"] and row["category"] and row["target_description"]
+    assert 0 <= row["score_video_temporal_consistency"] <= 10 and "judge_video" in json.loads(row["models"])
+    assert frames_of(to / row["edited_video"]) == frames_of(to / row["source_video"]) == 17
+    card = datasets.load_dataset(str(to), cache_dir=str(tmp_path / "cache2"))  # README.md's YAML: features, splits
+    assert card["heldout"][0]["split"] == "heldout"
+
+    sample = loaded["train"][1]["sample_id"]
+    change_instruction(run_copy, sample, "Make it look like a watercolour.")
+    assert f"{n} samples" in export(run_copy, "--format", "parquet", "--to", str(to))
+    again = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache3"))["train"]
+    assert again.num_rows == n - 1 and again.to_pandas().set_index("sample_id").loc[sample, "instruction"] == (
+        "Make it look like a watercolour."
+    )
+
+
+def test_parquet_embed_carries_the_files_bytes(finished_run: Path, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="the export extra (datasets) is not installed")
+    to = tmp_path / "embedded"
+    export(finished_run, "--format", "parquet", "--embed", "--to", str(to))
+    assert sorted(p.name for p in to.iterdir()) == ["README.md", "data"]
+    train = datasets.load_dataset(str(to), cache_dir=str(tmp_path / "cache"))["train"]
+    with av.open(io.BytesIO(train[0]["edited_video"])) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 17
+
+
+def test_webdataset_export_reads_back_with_webdataset(run_copy: Path, tmp_path: Path) -> None:
+    wds = pytest.importorskip("webdataset", reason="the export extra (webdataset) is not installed")
+    to = tmp_path / "wds"
+    samples = accepted(run_copy)
+    export(run_copy, "--format", "webdataset", "--to", str(to), "--shard-size", "2")
+    shards = sorted(to.glob("*.tar"))
+    assert [p.name for p in shards] == ["heldout-000000.tar"] + [
+        f"train-{k:06d}.tar" for k in range((len(samples) - 1 + 1) // 2)
+    ]
+    read = {s["__key__"]: s for s in wds.WebDataset([str(p) for p in shards], shardshuffle=False)}
+    assert sorted(read) == sorted(s.id for s in samples)
+    for key, item in read.items():
+        record = json.loads(item["json"])
+        assert record["sample_id"] == key and item["txt"].decode() == record["instruction"]
+        assert {"source.mp4", "edited.mp4", "edited_keyframe.png"} <= set(item)
+        frames = av.open(io.BytesIO(item["edited.mp4"]))
+        assert sum(1 for _ in frames.decode(video=0)) == 17
+    assert read[samples[0].id]["json"] and json.loads(read[samples[0].id]["json"])["split"] == "heldout"
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in shards}
+    assert "0 files written" in export(run_copy, "--format", "webdataset", "--to", str(to), "--shard-size", "2")
+    change_instruction(run_copy, samples[-1].id, "Give it a cool blue grade.")
+    assert "1 files written" in export(run_copy, "--format", "webdataset", "--to", str(to), "--shard-size", "2")
+    changed = [p.name for p in sorted(to.glob("*.tar")) if p.stat().st_mtime_ns != stamps[p.name]]
+    assert len(changed) == 1
+    shutil.rmtree(to)
+
+
+def test_metadata_csv_lists_every_accepted_sample_after_a_kill(tmp_path: Path) -> None:
+    """kill -9 once samples are accepted: metadata.csv already lists each of them (it is written at commit)."""
+    from bench.faults import start, write_config
+
     out = tmp_path / "out"
-    runner = CliRunner()
-    assert runner.invoke(app, ["--out", str(out), "--config", str(config), "--max-samples", "2"]).exit_code == 0
-    result = runner.invoke(app, ["export", "--out", str(out), "--format", "diffsynth"])
-    assert result.exit_code == 0 and "2 samples" in result.output
-    rows = list(csv.DictReader(open(out / "dataset" / "metadata_vace.csv")))
-    assert len(rows) == 2 and list(rows[0]) == ["video", "vace_video", "vace_reference_image", "prompt"]
-    for row in rows:
-        for key in ("video", "vace_video"):
-            with av.open(str(out / "dataset" / row[key])) as video:
-                assert sum(1 for _ in video.decode(video=0)) == 17
-        assert cv2.imread(str(out / "dataset" / row["vace_reference_image"])) is not None
-        assert row["prompt"]
-    assert runner.invoke(app, ["export", "--out", str(out), "--format", "parquet"]).exit_code == 1
+    proc = start(out, write_config(tmp_path))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(list(out.glob("dataset/*/record.json"))) < 2:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=30)
+    committed = {s.id for s in accepted(out)}
+    assert committed, "no sample was accepted before the kill"
+    listed = {r["sample_id"] for r in csv.DictReader(open(out / "dataset" / "metadata.csv", newline=""))}
+    assert committed <= listed
+    assert all((out / "dataset" / sample_id / "edited.mp4").is_file() for sample_id in listed)
+
+
+def test_a_commit_lists_its_sample_once_and_rebuilds_a_missing_index(run_copy: Path) -> None:
+    engine = open_engine(f"sqlite:///{run_copy / 'ditto.db'}")
+    dataset_dir, samples = run_copy / "dataset", accepted(run_copy)
+    index = dataset_dir / "metadata.csv"
+
+    def listed() -> list[str]:
+        return [r["sample_id"] for r in csv.DictReader(open(index, newline=""))]
+
+    add_to_metadata_csv(engine, dataset_dir, samples[-1])  # the rerun of a commit a kill cut short
+    assert listed() == [s.id for s in samples]
+    index.unlink()
+    add_to_metadata_csv(engine, dataset_dir, samples[0])
+    assert sorted(listed()) == sorted(s.id for s in samples)

@@ -1,39 +1,81 @@
-"""The HTML report shows every episode with its videos and scores, and escapes what models wrote."""
+"""The report folder: what it writes, that it reads the record right (attempts, retries, costs, links),
+and that no model-written text reaches it unescaped. The browser side is test_report_browser.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from main import app
-from tests.conftest import SMALL
+from store.engine import open_engine
+from store.report_data import attempts_of, report_data
+from store.report_plots import PLOTS
+from store.traces import latest_run
 
 pytestmark = pytest.mark.slow
 
 
-def test_report_links_existing_videos_and_escapes_model_text(tmp_path: Path) -> None:
-    runner = CliRunner()
-    prompts = tmp_path / "prompts"
-    runner.invoke(app, ["prompts", "copy", "edit_vocabulary.yaml", str(prompts)])
-    vocab = yaml.safe_load((prompts / "edit_vocabulary.yaml").read_text())
-    vocab["edits"] = [e for e in vocab["edits"] if e["style"] == "sepia"]
-    vocab["edits"][0]["instructions"] = ["<script>alert(1)</script> Make it sepia.", "Age it with sepia tones."]
-    (prompts / "edit_vocabulary.yaml").write_text(yaml.safe_dump(vocab))
-    config = tmp_path / "small.yaml"
-    config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "budget_gpu_days"}))
-    out = tmp_path / "out"
-    assert runner.invoke(app, ["--out", str(out), "--config", str(config), "--prompts", str(prompts)]).exit_code == 0
-
-    result = runner.invoke(app, ["report", "--out", str(out)])
+def test_report_folder_has_page_data_plots_and_links_that_exist(finished_run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", "--out", str(finished_run)])
     assert result.exit_code == 0 and "6 episodes" in result.output
-    html = (out / "report.html").read_text()
-    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert html.count('class="accepted"') == 4 and html.count('class="discarded"') == 2
-    assert "scene_cut" in html and "temporal_consistency" in html
-    videos = re.findall(r'<video src="([^"]+)"', html)
-    assert len(videos) >= 8
-    assert all((out / v).is_file() for v in videos)
+    folder = finished_run / "report"
+    html = (folder / "index.html").read_text()
+    assert '<script src="data/index.js"></script>' in html and "report.js" in html
+    assert "http://" not in html and "https://" not in html  # nothing fetched from the network
+    for name in (
+        "acceptance_by_category",
+        "device_seconds_by_tool",
+        "score_histograms",
+        "judge_and_attempts_by_category",
+    ):
+        assert f'src="plots/{name}.svg"' in html and (folder / "plots" / f"{name}.svg").stat().st_size > 1000
+    index = json.loads(re.sub(r"^window.DITTO_INDEX = |;\s*$", "", (folder / "data" / "index.js").read_text()))
+    assert len(index["episodes"]) == 6 and index["thresholds"]["video"]
+    detail = (folder / "data" / "detail-00000.js").read_text()
+    assert "<" not in detail  # '<' is written as \u003c: no '</script>' can close anything
+    episodes = json.loads(detail.removeprefix("DITTO_CHUNK(0, ").removesuffix(");\n"))
+    media = [e["media"][k] for e in episodes for k in ("source", "edited", "keyframe") if e["media"][k]]
+    assert len(media) >= 3 * sum(e["status"] == "accepted" for e in episodes)
+    assert all((folder / m).resolve().is_file() for m in media)
+    engine = open_engine(f"sqlite:///{finished_run / 'ditto.db'}")
+    run = latest_run(engine)
+    assert run is not None
+    for key in (run.id, run.profile, "judge_video.j2", "cpu-metric-video-judge-v2", "budget"):
+        assert key in html
+
+
+def test_attempts_record_what_was_tried_and_why_the_next_attempt_ran() -> None:
+    verdict = {"stage": "keyframe", "attempt": 0, "judge": "j", "scores": {"edit_strength": 1.0}, "reasons": {}}
+    updates = [
+        ("ingest", {"attempt": 0, "clip": "c.mp4"}),
+        ("plan_instruction", {"edit": {"instruction": "Make it sepia.", "category": "style"}}),
+        ("judge_keyframe", {"verdicts": [verdict]}),
+        ("rewrite_instruction", {"attempt": 1, "edit": {"instruction": "Age it.", "category": "style"}}),
+        ("propagate", {"failure": {"node": "propagate", "kind": "oom", "field": None, "detail": "8 GiB"}}),
+        ("lower_memory", {"attempt": 2, "failure": None}),
+    ]
+    attempts = attempts_of(updates, {1: "- edit_strength: scored 1.0 (needs 2.5)"})
+    assert [a["instruction"] for a in attempts] == ["Make it sepia.", "Age it.", None]
+    assert attempts[0]["verdicts"] == [verdict] and attempts[0]["next"] == {
+        "node": "rewrite_instruction",
+        "why": "- edit_strength: scored 1.0 (needs 2.5)",
+    }
+    assert attempts[1]["next"] == {"node": "lower_memory", "why": "propagate failed (oom): 8 GiB"}
+    assert "next" not in attempts[2]
+
+
+def test_report_costs_add_up_to_the_run_total(finished_run: Path) -> None:
+    engine = open_engine(f"sqlite:///{finished_run / 'ditto.db'}")
+    run = latest_run(engine)
+    assert run is not None
+    data = report_data(engine, run.id)
+    before_episodes = data.totals.device_seconds_by_tool.get("fingerprint_clip", 0.0)  # every source, run-wide
+    assert before_episodes > 0
+    total = data.totals.spent_device_seconds - before_episodes
+    assert sum(e["cost_s"] for e in data.episodes) == pytest.approx(total, abs=0.01)
+    assert all(e["category"] and e["instruction"] for e in data.episodes if e["status"] == "accepted")
+    assert all(plot(data) is None or plot(data).get_axes() for plot in PLOTS)

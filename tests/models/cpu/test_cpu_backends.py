@@ -57,7 +57,7 @@ def test_a_category_the_caption_does_not_support_is_unfit() -> None:
     plain = "A clip. No single object stands out by colour."
     with pytest.raises(CategoryUnfitError, match="no local_attribute edit"):
         RulePlanner().plan(PlanRequest(plain, "", "", vocab, [], clip_seed=1, slot=0, category="local_attribute"))
-    answer = json.loads(RulePlanner().plan(PlanRequest(CAPTION, "", "", vocab, [], 1, 0, category="text")))
+    answer = json.loads(RulePlanner().plan(PlanRequest(CAPTION, "", "", vocab, [], 1, 0, category="text")).text)
     assert answer["category"] == "text" and "bottom" in answer["instruction"]
 
 
@@ -72,7 +72,7 @@ def test_rule_planner_never_repeats_an_instruction_for_a_clip() -> None:
     seen = []
     for slot in range(total):
         request = PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=slot, category="global_style")
-        answer = json.loads(RulePlanner().plan(request))
+        answer = json.loads(RulePlanner().plan(request).text)
         assert answer["category"] == "global_style"
         seen.append(answer["instruction"])
     assert len(set(seen)) == total

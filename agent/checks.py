@@ -1,0 +1,87 @@
+"""Checks around a run that pydantic cannot make: its inputs on disk, before anything is created in --out
+(so bad input leaves no run behind), and templates edited since a run's calls used them."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from agent.config import ConfigError, RunConfig
+from agent.runner import RunError, find_clips
+from prompts.loader import PromptBook, PromptError
+from store.tables import Episode, ToolCall
+
+
+def check_run_inputs(cfg: RunConfig) -> list[Path]:
+    """Raises ConfigError naming the flag and what is wrong; returns the source clips."""
+    check_out_folder(cfg.out)
+    clips = check_source_dir(cfg.source_dir)
+    check_templates(cfg.prompts_dir)
+    return clips
+
+
+def check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    nearest = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())  # "/" always exists
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write in {nearest} ({err.strerror})") from err
+
+
+def check_source_dir(source_dir: Path | None) -> list[Path]:
+    if source_dir is not None:
+        try:
+            os.stat(source_dir)
+        except OSError as err:
+            what = {errno.ELOOP: "is a symlink loop", errno.ENOENT: "does not exist"}.get(err.errno or 0)
+            raise ConfigError(f"--source-dir {source_dir}: {what or f'cannot be read ({err.strerror})'}") from err
+        if not source_dir.is_dir():
+            raise ConfigError(f"--source-dir {source_dir}: is not a folder")
+    try:
+        clips = find_clips(source_dir)
+    except (RunError, OSError) as err:
+        raise ConfigError(f"--source-dir {source_dir}: {err}" if source_dir else str(err)) from err
+    if not clips:
+        raise ConfigError(f"--source-dir {source_dir}: holds no video files (.mp4 .mov .webm .mkv)")
+    return clips
+
+
+def check_templates(prompts_dir: Path | None) -> None:
+    """Every template renders with the variables the code gives it, before the first episode."""
+    try:
+        PromptBook(prompts_dir).check_all()
+    except PromptError as err:
+        raise ConfigError(str(err)) from err
+    except OSError as err:
+        raise ConfigError(f"--prompts {prompts_dir}: cannot be read ({err.strerror})") from err
+
+
+def changed_templates(engine: Engine, run_id: str, prompts: PromptBook) -> list[str]:
+    """Templates whose text differs now from what the run's latest calls rendered: the run keeps its
+    results, and only a new run (which reuses every call whose templates did not change) applies them."""
+    with Session(engine) as s:
+        latest = (
+            select(func.max(ToolCall.id))
+            .join(Episode, col(Episode.id) == ToolCall.episode_id)
+            .where(Episode.run_id == run_id)
+            .group_by(ToolCall.tool, ToolCall.node)
+        )
+        used = s.exec(select(ToolCall.prompts_json).where(col(ToolCall.id).in_(latest))).all()
+    hashes = {p["name"]: p["sha256"] for prompts_json in used for p in json.loads(prompts_json)}
+    changed = []
+    for name, sha in sorted(hashes.items()):
+        try:
+            if prompts.source(name).sha256 != sha:
+                changed.append(name)
+        except PromptError:  # gone since: the run cannot use it again either
+            changed.append(name)
+    return changed

@@ -1,0 +1,40 @@
+"""caption_clip keeps the tool contract; an empty description is an llm_schema error naming caption."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from models.protocols import CaptionRequest
+from tests.contracts import Bench, Failure, ToolContract
+from tools.base import Resources
+from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput
+
+
+class SaysNothing:
+    spec_id = "says-nothing"
+
+    def caption(self, request: CaptionRequest) -> str:
+        return '{"caption": "   "}'
+
+
+class TestCaptionClip(ToolContract):
+    tool_name = "caption_clip"
+
+    def good_input(self, bench: Bench) -> BaseModel:
+        return CaptionClipInput(clip=bench.ingested.clip)
+
+    def failures(self, bench: Bench) -> list[Failure]:
+        return [
+            (
+                CaptionClip(SaysNothing(), CaptionClipConfig(), Resources()),
+                self.good_input(bench),
+                "llm_schema",
+                "caption",
+            )
+        ]
+
+    def test_renders_its_template_with_the_clip_measures(self, bench: Bench) -> None:
+        ctx = bench.context()
+        out = bench.tool("caption_clip")(self.good_input(bench), ctx)
+        assert out.caption and [p.name for p in ctx.rendered] == ["caption_clip.j2"]
+        assert "9 frames at 12.0 fps" in ctx.rendered[0].text
