@@ -86,12 +86,12 @@ def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback
         try:
             plan = _ask_planner(state, ctx, site, caption, category, avoid, feedback)
             # An episode in flight beside this one may have been given the same instruction meanwhile. What
-            # they were given depends on timing, so it is asked about only on a repeat: the first call's
-            # input stays the same on a resume or a new run, and its answer is reused from the cache.
+            # they were given depends on timing, so it is asked about only on a repeat, at a call site of its
+            # own: the first call's input stays the same on a resume or a new run, and is reused from the cache.
             others = clip_outputs(ctx.engine, ctx.run_id, state["clip_path"], "plan_instruction", state["episode_id"])
             taken = [o["instruction"] for o in others]
             if any(same_instruction(plan.instruction, t) for t in taken):
-                plan = _ask_planner(state, ctx, site, caption, category, (*avoid, *taken), feedback)
+                plan = _ask_planner(state, ctx, f"{site}:repeat", caption, category, (*avoid, *taken), feedback)
             break
         except ToolError as err:
             if err.kind != "category_unfit" or k == len(tried_categories) - 1:

@@ -43,14 +43,16 @@ def test_hostile_and_repeating_answers_lose_no_episode_and_reach_no_output(tmp_p
     db = sqlite3.connect(out / "ditto.db")
     ends = db.execute("select status, coalesce(reason, '') from episode").fetchall()
     assert len(ends) == 3 and not any(reason.startswith("llm_schema") for _, reason in ends), ends
-    plans = [
-        (episode, json.loads(output), prompts)
-        for episode, output, prompts in db.execute(
-            "select episode_id, output_json, prompts_json from toolcall where tool = 'plan_instruction' order by id"
-        )
-    ]
-    instructions = [p["instruction"] for _, p, _ in plans]
-    assert len(instructions) == len(set(instructions)), instructions  # never twice on the clip
+    rows = db.execute(
+        "select episode_id, attempt, node, output_json, prompts_json from toolcall "
+        "where tool = 'plan_instruction' order by id"
+    ).fetchall()
+    plans = [(episode, json.loads(output), prompts) for episode, _, _, output, prompts in rows]
+    # An answer that repeats what an episode beside it got meanwhile is asked again at the `:repeat` call
+    # site of the same attempt; that answer is the one the episode goes on with.
+    superseded = {(e, a, node.removesuffix(":repeat")) for e, a, node, _, _ in rows if node.endswith(":repeat")}
+    used = [json.loads(output)["instruction"] for e, a, node, output, _ in rows if (e, a, node) not in superseded]
+    assert superseded and len(used) == len(set(used)), used  # never twice on the clip
     assert {p["planner"] for _, p, _ in plans} == {"rule-planner-v2", "openai-chat:planner"}
     assert any("plan_instruction.reask.j2" in prompts for _, _, prompts in plans)
     # a later episode was offered an earlier one's instruction again, and was told so
