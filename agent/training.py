@@ -11,7 +11,7 @@ import logging
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from agent import policy
+from agent import policy, quotas
 from agent.calls import CallSite
 from agent.config import RunConfig
 from agent.context import RunContext, open_context
@@ -21,6 +21,8 @@ from store.tables import Run, Sample, TrainingRun
 from store.training import (
     RoundOutcome,
     accepted_samples,
+    category_scores,
+    current_shares,
     finish_training_run,
     open_training_run,
     publish_checkpoint,
@@ -31,6 +33,7 @@ from store.training import (
 from tools import TRAINING_TOOLS
 from tools.base import ToolError
 from tools.judge import JudgeInput
+from tools.score_clip import ScoreClipInput
 from tools.train_editto import (
     EDITTO_CARD,
     EDITTO_TRAINING_STATE,
@@ -56,12 +59,22 @@ def training_example(sample: Sample) -> TrainingExample:
     )
 
 
+def heldout_by_category(samples: list[Sample]) -> list[str]:
+    """Held-out sample ids, the earliest of each category first, then the second of each, ...: the first
+    `eval_samples` of them cover as many categories as they can, so every round scores each category."""
+    by_category: dict[str, list[str]] = {}
+    for s in samples:
+        by_category.setdefault(json.loads(s.record_json).get("category", ""), []).append(s.id)
+    rounds = max((len(v) for v in by_category.values()), default=0)
+    return [ids[k] for k in range(rounds) for ids in by_category.values() if k < len(ids)]
+
+
 def split_samples(engine: Engine, run_id: str, cfg: TrainingConfig) -> tuple[list[Sample], tuple[list[str], list[str]]]:
     """The run's samples Editto may use, and their ids split into (train, held out) by policy.held_out."""
     # Samples committed before their artifacts were recorded cannot be trained on; they are left out.
     samples = [s for s in accepted_samples(engine, run_id) if "artifacts" in json.loads(s.record_json)]
     train = [s.id for k, s in enumerate(samples) if not policy.held_out(k, cfg)]
-    heldout = [s.id for k, s in enumerate(samples) if policy.held_out(k, cfg)]
+    heldout = heldout_by_category([s for k, s in enumerate(samples) if policy.held_out(k, cfg)])
     return samples, (train, heldout)
 
 
@@ -124,6 +137,7 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
     )
     for sample in samples_by_id(ctx.engine, json.loads(round_.heldout_samples_json)):
         evaluate_heldout(ctx, round_.id, checkpoint, sample)
+    scores, before, after = decide_shares(ctx.engine, ctx.config, ctx.run_id, round_.id)
     return finish_training_run(
         ctx.engine,
         round_.id,
@@ -133,8 +147,24 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
             training_state=checkpoint.training_state,
             card=trained.card,
             checkpoint_dir=str(folder.relative_to(ctx.config.out)),
+            category_scores=scores,
+            shares_before=before,
+            shares_after=after,
         ),
     )
+
+
+def decide_shares(
+    engine: Engine, cfg: RunConfig, run_id: str, training_id: str
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(held-out score per category, shares so far, shares from now on): the mix moves toward the
+    categories Editto edits worst, by training.share_rate, within each category's min and max share."""
+    scores = category_scores(engine, training_id)
+    before = current_shares(engine, run_id) or cfg.target_shares()
+    bounds = {c: (cfg.categories[c].min_share, cfg.categories[c].max_share) for c in before}
+    after = quotas.shift_shares(before, scores, bounds, cfg.training.share_rate)
+    log.info("category shares after %s: %s (held-out scores %s)", training_id, after, scores)
+    return scores, before, after
 
 
 def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckpoint, sample: Sample) -> None:
@@ -161,13 +191,18 @@ def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckp
                 edited=edited,
                 instruction=record["instruction"],
                 target_description=record["target_description"],
+                category=record.get("category", ""),
             ),
             site,
         )
+        metrics = None
+        if ctx.has_tool("score_clip"):  # the paper's CLIP-T and CLIP-F, beside the judge
+            text = record["target_description"]
+            metrics = ctx.caller.call("score_clip", ScoreClipInput(video=edited, text=text), site).scores
     except ToolError as err:
         record_evaluation(ctx.engine, training_id, sample.id, edited, None, str(err))
         return
-    record_evaluation(ctx.engine, training_id, sample.id, edited, verdict.model_dump(), None)
+    record_evaluation(ctx.engine, training_id, sample.id, edited, verdict.model_dump(), None, metrics)
 
 
 class TrainingError(Exception):

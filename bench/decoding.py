@@ -29,7 +29,11 @@ def rubric() -> tuple[str, tuple[str, ...]]:
     """The built-in key-frame rubric, rendered, and its criteria."""
     book = PromptBook()
     prompt = book.render(
-        "judge_keyframe.j2", instruction="Make it a pencil sketch.", target_description="A pencil sketch."
+        "judge_keyframe.j2",
+        instruction="Make it a pencil sketch.",
+        target_description="A pencil sketch.",
+        category="global_style",
+        local=False,
     )
     return prompt.text, listed_criteria(book.source("judge_keyframe.j2").text)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from agent.runner import Factory, find_clips, plan_episodes
+from agent.admission import admit_episode
+from agent.runner import Factory, PlannedEpisode, plan_episodes
 from bench.sim import PassRates
 from bench.simulate import sim_factory
 from store.tables import Episode, ToolCall
@@ -62,12 +63,18 @@ def measure(episodes: int, concurrency: int, root: Path) -> str:
 def profile(episodes: int, root: Path) -> None:
     """cProfile of episodes run one after another in this thread, own time summed by package."""
     with sim_factory(episodes + 1, ALL_PASS, root=root, checkpointer="sqlite") as factory:
-        planned = plan_episodes(factory.run.id, find_clips(factory.cfg.source_dir), factory.cfg)
-        factory.run_episode(planned[0])  # warm caches (compiled statements, imports)
+        planned = list(plan_episodes(factory.cfg.source_dir, factory.cfg.episodes_per_clip))[: episodes + 1]
+
+        def run(p: PlannedEpisode) -> None:  # admitted as the run loop admits it: its category, then run
+            episode = admit_episode(factory.engine, factory.run.id, factory.cfg, factory.episode_input(p), p.index, {})
+            assert episode is not None  # one at a time: no older episode is still running
+            factory.run_episode(episode, p.index)
+
+        run(planned[0])  # warm caches (compiled statements, imports)
         profiler = cProfile.Profile()
         profiler.enable()
-        for episode in planned[1 : episodes + 1]:
-            factory.run_episode(episode)
+        for p in planned[1:]:
+            run(p)
         profiler.disable()
     stats = pstats.Stats(profiler)
     by_package: Counter[str] = Counter()

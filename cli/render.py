@@ -40,6 +40,47 @@ def backend_table(toolkit: dict[str, Any]) -> Table:
     return table
 
 
+def category_status_table(categories: dict[str, Any], status: dict[str, str], shares: dict[str, float]) -> Table:
+    """The taxonomy as configured: which categories will be planned, their share, and why the others will not."""
+    table = Table(title="edit categories", show_header=True, header_style="bold")
+    for col in ("category", "planned", "share", "target (min-max)", "why not"):
+        table.add_column(col, overflow="fold")
+    for name, spec in categories.items():
+        on = not status[name]
+        table.add_row(
+            name,
+            "[green]yes[/]" if on else "[red]no[/]",
+            f"{shares[name]:.0%}" if on else "",
+            f"{spec.target:g} ({spec.min_share:g}-{spec.max_share:g})",
+            escape(status[name]),
+        )
+    return table
+
+
+def category_figures_table(rows: list[Any], unit: str) -> Table:
+    """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores."""
+    table = Table(title="by edit category", show_header=True, header_style="bold")
+    table.add_column("category", no_wrap=True)
+    for col in ("episodes", "accepted", "rate", "tries", f"{unit}-s/acc."):
+        table.add_column(col, overflow="fold")
+    table.add_column("judge: mean, weakest", overflow="fold")
+    table.caption = f"rate: accepted of finished; tries: attempts per episode; {unit}-s/acc.: device-s per accepted"
+    for r in rows:
+        scores = r.video_scores
+        weakest = min(scores, key=scores.__getitem__) if scores else None
+        judged = f"{sum(scores.values()) / len(scores):.2f}, {weakest} {scores[weakest]:g}" if weakest else "-"
+        table.add_row(
+            r.category,
+            str(r.episodes),
+            str(r.accepted),
+            f"{r.acceptance_rate:.0%}" if r.acceptance_rate is not None else "-",
+            f"{r.mean_attempts:.2f}" if r.mean_attempts is not None else "-",
+            f"{r.device_seconds_per_accepted:.2f}" if r.device_seconds_per_accepted is not None else "-",
+            judged,
+        )
+    return table
+
+
 def per_accepted(total: float, accepted: int) -> str:
     """A figure per accepted sample, or a dash when nothing was accepted (never 'nan')."""
     return f"{total / accepted:.3f}" if accepted else "- (no accepted sample)"
@@ -125,12 +166,15 @@ def episodes_table(rows: list[Any]) -> Table:
     for row in rows:
         e = row.episode
         colour = STATUS_COLOURS.get(e.status, "yellow")
+        category = e.planned_category or e.category or ""
+        if e.planned_category and e.category and e.planned_category != e.category:
+            category += f" (admitted for {e.category}: did not fit)"
         table.add_row(
             e.id,
             Path(e.clip_path).name,
             f"[{colour}]{e.status}[/]",
             escape(e.reason or ""),
-            e.category or "",
+            category,
             f"{row.device_seconds:.2f}",
         )
     return table
@@ -228,8 +272,24 @@ def print_episode_trace(tr: Any, prompts: bool) -> None:
         console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}", markup=False)
 
 
+def shares_table(found: Any) -> Table:
+    """A round's decision on the category mix: held-out score per category, shares before and after."""
+    scores = json.loads(found.category_scores_json or "{}")
+    before, after = json.loads(found.shares_before_json or "{}"), json.loads(found.shares_after_json or "{}")
+    table = Table(title="category shares: moved toward what Editto does worst", header_style="bold")
+    for col in ("category", "held-out score", "share before", "share after"):
+        table.add_column(col, no_wrap=col == "category")
+    for name in sorted(set(before) | set(after) | set(scores)):
+        score = f"{scores[name]:.2f}" if name in scores else "- (none held out)"
+        old, new = before.get(name), after.get(name)
+        table.add_row(name, score, f"{old:.1%}" if old is not None else "", f"{new:.1%}" if new is not None else "")
+    return table
+
+
 def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], prompts: bool) -> None:
     console.print(training_table([found]))
+    if found.shares_after_json:
+        console.print(shares_table(found))
     print_calls(calls, prompts)
     for ev in evaluations:
         console.print(f"\n[bold]held-out {escape(ev.sample_id)}[/]")
@@ -238,6 +298,8 @@ def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], p
         reasons = json.loads(ev.reasons_json or "{}")
         for k, v in json.loads(ev.scores_json or "{}").items():
             console.print(f"  {k}: {v}  {reasons.get(k, '')}", markup=False)
+        for k, v in json.loads(ev.metrics_json or "{}").items():
+            console.print(f"  {k}: {v}", markup=False)
 
 
 ProgressUpdate = Callable[[Any, int], None]  # (RunTotals, episodes in flight)

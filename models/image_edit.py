@@ -36,6 +36,8 @@ def qwen_edit_at_area(pipe: QwenImageEditPipeline, area: int, **call_args: Any) 
 
 
 class QwenImageEditor:
+    categories = None  # an instruction-following model: every edit category of the taxonomy
+
     def __init__(
         self,
         path: str,
@@ -71,6 +73,8 @@ class QwenImageEditor:
 
 
 class FluxKontextEditor:
+    categories = None  # an instruction-following model: every edit category of the taxonomy
+
     def __init__(
         self,
         path: str,

@@ -22,6 +22,7 @@ class PlanRequest:
     avoid: list[str]  # instructions already used for this clip
     clip_seed: int  # one seed per clip, so that all its episodes draw from one order of instructions
     slot: int  # this attempt's place in that order: episodes of a clip never draw the same slot
+    category: str = ""  # the edit category asked for; the rule planner draws from its phrasings only
     # The answer's JSON schema, for endpoints that decode under one (structured output); others ignore it.
     answer_schema: dict[str, Any] | None = None
     # Earlier answers that failed validation, each with the re-ask that told the planner why, oldest first.
@@ -69,7 +70,12 @@ class JudgeRequest:
     edited: np.ndarray
     prompt: str  # the rendered rubric; metric judges ignore it
     instruction: str
+    category: str | None = None  # the edit's category: a local edit is judged on leaving the rest alone
     answer_schema: AnswerSchema | None = None
+
+
+# Edits that change part of the frame; the rest are global. Judges hold them to different standards.
+LOCAL_CATEGORIES = frozenset({"local_replace", "local_add", "local_remove", "local_attribute", "text"})
 
 
 @dataclass(frozen=True)
@@ -104,12 +110,17 @@ class Captioner(Protocol):
         ...
 
 
+class CategoryUnfitError(ValueError):
+    """No edit of the asked category fits this clip (nothing to recolour, no room for text, all used)."""
+
+
 class Planner(Protocol):
     spec_id: str
 
     def plan(self, request: PlanRequest) -> PlanReply:
         """The raw answer and its usage. Raises PlannerUnavailableError when the planner cannot be reached,
-        ValueError when the request cannot be answered (nothing left to propose for this clip)."""
+        CategoryUnfitError when no edit of request.category fits the clip (nothing to recolour, no room for
+        text, every phrasing used), ValueError when the request cannot be answered otherwise."""
         ...
 
 
@@ -163,6 +174,14 @@ class Judge(Protocol):
 
     def judge(self, request: JudgeRequest) -> str:
         """The raw answer: a JSON object {"scores": {...}, "reasons": {...}}. The tool validates it."""
+        ...
+
+
+class VideoTextScorer(Protocol):
+    spec_id: str
+
+    def score(self, frames: np.ndarray, text: str) -> dict[str, float]:
+        """Named scores of a video against a description (CLIP-T, CLIP-F)."""
         ...
 
 

@@ -49,6 +49,9 @@ BACKENDS: dict[str, dict[str, str]] = {
     "editto": {
         "wan_vace": "models.editto_trainer:EdittoTrainer",
     },
+    "clip_scorer": {
+        "clip": "models.clip_score:ClipScorer",
+    },
 }
 
 

@@ -281,6 +281,21 @@ def clip_tokenizer():  # type: ignore[no-untyped-def]
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)  # as CLIP; pipelines read it
 
 
+def save_clip(path: Path) -> None:
+    """CLIP (text and vision towers) for the held-out CLIP-T and CLIP-F scores."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tok = clip_tokenizer()
+    text = {"vocab_size": len(tok), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    text |= {"num_attention_heads": 2, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32}
+    vision |= {"num_hidden_layers": 1, "num_attention_heads": 2}
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(path)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tok).save_pretrained(path)
+
+
 def save_flux_kontext(path: Path) -> None:
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
@@ -337,6 +352,7 @@ def save_flux_kontext(path: Path) -> None:
 
 
 TINY: dict[str, Callable[[Path], None]] = {
+    "clip": save_clip,
     "flux_kontext": save_flux_kontext,
     "qwen2_5_vl": save_qwen2_5_vl,
     "qwen_image_edit": save_qwen_image_edit,

@@ -29,6 +29,8 @@ def load_wan_pipeline(
 
 
 class WanVacePropagator:
+    categories = None  # an instruction-following model: every edit category of the taxonomy
+
     def __init__(
         self,
         path: str,

@@ -142,7 +142,8 @@ def finish_episode(
     episode = s.get(Episode, episode_id)
     if episode is not None:
         episode.status, episode.reason, episode.detail = status, reason, detail
-        episode.category = category or episode.category
+        # Episode.category is what admission chose; what the episode was planned as is kept beside it.
+        episode.planned_category = category or episode.planned_category
         episode.finished_at = episode.finished_at or utcnow()
         s.add(episode)
 

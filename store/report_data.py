@@ -109,7 +109,7 @@ def episode_view(e: Episode, calls: list[Any], updates: list[tuple[str, dict[str
         "status": e.status,
         "reason": e.reason,
         "detail": e.detail,
-        "category": e.category or outputs.get("plan_instruction", {}).get("category"),
+        "category": e.planned_category or e.category or outputs.get("plan_instruction", {}).get("category"),
         "instruction": instruction,
         "cost_s": round(sum(c.device_seconds for c in calls if c.reused_call_id is None), 3),
         "attempts": attempts,

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from store.categories import category_figures, share_history
 from store.report_data import ReportData
 
 if TYPE_CHECKING:
@@ -120,6 +121,34 @@ def heldout_scores_by_round(data: ReportData) -> Figure | None:
     return fig
 
 
+def judge_and_attempts_by_category(data: ReportData) -> Figure | None:
+    rows = [r for r in category_figures(data.engine, data.run.id) if r.episodes]
+    if not rows:
+        return None
+    fig, (left, right) = new_figure("Per edit category", ncols=2, width=4.2)
+    names = [r.category for r in rows]
+    left.bar(names, [sum(r.video_scores.values()) / len(r.video_scores) if r.video_scores else 0 for r in rows])
+    left.set(ylabel="mean video-judge score, accepted", ylim=(0, 10), xlabel="category")
+    right.bar(names, [r.mean_attempts or 0 for r in rows], color="#8a5a2b")
+    right.set(ylabel="attempts per episode", xlabel="category")
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelrotation=30)
+    return fig
+
+
+def category_shares_by_round(data: ReportData) -> Figure | None:
+    history = [(k, shares) for k, (_, _, shares) in enumerate(share_history(data.engine, data.run.id), 1) if shares]
+    if not history:
+        return None
+    fig, ax = new_figure("Category shares after each training round (toward what Editto edits worst)")
+    for name in sorted({c for _, shares in history for c in shares}):
+        points = [(k, shares[name]) for k, shares in history if name in shares]
+        ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
+    ax.set(xlabel="training round", ylabel="target share", ylim=(0, None))
+    ax.legend(fontsize=7)
+    return fig
+
+
 PLOTS: list[Callable[[ReportData], Figure | None]] = [
     acceptance_by_category,
     acceptance_by_attempt,
@@ -127,6 +156,8 @@ PLOTS: list[Callable[[ReportData], Figure | None]] = [
     minutes_per_accepted_over_run,
     score_histograms,
     heldout_scores_by_round,
+    judge_and_attempts_by_category,
+    category_shares_by_round,
 ]
 
 

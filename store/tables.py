@@ -29,6 +29,11 @@ class Episode(SQLModel, table=True):
     clip_path: str
     variant: int
     seed: int = Field(sa_type=BigInteger)  # 32-bit unsigned: past PostgreSQL's INTEGER
+    category: str | None = Field(default=None, index=True)  # the edit category it was admitted for
+    # Nullable so that a store from before categories gets the columns; NULL: admitted by that version.
+    categories_json: str | None = None  # every active category in the order the planner tries them
+    category_rounds_json: str | None = None  # category -> earlier episodes of the clip admitted for it
+    planned_category: str | None = None  # what the planner wrote: another one when the first did not fit the clip
     status: str = Field(default="running", index=True)  # running | accepted | discarded
     reason: str | None = Field(default=None, index=True)
     detail: str | None = None
@@ -128,6 +133,9 @@ class TrainingRun(SQLModel, table=True):
     training_state: str | None = None  # artifact ref of training_state.pt
     card_json: str | None = None  # steps, samples seen, loss, reference-drop probability
     eval_scores_json: str | None = None  # mean held-out score per criterion
+    category_scores_json: str | None = None  # mean held-out score per edit category
+    shares_before_json: str | None = None  # the category shares episodes were admitted by before this round
+    shares_after_json: str | None = None  # ... and after it: moved toward the categories Editto does worst
     error: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
@@ -143,4 +151,5 @@ class HeldoutEvaluation(SQLModel, table=True):
     edited_video: str | None = None  # artifact ref
     scores_json: str | None = None
     reasons_json: str | None = None
+    metrics_json: str | None = None  # CLIP-T and CLIP-F, where a CLIP backend is configured
     error: str | None = None

@@ -27,16 +27,22 @@ def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
     return {"models": {tool: backend for tool, backend, _ in calls}, "templates": templates}
 
 
-def clip_outputs(engine: Engine, run_id: str, clip_path: str, tool: str, except_episode: str) -> list[dict[str, Any]]:
-    """What `tool` answered for the other episodes of this clip in this run, oldest first."""
+def clip_outputs(
+    engine: Engine, run_id: str, clip_path: str, tool: str, except_episode: str = "", before_index: int | None = None
+) -> list[dict[str, Any]]:
+    """What `tool` answered for the clip's other episodes in this run (those before `before_index` when
+    given), in episode order."""
+    query = (
+        select(ToolCall.output_json)
+        .join(Episode, col(Episode.id) == col(ToolCall.episode_id))
+        .where(Episode.run_id == run_id, Episode.clip_path == clip_path, Episode.id != except_episode)
+        .where(ToolCall.tool == tool, col(ToolCall.output_json).is_not(None))
+        .order_by(col(Episode.index), col(ToolCall.id))
+    )
+    if before_index is not None:
+        query = query.where(Episode.index < before_index)
     with Session(engine) as s:
-        rows = s.exec(
-            select(ToolCall.output_json)
-            .join(Episode, col(Episode.id) == col(ToolCall.episode_id))
-            .where(Episode.run_id == run_id, Episode.clip_path == clip_path, Episode.id != except_episode)
-            .where(ToolCall.tool == tool, col(ToolCall.output_json).is_not(None))
-            .order_by(col(ToolCall.id))
-        ).all()
+        rows = s.exec(query).all()
     return [json.loads(row) for row in rows if row]
 
 
@@ -76,8 +82,9 @@ def list_episodes(
         query = query.where(Episode.status == status)
     if reason:
         query = query.where(col(Episode.reason).contains(reason))
-    if category:
-        query = query.where(Episode.category == category)
+    if category:  # what it was planned as; what it was admitted for until then
+        planned = col(Episode.planned_category)
+        query = query.where((planned == category) | (planned.is_(None) & (col(Episode.category) == category)))
     if since:
         query = query.where(Episode.started_at >= since.astimezone(UTC))
     query = query.order_by(spent.desc()) if by_cost else query.order_by(col(Episode.run_id), col(Episode.index))

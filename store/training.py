@@ -66,6 +66,18 @@ def open_training_run(
         return row
 
 
+def current_shares(engine: Engine, run_id: str) -> dict[str, float] | None:
+    """The category shares set by the run's last finished round; None before any (the config's targets hold)."""
+    with Session(engine) as s:
+        last = s.exec(
+            select(TrainingRun)
+            .where(TrainingRun.run_id == run_id, TrainingRun.status == "finished")
+            .where(col(TrainingRun.shares_after_json).is_not(None))
+            .order_by(col(TrainingRun.index).desc())
+        ).first()
+    return json.loads(last.shares_after_json) if last and last.shares_after_json else None
+
+
 def accepted_when_last_trained(engine: Engine, run_id: str) -> int:
     """How many samples the last round (finished or not) was planned on; 0 before any round."""
     with Session(engine) as s:
@@ -82,6 +94,7 @@ def record_evaluation(
     edited_video: str | None,
     verdict: dict[str, Any] | None,
     error: str | None,
+    metrics: dict[str, float] | None = None,
 ) -> None:
     with Session(engine) as s:
         row = s.exec(
@@ -92,6 +105,7 @@ def record_evaluation(
         row.edited_video, row.error = edited_video, error
         row.scores_json = json.dumps(verdict["scores"]) if verdict else None
         row.reasons_json = json.dumps(verdict["reasons"]) if verdict else None
+        row.metrics_json = json.dumps(metrics) if metrics else None
         s.add(row)
         s.commit()
 
@@ -110,9 +124,28 @@ def evaluations(engine: Engine, training_id: str) -> list[HeldoutEvaluation]:
 def mean_scores(engine: Engine, training_id: str) -> dict[str, float]:
     per_criterion: dict[str, list[float]] = {}
     for ev in evaluations(engine, training_id):
-        for name, score in json.loads(ev.scores_json or "{}").items():
+        both = {**json.loads(ev.scores_json or "{}"), **json.loads(ev.metrics_json or "{}")}
+        for name, score in both.items():
             per_criterion.setdefault(name, []).append(score)
     return {name: round(sum(v) / len(v), 4) for name, v in sorted(per_criterion.items())}
+
+
+def category_scores(engine: Engine, training_id: str) -> dict[str, float]:
+    """Mean held-out score per edit category: each sample's mean over the judge's criteria, averaged over
+    the category's samples."""
+    per_category: dict[str, list[float]] = {}
+    with Session(engine) as s:
+        rows = s.exec(
+            select(HeldoutEvaluation, Sample)
+            .join(Sample, col(Sample.id) == col(HeldoutEvaluation.sample_id))
+            .where(HeldoutEvaluation.training_id == training_id)
+        ).all()
+    for ev, sample in rows:
+        scores = json.loads(ev.scores_json or "{}")
+        category = json.loads(sample.record_json).get("category")
+        if scores and category:
+            per_category.setdefault(category, []).append(sum(scores.values()) / len(scores))
+    return {c: round(sum(v) / len(v), 4) for c, v in sorted(per_category.items())}
 
 
 def publish_checkpoint(
@@ -135,10 +168,14 @@ class RoundOutcome:
     card: dict[str, Any] | None = None
     checkpoint_dir: str | None = None
     error: str | None = None
+    category_scores: dict[str, float] | None = None
+    shares_before: dict[str, float] | None = None
+    shares_after: dict[str, float] | None = None  # the category shares the next episodes are admitted by
 
 
 def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome) -> TrainingRun:
     scores = mean_scores(engine, training_id) if outcome.status == "finished" else None
+    as_json = {k: json.dumps(v) if v is not None else None for k, v in vars(outcome).items()}
     with Session(engine, expire_on_commit=False) as s:
         row = s.get(TrainingRun, training_id)
         assert row is not None
@@ -146,6 +183,8 @@ def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome)
         row.weights, row.training_state = outcome.weights, outcome.training_state
         row.card_json = json.dumps(outcome.card) if outcome.card is not None else None
         row.eval_scores_json = json.dumps(scores) if scores is not None else None
+        row.category_scores_json = as_json["category_scores"]
+        row.shares_before_json, row.shares_after_json = as_json["shares_before"], as_json["shares_after"]
         row.finished_at = utcnow()
         s.add(row)
         s.commit()

@@ -93,7 +93,7 @@ class ScriptedLLMServer:
         self.httpd.server_close()
 
 
-def plan_json(instruction: str = "Make it look like a pencil sketch.", category: str = "style") -> str:
+def plan_json(instruction: str = "Make it look like a pencil sketch.", category: str = "global_style") -> str:
     return json.dumps(
         {
             "instruction": instruction,

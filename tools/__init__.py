@@ -9,17 +9,18 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
-from models.registry import RESOURCE_KEYS, resource_defaults, validate_backend
+from models.registry import RESOURCE_KEYS, backend_class, resource_defaults, validate_backend
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip, CaptionClipConfig
 from tools.edit_keyframe import EditKeyframe
 from tools.enhance_temporal import EnhanceTemporal
 from tools.estimate_depth import EstimateDepth
-from tools.ingest import Ingest, IngestConfig
+from tools.ingest import FingerprintClip, Ingest, IngestConfig
 from tools.judge import JudgeConfig, JudgeKeyframe, JudgeVideo
 from tools.plan_instruction import PlanInstruction, PlanInstructionConfig
 from tools.propagate import Propagate
+from tools.score_clip import ScoreClip
 from tools.train_editto import EditWithEditto, TrainEditto
 
 
@@ -45,6 +46,7 @@ class BackendsConfig(BaseModel, extra="forbid"):
     # Editto, trained by the agent. Checked only when training is asked for (validate_training_backend):
     # its class imports torch, which the cpu profile must not load otherwise.
     editto: BackendSpec | None = None
+    clip_scorer: BackendSpec | None = None  # CLIP-T and CLIP-F in the held-out evaluation; None: judge only
 
     @field_validator("*")
     @classmethod
@@ -62,6 +64,18 @@ def validate_training_backend(backends: BackendsConfig) -> None:
         validate_backend("editto", backends.editto)
     except ImportError as err:
         raise ValueError(f"training Editto needs the models extra (pip install -e '.[models]'): {err}") from err
+
+
+CATEGORY_STEPS = ("editor", "propagator")  # the steps whose backends say which edit categories they can make
+
+
+def backend_abilities(backends: BackendsConfig) -> dict[str, frozenset[str] | None]:
+    """'step (kind)' -> the edit categories its configured backend declares (None: any instruction)."""
+    specs = {"editor": backends.editor, "propagator": backends.propagator}
+    return {
+        f"{step} ({specs[step]['kind']})": getattr(backend_class(step, specs[step]["kind"]), "categories", None)
+        for step in CATEGORY_STEPS
+    }
 
 
 def _resources(spec: BackendSpec, **defaults: Any) -> Resources:
@@ -94,6 +108,7 @@ def tool_resources(name: str, backends: BackendsConfig) -> Resources:
 
 
 EPISODE_TOOLS = (
+    "fingerprint_clip",  # once per source clip, before the episodes: near-duplicates are skipped
     "ingest",
     "caption_clip",
     "plan_instruction",
@@ -104,7 +119,8 @@ EPISODE_TOOLS = (
     "enhance_temporal",
     "judge_video",
 )
-TRAINING_TOOLS = ("train_editto", "edit_with_editto", "judge_video")  # a training round and its evaluation
+# A training round and its evaluation; score_clip only where a CLIP backend is configured.
+TRAINING_TOOLS = ("train_editto", "edit_with_editto", "judge_video", "score_clip")
 
 
 def build_toolkit(
@@ -124,6 +140,7 @@ def build_toolkit(
 
     builders: dict[str, Callable[[], Tool]] = {
         "ingest": lambda: Ingest(tools.ingest),
+        "fingerprint_clip": lambda: FingerprintClip(tools.ingest),
         "caption_clip": lambda: CaptionClip(
             backend("captioner", b.captioner), tools.caption_clip, _resources(b.captioner)
         ),
@@ -145,4 +162,6 @@ def build_toolkit(
     }
     if b.depth is not None:
         builders["estimate_depth"] = lambda: EstimateDepth(backend("depth", b.depth), _resources(b.depth))
+    if b.clip_scorer is not None:
+        builders["score_clip"] = lambda: ScoreClip(backend("clip_scorer", b.clip_scorer), _resources(b.clip_scorer))
     return {name: build() for name, build in builders.items() if name in wanted}

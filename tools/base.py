@@ -18,6 +18,7 @@ ArtifactRef = str  # '<sha256><suffix>' of a file in the artifact store
 ErrorKind = Literal[
     "bad_input",  # the input itself is unusable; deterministic, so a rerun would fail the same way
     "unsupported_edit",  # the backend cannot do what the instruction asks
+    "category_unfit",  # no edit of the asked category fits this clip; the agent asks for another category
     "llm_schema",  # a model answered, but not in the schema
     "backend_unavailable",  # an endpoint or weights could not be reached
     "oom",  # the device ran out of memory

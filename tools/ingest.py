@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from models.cpu.flow import clip_flows, max_cut_score, mean_motion
+from models.cpu.source_measures import contrast, dhash, flash_rate, neighbour_correlation
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
 
@@ -19,6 +20,8 @@ class IngestConfig(BaseModel, extra="forbid"):
     max_side: int = 320  # cpu default keeps a CPU episode to seconds; full uses 832 (480p Wan)
     max_source_pixels: int = 7680 * 4320  # 8K; larger frames are rejected before decoding them
     keyframe: Literal["first", "middle"] = "first"  # the paper edits the first frame
+    fingerprint_fps: float = 4.0  # frames hashed per second: a trim shifts the footage by at most 1/8 s of it
+    fingerprint_frames: int = 40  # ten seconds of footage decide whether two clips are the same
 
 
 class IngestInput(BaseModel, frozen=True, extra="forbid"):
@@ -42,11 +45,14 @@ class IngestOutput(BaseModel, frozen=True):
     source_duration_s: float
     motion: float  # mean flow magnitude per frame, fraction of the frame diagonal
     cut_score: float  # largest histogram distance between consecutive frames, 0..1
+    contrast: float  # median luma standard deviation, 0..255: near 0 on a blank screen
+    neighbour_correlation: float  # how smooth the image is, -1..1: near 0 for random noise
+    flash_rate: float  # fraction of frame steps with a jump in brightness: a flashing screen
 
 
 class Ingest:
     name: ClassVar[str] = "ingest"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = IngestInput, IngestOutput
     backend_id = "pyav+opencv-flow"
@@ -88,4 +94,43 @@ class Ingest:
             source_duration_s=clip.source_duration_s,
             motion=mean_motion(clip_flows(frames), diag),
             cut_score=max_cut_score(frames),
+            contrast=contrast(frames),
+            neighbour_correlation=neighbour_correlation(frames),
+            flash_rate=flash_rate(frames),
         )
+
+
+class FingerprintClipInput(BaseModel, frozen=True, extra="forbid"):
+    clip_path: str
+    clip_size: int  # with the mtime, part of the cache key
+    clip_mtime_ns: int
+
+
+class FingerprintClipOutput(BaseModel, frozen=True):
+    frame_hashes: list[str]  # 64-bit difference hash of each sampled frame with some structure, hex
+
+
+class FingerprintClip:
+    """Before any episode: a perceptual fingerprint of a source clip, so the agent can skip clips that show
+    footage an earlier clip already showed (re-encoded, slightly cropped or trimmed)."""
+
+    name: ClassVar[str] = "fingerprint_clip"
+    version: ClassVar[str] = "1"
+    templates: ClassVar[tuple[str, ...]] = ()
+    Input, Output = FingerprintClipInput, FingerprintClipOutput
+    backend_id = "pyav+dhash"
+    resources = Resources(devices=1)
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+
+    def __call__(self, inp: FingerprintClipInput, ctx: ToolContext) -> FingerprintClipOutput:
+        cfg = self.config
+        try:
+            clip = ctx.io.decode_source(
+                Path(inp.clip_path), cfg.fingerprint_fps, cfg.fingerprint_frames, 64, cfg.max_source_pixels
+            )
+        except (ValueError, OSError) as err:
+            raise ToolError("bad_input", str(err), field="clip_path") from err
+        hashes = (dhash(f) for f in clip.frames)
+        return FingerprintClipOutput(frame_hashes=[f"{h:016x}" for h in hashes if h is not None])

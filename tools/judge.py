@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from models.protocols import Judge, JudgeRequest
+from models.protocols import LOCAL_CATEGORIES, Judge, JudgeRequest
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError, Verdict
 from tools.plan_instruction import parse_json_object
 
@@ -96,6 +96,7 @@ class JudgeInput(BaseModel, frozen=True, extra="forbid"):
     edited: ArtifactRef
     instruction: str
     target_description: str
+    category: str = ""  # the edit's category: the rubric and metric judges hold local and global edits apart
 
 
 def ask_judge(judge: Judge, request: JudgeRequest, answer: type[JudgeAnswer], attempts: int) -> Verdict:
@@ -123,13 +124,20 @@ class JudgeKeyframe:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render("judge_keyframe.j2", instruction=inp.instruction, target_description=inp.target_description)
+        prompt = ctx.render(
+            "judge_keyframe.j2",
+            instruction=inp.instruction,
+            target_description=inp.target_description,
+            category=inp.category,
+            local=inp.category in LOCAL_CATEGORIES,
+        )
         answer = answer_model(self.judge, ctx, "judge_keyframe.j2", self.config)
         request = JudgeRequest(
             source=ctx.io.read_image(inp.source),
             edited=ctx.io.read_image(inp.edited),
             prompt=prompt,
             instruction=inp.instruction,
+            category=inp.category or None,
             answer_schema=answer.model_json_schema(),
         )
         return ask_judge(self.judge, request, answer, self.config.parse_attempts)
@@ -145,7 +153,13 @@ class JudgeVideo:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render("judge_video.j2", instruction=inp.instruction, target_description=inp.target_description)
+        prompt = ctx.render(
+            "judge_video.j2",
+            instruction=inp.instruction,
+            target_description=inp.target_description,
+            category=inp.category,
+            local=inp.category in LOCAL_CATEGORIES,
+        )
         source, _ = ctx.io.read_video(inp.source)
         edited, _ = ctx.io.read_video(inp.edited)
         if source.shape != edited.shape:
@@ -158,6 +172,7 @@ class JudgeVideo:
             edited=edited,
             prompt=prompt,
             instruction=inp.instruction,
+            category=inp.category or None,
             answer_schema=answer.model_json_schema(),
         )
         return ask_judge(self.judge, request, answer, self.config.parse_attempts)

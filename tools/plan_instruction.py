@@ -3,7 +3,8 @@ With judge feedback it rewrites a rejected instruction. The answer is data: vali
 
 An answer that fails validation is re-asked with the problems named, a bounded number of times; then the
 rule planner answers instead, and the output says so. A bad answer never fails the call; an unreachable
-endpoint, or a vocabulary with nothing left to propose for the clip, does."""
+endpoint does, and so does a rule planner with no edit of the asked category left that fits the clip
+(category_unfit: the episode is planned in its next category)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from models.cpu.rule_planner import RulePlanner
-from models.protocols import Correction, Planner, PlannerUnavailableError, PlanReply, PlanRequest
+from models.protocols import CategoryUnfitError, Correction, Planner, PlannerUnavailableError, PlanReply, PlanRequest
 from tools.base import Resources, ToolContext, ToolError
 
 
 class PlanInstructionConfig(BaseModel, extra="forbid"):
-    # The paper's mix is about 70% global, 30% local; the cpu editor does global edits only.
-    categories: list[str] = ["style", "color_grade", "time_of_day", "weather"]
+    """The planner's settings. Which categories it writes, and their mix, are the agent's (RunConfig.categories)."""
+
     # Re-asks after an answer fails validation. One fixes most slips (a stray sentence, a near-miss
     # category); a model that fails three times in a row is not converging, and the rule planner answers.
     max_reasks: int = Field(2, ge=0)
@@ -31,6 +32,8 @@ class PlanInstructionConfig(BaseModel, extra="forbid"):
 
 class PlanInstructionInput(BaseModel, frozen=True, extra="forbid"):
     caption: str
+    category: str  # the one edit category asked for
+    category_description: str  # what the category means, from the taxonomy in config
     clip_seed: int
     slot: int
     avoid: tuple[str, ...] = ()  # instructions already used on this clip, by any of its episodes
@@ -75,7 +78,7 @@ class PlanAnswer(BaseModel, frozen=True, extra="ignore"):
     """The planner's answer. Its JSON schema is what an endpoint with structured output decodes under."""
 
     instruction: str = Field(min_length=8, max_length=240, description="one imperative sentence, plain prose")
-    category: str = Field(description="one of the allowed categories")
+    category: str = Field(description="the category asked for")
     target_description: str = Field(
         min_length=8, max_length=1500, description="the edited video, described in plain prose"
     )
@@ -185,24 +188,23 @@ class PlanInstruction:
 
     def __call__(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanInstructionOutput:
         request = self.build_request(inp, ctx)
+        allowed = [inp.category]  # one category is asked for; an answer in another is re-asked
         for reask in range(self.config.max_reasks + 1):
             reply = self.ask(self.planner, request, ctx)
             try:
-                answer = validate_answer(reply.text, self.config.categories, inp.avoid, inp.caption)
+                answer = validate_answer(reply.text, allowed, inp.avoid, inp.caption)
                 return PlanInstructionOutput(**answer.model_dump(), planner=self.planner.spec_id)
             except AnswerError as err:
                 ctx.usage.setdefault("rejected", []).append({"answer": reply.text[:500], "problems": err.problems})
                 if reask == self.config.max_reasks:
                     break
-                message = ctx.render(
-                    "plan_instruction.reask.j2", problems=err.problems, categories=self.config.categories
-                )
+                message = ctx.render("plan_instruction.reask.j2", problems=err.problems, categories=allowed)
                 correction = Correction(answer=reply.text, reask=message)
                 request = dataclasses.replace(request, corrections=(*request.corrections, correction))
         ctx.usage["fallback"] = self.fallback.spec_id
         reply = self.ask(self.fallback, request, ctx)
         try:
-            answer = validate_answer(reply.text, self.config.categories, inp.avoid, inp.caption)
+            answer = validate_answer(reply.text, allowed, inp.avoid, inp.caption)
         except AnswerError as err:
             raise ToolError(
                 "llm_schema",
@@ -213,7 +215,9 @@ class PlanInstruction:
 
     def build_request(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanRequest:
         avoid = list(inp.avoid)
-        system = ctx.render("plan_instruction.system.j2", categories=self.config.categories)
+        system = ctx.render(
+            "plan_instruction.system.j2", category=inp.category, category_description=inp.category_description
+        )
         if inp.feedback is not None:
             user = ctx.render(
                 "rewrite_instruction.user.j2",
@@ -232,13 +236,16 @@ class PlanInstruction:
             avoid=avoid,
             clip_seed=inp.clip_seed,
             slot=inp.slot,
-            answer_schema=answer_schema(self.config.categories),
+            category=inp.category,
+            answer_schema=answer_schema([inp.category]),
         )
 
     @staticmethod
     def ask(planner: Planner, request: PlanRequest, ctx: ToolContext) -> PlanReply:
         try:
             reply = planner.plan(request)
+        except CategoryUnfitError as err:  # a ValueError, but the episode goes on in another category
+            raise ToolError("category_unfit", str(err), field="category") from err
         except PlannerUnavailableError as err:
             if err.usage:
                 record_usage(ctx, PlanReply("", err.usage))

@@ -1,5 +1,6 @@
-"""A plain description of a clip from measurements (brightness, colour, motion), for the cpu profile,
-which has no vision-language model."""
+"""A plain description of a clip from measurements (brightness, colour, motion, the most distinct coloured
+object, a plain band for a subtitle), for the cpu profile, which has no vision-language model. The planner
+reads from it whether a local edit or a subtitle fits the clip."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from models.cpu.flow import clip_flows, mean_motion
+from models.cpu.scene_edits import most_distinct_object, plain_band
 from models.protocols import CaptionRequest
 
 HUE_NAMES = (
@@ -27,7 +29,7 @@ def _hue_name(hue: float) -> str:
 
 
 class MetricCaptioner:
-    spec_id = "cpu-metric-captioner-v1"
+    spec_id = "cpu-metric-captioner-v2"
 
     def caption(self, request: CaptionRequest) -> str:
         frames = request.frames
@@ -41,5 +43,9 @@ class MetricCaptioner:
         colour = "muted" if sat < 0.2 else f"colourful, mostly {_hue_name(hue)}"
         pace = "nearly still" if motion < 0.002 else "fast-moving" if motion > 0.01 else "gently moving"
         h, w = frames.shape[1:3]
-        caption = f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone."
+        found = most_distinct_object(frames[0])
+        obj = f" The most distinct object is {found[0]}." if found else " No single object stands out by colour."
+        band = plain_band(frames[0])
+        text = f" The {band} of the frame is plain enough for a subtitle." if band else ""
+        caption = f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone.{obj}{text}"
         return json.dumps({"caption": caption})

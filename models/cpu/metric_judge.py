@@ -7,6 +7,10 @@ measured number, so thresholds in config mean the same thing for every judge.
 - edit_propagation: the edit holds in every frame: the weakest frame's colour change against the strongest's,
   times one minus the spread of the frames' structure correlations (a style that fades back into the
   source after the key frame changes colour a little but structure a lot).
+
+A local edit (models.protocols.LOCAL_CATEGORIES) is held to another standard: its strength is the colour
+change where the frame changed, and its structure score falls as the changed area spreads past
+LOCAL_MAX_AREA of the frame (the rest of the frame must be left alone).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import cv2
 import numpy as np
 
 from models.cpu.flow import backward_flow, warp
-from models.protocols import JudgeRequest
+from models.protocols import LOCAL_CATEGORIES, JudgeRequest
 
 STRONG_EDIT_LAB = 18.0  # mean CIELAB change at which an edit counts as fully visible (score 10)
 FLICKER_RATIO_ZERO = 3.0  # warped error this many times the source's own scores 0
+CHANGED_LAB = 12.0  # a pixel whose CIELAB change passes this was edited (compression noise stays below)
+LOCAL_MAX_AREA = 0.3  # a local edit may change this much of the frame; at twice this it scores 0
 
 
 def gradient_map(rgb: np.ndarray) -> np.ndarray:
@@ -35,10 +41,23 @@ def structure_correlation(source: np.ndarray, edited: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def lab_change(source: np.ndarray, edited: np.ndarray) -> float:
+def lab_change_map(source: np.ndarray, edited: np.ndarray) -> np.ndarray:
     a = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
     b = cv2.cvtColor(edited, cv2.COLOR_RGB2LAB).astype(np.float32)
-    return float(np.abs(a - b).mean())
+    return np.abs(a - b).mean(axis=-1)
+
+
+def lab_change(source: np.ndarray, edited: np.ndarray, local: bool = False) -> float:
+    """Mean CIELAB change: over the frame, or for a local edit over the pixels it changed."""
+    change = lab_change_map(source, edited)
+    if not local:
+        return float(change.mean())
+    changed = change > CHANGED_LAB
+    return float(change[changed].mean()) if changed.any() else 0.0
+
+
+def changed_area(source: np.ndarray, edited: np.ndarray) -> float:
+    return float((lab_change_map(source, edited) > CHANGED_LAB).mean())
 
 
 def flicker_ratio(source: np.ndarray, edited: np.ndarray) -> float:
@@ -56,41 +75,57 @@ def _score(x: float) -> float:
     return round(float(np.clip(x, 0.0, 1.0)) * 10, 2)
 
 
-def image_scores(source: np.ndarray, edited: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+def image_scores(
+    source: np.ndarray, edited: np.ndarray, local: bool = False
+) -> tuple[dict[str, float], dict[str, str]]:
     if source.shape != edited.shape:
         raise ValueError(f"source {source.shape} and edit {edited.shape} differ in shape")
-    corr, delta = structure_correlation(source, edited), lab_change(source, edited)
+    corr, delta = structure_correlation(source, edited), lab_change(source, edited, local)
     scores = {"structure_preservation": _score(corr), "edit_strength": _score(delta / STRONG_EDIT_LAB)}
     reasons = {
         "structure_preservation": f"gradient-map correlation with the source is {corr:.3f}",
         "edit_strength": f"mean CIELAB change is {delta:.1f} (full marks at {STRONG_EDIT_LAB})",
     }
+    if local:
+        area = changed_area(source, edited)
+        spill = float(np.clip((area - LOCAL_MAX_AREA) / LOCAL_MAX_AREA, 0.0, 1.0))
+        scores["structure_preservation"] = _score(corr * (1 - spill))
+        reasons["structure_preservation"] += (
+            f"; a local edit changed {area:.0%} of the frame (up to {LOCAL_MAX_AREA:.0%} leaves the rest alone)"
+        )
+        reasons["edit_strength"] = (
+            f"mean CIELAB change where the frame changed is {delta:.1f} (full marks at {STRONG_EDIT_LAB})"
+        )
     return scores, reasons
 
 
+def is_local(request: JudgeRequest) -> bool:
+    return request.category in LOCAL_CATEGORIES
+
+
 class MetricImageJudge:
-    spec_id = "cpu-metric-image-judge-v1"
+    spec_id = "cpu-metric-image-judge-v2"
     criteria = ("structure_preservation", "edit_strength")
 
     def judge(self, request: JudgeRequest) -> str:
-        scores, reasons = image_scores(request.source, request.edited)
+        scores, reasons = image_scores(request.source, request.edited, is_local(request))
         return json.dumps({"scores": scores, "reasons": reasons})
 
 
 class MetricVideoJudge:
-    spec_id = "cpu-metric-video-judge-v1"
+    spec_id = "cpu-metric-video-judge-v2"
     criteria = ("structure_preservation", "edit_strength", "temporal_consistency", "edit_propagation")
 
     def judge(self, request: JudgeRequest) -> str:
-        src, edit = request.source, request.edited
+        src, edit, local = request.source, request.edited, is_local(request)
         if src.shape != edit.shape:
             raise ValueError(f"source {src.shape} and edit {edit.shape} differ in shape")
         picks = np.linspace(0, len(src) - 1, num=min(len(src), 5)).round().astype(int)
-        per_frame = [image_scores(src[t], edit[t])[0] for t in picks]
+        per_frame = [image_scores(src[t], edit[t], local)[0] for t in picks]
         scores = {k: round(float(np.mean([s[k] for s in per_frame])), 2) for k in per_frame[0]}
         ratio = flicker_ratio(src, edit)
         scores["temporal_consistency"] = _score(1 - (ratio - 1) / (FLICKER_RATIO_ZERO - 1))
-        changes = [lab_change(src[t], edit[t]) for t in picks]
+        changes = [lab_change(src[t], edit[t], local) for t in picks]
         correlations = [structure_correlation(src[t], edit[t]) for t in picks]
         spread = max(correlations) - min(correlations)
         held = min(changes) / max(max(changes), 1e-6) * (1 - spread)

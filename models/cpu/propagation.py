@@ -1,6 +1,8 @@
 """Example-based propagation for the cpu profile: learn the key frame's edit as a per-pixel function of
 local colour and structure (an 'image analogy' fitted by ridge regression on the source/edited key-frame
-pair), apply it to every frame, then stabilise along optical flow so that textures do not flicker."""
+pair), apply it to every frame, then stabilise along optical flow so that textures do not flicker. What the
+fit cannot explain (a subtitle, snowflakes, a recoloured object whose colour also occurs elsewhere) is
+carried as a layer: the key frame's residual, moved along the flow wherever the flow is consistent."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import cv2
 import numpy as np
 
 from models.cpu.flow import backward_flow, consistency_mask, warp
+from models.cpu.styles import CPU_CATEGORIES
 
 FIT_PIXELS = 40_000  # pixels sampled from the key frame for the fit; more adds time, not accuracy
 RIDGE = 1e-2
 RANDOM_FEATURES = 96  # random Fourier features let the linear fit learn thresholds (cartoon lines, posterising)
 RFF_SCALE = 3.0
+TRUST_FLOOR = 0.7  # an occlusion lowers trust in the carried residual; it never drops all of it (a subtitle stays)
 
 
 def pixel_features(rgb: np.ndarray) -> np.ndarray:
@@ -65,7 +69,8 @@ class EditModel:
 class ExamplePropagator:
     """VideoPropagator: reference = edited key frame, structure = the source frames themselves."""
 
-    spec_id = "cpu-example-propagation-v1"
+    spec_id = "cpu-example-propagation-v2"
+    categories = CPU_CATEGORIES
 
     def __init__(self, stabilise: float = 0.6) -> None:
         self.stabilise = stabilise  # weight of the flow-warped previous output where the flow is consistent
@@ -82,14 +87,27 @@ class ExamplePropagator:
     ) -> np.ndarray:
         model = EditModel(source[keyframe_index], edited_keyframe, seed)
         out = np.empty(source.shape, np.float32)
+        residual = edited_keyframe.astype(np.float32) - model.apply(source[keyframe_index])
+        h, w = source.shape[1:3]
+        # Per frame: where each pixel was in the key frame (flows composed outward) and whether every step
+        # of the way was trustworthy. The residual is pulled from the key frame in one step, never re-warped
+        # frame after frame, so a subtitle or a recoloured edge stays sharp.
+        # channels 0-1: offset to the key frame; channel 2: trust in the carried residual
+        track = np.zeros((len(source), h, w, 3), np.float32)
+        track[keyframe_index, ..., 2] = 1.0
         # Walk outward from the key frame, so each frame is stabilised against one already anchored to it.
         order = [keyframe_index, *range(keyframe_index + 1, len(source)), *range(keyframe_index - 1, -1, -1)]
         for t in order:
-            edited = edited_keyframe.astype(np.float32) if t == keyframe_index else model.apply(source[t])
+            edited = edited_keyframe.astype(np.float32)
             if t != keyframe_index:
                 prev = t - 1 if t > keyframe_index else t + 1
                 flow = backward_flow(source[prev], source[t])
-                mask = self.stabilise * consistency_mask(source[prev], source[t], flow)[..., None]
+                consistent = consistency_mask(source[prev], source[t], flow)
+                track[t] = warp(track[prev], flow)
+                track[t, ..., :2] += flow
+                track[t, ..., 2] = np.maximum(track[t, ..., 2] * (consistent > 0.5), TRUST_FLOOR)
+                edited = model.apply(source[t]) + warp(residual, track[t, ..., :2]) * track[t, ..., 2:]
+                mask = self.stabilise * consistent[..., None]
                 edited = mask * warp(out[prev], flow) + (1 - mask) * edited
             out[t] = edited
         return np.clip(out, 0, 255).astype(np.uint8)

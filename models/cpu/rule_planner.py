@@ -1,35 +1,46 @@
-"""The planner used when no LLM endpoint is set: draws instructions from the vocabulary in prompts/."""
+"""The planner used when no LLM endpoint is set: draws instructions of the asked category from the
+vocabulary in prompts/, keeping only the edits whose `needs` the caption meets."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
+from typing import Any
 
-from models.protocols import PlanReply, PlanRequest
+from models.protocols import CategoryUnfitError, PlanReply, PlanRequest
+
+
+def fitting_options(vocabulary: dict[str, Any], category: str, caption: str) -> list[tuple[str, str]]:
+    """(instruction, target description) of every phrasing of `category` that fits the caption."""
+    options = []
+    for edit in vocabulary["edits"]:
+        if edit["category"] != category:
+            continue
+        found = re.search(edit["needs"], caption) if edit.get("needs") else None
+        if edit.get("needs") and found is None:
+            continue
+        fill = {"caption": caption.rstrip(".") + ".", **(found.groupdict() if found else {})}
+        options += [(phrasing.format(**fill), edit["target"].format(**fill)) for phrasing in edit["instructions"]]
+    return options
 
 
 class RulePlanner:
-    spec_id = "rule-planner-v1"
+    spec_id = "rule-planner-v2"
 
     def plan(self, request: PlanRequest) -> PlanReply:
-        options = [(edit, phrasing) for edit in request.vocabulary["edits"] for phrasing in edit["instructions"]]
-        # One shuffled order per clip; each (episode, attempt) owns a slot in it, so no two episodes of a
-        # clip draw the same instruction even when they plan at the same moment.
-        random.Random(request.clip_seed).shuffle(options)
+        options = fitting_options(request.vocabulary, request.category, request.caption)
+        if not options:
+            raise CategoryUnfitError(f"no {request.category} edit of the vocabulary fits this clip ({request.caption})")
+        # One shuffled order per clip and category; each (episode, attempt) owns a slot in it, so no two
+        # episodes of a clip draw the same instruction even when they plan at the same moment. The order
+        # does not wrap around: a clip whose phrasings are used up gets another category.
+        random.Random(f"{request.clip_seed}:{request.category}").shuffle(options)
         avoid = set(request.avoid)
-        for offset in range(len(options)):
-            edit, phrasing = options[(request.slot + offset) % len(options)]
-            if phrasing not in avoid:
-                answer = {
-                    "instruction": phrasing,
-                    "category": edit["category"],
-                    "target_description": edit["target"].format(caption=request.caption.rstrip(".") + "."),
-                }
+        for instruction, target in options[request.slot :]:
+            if instruction not in avoid:
+                answer = {"instruction": instruction, "category": request.category, "target_description": target}
                 return PlanReply(json.dumps(answer))
-        raise VocabularyExhaustedError(
-            f"all {len(options)} instructions of the vocabulary were already used for this clip"
+        raise CategoryUnfitError(
+            f"all {len(options)} {request.category} instructions of the vocabulary were already used for this clip"
         )
-
-
-class VocabularyExhaustedError(ValueError):
-    """Every instruction of the vocabulary was already used for this clip."""

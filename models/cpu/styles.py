@@ -1,5 +1,6 @@
-"""Global edits with OpenCV/NumPy: the cpu profile's key-frame editor. The style is parsed from the
-instruction by keywords, so an LLM planner's free wording reaches the same operator."""
+"""The cpu profile's key-frame editor, OpenCV/NumPy: whole-frame styles and colour grades here, weather,
+recolouring one object and subtitles in scene_edits.py. What to do is parsed from the instruction's
+words, so an LLM planner's free wording reaches the same operator."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from models.cpu import scene_edits
 
 Style = Callable[[np.ndarray], np.ndarray]
 
@@ -83,6 +86,7 @@ def pixel_art(rgb: np.ndarray) -> np.ndarray:
 class StyleSpec:
     apply: Style
     keywords: tuple[str, ...]  # regular expressions matched against the lower-cased instruction
+    category: str = "global_style"
 
 
 STYLES: dict[str, StyleSpec] = {
@@ -95,7 +99,7 @@ STYLES: dict[str, StyleSpec] = {
         black_and_white,
         (r"black and white", r"black-and-white", r"monochrome", r"greyscale", r"grayscale", r"remove all colou?r"),
     ),
-    "night": StyleSpec(night, (r"night", r"moon", r"dark evening")),
+    "night": StyleSpec(night, (r"night", r"moon", r"dark evening"), "global_freeform"),
     "warm_grade": StyleSpec(warm_grade, (r"warm", r"golden", r"sunset", r"orange tint")),
     "cool_grade": StyleSpec(cool_grade, (r"cold", r"cool", r"wint", r"teal", r"blue (tint|grade)")),
     "pixel_art": StyleSpec(pixel_art, (r"pixel", r"8-bit", r"retro (video )?game", r"blocky")),
@@ -111,19 +115,35 @@ def parse_style(instruction: str) -> str | None:
     return None
 
 
-class StyleEditor:
-    """ImageEditor for the cpu profile: deterministic, so the seed is unused."""
+# The edit categories the cpu editor makes (agent/profiles/categories.yaml names them all).
+CPU_CATEGORIES = frozenset({"global_style", "global_freeform", "local_attribute", "text"})
 
-    spec_id = "cpu-opencv-styles-v1"
+
+class StyleEditor:
+    """ImageEditor for the cpu profile. The seed places weather particles; everything else is deterministic."""
+
+    spec_id = "cpu-opencv-styles-v2"
+    categories = CPU_CATEGORIES
 
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
         del memory_level  # a CPU filter has nothing to save
-        style = parse_style(instruction)
-        if style is None:
-            raise UnsupportedEditError(
-                f"the cpu editor does only these global edits: {', '.join(STYLES)}; none is named in {instruction!r}"
-            )
-        return STYLES[style].apply(image)
+        # Specific requests first: 'make the red car blue' names colours a grade's keywords would also catch.
+        if subtitle := scene_edits.parse_subtitle(instruction):
+            return scene_edits.subtitle(image, *subtitle)
+        if colours := scene_edits.parse_recolour(instruction):
+            try:
+                return scene_edits.recolour(image, *colours)
+            except ValueError as err:
+                raise UnsupportedEditError(f"{instruction!r}: {err}") from err
+        if weather := scene_edits.parse_weather(instruction):
+            return scene_edits.WEATHER[weather][0](image, seed)
+        if style := parse_style(instruction):
+            return STYLES[style].apply(image)
+        raise UnsupportedEditError(
+            f"the cpu editor does these edits: {', '.join([*STYLES, *scene_edits.WEATHER])}, recolouring one "
+            f"object ('make the red object blue') and subtitles ('add the subtitle \"...\"'); none is named in "
+            f"{instruction!r}"
+        )
 
 
 class UnsupportedEditError(ValueError):

@@ -30,7 +30,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.conftest import SMALL
 
     out = tmp_path_factory.mktemp("train") / "out"
-    cfg = load_config("cpu", None, deep_merge(SMALL, {"out": out, "concurrency": 1, "training": TRAINING}))
+    clip = {"clip_scorer": {"kind": "clip", "path": "tiny:clip", "device": "cpu", "dtype": "float32"}}
+    cfg = load_config(
+        "cpu", None, deep_merge(SMALL, {"out": out, "concurrency": 1, "training": TRAINING, "backends": clip})
+    )
     Factory(cfg).execute()
     return out
 
@@ -80,7 +83,9 @@ def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) 
                 "temporal_consistency",
                 "edit_propagation",
             }
-            assert json.loads(r.eval_scores_json) == scores
+            metrics = json.loads(evals[0].metrics_json)  # the paper's names, beside the judge's criteria
+            assert set(metrics) == {"CLIP-T", "CLIP-F"} and -100 <= metrics["CLIP-T"] <= 100
+            assert json.loads(r.eval_scores_json) == {**scores, **metrics}
             assert (trained_run / "artifacts" / evals[0].edited_video[:2] / evals[0].edited_video).is_file()
 
 
@@ -124,7 +129,7 @@ def test_a_round_killed_halfway_resumes_without_charging_twice(trained_run: Path
         assert again.status == "finished" and again.weights == weights
         assert len(s.exec(select(Charge)).all()) == charges  # the recorded calls were reused, not rerun
         assert s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == last_id)).first() is not None
-        assert len(s.exec(select(ToolCall).where(ToolCall.training_id == last_id)).all()) == 3
+        assert len(s.exec(select(ToolCall).where(ToolCall.training_id == last_id)).all()) == 4
 
 
 def training_runs_at(out: Path) -> list[TrainingRun]:
@@ -150,6 +155,9 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     assert "Editto training" in listing and "train-" in listing
     shown = CliRunner().invoke(app, ["trace", new.id, "--out", str(out)], catch_exceptions=False).output
     assert "train_editto" in shown and "edit_with_editto" in shown and "held-out" in shown
+    assert "category shares" in shown and "share after" in shown  # the round's decision on the mix
+    assert sum(json.loads(new.shares_after_json).values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(json.loads(new.category_scores_json)) <= set(json.loads(new.shares_after_json))
     CliRunner().invoke(app, ["report", "--out", str(out)], catch_exceptions=False)
     assert "held-out edits from the instruction alone" in (out / "report" / "index.html").read_text()
 

@@ -10,9 +10,9 @@ import pytest
 from models.llm_openai import EndpointUnavailableError, OpenAIPlanner
 from models.protocols import Correction, PlanRequest
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
-from tools.plan_instruction import PlanInstructionConfig, answer_schema
+from tools.plan_instruction import answer_schema
 
-SCHEMA = answer_schema(PlanInstructionConfig().categories)
+SCHEMA = answer_schema(["global_style"])  # the one category the planner is asked for
 
 
 def planner_for(server: ScriptedLLMServer, **options: object) -> OpenAIPlanner:
@@ -45,7 +45,7 @@ def test_asks_for_the_answer_schema_and_reports_usage(monkeypatch: pytest.Monkey
         "type": "json_schema",
         "json_schema": {"name": "plan_answer", "schema": SCHEMA, "strict": True},
     }
-    assert SCHEMA["properties"]["category"]["enum"] == PlanInstructionConfig().categories
+    assert SCHEMA["properties"]["category"]["enum"] == ["global_style"]
     assert {k.lower(): v for k, v in server.requests[0]["headers"].items()}["authorization"] == "Bearer sk-secret-123"
     assert reply.text == plan_json()
     assert reply.usage["response_format"] == "json_schema" and reply.usage["structured_output_refused"] == []

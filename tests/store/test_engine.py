@@ -15,11 +15,32 @@ def test_a_store_from_before_error_field_gets_the_column(tmp_path: Path) -> None
     old.execute("alter table toolcall drop column error_field")  # as the store was before the column
     old.execute(
         "insert into toolcall (call_key, node, attempt, tool, tool_version, backend, input_json, prompts_json, "
-        "device_seconds, devices, error_kind, error_detail, at) "
-        "values ('k', 'ingest', 0, 'ingest', '1', 'b', '{}', '[]', 0, 1, 'bad_input', 'gone', '2026-01-01')"
+        "device_seconds, devices, queued_s, error_kind, error_detail, at) "
+        "values ('k', 'ingest', 0, 'ingest', '1', 'b', '{}', '[]', 0, 1, 0, 'bad_input', 'gone', '2026-01-01')"
     )
     old.commit()
     old.close()
     open_engine(f"sqlite:///{db}").dispose()
     rows = sqlite3.connect(db).execute("select error_kind, error_field, error_detail from toolcall").fetchall()
     assert rows == [("bad_input", None, "gone")]
+
+
+def test_a_store_from_before_edit_categories_gets_their_columns(tmp_path: Path) -> None:
+    db = tmp_path / "ditto.db"
+    open_engine(f"sqlite:///{db}").dispose()
+    added = {
+        "episode": ("categories_json", "category_rounds_json", "planned_category"),
+        "trainingrun": ("category_scores_json", "shares_before_json", "shares_after_json"),
+        "heldoutevaluation": ("metrics_json",),
+    }
+    old = sqlite3.connect(db)
+    for table, columns in added.items():
+        for column in columns:
+            old.execute(f"alter table {table} drop column {column}")
+    old.commit()
+    old.close()
+    open_engine(f"sqlite:///{db}").dispose()
+    now = sqlite3.connect(db)
+    for table, columns in added.items():
+        have = {row[1] for row in now.execute(f"pragma table_info({table})")}
+        assert set(columns) <= have, table

@@ -31,3 +31,5 @@ class TestIngest(ToolContract):
         frames, fps = bench.io.read_video(out.clip)
         assert frames.shape == (out.num_frames, out.height, out.width, 3) and max(out.height, out.width) <= 64
         assert out.num_frames == 9 and fps == out.fps == 12 and 0 <= out.cut_score <= 1 and out.motion >= 0
+        # Footage: contrast, neighbouring pixels that correlate, no flashing (blank, noise, flashing score low).
+        assert out.contrast > 5 and 0.5 < out.neighbour_correlation <= 1 and 0 <= out.flash_rate < 0.5

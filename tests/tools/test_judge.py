@@ -28,6 +28,7 @@ class TestJudgeKeyframe(ToolContract):
             edited=bench.edited_keyframe,
             instruction="Make the video black and white.",
             target_description="A black and white video.",
+            category="global_style",
         )
 
     def failures(self, bench: Bench) -> list[Failure]:
@@ -38,6 +39,15 @@ class TestJudgeKeyframe(ToolContract):
         verdict = bench.run("judge_keyframe", self.good_input(bench))
         assert verdict.scores and all(0 <= s <= 10 for s in verdict.scores.values())
         assert set(verdict.reasons) == set(verdict.scores)
+
+    def test_a_local_category_reaches_the_rubric_and_the_metric_judge(self, bench: Bench) -> None:
+        tool, ctx = self.make_tool(bench), bench.context()
+        as_local = tool(self.good_input(bench).model_copy(update={"category": "local_attribute"}), ctx)
+        assert "this is a local edit" in ctx.rendered[-1].text
+        as_global = tool(self.good_input(bench), ctx)
+        assert "this is a global edit" in ctx.rendered[-1].text
+        # The black-and-white edit changed the whole frame: fine for a global edit, not for a local one.
+        assert as_local.scores["structure_preservation"] < as_global.scores["structure_preservation"]
 
 
 class TestJudgeVideo(ToolContract):

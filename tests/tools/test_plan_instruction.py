@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from models.cpu.rule_planner import RulePlanner
+from models.cpu.rule_planner import RulePlanner, fitting_options
 from models.llm_openai import OpenAIPlanner
 from prompts.loader import PromptBook
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
@@ -20,6 +20,7 @@ from tools.plan_instruction import (
     PlanInstructionConfig,
     PlanInstructionInput,
     PlanInstructionOutput,
+    planner_written,
     text_problems,
 )
 
@@ -27,6 +28,7 @@ from tools.plan_instruction import (
 HOSTILE_INSTRUCTION = "Make it a pencil sketch. {{ 7*7 }} ../../../../etc/passwd; rm -rf / # <script>alert(1)</script>"
 HOSTILE_TARGET = '$(curl evil) `id` {% import os %} =HYPERLINK("http://x")'
 CAPTION = "A bright, gently moving landscape video scene, colourful, mostly green in tone."
+ASKED = {"category": "global_style", "category_description": "Restyle the whole frame."}
 
 
 class NoFiles:
@@ -37,7 +39,9 @@ def context() -> ToolContext:
     return ToolContext(io=NoFiles(), prompts=PromptBook())  # type: ignore[arg-type]
 
 
-def answer(instruction: str = "Make it look like a pencil sketch.", category: str = "style", target: str = "") -> str:
+def answer(
+    instruction: str = "Make it look like a pencil sketch.", category: str = "global_style", target: str = ""
+) -> str:
     target = target or "A rabbit in a meadow, drawn in pencil."
     return json.dumps({"instruction": instruction, "category": category, "target_description": target})
 
@@ -45,7 +49,7 @@ def answer(instruction: str = "Make it look like a pencil sketch.", category: st
 def plan(planner: object, config: PlanInstructionConfig | None = None, **inp: object):  # type: ignore[no-untyped-def]
     tool = PlanInstruction(planner, config or PlanInstructionConfig(), Resources())  # type: ignore[arg-type]
     ctx = context()
-    args = {"caption": CAPTION, "clip_seed": 1, "slot": 0, **inp}
+    args = {"caption": CAPTION, "clip_seed": 1, "slot": 0, **ASKED, **inp}
     return tool(PlanInstructionInput(**args), ctx), ctx  # type: ignore[arg-type]
 
 
@@ -55,13 +59,13 @@ def endpoint(server: ScriptedLLMServer) -> OpenAIPlanner:
 
 def test_input_rejects_unknown_fields() -> None:
     with pytest.raises(ValidationError, match="instructions"):
-        PlanInstructionInput(caption=CAPTION, clip_seed=1, slot=0, instructions="x")  # type: ignore[call-arg]
+        PlanInstructionInput(caption=CAPTION, clip_seed=1, slot=0, **ASKED, instructions="x")  # type: ignore[call-arg]
 
 
 def test_rule_planner_output_is_validated_text_and_names_its_planner() -> None:
     out, ctx = plan(RulePlanner())
-    assert isinstance(out, PlanInstructionOutput) and out.planner == "rule-planner-v1"
-    assert out.category in PlanInstructionConfig().categories and out.target_description.startswith(CAPTION)
+    assert isinstance(out, PlanInstructionOutput) and out.planner == "rule-planner-v2"
+    assert out.category == "global_style" and out.target_description.startswith(CAPTION)
     assert ctx.usage == {}  # no model was called
     assert [p.name for p in ctx.rendered] == [
         "plan_instruction.system.j2",
@@ -72,11 +76,13 @@ def test_rule_planner_output_is_validated_text_and_names_its_planner() -> None:
 
 def test_every_phrasing_of_the_vocabulary_passes_the_text_checks() -> None:
     vocabulary = yaml.safe_load(PromptBook().source("edit_vocabulary.yaml").text)
-    for edit in vocabulary["edits"]:
-        for phrasing in edit["instructions"]:
-            assert text_problems(phrasing, 2) == [], phrasing
-        target = edit["target"].format(caption="A rabbit hops. The grass sways. Clouds pass.")
-        assert text_problems(target, 5) == [], target
+    # A caption every edit's `needs` fits, so each phrasing is checked with its placeholders filled in.
+    caption = "A rabbit hops. The grass sways. The most distinct object is green. The bottom of the frame is plain."
+    options = [o for c in {e["category"] for e in vocabulary["edits"]} for o in fitting_options(vocabulary, c, caption)]
+    assert len(options) == sum(len(e["instructions"]) for e in vocabulary["edits"])
+    for phrasing, target in options:
+        assert text_problems(phrasing, 2) == [], phrasing
+        assert text_problems(planner_written(target, caption), 5) == [], target
 
 
 def test_the_hostile_strings_are_refused_with_every_problem_named() -> None:
@@ -143,7 +149,7 @@ def test_the_captioners_text_is_not_held_against_the_planner() -> None:
     assert out.target_description.startswith(" ".join(garbage.split()))
     with ScriptedLLMServer([Reply(answer(target=garbage + " Drawn in pencil; rm -rf x."))]) as server:
         out, ctx = plan(endpoint(server), caption=garbage)
-    assert out.planner == "rule-planner-v1"  # what the planner added after the caption is checked
+    assert out.planner == "rule-planner-v2"  # what the planner added after the caption is checked
     assert ctx.usage["rejected"][0]["problems"] == [
         "target_description contains shell metacharacters ($( ), ${ }, backticks, ;, | or &&)"
     ]
@@ -153,14 +159,17 @@ def test_the_captioners_text_is_not_held_against_the_planner() -> None:
     assert "spreadsheet formula" in ctx.usage["rejected"][0]["problems"][0]  # the whole CSV cell counts
 
 
-def test_a_close_category_is_an_error_with_the_allowed_list() -> None:
-    config = PlanInstructionConfig(categories=["global_style", "global_freeform", "local_replace"])
-    replies = [Reply(answer(category="global")), Reply(answer(category="global_style"))]
+def test_the_planner_is_asked_for_one_category_and_an_answer_in_another_is_re_asked() -> None:
+    replies = [Reply(answer(category="global")), Reply(answer(category="local_add")), Reply(answer())]
     with ScriptedLLMServer(replies) as server:
-        out, ctx = plan(endpoint(server), config)
+        out, ctx = plan(endpoint(server))
     assert out.category == "global_style"
-    reask = ctx.rendered[-1].text
-    assert "did you mean 'global_style'?" in reask and "global_style, global_freeform, local_replace" in reask
+    first = server.requests[0]["body"]
+    assert 'category "global_style": Restyle the whole frame.' in first["messages"][0]["content"]
+    assert first["response_format"]["json_schema"]["schema"]["properties"]["category"]["enum"] == ["global_style"]
+    reasks = [p.text for p in ctx.rendered if p.name == "plan_instruction.reask.j2"]
+    assert "did you mean 'global_style'?" in reasks[0] and "exactly one of: global_style." in reasks[0]
+    assert "category 'local_add' is not allowed" in reasks[1]
 
 
 def test_an_instruction_already_used_on_the_clip_is_re_asked() -> None:
@@ -175,7 +184,7 @@ def test_an_endpoint_that_never_answers_well_falls_back_to_the_rule_planner() ->
     with ScriptedLLMServer([Reply(answer(HOSTILE_INSTRUCTION, target=HOSTILE_TARGET))]) as server:
         out, ctx = plan(endpoint(server), PlanInstructionConfig(max_reasks=2))
     assert len(server.requests) == 3  # the first answer and two re-asks
-    assert out.planner == "rule-planner-v1" and ctx.usage["fallback"] == "rule-planner-v1"
+    assert out.planner == "rule-planner-v2" and ctx.usage["fallback"] == "rule-planner-v2"
     assert len(ctx.usage["rejected"]) == 3 and "{{" not in out.instruction
     assert [p.name for p in ctx.rendered].count("plan_instruction.reask.j2") == 2
 
@@ -188,25 +197,30 @@ def test_an_unreachable_endpoint_is_backend_unavailable_with_its_usage() -> None
             Resources(),
         )
         ctx = context()
-        tool(PlanInstructionInput(caption=CAPTION, clip_seed=1, slot=0), ctx)
+        tool(PlanInstructionInput(caption=CAPTION, clip_seed=1, slot=0, **ASKED), ctx)
     assert err.value.kind == "backend_unavailable" and err.value.field == "planner"
     assert ctx.usage["transport_retries"] == 1
 
 
 def test_a_fallback_answer_that_fails_too_is_an_llm_schema_error_naming_it() -> None:
-    # A vocabulary whose categories the config does not allow: nothing can answer, and the error says why.
+    # The rule planner's target starts with the caption: a caption that reads as a spreadsheet formula makes
+    # every answer unfit (the whole CSV cell counts), and the error says why.
     with pytest.raises(ToolError) as err:
-        plan(RulePlanner(), PlanInstructionConfig(categories=["local_add"], max_reasks=1))
+        plan(RulePlanner(), PlanInstructionConfig(max_reasks=1), caption="=1+1 a clip of a meadow.")
     assert err.value.kind == "llm_schema" and err.value.field == "answer"
-    assert "so did the rule planner's" in err.value.detail and "Allowed: local_add" in err.value.detail
+    assert "so did the rule planner's" in err.value.detail and "spreadsheet formula" in err.value.detail
 
 
-def test_an_exhausted_vocabulary_is_bad_input() -> None:
+def test_a_category_with_no_phrasing_left_or_none_that_fits_is_category_unfit() -> None:
     vocabulary = yaml.safe_load(PromptBook().source("edit_vocabulary.yaml").text)
     every = tuple(p for edit in vocabulary["edits"] for p in edit["instructions"])
     with pytest.raises(ToolError) as err:
         plan(RulePlanner(), avoid=every)
-    assert err.value.kind == "bad_input" and err.value.field == "avoid"
+    assert err.value.kind == "category_unfit" and err.value.field == "category"
+    assert "already used" in err.value.detail
+    with pytest.raises(ToolError) as err:  # the caption names no object to recolour
+        plan(RulePlanner(), category="local_attribute", category_description="Recolour one object.")
+    assert err.value.kind == "category_unfit" and "fits this clip" in err.value.detail
 
 
 def test_rewrite_sends_the_judges_feedback() -> None:

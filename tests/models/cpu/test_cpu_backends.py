@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from bench.bad_inputs import moving_frames
 from models.cpu.metric_judge import MetricImageJudge, flicker_ratio
 from models.cpu.propagation import ExamplePropagator
-from models.cpu.rule_planner import RulePlanner
-from models.cpu.styles import STYLES, StyleEditor, UnsupportedEditError, parse_style
+from models.cpu.rule_planner import RulePlanner, fitting_options
+from models.cpu.scene_edits import parse_recolour, parse_subtitle, parse_weather
+from models.cpu.styles import CPU_CATEGORIES, STYLES, StyleEditor, UnsupportedEditError, parse_style
 from models.cpu.temporal_filter import FlowTemporalFilter
-from models.protocols import JudgeRequest, PlanRequest
+from models.protocols import CategoryUnfitError, JudgeRequest, PlanRequest
 from prompts.loader import PromptBook
 
 
@@ -30,11 +32,33 @@ def test_at_least_eight_global_edits_each_change_the_frame(frames: np.ndarray) -
         assert np.abs(out.astype(int) - frames[0]).mean() > 3, name
 
 
-def test_every_vocabulary_phrasing_parses_to_its_style() -> None:
+CAPTION = "A clip. The most distinct object is green. The bottom of the frame is plain enough for a subtitle."
+
+
+def test_every_cpu_vocabulary_phrasing_reaches_its_operator() -> None:
     vocab, _ = PromptBook().load_data("edit_vocabulary.yaml")
-    for edit in vocab["edits"]:
-        for phrasing in edit["instructions"]:
-            assert parse_style(phrasing) == edit["style"], phrasing
+    for category in CPU_CATEGORIES:
+        options = fitting_options(vocab, category, CAPTION)
+        assert options, category
+        for instruction, _ in options:
+            parsed = {
+                "global_style": parse_style(instruction),
+                "global_freeform": parse_weather(instruction) or parse_style(instruction),
+                "local_attribute": parse_recolour(instruction),
+                "text": parse_subtitle(instruction),
+            }[category]
+            assert parsed, instruction
+            assert parse_recolour(instruction) is None or category == "local_attribute", instruction
+    assert all(parse_recolour(i)[0] == "green" for i, _ in fitting_options(vocab, "local_attribute", CAPTION))  # type: ignore[index]
+
+
+def test_a_category_the_caption_does_not_support_is_unfit() -> None:
+    vocab, _ = PromptBook().load_data("edit_vocabulary.yaml")
+    plain = "A clip. No single object stands out by colour."
+    with pytest.raises(CategoryUnfitError, match="no local_attribute edit"):
+        RulePlanner().plan(PlanRequest(plain, "", "", vocab, [], clip_seed=1, slot=0, category="local_attribute"))
+    answer = json.loads(RulePlanner().plan(PlanRequest(CAPTION, "", "", vocab, [], 1, 0, category="text")).text)
+    assert answer["category"] == "text" and "bottom" in answer["instruction"]
 
 
 def test_unsupported_instruction_is_refused_by_name(frames: np.ndarray) -> None:
@@ -44,16 +68,69 @@ def test_unsupported_instruction_is_refused_by_name(frames: np.ndarray) -> None:
 
 def test_rule_planner_never_repeats_an_instruction_for_a_clip() -> None:
     vocab, _ = PromptBook().load_data("edit_vocabulary.yaml")
-    total = sum(len(e["instructions"]) for e in vocab["edits"])
+    total = len(fitting_options(vocab, "global_style", "A clip."))
     seen = []
     for slot in range(total):
-        answer = json.loads(
-            RulePlanner().plan(PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=slot)).text
-        )
+        request = PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=slot, category="global_style")
+        answer = json.loads(RulePlanner().plan(request).text)
+        assert answer["category"] == "global_style"
         seen.append(answer["instruction"])
     assert len(set(seen)) == total
-    with pytest.raises(ValueError, match="already used"):
-        RulePlanner().plan(PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=0))
+    with pytest.raises(CategoryUnfitError, match="already used"):
+        RulePlanner().plan(PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=0, category="global_style"))
+
+
+def object_scene(n: int = 12) -> np.ndarray:
+    """A grey textured background with a red square moving right: one object to recolour."""
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur((rng.random((96, 160, 3)) * 120 + 60).astype(np.uint8), (0, 0), 2)
+    base = cv2.cvtColor(cv2.cvtColor(base, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    frames = np.stack([base.copy() for _ in range(n)])
+    for t in range(n):
+        frames[t, 30:60, 20 + 2 * t : 50 + 2 * t] = (200, 30, 30)
+    return frames
+
+
+def test_recolour_changes_only_the_named_object_and_the_propagator_follows_it() -> None:
+    frames = object_scene()
+    edited = StyleEditor().edit(frames[0], "Make the red object blue.", seed=0)
+    hue = cv2.cvtColor(edited, cv2.COLOR_RGB2HSV)[40:50, 30:40, 0]
+    assert 100 <= np.median(hue) < 130  # blue
+    outside = np.abs(edited.astype(int) - frames[0])[:, 70:].mean()
+    assert outside < 1  # the rest of the frame is left alone
+    video = ExamplePropagator().propagate(frames, edited, 0, None, "", seed=0)
+    last = cv2.cvtColor(video[-1], cv2.COLOR_RGB2HSV)[40:50, 50:60, 0]  # where the square moved to
+    assert 100 <= np.median(last) < 130
+    with pytest.raises(UnsupportedEditError, match="no green object"):
+        StyleEditor().edit(frames[0], "Make the green object blue.", seed=0)
+
+
+def test_subtitle_is_drawn_in_the_band_and_held_in_every_frame(frames: np.ndarray) -> None:
+    edited = StyleEditor().edit(frames[0], 'Add the subtitle "Hello" at the bottom of the video.', seed=0)
+    changed = np.abs(edited.astype(int) - frames[0]).mean(axis=(1, 2))
+    band = int(len(changed) * 0.8)
+    assert changed[band:].mean() > 20 and changed[: band - 5].max() == 0
+    video = ExamplePropagator().propagate(frames, edited, 0, None, "", seed=0)
+    for t in (len(frames) // 2, len(frames) - 1):
+        assert np.abs(video[t].astype(int) - frames[t])[band:].mean() > 15, t  # still there
+
+
+def test_weather_edits_change_the_whole_frame(frames: np.ndarray) -> None:
+    for instruction in ("Make it snow.", "Make it rain.", "Fill the scene with thick fog."):
+        out = StyleEditor().edit(frames[0], instruction, seed=1)
+        assert np.abs(out.astype(int) - frames[0]).mean() > 8, instruction
+
+
+def test_a_local_edit_that_spills_over_the_frame_scores_low_on_preservation() -> None:
+    frames = object_scene()
+    recoloured = StyleEditor().edit(frames[0], "Make the red object blue.", seed=0)
+    global_edit = STYLES["sepia"].apply(frames[0])
+    local = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], recoloured, "", "", "local_attribute")))
+    spilled = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], global_edit, "", "", "local_attribute")))
+    as_global = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], recoloured, "", "", "global_style")))
+    assert local["scores"]["edit_strength"] > 8 and local["scores"]["structure_preservation"] > 8
+    assert spilled["scores"]["structure_preservation"] < 2  # the whole frame changed
+    assert as_global["scores"]["edit_strength"] < local["scores"]["edit_strength"]  # small for a global edit
 
 
 def test_propagation_carries_a_colour_edit_to_every_frame(frames: np.ndarray) -> None:

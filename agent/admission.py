@@ -1,0 +1,67 @@
+"""Admitting an episode: the category it is planned for, chosen by quotas.category_order from the run's
+record, and written on its Episode row before it starts, so that the next admission sees it and a resumed
+run finds the same choice; and the instructions the clip already had, which the planner must not repeat."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+
+from agent import quotas
+from agent.config import RunConfig
+from agent.state import EpisodeInput
+from store.categories import record_admission, run_episodes
+from store.tables import Episode
+from store.traces import clip_outputs
+from store.training import current_shares
+
+
+class Duplicates(Protocol):
+    def get(self, clip_path: str) -> str | None: ...
+
+
+def admit_episode(
+    engine: Engine, run_id: str, cfg: RunConfig, episode: EpisodeInput, index: int, duplicates: Duplicates
+) -> EpisodeInput | None:
+    """The episode with its categories, recorded; None while an episode older than the concurrency window
+    is still running (the choice must not depend on which episodes finished first)."""
+    rows = run_episodes(engine, run_id)
+    mine = next((r for r in rows if r.id == episode["episode_id"]), None)
+    if mine is None or mine.categories_json is None:  # new, or started by a version before categories
+        past = [quotas.PastEpisode(r.index, r.category, r.planned_category, r.status) for r in rows]
+        counts = quotas.counts_before(index, past, cfg.concurrency)
+        if counts is None:
+            return None
+        shares = current_shares(engine, run_id) or cfg.target_shares()
+        rounds = quotas.clip_rounds(past, {r.index: r.clip_path for r in rows}, episode["clip_path"], index)
+        order = quotas.category_order(shares, counts, rounds, episode["seed"])
+        mine = record_admission(
+            engine,
+            Episode(
+                id=episode["episode_id"],
+                run_id=run_id,
+                index=index,
+                clip_path=episode["clip_path"],
+                variant=episode["variant"],
+                seed=episode["seed"],
+                category=order[0],
+                categories_json=json.dumps(order),
+                category_rounds_json=json.dumps(dict(rounds)),
+            ),
+        )
+    # No instruction twice on one clip: what the clip's episodes older than the window were given. They have
+    # finished, so the list is the same whichever episodes finish first and after a resume (the calls that
+    # take it stay cached); episodes inside the window draw other slots, and mostly other categories.
+    planned = clip_outputs(
+        engine, run_id, episode["clip_path"], "plan_instruction", before_index=index - cfg.concurrency
+    )
+    used = list(dict.fromkeys(p["instruction"] for p in planned))
+    return {
+        **episode,
+        "categories": json.loads(mine.categories_json),
+        "category_rounds": json.loads(mine.category_rounds_json),
+        "clip_instructions": used,
+        "duplicate_of": duplicates.get(episode["clip_path"]),
+    }

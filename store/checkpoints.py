@@ -1,0 +1,32 @@
+"""LangGraph's checkpointer, kept where the tables are: one thread per episode, resumed after a crash."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from sqlalchemy.engine import make_url
+
+
+def open_checkpointer(db_url: str, sqlite_path: Path) -> BaseCheckpointSaver[str]:
+    """LangGraph's checkpoints next to the tables: in PostgreSQL when the store is, else in SQLite in --out."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "postgresql":
+        conn = sqlite3.connect(sqlite_path, check_same_thread=False)
+        # As for the tables (engine.py): WAL + NORMAL survives a killed process without an fsync per
+        # checkpoint, which the default rollback journal paid at every step of every episode.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return SqliteSaver(conn)
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    # PostgresSaver's own setup needs autocommit (CREATE INDEX CONCURRENTLY) and dict rows.
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.Connection.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    saver = PostgresSaver(conn)  # type: ignore[arg-type]
+    saver.setup()
+    return saver
