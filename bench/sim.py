@@ -35,7 +35,7 @@ from tools.caption_clip import CaptionClipInput, CaptionClipOutput
 from tools.edit_keyframe import EditKeyframeInput, EditKeyframeOutput
 from tools.enhance_temporal import EnhanceTemporalInput, EnhanceTemporalOutput
 from tools.estimate_depth import EstimateDepthInput, EstimateDepthOutput
-from tools.ingest import IngestInput, IngestOutput
+from tools.ingest import FingerprintClipInput, FingerprintClipOutput, IngestInput, IngestOutput
 from tools.judge import JudgeInput
 from tools.plan_instruction import PlanAnswer, PlanInstructionInput
 from tools.propagate import PropagateInput, PropagateOutput
@@ -113,7 +113,9 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
 
     def plan(inp: PlanInstructionInput, artifact: Any) -> PlanAnswer:
         instruction = f"edit {inp.clip_seed}:{inp.slot}" + (REWRITTEN if inp.feedback else "")
-        return PlanAnswer(instruction=instruction, category="style", target_description=f"the result of {instruction}")
+        return PlanAnswer(
+            instruction=instruction, category=inp.category, target_description=f"the result of {instruction}"
+        )
 
     def keyframe_quality(instruction: str) -> tuple[float, float]:
         """(quality, the quality above which an edit is good) of the key-frame edit for this instruction."""
@@ -137,7 +139,12 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
         good = rates.retry_video if inp.instruction.endswith(REWRITTEN) else rates.video
         return verdict("sim", video_pass, score(uniform(inp.instruction, "video"), 1 - good, threshold))
 
+    def fingerprint(inp: FingerprintClipInput, artifact: Any) -> FingerprintClipOutput:
+        """Every simulated clip distinct footage: no duplicates to skip."""
+        return FingerprintClipOutput(frame_hashes=[hashlib.sha256(inp.clip_path.encode()).hexdigest()[:16]])
+
     answers: dict[str, tuple[type[BaseModel], type[BaseModel], Any]] = {
+        "fingerprint_clip": (FingerprintClipInput, FingerprintClipOutput, fingerprint),
         "ingest": (IngestInput, IngestOutput, ingest),
         "caption_clip": (
             CaptionClipInput,
