@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 
 from cli.render import (
-    backend_table,
     category_figures_table,
     category_status_table,
     console,
@@ -26,9 +25,10 @@ from cli.render import (
     gate_table,
     print_episode_trace,
     print_json,
+    print_run_end,
+    print_run_start,
     print_training_trace,
     run_progress,
-    summary_table,
     templates_table,
     training_table,
     training_trace_json,
@@ -139,13 +139,7 @@ def run(
         hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
         raise fail(f"{err}{hint}") from err
     unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
-    console.print(
-        f"[bold]Ditto agent[/] run [cyan]{factory.run.id}[/] profile [cyan]{cfg.profile}[/] "
-        f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{cfg.out}[/]"
-    )
-    console.print(backend_table(factory.caller.toolkit))
-    if unit == "CPU":
-        console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
+    print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
     total = cfg.episodes_per_clip * len(clips)
     with run_progress(total, cfg.budget_device_seconds, unit) as on_progress:
         try:
@@ -155,14 +149,7 @@ def run(
                 f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
-    from store.categories import category_figures
-    from store.costs import gate_saving
-    from store.training import training_runs
-
-    console.print(summary_table(result, unit, gate_saving(factory.engine, factory.run.id)))
-    console.print(category_figures_table(category_figures(factory.engine, factory.run.id), unit))
-    if rounds := training_runs(factory.engine, factory.run.id):
-        console.print(training_table(rounds))
+    print_run_end(factory.engine, result, unit)
     if run_id and (changed := changed_templates(factory.engine, factory.run.id, factory.caller.prompts)):
         console.print(
             f"Templates changed since this run used them: {', '.join(changed)}. The run keeps its results; "

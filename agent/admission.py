@@ -18,6 +18,10 @@ from store.traces import clip_outputs
 from store.training import current_shares
 
 
+def quota_window(cfg: RunConfig) -> int:
+    return max(cfg.policy.quota_window, cfg.concurrency)
+
+
 class Duplicates(Protocol):
     def get(self, clip_path: str) -> str | None: ...
 
@@ -25,13 +29,13 @@ class Duplicates(Protocol):
 def admit_episode(
     engine: Engine, run_id: str, cfg: RunConfig, episode: EpisodeInput, index: int, duplicates: Duplicates
 ) -> EpisodeInput | None:
-    """The episode with its categories, recorded; None while an episode older than the concurrency window
+    """The episode with its categories, recorded; None while an episode older than the quota window
     is still running (the choice must not depend on which episodes finished first)."""
     rows = run_episodes(engine, run_id)
     mine = next((r for r in rows if r.id == episode["episode_id"]), None)
     if mine is None or mine.categories_json is None:  # new, or started by a version before categories
         past = [quotas.PastEpisode(r.index, r.category, r.planned_category, r.status) for r in rows]
-        counts = quotas.counts_before(index, past, cfg.concurrency)
+        counts = quotas.counts_before(index, past, quota_window(cfg))
         if counts is None:
             return None
         shares = current_shares(engine, run_id) or cfg.target_shares()
@@ -55,7 +59,7 @@ def admit_episode(
     # finished, so the list is the same whichever episodes finish first and after a resume (the calls that
     # take it stay cached); episodes inside the window draw other slots, and mostly other categories.
     planned = clip_outputs(
-        engine, run_id, episode["clip_path"], "plan_instruction", before_index=index - cfg.concurrency
+        engine, run_id, episode["clip_path"], "plan_instruction", before_index=index - quota_window(cfg)
     )
     used = list(dict.fromkeys(p["instruction"] for p in planned))
     return {

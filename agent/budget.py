@@ -90,6 +90,22 @@ class Ledger:
         self.finished_cost_s += cost
 
 
+def run_level_charge(engine: Engine, run_id: str, node: str) -> float:
+    """What a call outside any episode (screening a source clip) was charged at its site; 0 if reused."""
+    with Session(engine) as s:
+        charged = s.exec(
+            select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
+            .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
+            .where(
+                Charge.run_id == run_id,
+                ToolCall.node == node,
+                col(ToolCall.episode_id).is_(None),
+                col(ToolCall.training_id).is_(None),
+            )
+        ).one()
+    return float(charged)
+
+
 def split_gpus(cost_s: dict[str, float], gpus_per_actor: dict[str, float], gpus: float) -> dict[str, int]:
     """Actors per pool so that `gpus` GPUs are shared in proportion to each pool's cost per accepted
     sample: every pool gets one actor, then each further actor goes to the pool furthest below its share

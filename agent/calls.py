@@ -199,6 +199,29 @@ class ToolCaller:
             usage_json=canonical_json(usage) if usage else (reused.usage_json if reused else None),
             reused_call_id=reused.id if reused else None,
         )
+        try:
+            row = self._write(site, tool, fields, reused, seconds, redone)
+        except IntegrityError:  # the site was written meanwhile: by a thread of an earlier, stopped run
+            row = self._write(site, tool, fields, reused, seconds, redone=True)
+        self._remember_prompts(prompts)
+        log.info(
+            "tool call",
+            extra={
+                "tool": tool.name,
+                "episode": site.episode_id or site.training_id,
+                "node": site.node,
+                "device_seconds": seconds,
+                "queued_s": row.queued_s,
+                "error": row.error_kind,
+                "reused": reused is not None,
+            },
+        )
+        return row
+
+    def _write(
+        self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: ToolCall | None, seconds: float, redone: bool
+    ) -> ToolCall:
+        """The call's row and its charge, in one transaction."""
         with Session(self.engine, expire_on_commit=False) as s:
             # The common case, a site never called before, needs no lookups: only this episode's thread calls it.
             row = s.exec(row_at(site, tool.name)).first() if redone else None
@@ -216,19 +239,6 @@ class ToolCaller:
                 else:  # redone work costs again; the ledger keeps one row per step
                     charge.device_seconds += seconds
             s.commit()
-        self._remember_prompts(prompts)
-        log.info(
-            "tool call",
-            extra={
-                "tool": tool.name,
-                "episode": site.episode_id or site.training_id,
-                "node": site.node,
-                "device_seconds": seconds,
-                "queued_s": row.queued_s,
-                "error": row.error_kind,
-                "reused": reused is not None,
-            },
-        )
         return row
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:

@@ -24,6 +24,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
     # within a few bits of their 64-bit difference hash (re-encoding and a slight crop move a few bits).
     duplicate_max_bits: int = 10
     duplicate_min_match: float = 0.6
+    # Episodes admitted this recently count toward the category mix as if accepted, whatever they become, so
+    # the mix (and every instruction) is the same at any concurrency up to this; a higher concurrency widens it.
+    quota_window: int = Field(16, ge=1)
     max_attempts: int = 3  # instructions or seeds tried per episode before it is discarded
     # Attempts an episode gets when judges reject it (each retry a rewrite or a new seed); None: max_attempts.
     # Below max_attempts, retries after faults (out of memory, timeouts) stay while rejected edits stop

@@ -86,7 +86,8 @@ def counts_before(index: int, past: list[PastEpisode], window: int) -> Counter[s
     """Samples per category as episode `index` sees them: accepted ones among episodes older than `window`,
     plus every episode inside the window as if it will be accepted. What the window's episodes become is
     ignored, so the count does not depend on which of them finished first: the same seed gives the same
-    categories at any concurrency, and after a resume. None while an episode older than the window runs."""
+    categories at any concurrency up to the window, and after a resume. None while an episode older than the
+    window runs."""
     counts: Counter[str] = Counter()
     for e in past:
         if e.index >= index or e.category is None:

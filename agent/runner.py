@@ -317,6 +317,7 @@ class Factory:
                     episode = admit_episode(
                         self.engine, self.run.id, cfg, self.episode_input(next_up), next_up.index, screen
                     )
+                    ledger.spent_s += screen.take_charged()
                     if episode is None:  # the category mix waits for an older episode to finish
                         break
                     in_flight.add(self.start_episode(episode, next_up.index, ended))

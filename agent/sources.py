@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent import policy
+from agent.budget import run_level_charge
 from agent.calls import CallSite
 from agent.context import RunContext
 from tools.base import ToolError
@@ -26,6 +27,12 @@ class SourceScreen:
         self.seen: dict[str, list[int]] = {}
         self.duplicates: dict[str, str] = {}
         self.screened: set[str] = set()
+        self.charged_s = 0.0  # device-seconds screening charged since the run loop last took them
+
+    def take_charged(self) -> float:
+        """What screening charged since last asked, for the run's ledger (screening belongs to no episode)."""
+        charged, self.charged_s = self.charged_s, 0.0
+        return charged
 
     def get(self, clip_path: str) -> str | None:
         while clip_path not in self.screened and (clip := next(self.clips, None)) is not None:
@@ -39,9 +46,11 @@ class SourceScreen:
         try:
             st = os.stat(clip)
             inp = FingerprintClipInput(clip_path=str(clip), clip_size=st.st_size, clip_mtime_ns=st.st_mtime_ns)
-            out = ctx.caller.call("fingerprint_clip", inp, CallSite(ctx.run_id, None, f"screen {clip}", 0))
+            site = CallSite(ctx.run_id, None, f"screen {clip}", 0)
+            out = ctx.caller.call("fingerprint_clip", inp, site)
         except (OSError, ToolError):
             return
+        self.charged_s += run_level_charge(ctx.engine, ctx.run_id, site.node)
         hashes = [int(h, 16) for h in out.frame_hashes]
         if original := policy.duplicate_of(hashes, self.seen, ctx.config.policy):
             self.duplicates[str(clip)] = original

@@ -109,6 +109,9 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
             source_duration_s=5.05,
             motion=0.01,
             cut_score=0.0,
+            contrast=50.0,
+            neighbour_correlation=0.9,
+            flash_rate=0.0,
         )
 
     def plan(inp: PlanInstructionInput, artifact: Any) -> PlanAnswer:

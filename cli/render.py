@@ -334,3 +334,26 @@ def run_progress(total: int, budget_device_seconds: float, unit: str) -> Iterato
             yield on_progress
         finally:
             bar.stop()
+
+
+def print_run_start(run_id: str, cfg: Any, toolkit: dict[str, Any], unit: str) -> None:
+    console.print(
+        f"[bold]Ditto agent[/] run [cyan]{run_id}[/] profile [cyan]{cfg.profile}[/] "
+        f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{escape(str(cfg.out))}[/]"
+    )
+    console.print(backend_table(toolkit))
+    if unit == "CPU":
+        console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
+
+
+def print_run_end(engine: Any, result: Any, unit: str) -> None:
+    """The run's summary, what the key-frame gate saved, figures per category and the training rounds."""
+    from store.categories import category_figures
+    from store.costs import gate_saving
+    from store.training import training_runs
+
+    run_id = result.totals.run_id
+    console.print(summary_table(result, unit, gate_saving(engine, run_id)))
+    console.print(category_figures_table(category_figures(engine, run_id), unit))
+    if rounds := training_runs(engine, run_id):
+        console.print(training_table(rounds))

@@ -119,7 +119,7 @@ class FingerprintClip:
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = FingerprintClipInput, FingerprintClipOutput
     backend_id = "pyav+dhash"
-    resources = Resources(devices=1)
+    resources = Resources(devices=1, clock="process_cpu", gpus=0)  # decoding on a CPU core, as ingest
 
     def __init__(self, config: IngestConfig) -> None:
         self.config = config

@@ -44,7 +44,9 @@ def test_a_slow_llm_endpoint_is_charged_nothing(tmp_path: Path, small_config) ->
     with ScriptedLLMServer([Reply(plan_json(), delay_s=1.0)]) as server:
         cfg = small_config(backends={"planner": {"kind": "openai", "base_url": server.url, "model": "m"}})
         caller = make_caller(tmp_path, lambda: cfg)
-        inp = PlanInstructionInput(caption="a rabbit in a meadow", clip_seed=1, slot=0)
+        inp = PlanInstructionInput(
+            caption="a rabbit in a meadow", category="global_style", category_description="a style", clip_seed=1, slot=0
+        )
         caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
     with Session(caller.engine) as s:
         (row,) = s.exec(select(ToolCall)).all()
@@ -66,7 +68,9 @@ class HoldsAGpu:
 
 def test_waiting_for_a_busy_device_is_recorded_not_charged() -> None:
     executor, tool = LocalExecutor(), HoldsAGpu()
-    inp = PlanInstructionInput(caption="x", clip_seed=1, slot=0)
+    inp = PlanInstructionInput(
+        caption="x", category="global_style", category_description="a style", clip_seed=1, slot=0
+    )
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: executor.run(tool, inp, None), range(2)))  # type: ignore[arg-type]
     first, second = sorted(done, key=lambda e: e.queued_s)
