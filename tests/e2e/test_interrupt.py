@@ -35,6 +35,14 @@ def wait_for(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-de
         time.sleep(0.1)
 
 
+def run_status(tmp_path: Path) -> str | None:
+    try:
+        row = sqlite3.connect(tmp_path / "out" / "ditto.db").execute("select status from run").fetchone()
+    except sqlite3.OperationalError:  # locked by the run's own write, or not created yet
+        return None
+    return row[0] if row else None
+
+
 def test_ctrl_c_ends_a_run_stuck_on_a_hung_endpoint(tmp_path: Path) -> None:
     with ScriptedLLMServer([Reply(plan_json(), delay_s=300)]) as server:
         run = start_run(tmp_path, server.url)
@@ -59,7 +67,9 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
         try:
             wait_for(lambda: len(server.requests) > 0, 120)
             run.send_signal(signal.SIGINT)
-            time.sleep(0.5)  # inside the first Ctrl-C's grace period for episodes to checkpoint
+            # Once the first Ctrl-C has been handled (two signals before Python's handler runs count as one),
+            # inside its grace period for episodes to checkpoint:
+            wait_for(lambda: run_status(tmp_path) == "interrupted", 20)
             run.send_signal(signal.SIGINT)
             interrupted_at = time.monotonic()
             run.communicate(timeout=20)
