@@ -32,6 +32,10 @@ class ToolError(Exception):
         super().__init__(f"{kind}: {field + ': ' if field else ''}{detail}")
         self.kind, self.detail, self.field = kind, detail, field
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str | None]]:
+        # Rebuilt from its fields, not from the message, when it comes back from a Ray actor.
+        return ToolError, (self.kind, self.detail, self.field)
+
 
 def tool_error(tool: str, err: Exception) -> ToolError:
     """What a tool's failure is, by its type: out of memory (device or host), or any other fault."""
