@@ -67,7 +67,9 @@ class RunConfig(BaseModel, extra="forbid"):
     executor: Literal["local", "ray"] = "local"  # where tools run: this process, or Ray actor pools
     ray_address: str | None = None  # None: a Ray started for this run; 'auto': the cluster `ray start` made
     gpus: float | None = None  # on Ray: split this many GPUs across the pools by each stage's cost
-    pools: dict[str, PoolConfig] = Field(default_factory=dict)  # tool name -> its actor pool, on Ray
+    # Tool name -> its actor pool, on Ray. `pools: auto` (with `gpus`): GPUs and CPUs per actor as the backend
+    # specs say, actors per pool by the GPU split (even until the run has measured each stage's cost).
+    pools: dict[str, PoolConfig] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
@@ -76,6 +78,17 @@ class RunConfig(BaseModel, extra="forbid"):
     categories: dict[str, CategorySpec] = Field(default_factory=default_categories)
 
     _merge_categories = field_validator("categories", mode="before")(merge_taxonomy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def auto_pools_need_a_gpu_count(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("pools") != "auto":
+            return data
+        if data.get("gpus") is None:
+            raise ValueError(
+                "pools: auto splits the GPUs across the pools and needs their count: set gpus: N or --gpus N"
+            )
+        return {**data, "pools": {}}
 
     @model_validator(mode="after")
     def some_category_is_active(self) -> RunConfig:

@@ -13,7 +13,8 @@ What a device is, per tool (Resources.clock):
   cores: both made the same episodes cost more at higher concurrency. BLAS runs on one thread during
   such a call: its idle worker threads busy-wait, which counted as CPU time and grew with the machine's
   load, not with the work.
-A remote endpoint holds no device of ours (devices 0): its call is timed for the trace, charged 0."""
+A remote endpoint holds no device of ours (devices 0): its call is timed for the trace, charged 0, unless
+its spec prices it (device_seconds_per_1k_tokens, a self-hosted endpoint): then by the tokens it reported."""
 
 from __future__ import annotations
 
@@ -114,6 +115,15 @@ class DeviceHold:
         return self.released_at if self.released_at is not None else 0.0
 
 
+def charge_s(tool: Tool, held_s: float, ctx: ToolContext) -> float:
+    """Device-seconds a finished call is charged: the time it held its devices, or, for an endpoint priced per
+    1k tokens, the tokens it reported (a failed call's tokens too: the endpoint did that work)."""
+    price = tool.resources.device_seconds_per_1k_tokens
+    if price is None:
+        return held_s * tool.resources.devices
+    return price * (ctx.usage.get("prompt_tokens", 0) + ctx.usage.get("completion_tokens", 0)) / 1000
+
+
 class LocalExecutor:
     """Today's behaviour: the tool runs in this process, in the calling episode's thread (or in a helper
     thread when it has a time limit, so a hung call can be abandoned)."""
@@ -161,7 +171,7 @@ class LocalExecutor:
                 hold.give_back()  # so that the next call is not stuck behind a hung one
                 detail = f"{tool.name} ran past its {timeout_s:g} s limit and was abandoned"
                 return Executed(None, ToolError("timeout", detail), hold.held_s * devices, hold.queued_s)
-        return Executed(result.get("output"), result.get("error"), hold.held_s * devices, hold.queued_s)
+        return Executed(result.get("output"), result.get("error"), charge_s(tool, hold.held_s, ctx), hold.queued_s)
 
     def rebalance(self, measured_s: dict[str, float]) -> None:
         return None  # one process: every tool shares what it has

@@ -98,11 +98,15 @@ def pool_name(tool: str) -> str:
 
 def actor_options(resources: Resources, override: Any) -> dict[str, Any]:
     gpus = resources.gpus if resources.gpus is not None else resources.devices
+    cpus = override.cpus if override and override.cpus is not None else resources.cpus
     return {
         "num_gpus": override.gpus if override and override.gpus is not None else gpus,
-        "num_cpus": override.cpus if override and override.cpus is not None else resources.cpus,
+        "num_cpus": cpus,
         "max_restarts": -1,  # a killed (hung) or lost actor comes back; its call is ours to retry
         "max_task_retries": 0,
+        # OpenCV's threads, as many as the CPUs the actor reserved (Ray caps OMP's the same way): actors side
+        # by side with a thread per core each oversubscribe the cores, and their spinning threads were charged.
+        "runtime_env": {"env_vars": {"OPENCV_FOR_THREADS_NUM": str(max(1, int(cpus)))}},
     }
 
 

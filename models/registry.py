@@ -57,7 +57,7 @@ BACKENDS: dict[str, dict[str, str]] = {
 
 INJECTED = ("self", "pool")  # constructor arguments the registry supplies, never config
 # Spec keys the agent reads (cost, clock, time limit, Ray actor pool), never passed to the backend.
-RESOURCE_KEYS = ("devices", "clock", "timeout_s", "actors", "gpus", "cpus")
+RESOURCE_KEYS = ("devices", "clock", "timeout_s", "actors", "gpus", "cpus", "device_seconds_per_1k_tokens")
 REMOTE_KINDS = ("openai",)  # an endpoint elsewhere: it holds no device of ours
 
 

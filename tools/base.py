@@ -32,6 +32,10 @@ class ToolError(Exception):
         super().__init__(f"{kind}: {field + ': ' if field else ''}{detail}")
         self.kind, self.detail, self.field = kind, detail, field
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str | None]]:
+        # Rebuilt from its fields, not from the message, when it comes back from a Ray actor.
+        return ToolError, (self.kind, self.detail, self.field)
+
 
 def tool_error(tool: str, err: Exception) -> ToolError:
     """What a tool's failure is, by its type: out of memory (device or host), or any other fault."""
@@ -46,6 +50,9 @@ class Resources(BaseModel, frozen=True):
     # Devices held while the tool runs (fractions: a share of a GPU); cost = seconds held x devices.
     # 0 for a remote endpoint: it holds no device of ours, so its calls cost nothing.
     devices: float = Field(default=1, ge=0)
+    # A self-hosted LLM endpoint's GPUs are ours although its calls hold none here: set, a call is charged this
+    # many device-seconds per 1,000 tokens it reported (prompt and completion) instead. None: off.
+    device_seconds_per_1k_tokens: float | None = Field(default=None, ge=0)
     # How the seconds held are measured: 'wall' after taking the device (a GPU model), or 'process_cpu': a
     # CPU algorithm holds this process's CPU and is charged the CPU seconds used meanwhile (agent/executors).
     clock: Literal["wall", "process_cpu"] = "wall"

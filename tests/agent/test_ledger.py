@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +53,27 @@ def test_a_slow_llm_endpoint_is_charged_nothing(tmp_path: Path, small_config) ->
         (row,) = s.exec(select(ToolCall)).all()
         (charge,) = s.exec(select(Charge)).all()
     assert row.error_kind is None and row.device_seconds == 0 and charge.device_seconds == 0
+
+
+@pytest.mark.parametrize("price", [None, 2.5])
+def test_a_self_hosted_endpoint_priced_per_1k_tokens_is_charged_by_its_tokens(  # type: ignore[no-untyped-def]
+    tmp_path: Path, small_config, price: float | None
+) -> None:
+    priced = {} if price is None else {"device_seconds_per_1k_tokens": price}
+    with ScriptedLLMServer([Reply(plan_json(), delay_s=0.3)]) as server:
+        planner = {"kind": "openai", "base_url": server.url, "model": "m", **priced}
+        caller = make_caller(tmp_path, lambda: small_config(backends={"planner": planner}))
+        inp = PlanInstructionInput(
+            caption="a rabbit in a meadow", category="global_style", category_description="a style", clip_seed=1, slot=0
+        )
+        caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
+    with Session(caller.engine) as s:
+        (row,) = s.exec(select(ToolCall)).all()
+        (charge,) = s.exec(select(Charge)).all()
+    usage = json.loads(row.usage_json or "{}")
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    assert row.error_kind is None and tokens > 0 and usage["latency_s"] >= 0.3  # the wait is not what is priced
+    assert charge.device_seconds == pytest.approx(0.0 if price is None else tokens / 1000 * price)
 
 
 class HoldsAGpu:

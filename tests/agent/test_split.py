@@ -1,10 +1,13 @@
-"""--gpus N shares GPUs among the pools by each stage's cost per accepted sample."""
+"""--gpus N (or `pools: auto` with gpus: N) shares GPUs among the pools by each stage's cost per accepted sample."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from agent.budget import split_gpus
+from agent.config import ConfigError, load_config
 
 
 def test_gpus_follow_cost_and_all_are_used() -> None:
@@ -23,3 +26,16 @@ def test_every_pool_keeps_an_actor_and_fractions_share_a_gpu() -> None:
 def test_too_few_gpus_for_one_actor_each_is_an_error_naming_the_flag() -> None:
     with pytest.raises(ValueError, match="--gpus 1"):
         split_gpus({"a": 1.0, "b": 1.0}, {"a": 1, "b": 1}, 1)
+
+
+def test_pools_auto_splits_the_gpus_given(small_config) -> None:  # type: ignore[no-untyped-def]
+    cfg = small_config(executor="ray", pools="auto", gpus=8)
+    assert cfg.pools == {} and cfg.gpus == 8  # every pool as its backend spec says, actors by the split
+
+
+def test_pools_auto_without_a_gpu_count_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "cluster.yaml"
+    config.write_text("executor: ray\npools: auto\n")
+    with pytest.raises(ConfigError, match=r"in .*cluster\.yaml: pools: auto .* gpus: N or --gpus N"):
+        load_config("cpu", config)
+    assert load_config("cpu", config, {"gpus": 4}).gpus == 4  # the flag gives the count

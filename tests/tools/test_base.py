@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from models.protocols import OutOfDeviceMemory
@@ -21,3 +23,13 @@ from tools.base import ToolError, tool_error
 def test_tool_error_kind_follows_the_exception_type(raised: Exception, kind: str) -> None:
     err = tool_error("propagate", raised)
     assert err.kind == kind and ("propagate" in err.detail or err is raised)
+
+
+def test_a_tool_error_crosses_a_process_boundary_whole() -> None:
+    err = pickle.loads(pickle.dumps(ToolError("category_unfit", "no sky in this clip", field="category")))
+    assert (err.kind, err.detail, err.field, str(err)) == (
+        "category_unfit",
+        "no sky in this clip",
+        "category",
+        "category_unfit: category: no sky in this clip",
+    )
