@@ -8,6 +8,7 @@ import json
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from agent import quotas
 from agent.config import RunConfig
@@ -26,20 +27,54 @@ class Duplicates(Protocol):
     def get(self, clip_path: str) -> str | None: ...
 
 
+class EpisodeBook:
+    """The run's episodes as admission reads them: loaded once, then kept current by the run loop (each
+    admission adds its row, each finished episode is read again), so no admission re-reads the whole run."""
+
+    def __init__(self, engine: Engine, rows: list[Episode]) -> None:
+        self.engine = engine
+        self.rows: dict[str, Episode] = {}
+        self.past: dict[str, quotas.PastEpisode] = {}  # plain copies: reading ORM rows n times was the cost
+        self.clip_of: dict[int, str] = {}
+        for row in rows:
+            self.add(row)
+
+    @classmethod
+    def load(cls, engine: Engine, run_id: str) -> EpisodeBook:
+        return cls(engine, run_episodes(engine, run_id))
+
+    def add(self, row: Episode) -> None:
+        self.rows[row.id] = row
+        self.past[row.id] = quotas.PastEpisode(row.index, row.category, row.planned_category, row.status)
+        self.clip_of[row.index] = row.clip_path
+
+    def episode_ended(self, episode_id: str) -> None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            if (row := s.get(Episode, episode_id)) is not None:
+                self.add(row)
+
+
 def admit_episode(
-    engine: Engine, run_id: str, cfg: RunConfig, episode: EpisodeInput, index: int, duplicates: Duplicates
+    engine: Engine,
+    run_id: str,
+    cfg: RunConfig,
+    episode: EpisodeInput,
+    index: int,
+    duplicates: Duplicates,
+    book: EpisodeBook | None = None,
 ) -> EpisodeInput | None:
     """The episode with its categories, recorded; None while an episode older than the quota window
-    is still running (the choice must not depend on which episodes finished first)."""
-    rows = run_episodes(engine, run_id)
-    mine = next((r for r in rows if r.id == episode["episode_id"]), None)
+    is still running (the choice must not depend on which episodes finished first). Without a `book` the
+    run's episodes are read from the store."""
+    book = book or EpisodeBook.load(engine, run_id)
+    mine = book.rows.get(episode["episode_id"])
     if mine is None or mine.categories_json is None:  # new, or started by a version before categories
-        past = [quotas.PastEpisode(r.index, r.category, r.planned_category, r.status) for r in rows]
+        past = list(book.past.values())
         counts = quotas.counts_before(index, past, quota_window(cfg))
         if counts is None:
             return None
         shares = current_shares(engine, run_id) or cfg.target_shares()
-        rounds = quotas.clip_rounds(past, {r.index: r.clip_path for r in rows}, episode["clip_path"], index)
+        rounds = quotas.clip_rounds(past, book.clip_of, episode["clip_path"], index)
         order = quotas.category_order(shares, counts, rounds, episode["seed"])
         mine = record_admission(
             engine,
@@ -55,6 +90,7 @@ def admit_episode(
                 category_rounds_json=json.dumps(dict(rounds)),
             ),
         )
+        book.add(mine)
     # No instruction twice on one clip: what the clip's episodes older than the window were given. They have
     # finished, so the list is the same whichever episodes finish first and after a resume (the calls that
     # take it stay cached); episodes inside the window draw other slots, and mostly other categories.

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 
 from agent import policy, training
-from agent.admission import admit_episode
+from agent.admission import EpisodeBook, admit_episode
 from agent.budget import Ledger, cost_by_tool
 from agent.calls import canonical_json, is_storage_fault
 from agent.config import RunConfig
@@ -301,6 +301,7 @@ class Factory:
         ledger = Ledger.load(self.engine, self.run.id)
         plan, next_up = self.pending_episodes(), None
         screen = SourceScreen(self.context, iter_clips(cfg.source_dir))  # near-duplicate clips are skipped
+        book = EpisodeBook.load(self.engine, self.run.id)
         ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
         in_flight: set[str] = set()
         status, metadata_at = "finished", ledger.accepted
@@ -315,7 +316,7 @@ class Factory:
                         status = "stopped_budget" if why == "budget" else status
                         break
                     episode = admit_episode(
-                        self.engine, self.run.id, cfg, self.episode_input(next_up), next_up.index, screen
+                        self.engine, self.run.id, cfg, self.episode_input(next_up), next_up.index, screen, book
                     )
                     ledger.spent_s += screen.take_charged()
                     if episode is None:  # the category mix waits for an older episode to finish
@@ -336,6 +337,7 @@ class Factory:
                     self.stop.set()  # the others stop at their next checkpoint
                     raise err
                 ledger.episode_ended(self.engine, finished)
+                book.episode_ended(finished)
                 if ledger.finished % REBALANCE_EVERY == 0:
                     self.caller.executor.rebalance(cost_by_tool(self.engine, self.run.id))
                 if cfg.metadata_every and ledger.accepted != metadata_at and ledger.accepted % cfg.metadata_every == 0:
