@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -114,6 +114,30 @@ def ask_judge(judge: Judge, request: JudgeRequest, answer: type[JudgeAnswer], at
     raise ToolError("llm_schema", f"the judge's answer did not parse in {attempts} tries: {errors}", field="answer")
 
 
+def score_edit(
+    judge: Judge, config: JudgeConfig, ctx: ToolContext, template: str, inp: JudgeInput, source: Any, edited: Any
+) -> Verdict:
+    """Both judges: the rubric rendered for the edit's category, the answer's schema from its criteria, the
+    verdict asked for."""
+    prompt = ctx.render(
+        template,
+        instruction=inp.instruction,
+        target_description=inp.target_description,
+        category=inp.category,
+        local=inp.category in LOCAL_CATEGORIES,
+    )
+    answer = answer_model(judge, ctx, template, config)
+    request = JudgeRequest(
+        source=source,
+        edited=edited,
+        prompt=prompt,
+        instruction=inp.instruction,
+        category=inp.category or None,
+        answer_schema=answer.model_json_schema(),
+    )
+    return ask_judge(judge, request, answer, config.parse_attempts)
+
+
 class JudgeKeyframe:
     name: ClassVar[str] = "judge_keyframe"
     version: ClassVar[str] = "2"  # 2: answers decoded under the rubric's schema
@@ -124,23 +148,8 @@ class JudgeKeyframe:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render(
-            "judge_keyframe.j2",
-            instruction=inp.instruction,
-            target_description=inp.target_description,
-            category=inp.category,
-            local=inp.category in LOCAL_CATEGORIES,
-        )
-        answer = answer_model(self.judge, ctx, "judge_keyframe.j2", self.config)
-        request = JudgeRequest(
-            source=ctx.io.read_image(inp.source),
-            edited=ctx.io.read_image(inp.edited),
-            prompt=prompt,
-            instruction=inp.instruction,
-            category=inp.category or None,
-            answer_schema=answer.model_json_schema(),
-        )
-        return ask_judge(self.judge, request, answer, self.config.parse_attempts)
+        source, edited = ctx.io.read_image(inp.source), ctx.io.read_image(inp.edited)
+        return score_edit(self.judge, self.config, ctx, "judge_keyframe.j2", inp, source, edited)
 
 
 class JudgeVideo:
@@ -153,26 +162,10 @@ class JudgeVideo:
         self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
-        prompt = ctx.render(
-            "judge_video.j2",
-            instruction=inp.instruction,
-            target_description=inp.target_description,
-            category=inp.category,
-            local=inp.category in LOCAL_CATEGORIES,
-        )
         source, _ = ctx.io.read_video(inp.source)
         edited, _ = ctx.io.read_video(inp.edited)
         if source.shape != edited.shape:
             raise ToolError(
                 "bad_input", f"edited video {edited.shape} does not match the source {source.shape}", field="edited"
             )
-        answer = answer_model(self.judge, ctx, "judge_video.j2", self.config)
-        request = JudgeRequest(
-            source=source,
-            edited=edited,
-            prompt=prompt,
-            instruction=inp.instruction,
-            category=inp.category or None,
-            answer_schema=answer.model_json_schema(),
-        )
-        return ask_judge(self.judge, request, answer, self.config.parse_attempts)
+        return score_edit(self.judge, self.config, ctx, "judge_video.j2", inp, source, edited)
