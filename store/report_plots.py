@@ -112,13 +112,7 @@ def heldout_scores_by_round(data: ReportData) -> Figure | None:
     rounds = [(r.index, json.loads(r.eval_scores_json)) for r in data.rounds if r.eval_scores_json]
     if not rounds:
         return None
-    fig, ax = new_figure("Editto's held-out scores across training rounds")
-    for name in sorted({k for _, s in rounds for k in s}):
-        points = [(i, s[name]) for i, s in rounds if name in s]
-        ax.plot([i for i, _ in points], [v for _, v in points], marker="o", label=name)
-    ax.set(xlabel="training round", ylabel="mean judge score", ylim=(0, 10))
-    ax.legend(fontsize=7)
-    return fig
+    return lines_by_round("Editto's held-out scores across training rounds", rounds, "mean judge score", 10)
 
 
 def judge_and_attempts_by_category(data: ReportData) -> Figure | None:
@@ -140,11 +134,17 @@ def category_shares_by_round(data: ReportData) -> Figure | None:
     history = [(k, shares) for k, (_, _, shares) in enumerate(share_history(data.engine, data.run.id), 1) if shares]
     if not history:
         return None
-    fig, ax = new_figure("Category shares after each training round (toward what Editto edits worst)")
-    for name in sorted({c for _, shares in history for c in shares}):
-        points = [(k, shares[name]) for k, shares in history if name in shares]
-        ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
-    ax.set(xlabel="training round", ylabel="target share", ylim=(0, None))
+    title = "Category shares after each training round (toward what Editto edits worst)"
+    return lines_by_round(title, history, "target share", None)
+
+
+def lines_by_round(title: str, rounds: list[tuple[int, dict[str, float]]], ylabel: str, top: float | None) -> Figure:
+    """One line per name across training rounds, from (round, {name: value}) pairs."""
+    fig, ax = new_figure(title)
+    for name in sorted({k for _, values in rounds for k in values}):
+        points = [(i, values[name]) for i, values in rounds if name in values]
+        ax.plot([i for i, _ in points], [v for _, v in points], marker="o", label=name)
+    ax.set(xlabel="training round", ylabel=ylabel, ylim=(0, top))
     ax.legend(fontsize=7)
     return fig
 

@@ -39,19 +39,25 @@ def test_same_episodes_cost_the_same_at_any_concurrency(tmp_path: Path, small_co
     assert abs(four - one) <= 0.1 * one, (one, four)
 
 
+def plan_once(tmp_path: Path, config) -> tuple[ToolCall, Charge]:  # type: ignore[no-untyped-def]
+    """One planner call through call(): its ToolCall row and its Charge."""
+    caller = make_caller(tmp_path, config)
+    inp = PlanInstructionInput(
+        caption="a rabbit in a meadow", category="global_style", category_description="a style", clip_seed=1, slot=0
+    )
+    caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
+    with Session(caller.engine) as s:
+        (row,) = s.exec(select(ToolCall)).all()
+        (charge,) = s.exec(select(Charge)).all()
+    return row, charge
+
+
 def test_a_slow_llm_endpoint_is_charged_nothing(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
     cfg = small_config(backends={"planner": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}})
     assert build_toolkit(cfg.tools, cfg.backends)["plan_instruction"].resources.devices == 0
     with ScriptedLLMServer([Reply(plan_json(), delay_s=1.0)]) as server:
         cfg = small_config(backends={"planner": {"kind": "openai", "base_url": server.url, "model": "m"}})
-        caller = make_caller(tmp_path, lambda: cfg)
-        inp = PlanInstructionInput(
-            caption="a rabbit in a meadow", category="global_style", category_description="a style", clip_seed=1, slot=0
-        )
-        caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
-    with Session(caller.engine) as s:
-        (row,) = s.exec(select(ToolCall)).all()
-        (charge,) = s.exec(select(Charge)).all()
+        row, charge = plan_once(tmp_path, lambda: cfg)
     assert row.error_kind is None and row.device_seconds == 0 and charge.device_seconds == 0
 
 
@@ -62,14 +68,7 @@ def test_a_self_hosted_endpoint_priced_per_1k_tokens_is_charged_by_its_tokens(  
     priced = {} if price is None else {"device_seconds_per_1k_tokens": price}
     with ScriptedLLMServer([Reply(plan_json(), delay_s=0.3)]) as server:
         planner = {"kind": "openai", "base_url": server.url, "model": "m", **priced}
-        caller = make_caller(tmp_path, lambda: small_config(backends={"planner": planner}))
-        inp = PlanInstructionInput(
-            caption="a rabbit in a meadow", category="global_style", category_description="a style", clip_seed=1, slot=0
-        )
-        caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
-    with Session(caller.engine) as s:
-        (row,) = s.exec(select(ToolCall)).all()
-        (charge,) = s.exec(select(Charge)).all()
+        row, charge = plan_once(tmp_path, lambda: small_config(backends={"planner": planner}))
     usage = json.loads(row.usage_json or "{}")
     tokens = usage["prompt_tokens"] + usage["completion_tokens"]
     assert row.error_kind is None and tokens > 0 and usage["latency_s"] >= 0.3  # the wait is not what is priced
