@@ -125,7 +125,8 @@ class RunTotals:
 
 
 def run_totals(engine: Engine, run_id: str) -> RunTotals:
-    """Counts by SQL aggregates: the run loop asks before every admission, so no Episode row is loaded."""
+    """Counts by SQL aggregates, so no Episode row is loaded (the run loop keeps its own counters; this is
+    for the summary, progress and reports)."""
     with Session(engine) as s:
         by_status_reason = s.exec(
             select(Episode.status, Episode.reason, func.count())
