@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, insert, or_
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from agent.executors import Executed, Executor, LocalExecutor
 from prompts.loader import PromptBook, PromptError
 from store.artifacts import ArtifactStore
+from store.inserts import with_defaults
 from store.tables import Charge, PromptVersion, ToolCall
 from tools.base import Tool, ToolContext, ToolError
 from tools.base import tool_error as classify_tool_error
@@ -74,15 +76,34 @@ def artifact_refs(value: Any) -> list[str]:
     return []
 
 
-def row_at(site: CallSite, tool: str):  # type: ignore[no-untyped-def]
-    """The ToolCall row of one call site: (episode or training round, node, attempt, tool) is unique."""
-    return select(ToolCall).where(
-        ToolCall.episode_id == site.episode_id,
-        ToolCall.training_id == site.training_id,
-        ToolCall.node == site.node,
-        ToolCall.attempt == site.attempt,
-        ToolCall.tool == tool,
+CallRow = ToolCall | Row[Any]  # a ToolCall, or its columns as the Core statements of the hot path read them
+CALLS = ToolCall.__table__  # type: ignore[attr-defined]
+CHARGES = Charge.__table__  # type: ignore[attr-defined]
+
+
+def at_site(site: CallSite, tool: str) -> tuple[Any, ...]:
+    """Where the ToolCall row of one call site is: (episode or training round, node, attempt, tool) is unique."""
+    return (
+        CALLS.c.episode_id == site.episode_id,
+        CALLS.c.training_id == site.training_id,
+        CALLS.c.node == site.node,
+        CALLS.c.attempt == site.attempt,
+        CALLS.c.tool == tool,
     )
+
+
+# The first call that ran with a content key and left a result another call may reuse. Built once, with the
+# key as a parameter: building and caching the statement per call cost more than running it.
+REUSABLE = (
+    select(CALLS)
+    .where(
+        CALLS.c.call_key == bindparam("key"),
+        CALLS.c.reused_call_id.is_(None),
+        CALLS.c.output_json.is_not(None) | or_(*(CALLS.c.error_kind == kind for kind in DETERMINISTIC_ERRORS)),
+    )
+    .order_by(CALLS.c.id)
+    .limit(1)
+)
 
 
 class ToolCaller:
@@ -99,6 +120,9 @@ class ToolCaller:
         self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
         self._running_guard = threading.Lock()
         self.known_prompts: set[str] = set()  # template versions already in the store: no lookup per call
+        # Episodes admitted by this process, with the sites they have written: a site not in the set has no
+        # row, so the lookup for a step that ran before a crash is skipped (one query per call fewer).
+        self.new_episodes: dict[str, set[tuple[str, int, str]]] = {}
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -125,19 +149,18 @@ class ToolCaller:
                 self._running.pop(key).set()
 
     def _call(self, tool: Tool, key: str, inp: BaseModel, site: CallSite) -> Any:
-        with Session(self.engine) as s:
-            done = s.exec(row_at(site, tool.name)).first()
+        # Core statements, not the ORM: this runs ~10 times per episode and the ORM's objects cost more
+        # than the queries (bench/overhead.py).
+        written = self.new_episodes.get(site.episode_id or "")
+        with self.engine.connect() as conn:
+            done = (
+                None
+                if written is not None and (site.node, site.attempt, tool.name) not in written
+                else conn.execute(select(CALLS).where(*at_site(site, tool.name))).first()
+            )
             if done is not None and done.call_key == key and self._artifacts_present(done):
                 return self._result(tool, done)  # this very step already ran before a crash
-            cached = s.exec(
-                select(ToolCall)
-                .where(
-                    ToolCall.call_key == key,
-                    ToolCall.reused_call_id.is_(None),  # type: ignore[union-attr]
-                    (ToolCall.output_json.is_not(None)) | (ToolCall.error_kind.in_(DETERMINISTIC_ERRORS)),  # type: ignore[union-attr]
-                )
-                .order_by(ToolCall.id)
-            ).first()
+            cached = conn.execute(REUSABLE, {"key": key}).first()
             if cached is not None and not self._artifacts_present(cached):
                 cached = None
         if cached is not None:
@@ -151,7 +174,7 @@ class ToolCaller:
         )
         return self._result(tool, row)
 
-    def _artifacts_present(self, row: ToolCall) -> bool:
+    def _artifacts_present(self, row: CallRow) -> bool:
         refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []
         return all(self.io.path(ref).is_file() for ref in refs)
 
@@ -163,7 +186,7 @@ class ToolCaller:
         inp: BaseModel,
         *,
         redone: bool = False,
-        reused: ToolCall | None = None,
+        reused: CallRow | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
         executed: Executed | None = None,
@@ -203,6 +226,8 @@ class ToolCaller:
             row = self._write(site, tool, fields, reused, seconds, redone)
         except IntegrityError:  # the site was written meanwhile: by a thread of an earlier, stopped run
             row = self._write(site, tool, fields, reused, seconds, redone=True)
+        if (written := self.new_episodes.get(site.episode_id or "")) is not None:
+            written.add((site.node, site.attempt, tool.name))
         self._remember_prompts(prompts)
         log.info(
             "tool call",
@@ -219,12 +244,19 @@ class ToolCaller:
         return row
 
     def _write(
-        self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: ToolCall | None, seconds: float, redone: bool
-    ) -> ToolCall:
+        self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: CallRow | None, seconds: float, redone: bool
+    ) -> CallRow:
         """The call's row and its charge, in one transaction."""
+        if not redone:  # the common case, a site never called before: two plain inserts
+            values = with_defaults(ToolCall, fields)
+            with self.engine.begin() as conn:  # values as parameters, not .values(): one cached statement
+                call_id = conn.execute(insert(CALLS).returning(CALLS.c.id), values).scalar_one()
+                if reused is None:
+                    charge = {"tool_call_id": call_id, "run_id": site.run_id, "tool": tool.name}
+                    conn.execute(insert(CHARGES), with_defaults(Charge, {**charge, "device_seconds": seconds}))
+            return ToolCall(id=call_id, **values)
         with Session(self.engine, expire_on_commit=False) as s:
-            # The common case, a site never called before, needs no lookups: only this episode's thread calls it.
-            row = s.exec(row_at(site, tool.name)).first() if redone else None
+            row = s.exec(select(ToolCall).where(*at_site(site, tool.name))).first()
             if row is None:
                 row = ToolCall(**fields)
                 s.add(row)
@@ -233,7 +265,7 @@ class ToolCaller:
                     setattr(row, name, value)
             s.flush()
             if reused is None:
-                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first() if redone else None
+                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first()
                 if charge is None:
                     s.add(Charge(tool_call_id=row.id, run_id=site.run_id, tool=tool.name, device_seconds=seconds))
                 else:  # redone work costs again; the ledger keeps one row per step
@@ -255,7 +287,7 @@ class ToolCaller:
             self.known_prompts.add(p["sha256"])
 
     @staticmethod
-    def _result(tool: Tool, row: ToolCall) -> Any:
+    def _result(tool: Tool, row: CallRow) -> Any:
         if row.error_kind:
             raise ToolError(row.error_kind, row.error_detail or "", row.error_field)  # type: ignore[arg-type]
         return tool.Output.model_validate_json(row.output_json or "{}")

@@ -49,6 +49,10 @@ class PoolConfig(BaseModel, extra="forbid"):
     prior_s: float | None = Field(default=None, ge=0)
 
 
+# metadata_every: metadata.csv was rewritten after every N accepted samples; each commit appends its row now.
+RETIRED_KEYS = {"metadata_every"}
+
+
 class RunConfig(BaseModel, extra="forbid"):
     profile: str = "cpu"
     # ~86 device-seconds: a first cpu run that ends in a minute or two
@@ -63,7 +67,6 @@ class RunConfig(BaseModel, extra="forbid"):
     db_url: str | None = None  # None: SQLite in `out`
     prompts_dir: Path | None = None  # templates here override the built-ins, file by file
     allow_download: bool = False  # hub ids in backend paths are fetched only when the user says so
-    metadata_every: int = 10  # rewrite dataset/metadata.csv after this many accepted samples
     executor: Literal["local", "ray"] = "local"  # where tools run: this process, or Ray actor pools
     ray_address: str | None = None  # None: a Ray started for this run; 'auto': the cluster `ray start` made
     gpus: float | None = None  # on Ray: split this many GPUs across the pools by each stage's cost
@@ -78,6 +81,14 @@ class RunConfig(BaseModel, extra="forbid"):
     categories: dict[str, CategorySpec] = Field(default_factory=default_categories)
 
     _merge_categories = field_validator("categories", mode="before")(merge_taxonomy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def drop_retired_keys(cls, data: Any) -> Any:
+        """Keys earlier versions stored with each run, now without effect: their runs still resume."""
+        if isinstance(data, dict) and RETIRED_KEYS & data.keys():
+            return {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -32,7 +32,7 @@ from agent.sources import SourceScreen
 from agent.state import EpisodeInput
 from prompts.loader import PromptError
 from store.checkpoints import open_checkpointer
-from store.dataset import discard_episode, write_metadata_csv
+from store.dataset import discard_episode, repair_metadata_csv, write_metadata_csv
 from store.engine import open_engine
 from store.inserts import insert_ignore
 from store.tables import Episode, NodeEvent, Run, TrainingRun
@@ -203,7 +203,21 @@ class Factory:
                 )
             yield from (p for p, id_ in zip(batch, ids, strict=True) if id_ not in done)
 
-    def run_episode(self, episode: EpisodeInput, index: int) -> None:
+    def run_episode(self, episode: EpisodeInput, index: int, new: bool = False) -> None:
+        """`new`: admitted by this run loop for the first time, so it has no calls, node events or checkpoints
+        yet, and their lookups are skipped (bench/overhead.py)."""
+        episode_id = episode["episode_id"]
+        seq, resuming = (0, False) if new else self._resume_point(episode, index)
+        if new:
+            self.caller.new_episodes[episode_id] = set()
+        try:
+            self._stream_episode(episode, seq, resuming)
+        finally:
+            self.caller.new_episodes.pop(episode_id, None)
+
+    def _resume_point(self, episode: EpisodeInput, index: int) -> tuple[int, bool]:
+        """(node events recorded so far, whether a checkpoint holds the episode half done); the Episode row
+        is written if it is missing."""
         with Session(self.engine) as s:
             if s.get(Episode, episode["episode_id"]) is None:
                 s.add(
@@ -221,7 +235,10 @@ class Factory:
                 select(func.count()).select_from(NodeEvent).where(NodeEvent.episode_id == episode["episode_id"])
             ).one()
         config = {"configurable": {"thread_id": episode["episode_id"]}}
-        resuming = bool(self.graph.get_state(config).next)
+        return seq, bool(self.graph.get_state(config).next)
+
+    def _stream_episode(self, episode: EpisodeInput, seq: int, resuming: bool) -> None:
+        config = {"configurable": {"thread_id": episode["episode_id"]}}
         try:
             for update in self.graph.stream(
                 None if resuming else episode, config, context=self.context, stream_mode="updates", durability="sync"
@@ -266,13 +283,13 @@ class Factory:
         return training.run_round(self.context, planned)
 
     def start_episode(
-        self, episode: EpisodeInput, index: int, ended: queue.Queue[tuple[str, BaseException | None]]
+        self, episode: EpisodeInput, index: int, ended: queue.Queue[tuple[str, BaseException | None]], new: bool
     ) -> str:
         """The episode runs in a daemon thread: a tool that hangs cannot keep the process from exiting."""
 
         def run() -> None:
             try:
-                self.run_episode(episode, index)
+                self.run_episode(episode, index, new)
                 ended.put((episode["episode_id"], None))
             except BaseException as err:  # noqa: BLE001 -- handed to the admission loop
                 ended.put((episode["episode_id"], err))
@@ -298,13 +315,14 @@ class Factory:
         if cfg.training.every is not None:  # a round a crash interrupted, as it was planned
             for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
                 training.run_round(self.context, unfinished)
+        repair_metadata_csv(self.engine, self.dataset_dir)  # a kill may have cut the last commit short
         ledger = Ledger.load(self.engine, self.run.id)
         plan, next_up = self.pending_episodes(), None
         screen = SourceScreen(self.context, iter_clips(cfg.source_dir))  # near-duplicate clips are skipped
         book = EpisodeBook.load(self.engine, self.run.id)
         ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
         in_flight: set[str] = set()
-        status, metadata_at = "finished", ledger.accepted
+        status = "finished"
         try:
             while True:
                 train_due = self.training_due(ledger)  # admit nothing until the round has run
@@ -315,13 +333,13 @@ class Factory:
                     if (why := self.admissible(ledger, len(in_flight))) is not None:
                         status = "stopped_budget" if why == "budget" else status
                         break
-                    episode = admit_episode(
-                        self.engine, self.run.id, cfg, self.episode_input(next_up), next_up.index, screen, book
-                    )
+                    planned = self.episode_input(next_up)
+                    new = planned["episode_id"] not in book.rows  # the book holds every episode the store has
+                    episode = admit_episode(self.engine, self.run.id, cfg, planned, next_up.index, screen, book)
                     ledger.spent_s += screen.take_charged()
                     if episode is None:  # the category mix waits for an older episode to finish
                         break
-                    in_flight.add(self.start_episode(episode, next_up.index, ended))
+                    in_flight.add(self.start_episode(episode, next_up.index, ended, new))
                     next_up = None
                 if on_progress:
                     on_progress(self.progress(ledger, len(in_flight)), len(in_flight))
@@ -340,9 +358,6 @@ class Factory:
                 book.episode_ended(finished)
                 if ledger.finished % REBALANCE_EVERY == 0:
                     self.caller.executor.rebalance(cost_by_tool(self.engine, self.run.id))
-                if cfg.metadata_every and ledger.accepted != metadata_at and ledger.accepted % cfg.metadata_every == 0:
-                    write_metadata_csv(self.engine, self.dataset_dir)
-                    metadata_at = ledger.accepted
         except KeyboardInterrupt:
             status = "interrupted"
             self.interrupt(in_flight, ended)

@@ -96,7 +96,6 @@ def sim_factory(
                 "episodes_per_clip": episodes_per_clip,
                 "budget_gpu_days": 1e9,  # the simulated tools take no time: the ledger stays near 0
                 "concurrency": concurrency,
-                "metadata_every": 10**9,
                 "policy": {**base, **(policy or {})},
             },
         )

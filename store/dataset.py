@@ -118,16 +118,17 @@ def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, s
         place_file(artifacts.path(ref), folder / SAMPLE_FILES[role])
     record = sample_record(sample, episode_lineage(engine, sample.episode_id))
     atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, sort_keys=True).encode())
-    row = Sample(
-        id=sample_id,
-        episode_id=sample.episode_id,
-        run_id=sample.run_id,
-        dataset_dir=str(folder.relative_to(dataset_dir)),
-        record_json=json.dumps(record),
-    )
     # metadata.csv lists the sample before its row commits: a kill in between leaves it listed with its
-    # files in place, and the rerun of this commit adds the row. Under the lock no other commit interleaves.
+    # files in place, and the rerun of this commit adds the row. Under the lock no other commit interleaves,
+    # and the row is made inside it, so that the rows' order of acceptance is the order of the file's lines.
     with index_lock(dataset_dir), Session(engine) as s:
+        row = Sample(
+            id=sample_id,
+            episode_id=sample.episode_id,
+            run_id=sample.run_id,
+            dataset_dir=str(folder.relative_to(dataset_dir)),
+            record_json=json.dumps(record),
+        )
         if s.get(Sample, sample_id) is None:
             add_to_metadata_csv(engine, dataset_dir, row)
             s.add(row)
@@ -154,9 +155,12 @@ def discard_episode(engine: Engine, episode_id: str, reason: str, detail: str, c
         s.commit()
 
 
-def accepted_in_order(engine: Engine, run_id: str | None = None) -> list[Sample]:
-    """In order of acceptance, so that a sample's place (and whether it is held out) never changes."""
+def accepted_in_order(engine: Engine, run_id: str | None = None, newest_only: bool = False) -> list[Sample]:
+    """In order of acceptance, so that a sample's place (and whether it is held out) never changes;
+    `newest_only`: the last one alone (or none)."""
     query = select(Sample).order_by(col(Sample.created_at), col(Sample.id))
+    if newest_only:
+        query = select(Sample).order_by(col(Sample.created_at).desc(), col(Sample.id).desc()).limit(1)
     if run_id:
         query = query.where(Sample.run_id == run_id)
     with Session(engine) as s:
@@ -209,16 +213,46 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int
 
 
 def add_to_metadata_csv(engine: Engine, dataset_dir: Path, sample: Sample) -> None:
-    """metadata.csv with `sample` added: appended to the file as it is (a commit reads no other sample, so
-    it stays cheap at 10,000 samples), or rebuilt from the store when there is no usable file."""
-    path, row = dataset_dir / "metadata.csv", metadata_row(sample)
-    header = csv_bytes(METADATA_COLUMNS, [])
-    old = path.read_bytes() if path.is_file() else b""
-    if not old.startswith(header):  # missing, or written with other columns
-        rows = [metadata_row(r) for r in accepted_in_order(engine) if r.id != sample.id] + [row]
+    """metadata.csv with `sample` appended (a commit reads and rewrites nothing else, so it costs the same at
+    a million samples), or rebuilt from the store when there is no usable file. Call it under index_lock."""
+    path = dataset_dir / "metadata.csv"
+    if not has_metadata_header(path):  # missing, or written with other columns
+        rows = [metadata_row(r) for r in accepted_in_order(engine) if r.id != sample.id] + [metadata_row(sample)]
         write_csv(path, METADATA_COLUMNS, rows)
-    elif f"\n{sample.id},".encode() not in old:  # listed already when a kill cut its commit short
-        atomic_write_bytes(path, old + csv_bytes(METADATA_COLUMNS, [row], header=False))
+        return
+    with path.open("ab") as fh:
+        fh.write(csv_bytes(METADATA_COLUMNS, [metadata_row(sample)], header=False))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def has_metadata_header(path: Path) -> bool:
+    header = csv_bytes(METADATA_COLUMNS, [])
+    if not path.is_file():
+        return False
+    with path.open("rb") as fh:
+        return fh.read(len(header)) == header
+
+
+def repair_metadata_csv(engine: Engine, dataset_dir: Path) -> bool:
+    """Before a run goes on: metadata.csv rebuilt from the store if a kill cut its last commit short (the
+    row half written, or written with no Sample row behind it). Commits append one at a time, in the
+    order of acceptance, so a sound file ends with the newest sample's row; only the end is read.
+    Returns whether it was rebuilt."""
+    path = dataset_dir / "metadata.csv"
+    if not path.is_file():
+        return False
+    with index_lock(dataset_dir):
+        newest = accepted_in_order(engine, newest_only=True)
+        end = csv_bytes(METADATA_COLUMNS, [metadata_row(r) for r in newest], header=not newest)
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            fh.seek(max(0, size - len(end)))
+            if has_metadata_header(path) and fh.read() == end and (newest or size == len(end)):
+                return False
+        rows = [metadata_row(r) for r in accepted_in_order(engine)]
+        write_csv(path, METADATA_COLUMNS, rows)
+        return True
 
 
 @contextmanager

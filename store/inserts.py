@@ -1,6 +1,6 @@
-"""INSERT ... ON CONFLICT DO NOTHING through SQLAlchemy Core, for the rows the run loop writes many times a
-second (artifacts, node events): the ORM's unit of work costs more than the statement itself there, and a
-row already present (written by another episode, or before a crash) is simply kept."""
+"""Inserts through SQLAlchemy Core, for the rows the run loop writes many times a second (tool calls, charges,
+artifacts, node events): the ORM's unit of work costs more than the statement itself there. insert_ignore keeps
+a row already present (written by another episode, or before a crash)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, Any]:
+    """The values with the defaults the ORM would fill in (timestamps), for a Core insert."""
+    filled = dict(values)
+    for name, field in model.model_fields.items():
+        if name not in filled and field.default_factory is not None:
+            filled[name] = field.default_factory()  # type: ignore[call-arg]
+    return filled
 
 
 def insert_ignore(engine: Engine, model: type[SQLModel], **values: Any) -> None:
@@ -27,9 +36,8 @@ def insert_ignore(engine: Engine, model: type[SQLModel], **values: Any) -> None:
             except IntegrityError:
                 s.rollback()
         return
-    for name, field in model.model_fields.items():  # defaults the ORM would fill in (timestamps)
-        if name not in values and field.default_factory is not None:
-            values[name] = field.default_factory()  # type: ignore[call-arg]
     table = model.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
-        conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+        conn.execute(
+            insert(table).on_conflict_do_nothing(), with_defaults(model, values)
+        )  # parameters, not .values(): one cached statement

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from main import app
-from store.dataset import add_to_metadata_csv, spreadsheet_safe, write_csv
+from store.dataset import add_to_metadata_csv, repair_metadata_csv, spreadsheet_safe, write_csv
 from store.engine import open_engine
 from store.tables import Sample
 from store.video_io import encode_video, read_video
@@ -193,7 +193,7 @@ def test_metadata_csv_lists_every_accepted_sample_after_a_kill(tmp_path: Path) -
     assert all((out / "dataset" / sample_id / "edited.mp4").is_file() for sample_id in listed)
 
 
-def test_a_commit_lists_its_sample_once_and_rebuilds_a_missing_index(run_copy: Path) -> None:
+def test_a_commit_cut_short_by_a_kill_is_listed_once_and_a_missing_index_rebuilt(run_copy: Path) -> None:
     engine = open_engine(f"sqlite:///{run_copy / 'ditto.db'}")
     dataset_dir, samples = run_copy / "dataset", accepted(run_copy)
     index = dataset_dir / "metadata.csv"
@@ -201,8 +201,18 @@ def test_a_commit_lists_its_sample_once_and_rebuilds_a_missing_index(run_copy: P
     def listed() -> list[str]:
         return [r["sample_id"] for r in csv.DictReader(open(index, newline=""))]
 
-    add_to_metadata_csv(engine, dataset_dir, samples[-1])  # the rerun of a commit a kill cut short
+    assert listed() == [s.id for s in samples]
+    assert not repair_metadata_csv(engine, dataset_dir)  # a sound file is left as it is
+    index.write_bytes(index.read_bytes()[:-7])  # killed halfway through appending the last row
+    assert repair_metadata_csv(engine, dataset_dir)
+    assert listed() == [s.id for s in samples]
+    with Session(engine) as s:  # killed after the row's append, before its Sample row committed
+        s.delete(s.get(Sample, samples[-1].id))
+        s.commit()
+    assert repair_metadata_csv(engine, dataset_dir)
+    assert listed() == [s.id for s in samples[:-1]]
+    add_to_metadata_csv(engine, dataset_dir, samples[-1])  # the rerun of that commit
     assert listed() == [s.id for s in samples]
     index.unlink()
     add_to_metadata_csv(engine, dataset_dir, samples[0])
-    assert sorted(listed()) == sorted(s.id for s in samples)
+    assert sorted(listed()) == sorted(s.id for s in samples[:-1])
