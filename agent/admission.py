@@ -8,7 +8,6 @@ import json
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from agent import quotas
 from agent.config import RunConfig
@@ -29,10 +28,9 @@ class Duplicates(Protocol):
 
 class EpisodeBook:
     """The run's episodes as admission reads them: loaded once, then kept current by the run loop (each
-    admission adds its row, each finished episode is read again), so no admission re-reads the whole run."""
+    admission adds its row, the run loop each finished episode's row), so no admission re-reads the whole run."""
 
-    def __init__(self, engine: Engine, rows: list[Episode]) -> None:
-        self.engine = engine
+    def __init__(self, rows: list[Episode]) -> None:
         self.rows: dict[str, Episode] = {}
         self.past: dict[str, quotas.PastEpisode] = {}  # plain copies: reading ORM rows n times was the cost
         self.clip_of: dict[int, str] = {}
@@ -41,17 +39,12 @@ class EpisodeBook:
 
     @classmethod
     def load(cls, engine: Engine, run_id: str) -> EpisodeBook:
-        return cls(engine, run_episodes(engine, run_id))
+        return cls(run_episodes(engine, run_id))
 
     def add(self, row: Episode) -> None:
         self.rows[row.id] = row
         self.past[row.id] = quotas.PastEpisode(row.index, row.category, row.planned_category, row.status)
         self.clip_of[row.index] = row.clip_path
-
-    def episode_ended(self, episode_id: str) -> None:
-        with Session(self.engine, expire_on_commit=False) as s:
-            if (row := s.get(Episode, episode_id)) is not None:
-                self.add(row)
 
 
 def admit_episode(
@@ -78,6 +71,7 @@ def admit_episode(
         order = quotas.category_order(shares, counts, rounds, episode["seed"])
         mine = record_admission(
             engine,
+            mine is None,
             Episode(
                 id=episode["episode_id"],
                 run_id=run_id,

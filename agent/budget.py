@@ -69,11 +69,11 @@ class Ledger:
         """Mean cost of this run's finished episodes, or the prior before any has finished."""
         return self.finished_cost_s / self.finished if self.finished else prior
 
-    def episode_ended(self, engine: Engine, episode_id: str) -> None:
-        """An episode's thread returned: count its charges, and its outcome if it has one (an interrupted
-        episode is still running; its charges so far are counted once, the rest when it finishes)."""
+    def episode_ended(self, engine: Engine, episode_id: str, status: str) -> None:
+        """An episode's thread returned: count its charges, and its outcome (`status`, from its row) if it has
+        one (an interrupted episode is still running; its charges so far are counted once, the rest when it
+        finishes)."""
         with Session(engine) as s:
-            row = s.get(Episode, episode_id)
             cost = s.exec(
                 select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
                 .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
@@ -81,7 +81,6 @@ class Ledger:
             ).one()
         cost = float(cost)
         self.spent_s += cost - self.counted_s.pop(episode_id, 0.0)
-        status = row.status if row is not None else "running"
         if status == "running":
             self.counted_s[episode_id] = cost
             return

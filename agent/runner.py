@@ -354,8 +354,11 @@ class Factory:
                 if err is not None:
                     self.stop.set()  # the others stop at their next checkpoint
                     raise err
-                ledger.episode_ended(self.engine, finished)
-                book.episode_ended(finished)
+                with Session(self.engine, expire_on_commit=False) as s:  # read once, for the ledger and the book
+                    row = s.get(Episode, finished)
+                ledger.episode_ended(self.engine, finished, row.status if row is not None else "running")
+                if row is not None:
+                    book.add(row)
                 if ledger.finished % REBALANCE_EVERY == 0:
                     self.caller.executor.rebalance(cost_by_tool(self.engine, self.run.id))
         except KeyboardInterrupt:

@@ -8,7 +8,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -20,11 +20,11 @@ def run_episodes(engine: Engine, run_id: str) -> list[Episode]:
         return list(s.exec(select(Episode).where(Episode.run_id == run_id).order_by(col(Episode.index))).all())
 
 
-def record_admission(engine: Engine, episode: Episode) -> Episode:
+def record_admission(engine: Engine, new: bool, episode: Episode) -> Episode:
     """The admitted episode's row with its categories; the row already there if it was admitted before.
-    A row a version before categories wrote gets them."""
+    A row a version before categories wrote gets them. `new`: the caller knows there is no row yet."""
     with Session(engine, expire_on_commit=False) as s:
-        found = s.get(Episode, episode.id)
+        found = None if new else s.get(Episode, episode.id)
         if found is not None and found.categories_json is not None:
             return found
         if found is not None:
@@ -37,12 +37,12 @@ def record_admission(engine: Engine, episode: Episode) -> Episode:
 
 
 def set_planned_category(engine: Engine, episode_id: str, category: str) -> None:
-    with Session(engine) as s:
-        episode = s.get(Episode, episode_id)
-        if episode is not None and episode.planned_category != category:
-            episode.planned_category = category
-            s.add(episode)
-            s.commit()
+    with engine.begin() as conn:  # one statement: the planner's node runs it for every plan
+        conn.execute(
+            update(Episode)
+            .where(col(Episode.id) == episode_id, col(Episode.planned_category).is_distinct_from(category))
+            .values(planned_category=category)
+        )
 
 
 def category_of(episode: Episode) -> str:

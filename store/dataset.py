@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Update, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -121,7 +122,8 @@ def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, s
     # metadata.csv lists the sample before its row commits: a kill in between leaves it listed with its
     # files in place, and the rerun of this commit adds the row. Under the lock no other commit interleaves,
     # and the row is made inside it, so that the rows' order of acceptance is the order of the file's lines.
-    with index_lock(dataset_dir), Session(engine) as s:
+    # Core statements: the ORM's objects cost more than these three statements.
+    with index_lock(dataset_dir), engine.begin() as conn:
         row = Sample(
             id=sample_id,
             episode_id=sample.episode_id,
@@ -129,30 +131,32 @@ def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, s
             dataset_dir=str(folder.relative_to(dataset_dir)),
             record_json=json.dumps(record),
         )
-        if s.get(Sample, sample_id) is None:
+        if conn.execute(select(Sample.id).where(Sample.id == sample_id)).first() is None:
             add_to_metadata_csv(engine, dataset_dir, row)
-            s.add(row)
-        finish_episode(s, sample.episode_id, "accepted", None, None, sample.edit.get("category"))
-        s.commit()
+            conn.execute(insert(Sample), row.model_dump())
+        conn.execute(finished(sample.episode_id, "accepted", None, None, sample.edit.get("category")))
     return sample_id
 
 
-def finish_episode(
-    s: Session, episode_id: str, status: str, reason: str | None, detail: str | None, category: str | None = None
-) -> None:
-    episode = s.get(Episode, episode_id)
-    if episode is not None:
-        episode.status, episode.reason, episode.detail = status, reason, detail
-        # Episode.category is what admission chose; what the episode was planned as is kept beside it.
-        episode.planned_category = category or episode.planned_category
-        episode.finished_at = episode.finished_at or utcnow()
-        s.add(episode)
+def finished(episode_id: str, status: str, reason: str | None, detail: str | None, category: str | None) -> Update:
+    """The statement that ends an episode. Episode.category is what admission chose; what the episode was
+    planned as is kept beside it."""
+    return (
+        update(Episode)
+        .where(col(Episode.id) == episode_id)
+        .values(
+            status=status,
+            reason=reason,
+            detail=detail,
+            planned_category=func.coalesce(category, Episode.planned_category),
+            finished_at=func.coalesce(Episode.finished_at, utcnow()),
+        )
+    )
 
 
 def discard_episode(engine: Engine, episode_id: str, reason: str, detail: str, category: str | None = None) -> None:
-    with Session(engine) as s:
-        finish_episode(s, episode_id, "discarded", reason, detail, category)
-        s.commit()
+    with engine.begin() as conn:
+        conn.execute(finished(episode_id, "discarded", reason, detail, category))
 
 
 def accepted_in_order(engine: Engine, run_id: str | None = None, newest_only: bool = False) -> list[Sample]:
