@@ -5,6 +5,7 @@ run finds the same choice; and the instructions the clip already had, which the 
 from __future__ import annotations
 
 import json
+from collections import Counter, defaultdict
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
@@ -28,12 +29,16 @@ class Duplicates(Protocol):
 
 class EpisodeBook:
     """The run's episodes as admission reads them: loaded once, then kept current by the run loop (each
-    admission adds its row, the run loop each finished episode's row), so no admission re-reads the whole run."""
+    admission adds its row, the run loop each finished episode's row). What admission asks costs the same
+    at the millionth episode as at the first: the accepted samples older than the quota window are a running
+    count, and each clip's categories are kept by clip."""
 
     def __init__(self, rows: list[Episode]) -> None:
         self.rows: dict[str, Episode] = {}
-        self.past: dict[str, quotas.PastEpisode] = {}  # plain copies: reading ORM rows n times was the cost
-        self.clip_of: dict[int, str] = {}
+        self.by_index: dict[int, quotas.PastEpisode] = {}  # plain copies: reading ORM rows n times was the cost
+        self.clip_categories: defaultdict[str, dict[int, str]] = defaultdict(dict)  # clip -> index -> admitted for
+        self.settled: Counter[str] = Counter()  # accepted samples per category among episodes below settled_below
+        self.settled_below = 0
         for row in rows:
             self.add(row)
 
@@ -43,8 +48,37 @@ class EpisodeBook:
 
     def add(self, row: Episode) -> None:
         self.rows[row.id] = row
-        self.past[row.id] = quotas.PastEpisode(row.index, row.category, row.planned_category, row.status)
-        self.clip_of[row.index] = row.clip_path
+        self.by_index[row.index] = quotas.PastEpisode(row.index, row.category, row.planned_category, row.status)
+        if row.category:
+            self.clip_categories[row.clip_path][row.index] = row.category
+
+    def counts_before(self, index: int, window: int) -> Counter[str] | None:
+        """Samples per category as episode `index` sees them: accepted ones among episodes older than
+        `window`, plus every episode inside the window as if it will be accepted. What the window's episodes
+        become is ignored, so the count does not depend on which of them finished first: the same seed gives
+        the same categories at any concurrency up to the window, and after a resume. None while an episode
+        older than the window runs. Episodes are settled into the running count once, in index order."""
+        edge = index - window
+        if edge < self.settled_below:  # asked about an earlier episode than before: count from the start
+            self.settled, self.settled_below = Counter(), 0
+        while self.settled_below < edge:
+            old = self.by_index.get(self.settled_below)
+            if old is not None and old.category is not None:
+                if old.status == "running":
+                    return None
+                if old.status == "accepted":
+                    self.settled[old.planned or old.category] += 1
+            self.settled_below += 1
+        counts = Counter(self.settled)
+        for i in range(max(edge, 0), index):
+            recent = self.by_index.get(i)
+            if recent is not None and recent.category is not None:
+                counts[recent.category] += 1
+        return counts
+
+    def clip_rounds(self, clip: str, index: int) -> Counter[str]:
+        """How many earlier episodes of `clip` were admitted for each category."""
+        return Counter(category for i, category in self.clip_categories[clip].items() if i < index)
 
 
 def admit_episode(
@@ -62,12 +96,11 @@ def admit_episode(
     book = book or EpisodeBook.load(engine, run_id)
     mine = book.rows.get(episode["episode_id"])
     if mine is None or mine.categories_json is None:  # new, or started by a version before categories
-        past = list(book.past.values())
-        counts = quotas.counts_before(index, past, quota_window(cfg))
+        counts = book.counts_before(index, quota_window(cfg))
         if counts is None:
             return None
         shares = current_shares(engine, run_id) or cfg.target_shares()
-        rounds = quotas.clip_rounds(past, book.clip_of, episode["clip_path"], index)
+        rounds = book.clip_rounds(episode["clip_path"], index)
         order = quotas.category_order(shares, counts, rounds, episode["seed"])
         mine = record_admission(
             engine,

@@ -91,18 +91,14 @@ class Ledger:
 
 def run_level_charge(engine: Engine, run_id: str, node: str) -> float:
     """What a call outside any episode (screening a source clip) was charged at its site; 0 if reused."""
+    at_site = select(ToolCall.id).where(
+        ToolCall.node == node, col(ToolCall.episode_id).is_(None), col(ToolCall.training_id).is_(None)
+    )
     with Session(engine) as s:
-        charged = s.exec(
-            select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
-            .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
-            .where(
-                Charge.run_id == run_id,
-                ToolCall.node == node,
-                col(ToolCall.episode_id).is_(None),
-                col(ToolCall.training_id).is_(None),
-            )
-        ).one()
-    return float(charged)
+        charges = s.exec(select(Charge.run_id, Charge.device_seconds).where(col(Charge.tool_call_id).in_(at_site)))
+        # The run is matched here, not in SQL: given run_id there, SQLite read every charge of the run through
+        # its index for each clip screened (quadratic in clips).
+        return sum(seconds for run, seconds in charges.all() if run == run_id)
 
 
 def split_gpus(cost_s: dict[str, float], gpus_per_actor: dict[str, float], gpus: float) -> dict[str, int]:

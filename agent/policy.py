@@ -96,18 +96,6 @@ def matching_fraction(a: list[int], b: list[int], max_bits: int) -> float:
     return sum(any(bin(x ^ y).count("1") <= max_bits for y in long_) for x in short) / len(short)
 
 
-def duplicate_of(fingerprint: list[int], earlier: dict[str, list[int]], cfg: PolicyConfig) -> str | None:
-    """The first earlier clip showing the same footage, or None."""
-    return next(
-        (
-            clip
-            for clip, other in earlier.items()
-            if matching_fraction(fingerprint, other, cfg.duplicate_max_bits) >= cfg.duplicate_min_match
-        ),
-        None,
-    )
-
-
 def failing_criteria(scores: dict[str, float], thresholds: dict[str, float]) -> list[str]:
     """Criteria below their threshold; a criterion the judge did not score fails too."""
     return [name for name, floor in thresholds.items() if scores.get(name, -1.0) < floor]

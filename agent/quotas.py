@@ -5,7 +5,6 @@ the targets toward what Editto does worst. Pure functions of plain values, like 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,25 +81,6 @@ class PastEpisode:
     status: str  # running | accepted | discarded
 
 
-def counts_before(index: int, past: list[PastEpisode], window: int) -> Counter[str] | None:
-    """Samples per category as episode `index` sees them: accepted ones among episodes older than `window`,
-    plus every episode inside the window as if it will be accepted. What the window's episodes become is
-    ignored, so the count does not depend on which of them finished first: the same seed gives the same
-    categories at any concurrency up to the window, and after a resume. None while an episode older than the
-    window runs."""
-    counts: Counter[str] = Counter()
-    for e in past:
-        if e.index >= index or e.category is None:
-            continue
-        if e.index >= index - window:
-            counts[e.category] += 1
-        elif e.status == "running":
-            return None
-        elif e.status == "accepted":
-            counts[e.planned or e.category] += 1
-    return counts
-
-
 def category_order(
     shares: Mapping[str, float], counts: Mapping[str, int], clip_uses: Mapping[str, int], seed: int
 ) -> list[str]:
@@ -157,8 +137,3 @@ def within_bounds(shares: Mapping[str, float], bounds: Mapping[str, tuple[float,
             return {c: round(v, 6) for c, v in {**fixed, **scaled}.items()}
         fixed.update(out_of_bounds)
     return {c: round(fixed.get(c, 0.0), 6) for c in shares}  # bounds that cannot all hold: clipped as they are
-
-
-def clip_rounds(past: list[PastEpisode], clip_of: Mapping[int, str], clip: str, index: int) -> Counter[str]:
-    """How many earlier episodes of `clip` were admitted for each category."""
-    return Counter(e.category for e in past if e.index < index and clip_of[e.index] == clip and e.category)

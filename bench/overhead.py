@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import pstats
 import statistics
 import sys
@@ -21,14 +22,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from langgraph.graph import END, START, StateGraph
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from agent.admission import admit_episode
 from agent.runner import Factory, PlannedEpisode, plan_episodes
+from agent.state import EpisodeInput, EpisodeState
 from bench.sim import PassRates
 from bench.simulate import sim_factory
-from store.tables import Episode, ToolCall
+from store.checkpoints import open_checkpointer
+from store.tables import Episode, NodeEvent, ToolCall
 
 ALL_PASS = PassRates(keyframe=1.0, video=1.0, retry_keyframe=1.0, retry_video=1.0, judge_noise=0.0)
 PACKAGES = ("sqlalchemy", "sqlmodel", "langgraph", "langchain", "pydantic", "sqlite3", "threading", "queue")
@@ -46,18 +50,46 @@ def orchestration_ms(factory: Factory) -> list[float]:
     return [((end - start).total_seconds() - inside) * 1e3 for start, end, inside in rows]
 
 
-def measure(episodes: int, concurrency: int, root: Path) -> str:
+def measure(episodes: int, concurrency: int, root: Path) -> tuple[str, float]:
+    """The table's row, and the graph steps an episode took (node events per episode)."""
     with sim_factory(episodes, ALL_PASS, root=root, checkpointer="sqlite", concurrency=concurrency) as factory:
         cpu, wall = time.process_time(), time.perf_counter()
         result = factory.execute()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         ms = sorted(orchestration_ms(factory))
+        with Session(factory.engine) as s:
+            events = s.exec(select(func.count()).select_from(NodeEvent)).one()
     done = result.totals.accepted + result.totals.discarded
     p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
-    return (
+    row = (
         f"| {concurrency} | {done} | {statistics.median(ms):.1f} | {p95:.1f} | {done / wall:.1f} "
         f"| {cpu / done * 1e3:.1f} |\n"
     )
+    return row, events / done
+
+
+def langgraph_floor_ms(steps: int, root: Path, episodes: int = 300) -> float:
+    """Median milliseconds per episode of LangGraph alone: a chain of `steps` nodes that do nothing, over the
+    episode's state schema, with the run's checkpointer (store.checkpoints) and durability. What
+    orchestration costs that is not ours."""
+    graph = StateGraph(EpisodeState, input_schema=EpisodeInput)
+    names = [f"step_{i}" for i in range(steps)]
+    for name in names:
+        graph.add_node(name, lambda state: {"attempt": 0})
+    for a, b in itertools.pairwise([START, *names, END]):
+        graph.add_edge(a, b)
+    saver = open_checkpointer(f"sqlite:///{root / 'floor.sqlite'}", root / "floor-checkpoints.sqlite")
+    compiled = graph.compile(checkpointer=saver)
+    ms = []
+    for i in range(episodes):
+        start = time.perf_counter()
+        config = {"configurable": {"thread_id": f"floor-{i}"}}
+        inp = {"episode_id": f"floor-{i}", "clip_path": "clip.mp4", "clip_seed": i, "variant": 0, "seed": i}
+        for _ in compiled.stream(inp, config, stream_mode="updates", durability="sync"):
+            pass
+        saver.delete_thread(f"floor-{i}")  # as the run loop does once an episode ends
+        ms.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(ms)
 
 
 def profile(episodes: int, root: Path) -> None:
@@ -68,7 +100,7 @@ def profile(episodes: int, root: Path) -> None:
         def run(p: PlannedEpisode) -> None:  # admitted as the run loop admits it: its category, then run
             episode = admit_episode(factory.engine, factory.run.id, factory.cfg, factory.episode_input(p), p.index, {})
             assert episode is not None  # one at a time: no older episode is still running
-            factory.run_episode(episode, p.index)
+            factory.run_episode(episode, p.index, new=True)
 
         run(planned[0])  # warm caches (compiled statements, imports)
         profiler = cProfile.Profile()
@@ -103,8 +135,15 @@ def main() -> None:
             "| concurrency | episodes | orchestration ms/episode, median | p95 | episodes/s | CPU-ms/episode |\n"
             "| --- | --- | --- | --- | --- | --- |\n"
         )
+        steps = 0.0
         for concurrency in args.concurrency:
-            sys.stdout.write(measure(args.episodes, concurrency, Path(tmp)))
+            row, steps = measure(args.episodes, concurrency, Path(tmp))
+            sys.stdout.write(row)
+        floor = langgraph_floor_ms(round(steps), Path(tmp))
+        sys.stdout.write(
+            f"\nLangGraph alone, {round(steps)} nodes that do nothing per episode with the same checkpointer and "
+            f"durability (not ours): {floor:.1f} ms per episode, median\n"
+        )
         if args.profile:
             profile(min(args.episodes, 200), Path(tmp))
 

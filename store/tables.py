@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -23,6 +23,9 @@ class Run(SQLModel, table=True):
 
 
 class Episode(SQLModel, table=True):
+    # Admission and the planner ask for a clip's other episodes in the run: without this index SQLite read
+    # every episode of the run for each.
+    __table_args__ = (Index("ix_episode_run_id_clip_path", "run_id", "clip_path"),)
     id: str = Field(primary_key=True)
     run_id: str = Field(index=True, foreign_key="run.id")
     index: int
@@ -37,7 +40,6 @@ class Episode(SQLModel, table=True):
     status: str = Field(default="running", index=True)  # running | accepted | discarded
     reason: str | None = Field(default=None, index=True)
     detail: str | None = None
-    category: str | None = Field(default=None, index=True)
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
 
+from agent.admission import EpisodeBook
 from agent.config import ConfigError, load_config
-from agent.quotas import PastEpisode, category_order, counts_before, shift_shares, within_bounds
+from agent.quotas import category_order, shift_shares, within_bounds
+from store.tables import Episode
 
 SHARES = {"global_style": 0.4, "global_freeform": 0.4, "local_attribute": 0.15, "text": 0.05}
 
@@ -48,28 +51,77 @@ def test_twelve_accepted_samples_land_within_one_sample_of_every_target() -> Non
     assert all(abs(counts[c] - share * 12) <= 1 for c, share in SHARES.items()), counts
 
 
+def episode_row(index: int, category: str | None, planned: str | None, status: str, clip: str = "clip.mp4") -> Episode:
+    return Episode(
+        id=f"r:{index:05d}",
+        run_id="r",
+        index=index,
+        clip_path=clip,
+        variant=0,
+        seed=index,
+        category=category,
+        planned_category=planned,
+        status=status,
+    )
+
+
 @pytest.mark.parametrize(
     ("past", "index", "expected"),
     [
         # inside the window (2): counted as if accepted, whatever became of them
-        ([PastEpisode(0, "a", None, "discarded"), PastEpisode(1, "b", None, "running")], 2, {"a": 1, "b": 1}),
+        ([(0, "a", None, "discarded"), (1, "b", None, "running")], 2, {"a": 1, "b": 1}),
         # older than the window: only accepted ones count, under the category they were planned as
-        (
-            [
-                PastEpisode(0, "a", "b", "accepted"),
-                PastEpisode(1, "a", None, "discarded"),
-                PastEpisode(2, "c", None, "x"),
-            ],
-            4,
-            {"b": 1, "c": 1},
-        ),
+        ([(0, "a", "b", "accepted"), (1, "a", None, "discarded"), (2, "c", None, "x")], 4, {"b": 1, "c": 1}),
         # an episode older than the window still running: the choice waits
-        ([PastEpisode(0, "a", None, "running"), PastEpisode(1, "b", None, "accepted")], 3, None),
+        ([(0, "a", None, "running"), (1, "b", None, "accepted")], 3, None),
     ],
 )
 def test_counts_before_do_not_depend_on_which_episodes_finished_first(past, index, expected) -> None:  # type: ignore[no-untyped-def]
-    got = counts_before(index, past, window=2)
+    got = EpisodeBook([episode_row(*e) for e in past]).counts_before(index, window=2)
     assert (dict(got) if got is not None else None) == expected
+
+
+def recount(rows: list[Episode], index: int, window: int) -> Counter[str] | None:
+    """counts_before's definition, read off every episode at once."""
+    counts: Counter[str] = Counter()
+    for e in rows:
+        if e.index >= index or e.category is None:
+            continue
+        if e.index >= index - window:
+            counts[e.category] += 1
+        elif e.status == "running":
+            return None
+        elif e.status == "accepted":
+            counts[e.planned_category or e.category] += 1
+    return counts
+
+
+def test_the_books_running_counts_match_a_recount_through_a_run() -> None:
+    """The run loop's book settles old episodes into a running count; at every admission of a run where
+    episodes finish out of order, it must give what counting every episode gives."""
+    rng = random.Random(7)
+    book, rows, running = EpisodeBook([]), {}, []
+    index = 0
+    while index < 400:
+        if running and (len(running) >= 6 or rng.random() < 0.4):  # an episode ends, not the oldest first
+            done = running.pop(rng.randrange(len(running)))
+            row = rows[done]
+            row.status = rng.choice(["accepted", "accepted", "discarded"])
+            row.planned_category = rng.choice([None, "b"])
+            book.add(row)
+            continue
+        expected = recount(list(rows.values()), index, window=4)
+        got = book.counts_before(index, window=4)
+        assert got == expected, index
+        if got is None:  # the choice waits for the oldest to finish
+            continue
+        rows[index] = episode_row(index, rng.choice("abc"), None, "running", clip=f"clip{index % 7}.mp4")
+        book.add(rows[index])
+        assert book.clip_rounds(f"clip{index % 7}.mp4", index + 1) == Counter(
+            r.category for r in rows.values() if r.clip_path == f"clip{index % 7}.mp4"
+        )
+        running.append(index)
+        index += 1
 
 
 BOUNDS = {

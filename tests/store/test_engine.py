@@ -44,3 +44,17 @@ def test_a_store_from_before_edit_categories_gets_their_columns(tmp_path: Path) 
     for table, columns in added.items():
         have = {row[1] for row in now.execute(f"pragma table_info({table})")}
         assert set(columns) <= have, table
+
+
+def test_a_store_from_before_the_clip_index_gets_it(tmp_path: Path) -> None:
+    """Admission asks for a clip's other episodes at every admission: without the index on clip_path that
+    scanned every episode of the run."""
+    db = tmp_path / "ditto.db"
+    open_engine(f"sqlite:///{db}").dispose()
+    old = sqlite3.connect(db)
+    old.execute("drop index ix_episode_run_id_clip_path")
+    old.commit()
+    old.close()
+    open_engine(f"sqlite:///{db}").dispose()
+    indexes = {row[1] for row in sqlite3.connect(db).execute("pragma index_list(episode)")}
+    assert "ix_episode_run_id_clip_path" in indexes
