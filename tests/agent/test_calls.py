@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 
 from agent.calls import CallSite, ToolCaller
@@ -48,13 +49,21 @@ def test_cache_hit_is_not_charged(tmp_path: Path, small_config, clips: list[Path
     assert len(charges) == 1 and charges[0].tool_call_id == rows[0].id and charges[0].device_seconds > 0
 
 
-def test_rerun_of_the_same_step_after_a_crash_does_nothing(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("admitted_here", [False, True])
+def test_rerun_of_the_same_step_does_nothing(
+    tmp_path: Path, small_config, clips: list[Path], admitted_here: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """After a crash, or within an episode this process admitted (whose first lookups are skipped): the step's
+    row is found, not taken for a cached result of another step."""
     caller = make_caller(tmp_path, small_config)
+    if admitted_here:
+        caller.new_episodes["e1"] = set()
     site = CallSite("r", "e1", "ingest", 0)
     caller.call("ingest", ingest_input(clips[0]), site)
     caller.call("ingest", ingest_input(clips[0]), site)
     with Session(caller.engine) as s:
-        assert len(s.exec(select(ToolCall)).all()) == 1 and len(s.exec(select(Charge)).all()) == 1
+        rows = s.exec(select(ToolCall)).all()
+        assert len(rows) == 1 and rows[0].reused_call_id is None and len(s.exec(select(Charge)).all()) == 1
 
 
 def test_deleted_artifact_is_recomputed_not_reused(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]
