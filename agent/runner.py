@@ -203,11 +203,11 @@ class Factory:
                 )
             yield from (p for p, id_ in zip(batch, ids, strict=True) if id_ not in done)
 
-    def run_episode(self, episode: EpisodeInput, index: int, new: bool = False) -> None:
+    def run_episode(self, episode: EpisodeInput, new: bool = False) -> None:
         """`new`: admitted by this run loop for the first time, so it has no calls, node events or checkpoints
         yet, and their lookups are skipped (bench/overhead.py)."""
         episode_id = episode["episode_id"]
-        seq, resuming = (0, False) if new else self._resume_point(episode, index)
+        seq, resuming = (0, False) if new else self._resume_point(episode)
         if new:
             self.caller.new_episodes[episode_id] = set()
         try:
@@ -215,22 +215,10 @@ class Factory:
         finally:
             self.caller.new_episodes.pop(episode_id, None)
 
-    def _resume_point(self, episode: EpisodeInput, index: int) -> tuple[int, bool]:
-        """(node events recorded so far, whether a checkpoint holds the episode half done); the Episode row
-        is written if it is missing."""
+    def _resume_point(self, episode: EpisodeInput) -> tuple[int, bool]:
+        """(node events recorded so far, whether a checkpoint holds the episode half done). Its Episode row
+        is there: admission wrote it."""
         with Session(self.engine) as s:
-            if s.get(Episode, episode["episode_id"]) is None:
-                s.add(
-                    Episode(
-                        id=episode["episode_id"],
-                        run_id=self.run.id,
-                        index=index,
-                        clip_path=episode["clip_path"],
-                        variant=episode["variant"],
-                        seed=episode["seed"],
-                    )
-                )
-                s.commit()
             seq = s.exec(
                 select(func.count()).select_from(NodeEvent).where(NodeEvent.episode_id == episode["episode_id"])
             ).one()
@@ -289,7 +277,7 @@ class Factory:
 
         def run() -> None:
             try:
-                self.run_episode(episode, index, new)
+                self.run_episode(episode, new)
                 ended.put((episode["episode_id"], None))
             except BaseException as err:  # noqa: BLE001 -- handed to the admission loop
                 ended.put((episode["episode_id"], err))

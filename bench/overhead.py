@@ -100,7 +100,7 @@ def profile(episodes: int, root: Path) -> None:
         def run(p: PlannedEpisode) -> None:  # admitted as the run loop admits it: its category, then run
             episode = admit_episode(factory.engine, factory.run.id, factory.cfg, factory.episode_input(p), p.index, {})
             assert episode is not None  # one at a time: no older episode is still running
-            factory.run_episode(episode, p.index, new=True)
+            factory.run_episode(episode, new=True)
 
         run(planned[0])  # warm caches (compiled statements, imports)
         profiler = cProfile.Profile()
