@@ -24,7 +24,13 @@ def start_run(tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
     config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "budget_gpu_days"}))
     args = ["--out", str(tmp_path / "out"), "--config", str(config), "--llm-base-url", url, "--llm-model", "m"]
     return subprocess.Popen(
-        [sys.executable, "main.py", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "main.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # As from a terminal: a test run started in the background (nohup ... &) ignores SIGINT, the run would
+        # inherit that, and Python installs no Ctrl-C handler in a process that starts with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
