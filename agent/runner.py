@@ -32,7 +32,7 @@ from agent.sources import SourceScreen
 from agent.state import EpisodeInput
 from prompts.loader import PromptError
 from store.checkpoints import open_checkpointer
-from store.dataset import discard_episode, repair_metadata_csv, write_metadata_csv
+from store.dataset import discard_episode, repair_metadata_csv
 from store.engine import open_engine
 from store.inserts import insert_ignore
 from store.tables import Episode, NodeEvent, Run, TrainingRun
@@ -355,7 +355,7 @@ class Factory:
         totals = run_totals(self.engine, self.run.id)
         if status == "finished" and cfg.max_samples is not None and totals.accepted >= cfg.max_samples:
             status = "stopped_max_samples"
-        write_metadata_csv(self.engine, self.dataset_dir)
+        repair_metadata_csv(self.engine, self.dataset_dir)  # each commit appended its row: only a cut one is mended
         self.set_status(status)
         self.caller.executor.close()
         return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)

@@ -221,8 +221,7 @@ def add_to_metadata_csv(engine: Engine, dataset_dir: Path, sample: Sample) -> No
     a million samples), or rebuilt from the store when there is no usable file. Call it under index_lock."""
     path = dataset_dir / "metadata.csv"
     if not has_metadata_header(path):  # missing, or written with other columns
-        rows = [metadata_row(r) for r in accepted_in_order(engine) if r.id != sample.id] + [metadata_row(sample)]
-        write_csv(path, METADATA_COLUMNS, rows)
+        rewrite_metadata_csv(engine, dataset_dir, last=sample)
         return
     with path.open("ab") as fh:
         fh.write(csv_bytes(METADATA_COLUMNS, [metadata_row(sample)], header=False))
@@ -239,24 +238,29 @@ def has_metadata_header(path: Path) -> bool:
 
 
 def repair_metadata_csv(engine: Engine, dataset_dir: Path) -> bool:
-    """Before a run goes on: metadata.csv rebuilt from the store if a kill cut its last commit short (the
-    row half written, or written with no Sample row behind it). Commits append one at a time, in the
-    order of acceptance, so a sound file ends with the newest sample's row; only the end is read.
-    Returns whether it was rebuilt."""
+    """metadata.csv made whole before a run goes on and when it ends: rebuilt from the store if it is missing
+    or a kill cut its last commit short (the row half written, or written with no Sample row behind it).
+    Commits append one at a time, in the order of acceptance, so a sound file ends with the newest sample's
+    row; only its start and end are read. Returns whether it was rebuilt."""
     path = dataset_dir / "metadata.csv"
-    if not path.is_file():
-        return False
     with index_lock(dataset_dir):
         newest = accepted_in_order(engine, newest_only=True)
         end = csv_bytes(METADATA_COLUMNS, [metadata_row(r) for r in newest], header=not newest)
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            fh.seek(max(0, size - len(end)))
-            if has_metadata_header(path) and fh.read() == end and (newest or size == len(end)):
-                return False
-        rows = [metadata_row(r) for r in accepted_in_order(engine)]
-        write_csv(path, METADATA_COLUMNS, rows)
+        if has_metadata_header(path):
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                fh.seek(max(0, size - len(end)))
+                if fh.read() == end and (newest or size == len(end)):
+                    return False
+        rewrite_metadata_csv(engine, dataset_dir)
         return True
+
+
+def rewrite_metadata_csv(engine: Engine, dataset_dir: Path, last: Sample | None = None) -> int:
+    """The whole index from the store, in order of acceptance, with `last` (a sample whose row is not
+    committed yet) at the end. The caller holds index_lock."""
+    rows = [metadata_row(r) for r in accepted_in_order(engine) if last is None or r.id != last.id]
+    return write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, rows + ([metadata_row(last)] if last else []))
 
 
 @contextmanager
@@ -274,5 +278,4 @@ def write_metadata_csv(engine: Engine, dataset_dir: Path) -> int:
     """The whole index, rebuilt from the store (in order of acceptance). The rows are read inside the lock:
     the last writer always writes the newest state."""
     with index_lock(dataset_dir):
-        rows = [metadata_row(s) for s in accepted_in_order(engine)]
-        return write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, rows)
+        return rewrite_metadata_csv(engine, dataset_dir)

@@ -37,7 +37,5 @@ def insert_ignore(engine: Engine, model: type[SQLModel], **values: Any) -> None:
                 s.rollback()
         return
     table = model.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:
-        conn.execute(
-            insert(table).on_conflict_do_nothing(), with_defaults(model, values)
-        )  # parameters, not .values(): one cached statement
+    with engine.begin() as conn:  # the values as parameters, not .values(): one cached statement
+        conn.execute(insert(table).on_conflict_do_nothing(), with_defaults(model, values))
