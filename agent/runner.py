@@ -3,6 +3,7 @@ resumable after a crash. Traces are written here, from the graph's stream of nod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -63,6 +64,14 @@ class StorageError(RunError):
 class TemplateStop(RunError):
     """A prompt template broke mid-run (edited while running): the configuration's fault, not the episode's.
     The run stops with every episode checkpointed; once the template is fixed the same command resumes."""
+
+
+def next_ended(ended: queue.Queue[tuple[str, BaseException | None]]) -> tuple[str, BaseException | None]:
+    """The next episode to end, waited for in short slices: the OS hands Ctrl-C to any thread of the process,
+    and Python raises KeyboardInterrupt in this one only when it wakes; a wait without end missed it."""
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return ended.get(timeout=0.2)
 
 
 def storage_fault(err: BaseException) -> bool:
@@ -205,28 +214,21 @@ class Factory:
 
     def run_episode(self, episode: EpisodeInput, new: bool = False) -> None:
         """`new`: admitted by this run loop for the first time, so it has no calls, node events or checkpoints
-        yet, and their lookups are skipped (bench/overhead.py)."""
-        episode_id = episode["episode_id"]
-        seq, resuming = (0, False) if new else self._resume_point(episode)
+        yet, and the lookups a resumed episode needs (where it stopped) are skipped (bench/overhead.py)."""
+        episode_id, seq, resuming = episode["episode_id"], 0, False
+        config = {"configurable": {"thread_id": episode_id}}
         if new:
             self.caller.new_episodes[episode_id] = set()
+        else:
+            with Session(self.engine) as s:  # node events recorded so far; its row is admission's to write
+                seq = s.exec(select(func.count(col(NodeEvent.id))).where(NodeEvent.episode_id == episode_id)).one()
+            resuming = bool(self.graph.get_state(config).next)
         try:
-            self._stream_episode(episode, seq, resuming)
+            self._stream_episode(episode, config, seq, resuming)
         finally:
             self.caller.new_episodes.pop(episode_id, None)
 
-    def _resume_point(self, episode: EpisodeInput) -> tuple[int, bool]:
-        """(node events recorded so far, whether a checkpoint holds the episode half done). Its Episode row
-        is there: admission wrote it."""
-        with Session(self.engine) as s:
-            seq = s.exec(
-                select(func.count()).select_from(NodeEvent).where(NodeEvent.episode_id == episode["episode_id"])
-            ).one()
-        config = {"configurable": {"thread_id": episode["episode_id"]}}
-        return seq, bool(self.graph.get_state(config).next)
-
-    def _stream_episode(self, episode: EpisodeInput, seq: int, resuming: bool) -> None:
-        config = {"configurable": {"thread_id": episode["episode_id"]}}
+    def _stream_episode(self, episode: EpisodeInput, config: dict, seq: int, resuming: bool) -> None:
         try:
             for update in self.graph.stream(
                 None if resuming else episode, config, context=self.context, stream_mode="updates", durability="sync"
@@ -337,7 +339,7 @@ class Factory:
                         ledger = Ledger.load(self.engine, self.run.id)  # the round's charges
                         continue
                     break
-                finished, err = ended.get()
+                finished, err = next_ended(ended)
                 in_flight.discard(finished)
                 if err is not None:
                     self.stop.set()  # the others stop at their next checkpoint
