@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,6 @@ def artifact_refs(value: Any) -> list[str]:
     return []
 
 
-CallRow = ToolCall | Row[Any]  # a ToolCall, or its columns as the Core statements of the hot path read them
 CALLS = ToolCall.__table__  # type: ignore[attr-defined]
 CHARGES = Charge.__table__  # type: ignore[attr-defined]
 
@@ -104,6 +104,8 @@ REUSABLE = (
     .order_by(CALLS.c.id)
     .limit(1)
 )
+INSERT_CALL = insert(CALLS).returning(CALLS.c.id)
+INSERT_CHARGE = insert(CHARGES)
 
 
 class ToolCaller:
@@ -159,22 +161,22 @@ class ToolCaller:
                 else conn.execute(select(CALLS).where(*at_site(site, tool.name))).first()
             )
             if done is not None and done.call_key == key and self._artifacts_present(done):
-                return self._result(tool, done)  # this very step already ran before a crash
+                return self._result(tool, done._mapping)  # this very step already ran before a crash
             cached = conn.execute(REUSABLE, {"key": key}).first()
             if cached is not None and not self._artifacts_present(cached):
                 cached = None
         if cached is not None:
-            row = self._record(site, tool, key, inp, redone=done is not None, reused=cached)
-            return self._result(tool, row)
+            recorded = self._record(site, tool, key, inp, redone=done is not None, reused=cached)
+            return self._result(tool, recorded)
         ctx = ToolContext(io=self.io, prompts=self.prompts)
         executed = self.executor.run(tool, inp, ctx)
         output, error = executed.output, tool_error(tool, executed.error)
-        row = self._record(
+        recorded = self._record(
             site, tool, key, inp, redone=done is not None, output=output, error=error, executed=executed, ctx=ctx
         )
-        return self._result(tool, row)
+        return self._result(tool, recorded)
 
-    def _artifacts_present(self, row: CallRow) -> bool:
+    def _artifacts_present(self, row: Row[Any]) -> bool:
         refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []
         return all(self.io.path(ref).is_file() for ref in refs)
 
@@ -186,12 +188,13 @@ class ToolCaller:
         inp: BaseModel,
         *,
         redone: bool = False,
-        reused: CallRow | None = None,
+        reused: Row[Any] | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
         executed: Executed | None = None,
         ctx: ToolContext | None = None,
-    ) -> ToolCall:
+    ) -> dict[str, Any]:
+        """The ToolCall's columns as written (and its Charge beside it)."""
         seconds = executed.device_s if executed else 0.0
         usage = getattr(ctx, "usage", None)  # an LLM call's latency, tokens and transport retries
         prompts = [vars(p) for p in ctx.rendered] if ctx else (json.loads(reused.prompts_json) if reused else [])
@@ -223,9 +226,9 @@ class ToolCaller:
             reused_call_id=reused.id if reused else None,
         )
         try:
-            row = self._write(site, tool, fields, reused, seconds, redone)
+            self._write(site, tool, fields, reused, seconds, redone)
         except IntegrityError:  # the site was written meanwhile: by a thread of an earlier, stopped run
-            row = self._write(site, tool, fields, reused, seconds, redone=True)
+            self._write(site, tool, fields, reused, seconds, redone=True)
         if (written := self.new_episodes.get(site.episode_id or "")) is not None:
             written.add((site.node, site.attempt, tool.name))
         self._remember_prompts(prompts)
@@ -236,25 +239,25 @@ class ToolCaller:
                 "episode": site.episode_id or site.training_id,
                 "node": site.node,
                 "device_seconds": seconds,
-                "queued_s": row.queued_s,
-                "error": row.error_kind,
+                "queued_s": fields["queued_s"],
+                "error": fields["error_kind"],
                 "reused": reused is not None,
             },
         )
-        return row
+        return fields
 
     def _write(
-        self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: CallRow | None, seconds: float, redone: bool
-    ) -> CallRow:
+        self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: Row[Any] | None, seconds: float, redone: bool
+    ) -> None:
         """The call's row and its charge, in one transaction."""
         if not redone:  # the common case, a site never called before: two plain inserts
             values = with_defaults(ToolCall, fields)
             with self.engine.begin() as conn:  # values as parameters, not .values(): one cached statement
-                call_id = conn.execute(insert(CALLS).returning(CALLS.c.id), values).scalar_one()
+                call_id = conn.execute(INSERT_CALL, values).scalar_one()
                 if reused is None:
                     charge = {"tool_call_id": call_id, "run_id": site.run_id, "tool": tool.name}
-                    conn.execute(insert(CHARGES), with_defaults(Charge, {**charge, "device_seconds": seconds}))
-            return ToolCall(id=call_id, **values)
+                    conn.execute(INSERT_CHARGE, with_defaults(Charge, {**charge, "device_seconds": seconds}))
+            return
         with Session(self.engine, expire_on_commit=False) as s:
             row = s.exec(select(ToolCall).where(*at_site(site, tool.name))).first()
             if row is None:
@@ -271,7 +274,6 @@ class ToolCaller:
                 else:  # redone work costs again; the ledger keeps one row per step
                     charge.device_seconds += seconds
             s.commit()
-        return row
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
         for p in prompts:
@@ -287,7 +289,8 @@ class ToolCaller:
             self.known_prompts.add(p["sha256"])
 
     @staticmethod
-    def _result(tool: Tool, row: CallRow) -> Any:
-        if row.error_kind:
-            raise ToolError(row.error_kind, row.error_detail or "", row.error_field)  # type: ignore[arg-type]
-        return tool.Output.model_validate_json(row.output_json or "{}")
+    def _result(tool: Tool, call: Mapping[str, Any]) -> Any:
+        """What a recorded call answers: its output, or the error it ended with, raised."""
+        if call["error_kind"]:
+            raise ToolError(call["error_kind"], call["error_detail"] or "", call["error_field"])
+        return tool.Output.model_validate_json(call["output_json"] or "{}")

@@ -4,10 +4,12 @@ a row already present (written by another episode, or before a crash)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import SQLModel
 
 DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -24,8 +26,7 @@ def with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, An
 
 def insert_ignore(engine: Engine, model: type[SQLModel], **values: Any) -> None:
     """Insert one row unless one with the same key or unique columns exists; commits at once."""
-    insert = DIALECT_INSERTS.get(engine.dialect.name)
-    if insert is None:  # any other database: the portable, slower way
+    if engine.dialect.name not in DIALECT_INSERTS:  # any other database: the portable, slower way
         from sqlalchemy.exc import IntegrityError
         from sqlmodel import Session
 
@@ -36,6 +37,11 @@ def insert_ignore(engine: Engine, model: type[SQLModel], **values: Any) -> None:
             except IntegrityError:
                 s.rollback()
         return
-    table = model.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:  # the values as parameters, not .values(): one cached statement
-        conn.execute(insert(table).on_conflict_do_nothing(), with_defaults(model, values))
+    with engine.begin() as conn:  # the values as parameters, not .values(): one statement, built once
+        conn.execute(ignoring_insert(engine.dialect.name, model), with_defaults(model, values))
+
+
+@functools.cache
+def ignoring_insert(dialect: str, model: type[SQLModel]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING into the model's table; building it costs more than running it."""
+    return DIALECT_INSERTS[dialect](model.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
