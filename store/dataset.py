@@ -38,8 +38,18 @@ METADATA_COLUMNS = [
 ]
 
 
+# Each file operation here is a system call that lets the episode's other threads take the GIL, so the
+# commit of a sample makes no call it does not need: a folder is made only when missing, a temporary file
+# removed only when it is left over.
+
+
+def make_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -47,17 +57,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def place_file(src: Path, dest: Path) -> None:
     """Hard-link when the dataset and artifacts share a disk (no copy), else copy; atomic either way."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent)
     tmp = dest.with_name(f".tmp-{dest.name}")
-    tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
+    except FileExistsError:  # left by a commit a kill cut short
+        tmp.unlink()
+        place_file(src, dest)
+        return
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dest)

@@ -16,7 +16,14 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from main import app
-from store.dataset import add_to_metadata_csv, repair_metadata_csv, spreadsheet_safe, write_csv
+from store.dataset import (
+    add_to_metadata_csv,
+    atomic_write_bytes,
+    place_file,
+    repair_metadata_csv,
+    spreadsheet_safe,
+    write_csv,
+)
 from store.engine import open_engine
 from store.tables import Sample
 from store.video_io import encode_video, read_video
@@ -216,3 +223,19 @@ def test_a_commit_cut_short_by_a_kill_is_listed_once_and_a_missing_index_rebuilt
     index.unlink()
     add_to_metadata_csv(engine, dataset_dir, samples[0])
     assert sorted(listed()) == sorted(s.id for s in samples[:-1])
+
+
+def test_placing_a_file_over_the_leftovers_of_a_killed_commit(tmp_path: Path) -> None:
+    """A kill between linking a sample's file under its temporary name and renaming it leaves that name
+    behind: the rerun of the commit places the file all the same, and leaves no temporary file."""
+    src = tmp_path / "artifact.mp4"
+    src.write_bytes(b"new bytes")
+    folder = tmp_path / "dataset" / "sample"
+    folder.mkdir(parents=True)
+    (folder / ".tmp-edited.mp4").write_bytes(b"a half-placed file")
+    place_file(src, folder / "edited.mp4")
+    atomic_write_bytes(folder / "record.json", b"{}")
+    assert (folder / "edited.mp4").read_bytes() == b"new bytes"
+    assert sorted(p.name for p in folder.iterdir()) == ["edited.mp4", "record.json"]
+    place_file(src, tmp_path / "new" / "folder" / "edited.mp4")  # a folder that does not exist yet
+    assert (tmp_path / "new" / "folder" / "edited.mp4").read_bytes() == b"new bytes"
