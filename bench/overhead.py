@@ -26,7 +26,7 @@ from langgraph.graph import END, START, StateGraph
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from agent.admission import admit_episode
+from agent.admission import EpisodeBook, admit_episode
 from agent.runner import Factory, PlannedEpisode, plan_episodes
 from agent.state import EpisodeInput, EpisodeState
 from bench.sim import PassRates
@@ -97,10 +97,16 @@ def profile(episodes: int, root: Path) -> None:
     with sim_factory(episodes + 1, ALL_PASS, root=root, checkpointer="sqlite") as factory:
         planned = list(plan_episodes(factory.cfg.source_dir, factory.cfg.episodes_per_clip))[: episodes + 1]
 
-        def run(p: PlannedEpisode) -> None:  # admitted as the run loop admits it: its category, then run
-            episode = admit_episode(factory.engine, factory.run.id, factory.cfg, factory.episode_input(p), p.index, {})
+        book = EpisodeBook.load(factory.engine, factory.run.id)
+
+        def run(p: PlannedEpisode) -> None:  # as the run loop does: admitted with its category, run, booked
+            episode = admit_episode(
+                factory.engine, factory.run.id, factory.cfg, factory.episode_input(p), p.index, {}, book
+            )
             assert episode is not None  # one at a time: no older episode is still running
             factory.run_episode(episode, new=True)
+            with Session(factory.engine) as s:
+                book.add(s.get_one(Episode, episode["episode_id"]))
 
         run(planned[0])  # warm caches (compiled statements, imports)
         profiler = cProfile.Profile()
