@@ -116,8 +116,14 @@ class ToolCaller:
         io: ArtifactStore,
         prompts: PromptBook,
         executor: Executor | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
+        """`settings`: tool name -> what in the config can change its outputs (tools.tool_settings); part of
+        each call's key, so a call made under other settings is never reused."""
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
+        self.settings_digest = {
+            name: hashlib.sha256(canonical_json(value).encode()).hexdigest() for name, value in (settings or {}).items()
+        }
         self.executor: Executor = executor or LocalExecutor()
         self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
         self._running_guard = threading.Lock()
@@ -128,7 +134,8 @@ class ToolCaller:
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
-        payload = [tool.name, tool.version, tool.backend_id, inp.model_dump(mode="json"), templates]
+        settings = self.settings_digest.get(tool.name, "")
+        payload = [tool.name, tool.version, settings, inp.model_dump(mode="json"), templates]
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def call(self, tool_name: str, inp: BaseModel, site: CallSite) -> Any:

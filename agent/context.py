@@ -15,7 +15,7 @@ from agent.config import RunConfig
 from agent.executors import Executor
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
-from tools import build_toolkit
+from tools import build_toolkit, tool_settings
 from tools.base import Tool
 
 
@@ -47,5 +47,6 @@ def open_context(
     """The store's handles and the named tools, loaded (or described by the executor that runs them)."""
     io = ArtifactStore(cfg.out, engine)
     toolkit = toolkit or build_toolkit(cfg.tools, cfg.backends, cfg.allow_download, tools)
-    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor)
+    settings = {name: tool_settings(name, cfg.tools, cfg.backends) for name in toolkit}
+    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor, settings)
     return RunContext(run_id=run_id, config=cfg, caller=caller, engine=engine, io=io, dataset_dir=cfg.out / "dataset")

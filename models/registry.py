@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from models.checkpoints import resolve_checkpoint
+from models.checkpoints import resolve_checkpoint, weights_identity
 from models.pool import ModelPool
 
 BACKENDS: dict[str, dict[str, str]] = {
@@ -59,6 +59,25 @@ INJECTED = ("self", "pool")  # constructor arguments the registry supplies, neve
 # Spec keys the agent reads (cost, clock, time limit, Ray actor pool), never passed to the backend.
 RESOURCE_KEYS = ("devices", "clock", "timeout_s", "actors", "gpus", "cpus", "device_seconds_per_1k_tokens")
 REMOTE_KINDS = ("openai",)  # an endpoint elsewhere: it holds no device of ours
+# Backend options that cannot change what a call returns, each with the reason; every other option (and the
+# weights' identity) is part of the key a call is cached under, so changing it runs the call again.
+OUTPUT_NEUTRAL: dict[str, str] = {
+    "devices": "what a call is charged, not what it computes",
+    "clock": "how the seconds a call held its device are measured",
+    "timeout_s": "when a hung call is given up; a call that returns returns the same",
+    "actors": "how many Ray actors serve the tool",
+    "gpus": "the GPU share each Ray actor reserves",
+    "cpus": "the CPU share each Ray actor reserves",
+    "device_seconds_per_1k_tokens": "what an endpoint's tokens are charged",
+    "device": "which device holds the weights: the same model and arithmetic",
+    "cpu_offload": "where the weights wait between layers: the same model and arithmetic",
+    "batch_size": "how many frames one forward pass takes; each frame is computed alone",
+    "base_url": "where the named model is served; the model's name is keyed",
+    "api_key_env": "which environment variable holds the secret",
+    "request_timeout_s": "how long one try of a request may take; an answer that arrives is the same",
+    "deadline_s": "how long all tries of a request may take",
+    "max_attempts": "how often a request that got no answer is tried again",
+}
 
 
 def resource_defaults(kind: str | None) -> dict[str, Any]:
@@ -106,6 +125,20 @@ def validate_backend(step: str, spec: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as err:
         problems = "; ".join(f"backends.{step}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise BackendConfigError(problems) from err
+
+
+def backend_settings(step: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Everything in a backend spec that can change its outputs: its kind, every validated option (defaults
+    filled in, so spelling one out changes nothing) but the OUTPUT_NEUTRAL ones, and for each checkpoint
+    path the identity of the files there."""
+    options = validate_backend(step, spec)
+    keyed: dict[str, Any] = {"kind": spec["kind"]}
+    for name, value in sorted(options.items()):
+        if name in OUTPUT_NEUTRAL:
+            continue
+        is_path = name == "path" or name.endswith("_path")
+        keyed[name] = weights_identity(value) if is_path and isinstance(value, str) else value
+    return keyed
 
 
 def build_backend(step: str, spec: dict[str, Any], pool: ModelPool, allow_download: bool = False) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
-from models.registry import RESOURCE_KEYS, backend_class, resource_defaults, validate_backend
+from models.registry import RESOURCE_KEYS, backend_class, backend_settings, resource_defaults, validate_backend
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip, CaptionClipConfig
@@ -96,6 +96,28 @@ TOOL_BACKENDS = {
     "train_editto": "editto",
     "edit_with_editto": "editto",
 }
+
+
+# The section of ToolsConfig each tool reads, whole: every field of it is part of the tool's settings.
+TOOL_CONFIGS = {
+    "ingest": "ingest",
+    "fingerprint_clip": "ingest",
+    "caption_clip": "caption_clip",
+    "plan_instruction": "plan_instruction",
+    "judge_keyframe": "judge",
+    "judge_video": "judge",
+}
+
+
+def tool_settings(name: str, tools: ToolsConfig, backends: BackendsConfig) -> dict[str, Any]:
+    """Everything configured that can change what tool `name` returns: its own config section and its
+    backend's settings (models.registry.backend_settings). Part of every call's cache key."""
+    settings: dict[str, Any] = {}
+    if name in TOOL_CONFIGS:
+        settings["config"] = getattr(tools, TOOL_CONFIGS[name]).model_dump(mode="json")
+    if name in TOOL_BACKENDS and (spec := getattr(backends, TOOL_BACKENDS[name])) is not None:
+        settings["backend"] = backend_settings(TOOL_BACKENDS[name], spec)
+    return settings
 
 
 def tool_resources(name: str, backends: BackendsConfig) -> Resources:
