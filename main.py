@@ -102,6 +102,7 @@ def run(
     from agent.checks import changed_templates, check_run_inputs
     from agent.config import ConfigError, llm_planner_override, resolve_run_config
     from agent.runner import Factory, RunError
+    from cli.signals import stop_signals_as_interrupt
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     flags: dict[str, Any] = {
@@ -141,7 +142,7 @@ def run(
     unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
     print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
     total = cfg.episodes_per_clip * len(clips)
-    with run_progress(total, cfg.budget_device_seconds, unit) as on_progress:
+    with run_progress(total, cfg.budget_device_seconds, unit) as on_progress, stop_signals_as_interrupt() as stops:
         try:
             result = factory.execute(on_progress)
         except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:
@@ -158,7 +159,7 @@ def run(
         )
     if result.status == "interrupted":
         console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
-        raise typer.Exit(130)
+        raise typer.Exit(stops.exit_code)
 
 
 @app.command("train")

@@ -175,6 +175,7 @@ class Factory:
         self.cfg = cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
         self.engine = open_engine(cfg.resolved_db_url)
+        self.checkpointer = open_checkpointer(cfg.resolved_db_url, cfg.out / "checkpoints.sqlite")  # before the run
         self.run = open_run(self.engine, cfg, run_id)
         tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
         if cfg.executor == "ray":
@@ -185,7 +186,6 @@ class Factory:
         else:
             self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
-        self.checkpointer = open_checkpointer(cfg.resolved_db_url, cfg.out / "checkpoints.sqlite")
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on

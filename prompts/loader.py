@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import FunctionLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
@@ -63,8 +63,13 @@ class PromptBook:
         if override_dir is not None and not Path(override_dir).is_dir():
             raise PromptError(f"prompt override folder (--prompts) {override_dir} is not a folder")
         self.override_dir = Path(override_dir) if override_dir else None
+        # Each template is self-contained: a loader that finds nothing makes include, import and extends fail
+        # as "not found" (without one, Jinja2 raised a bare TypeError), and no file is ever read through them.
         self._env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+            loader=FunctionLoader(lambda _name: None),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
         )
 
     def names(self) -> list[str]:
@@ -99,6 +104,11 @@ class PromptBook:
             raise PromptError(
                 f"template {src.path} line {template_line(err)} needs a variable it was not given: {err.message} "
                 f"(given: {', '.join(variables) or 'none'})"
+            ) from err
+        except TemplateNotFound as err:
+            raise PromptError(
+                f"template {src.path} line {template_line(err)} includes, imports or extends {err.name!r}: templates "
+                "are self-contained, so include, import and extends are not allowed"
             ) from err
         except SecurityError as err:
             raise PromptError(

@@ -49,38 +49,44 @@ def run_status(tmp_path: Path) -> str | None:
     return row[0] if row else None
 
 
-def test_ctrl_c_ends_a_run_stuck_on_a_hung_endpoint(tmp_path: Path) -> None:
+# Ctrl-C; what Slurm, Kubernetes and systemd send; what a closed terminal sends. The exit code is 128 + signal.
+STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
+@pytest.mark.parametrize(("sig", "code"), STOPS, ids=[s.name for s, _ in STOPS])
+def test_a_stop_signal_ends_a_run_stuck_on_a_hung_endpoint(sig: signal.Signals, code: int, tmp_path: Path) -> None:
     with ScriptedLLMServer([Reply(plan_json(), delay_s=300)]) as server:
         run = start_run(tmp_path, server.url)
         try:
             wait_for(lambda: len(server.requests) > 0, 120)  # a planner call hangs now
-            run.send_signal(signal.SIGINT)
+            run.send_signal(sig)
             interrupted_at = time.monotonic()
             output, _ = run.communicate(timeout=20)
         finally:
             run.kill()
     assert time.monotonic() - interrupted_at < 15, output.decode()
-    assert run.returncode == 130, output.decode()
-    assert b"--resume" in output
+    assert run.returncode == code, output.decode()
+    assert b"--resume" in output and b"interrupted" in output  # the summary and the resume hint
     db = sqlite3.connect(tmp_path / "out" / "ditto.db")
     assert db.execute("select status from run").fetchone()[0] == "interrupted"
     assert db.execute("select count(*) from episode where status = 'running'").fetchone()[0] >= 1  # kept
 
 
-def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), STOPS[:2], ids=[s.name for s, _ in STOPS[:2]])
+def test_a_second_stop_signal_exits_at_once(sig: signal.Signals, code: int, tmp_path: Path) -> None:
     with ScriptedLLMServer([Reply(plan_json(), delay_s=300)]) as server:
         run = start_run(tmp_path, server.url)
         try:
             wait_for(lambda: len(server.requests) > 0, 120)
-            run.send_signal(signal.SIGINT)
+            run.send_signal(sig)
             # Once the first Ctrl-C has been handled (two signals before Python's handler runs count as one),
             # inside its grace period for episodes to checkpoint:
             wait_for(lambda: run_status(tmp_path) == "interrupted", 20)
-            run.send_signal(signal.SIGINT)
+            run.send_signal(sig)
             interrupted_at = time.monotonic()
             run.communicate(timeout=20)
         finally:
             run.kill()
-    assert time.monotonic() - interrupted_at < 2 and run.returncode == 130
+    assert time.monotonic() - interrupted_at < 2 and run.returncode == code
     db = sqlite3.connect(tmp_path / "out" / "ditto.db")
     assert db.execute("select status from run").fetchone()[0] == "interrupted"

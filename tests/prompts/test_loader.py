@@ -27,6 +27,16 @@ def test_sandbox_blocks_python_internals(tmp_path: Path) -> None:
         PromptBook(tmp_path).render("caption_clip.j2", num_frames=1, fps=1)
 
 
+@pytest.mark.parametrize(
+    "text", ["{% include '/etc/passwd' %}", "{% import 'caption_clip.j2' as c %}", "{% extends 'x.j2' %}"]
+)
+def test_include_import_and_extends_are_refused_in_one_line(text: str, tmp_path: Path) -> None:
+    (tmp_path / "caption_clip.j2").write_text(f"first line\n{text}")
+    with pytest.raises(PromptError, match=r"caption_clip.j2 line 2 includes, imports or extends") as err:
+        PromptBook(tmp_path).check("caption_clip.j2")
+    assert "\n" not in str(err.value) and "root:" not in str(err.value)
+
+
 def test_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "caption_clip.j2").write_text("line one\n{% if %}")
     with pytest.raises(PromptError, match=r"caption_clip.j2 line 2"):
