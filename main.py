@@ -125,8 +125,10 @@ def run(
     flags.update(llm_planner_override(llm_base_url, llm_model))
     if train_every is not None:
         flags["training"] = {"every": train_every}
+    if allow_download:
+        flags["allow_download"] = True
     try:
-        cfg, run_id = resolve_run_config(out, db, resume, new_run, profile, config, flags)
+        cfg, run_id, applied = resolve_run_config(out, db, resume, new_run, profile, config, flags)
     except ConfigError as err:
         raise fail(str(err)) from err
     if print_config:
@@ -141,6 +143,8 @@ def run(
         raise fail(f"{err}{hint}") from err
     unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
     print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
+    if applied:
+        console.print(f"Applied to run {factory.run.id} (none can change an output): {escape('; '.join(applied))}")
     total = cfg.episodes_per_clip * len(clips)
     with run_progress(total, cfg.budget_device_seconds, unit) as on_progress, stop_signals_as_interrupt() as stops:
         try:
@@ -176,7 +180,7 @@ def train(
 
     flags: dict[str, Any] = {"out": out, "allow_download": allow_download, **({"db_url": db} if db else {})}
     try:
-        cfg, run_id = resolve_run_config(out, db, run, False, None, None, flags)
+        cfg, run_id, _ = resolve_run_config(out, db, run, False, None, None, flags)
         if run_id is None:
             raise fail(f"no run in {db or out / 'ditto.db'}")
         done = train_by_hand(cfg, run_id, steps)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from agent.config import ConfigError, RunConfig
+from agent.config import PLANNER_URL, ConfigError, RunConfig
 from agent.runner import RunError, find_clips
 from prompts.loader import PromptBook, PromptError
 from store.tables import Episode, ToolCall
@@ -23,6 +25,7 @@ def check_run_inputs(cfg: RunConfig) -> list[Path]:
     check_out_folder(cfg.out)
     clips = check_source_dir(cfg.source_dir)
     check_templates(cfg.prompts_dir)
+    check_planner_endpoint(cfg.backends.planner)
     return clips
 
 
@@ -53,6 +56,26 @@ def check_source_dir(source_dir: Path | None) -> list[Path]:
     if not clips:
         raise ConfigError(f"--source-dir {source_dir}: holds no video files (.mp4 .mov .webm .mkv)")
     return clips
+
+
+ENDPOINT_CONNECT_S = 5.0  # a live endpoint accepts a connection at once, even when its model is busy
+
+
+def check_planner_endpoint(spec: dict[str, object]) -> None:
+    """Something listens at an OpenAI-compatible planner's URL (RunConfig checked its form): a server that is
+    not up fails here, in one line, instead of in every episode."""
+    if spec.get("kind") != "openai":
+        return
+    url = str(spec["base_url"])
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=ENDPOINT_CONNECT_S).close()
+    except socket.gaierror as err:
+        raise ConfigError(f"{PLANNER_URL} {url}: the host {host} is not known ({err.strerror})") from err
+    except OSError as err:
+        why = "does not answer" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
+        raise ConfigError(f"{PLANNER_URL} {url}: {why}; start the endpoint first, or leave the flag out") from err
 
 
 def check_templates(prompts_dir: Path | None) -> None:

@@ -4,9 +4,11 @@ defaults. The environment carries secrets and endpoints only (OPENAI_API_KEY, OP
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -19,7 +21,7 @@ from agent.quotas import CategorySpec, active_categories, default_categories, me
 from store.engine import open_engine
 from store.tables import Run
 from store.traces import latest_run
-from tools import BackendsConfig, ToolsConfig, backend_abilities, validate_training_backend
+from tools import OUTPUT_NEUTRAL, BackendsConfig, ToolsConfig, backend_abilities, validate_training_backend
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 SECONDS_PER_DAY = 86_400
@@ -32,6 +34,10 @@ FLAG_NAMES = {
     "backends.planner.base_url": "--llm-base-url",
     "backends.planner.model": "--llm-model",
 }
+
+
+PLANNER_URL = "--llm-base-url (backends.planner.base_url)"
+BACKEND_PROBLEM = re.compile(r"^(backends\.\w+\.\w+): (.*)$")  # as models.registry.validate_backend words one
 
 
 class ConfigError(ValueError):
@@ -116,6 +122,20 @@ class RunConfig(BaseModel, extra="forbid"):
         """The configured target share of each active category, normalised over the active ones."""
         return target_shares(self.categories, [c for c, why in self.category_status().items() if not why])
 
+    @model_validator(mode="after")
+    def planner_url_is_http(self) -> RunConfig:
+        """The form of an endpoint's URL; agent.checks sees that something listens there before a run."""
+        if self.backends.planner.get("kind") == "openai":
+            url = str(self.backends.planner.get("base_url"))
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 -- raises on a port that is not a number
+            except ValueError:
+                parts = parts._replace(netloc="")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{PLANNER_URL} {url}: not an http(s) URL such as http://127.0.0.1:8000/v1")
+        return self
+
     @field_validator("db_url")
     @classmethod
     def db_url_is_usable(cls, url: str | None) -> str | None:
@@ -165,11 +185,13 @@ def describe_errors(err: ValidationError, flags: Mapping[str, Any], where: str =
     problems = []
     for e in err.errors():
         key, msg = ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")
+        value = "" if key == "db_url" else f" {e['input']}"  # a URL may carry a password
+        if spec_key := BACKEND_PROBLEM.match(msg):  # a backend spec's option: named by its own key, no value
+            key, msg, value = spec_key.group(1), spec_key.group(2), ""
         if not key:
             problems.append(msg)
         elif key in FLAG_NAMES and key.split(".")[0] in flags or key in flags:
             flag = f"{FLAG_NAMES[key]} ({key})" if key in FLAG_NAMES else "--" + key.replace("_", "-")
-            value = "" if key == "db_url" else f" {e['input']}"  # a URL may carry a password
             problems.append(f"{flag}{value}: {msg}")
         else:
             problems.append(f"{key}: {msg}")
@@ -192,15 +214,19 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "--config") -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"config file {path}: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"{what} {path}: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{what} {path}{where}: not valid YAML: {getattr(err, 'problem', None) or err}") from err
     except UnicodeDecodeError as err:
-        raise ConfigError(f"--config {path}: not a YAML text file (byte {err.start} is not UTF-8)") from err
+        raise ConfigError(f"{what} {path}: not a YAML text file (byte {err.start} is not UTF-8)") from err
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping, not {type(data).__name__}")
+        raise ConfigError(f"{what} {path}: the top level must be a mapping, not {type(data).__name__}")
     return data
 
 
@@ -213,8 +239,8 @@ def load_config(
     preset = PROFILES_DIR / f"{name}.yaml"
     if not preset.is_file():
         known = ", ".join(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown profile {name!r} (known: {known})")
-    data = deep_merge(deep_merge(read_yaml(preset), file_data), overrides)
+        raise ConfigError(f"--profile: unknown profile {name!r} (known: {known})")
+    data = deep_merge(deep_merge(read_yaml(preset, "profile"), file_data), overrides)
     data["profile"] = name
     try:
         return RunConfig.model_validate(data)
@@ -226,9 +252,54 @@ def load_config(
 
 def llm_planner_override(base_url: str | None, model: str | None) -> dict[str, Any]:
     """Backends override that makes the planner an OpenAI-compatible endpoint, when one is given."""
-    if not base_url:
-        return {}
-    return {"backends": {"planner": {"kind": "openai", "base_url": base_url, "model": model or "default"}}}
+    if not base_url:  # a model alone names one at the run's own endpoint (or is refused, by the key it sets)
+        return {"backends": {"planner": {"model": model}}} if model else {}
+    return {"backends": {"planner": {"kind": "openai", "base_url": base_url, **({"model": model} if model else {})}}}
+
+
+# What a continued run takes from the command line when it differs from the run's stored config: none of these
+# can change an output, so the run stays one run. Any other difference is refused (a new run applies it).
+APPLIED_ON_RESUME: dict[str, str] = {
+    "budget_gpu_days": "how much the run may spend",
+    "max_samples": "when the run stops",
+    "concurrency": "how many episodes are in flight",
+    "episodes_per_clip": "how far the plan goes: its first episodes stay the same",
+    "out": "where the run's folder is now",
+    "db_url": "where the store is now",
+    "allow_download": "whether a hub id may be fetched; the weights' identity is keyed",
+    "executor": "where tools run",
+    "ray_address": "which Ray cluster runs the tools",
+    "gpus": "how many GPUs the Ray pools share",
+    "pools": "the Ray actor pools",
+}
+
+
+SHOWN_CHANGES = 8  # a refusal names this many differing settings, then counts the rest
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def applies_on_resume(key: str) -> bool:
+    parts = key.split(".")
+    return parts[0] in APPLIED_ON_RESUME or (parts[0] == "backends" and parts[-1] in OUTPUT_NEUTRAL)
+
+
+def settings_changes(stored: RunConfig, requested: RunConfig) -> tuple[list[str], list[str]]:
+    """(applied, refused): each setting whose value differs, as 'key old -> new', split by applies_on_resume."""
+    old, new = flatten(stored.model_dump(mode="json")), flatten(requested.model_dump(mode="json"))
+    absent = "(unset)"
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, absent) != new.get(k, absent) and k != "out"]
+
+    def shown(value: Any) -> str:
+        text = json.dumps(value) if value is not absent else value
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    lines = {k: f"{k} {shown(old.get(k, absent))} -> {shown(new.get(k, absent))}" for k in changed}
+    return [lines[k] for k in changed if applies_on_resume(k)], [lines[k] for k in changed if not applies_on_resume(k)]
 
 
 def resolve_run_config(
@@ -239,9 +310,12 @@ def resolve_run_config(
     profile: str | None,
     config_file: Path | None,
     flags: dict[str, Any],
-) -> tuple[RunConfig, str | None]:
-    """(config, run id to continue). A run in `out` (the latest, or `run_id`) continues with its stored
-    config and only the flags given now on top; a new run gets profile < config file < flags."""
+) -> tuple[RunConfig, str | None, list[str]]:
+    """(config, run id to continue, settings applied to it). A run in `out` (the latest, or `run_id`) continues
+    with its stored config. What the command line asks for now (the flags, and a profile or config file as a
+    new run would read them) is checked as for a new run; where it differs from the stored config, settings
+    that cannot change an output are applied and listed, and any other difference is refused, naming each
+    key (a new run applies them). A new run gets profile < config file < flags."""
     stored = None
     db_path = out / "ditto.db"
     if db_url:
@@ -251,6 +325,7 @@ def resolve_run_config(
             raise ConfigError(f"--db: {err}") from err
     if run_id and not db_url and not db_path.is_file():  # opening it would create an empty store
         raise ConfigError(f"--resume {run_id}: {out} holds no run database (no {db_path.name})")
+    asked = load_config(profile, config_file, flags) if profile or config_file else None  # checked as if new
     if not new_run and (run_id or db_url or db_path.is_file()):
         try:
             engine = open_engine(db_url or f"sqlite:///{db_path.resolve()}")
@@ -264,14 +339,26 @@ def resolve_run_config(
         if run_id and stored is None:
             raise ConfigError(f"no run {run_id!r} in {db_url or db_path}")
     if stored is None:
-        return load_config(profile, config_file, flags), None
+        return asked or load_config(profile, config_file, flags), None, []
     flags = dict(flags)
     tables = {k: flags.pop(k) for k in ("backends", "training") if k in flags}  # merged key by key, below
     plain = RunConfig.model_construct(**flags).model_dump_json(include=set(flags))
     data = deep_merge(deep_merge(json.loads(stored.config_json), json.loads(plain)), tables)
     try:
-        return RunConfig.model_validate(data), stored.id
+        kept, requested = RunConfig.model_validate_json(stored.config_json), asked or RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe_errors(err, flags | tables, f" for run {stored.id}")) from err
     except ValueError as err:
         raise ConfigError(f"run {stored.id}: {err}") from err
+    applied, refused = settings_changes(kept, requested)
+    if refused:
+        refused.sort(key=lambda line: not line.startswith("profile "))  # a profile names the rest of its changes
+        named = "; ".join(refused[:SHOWN_CHANGES]) + (
+            f"; and {n} more" if (n := len(refused) - SHOWN_CHANGES) > 0 else ""
+        )
+        raise ConfigError(
+            f"run {stored.id} in {db_url or out} was made with other settings: {named}. Pass --new-run "
+            "to start a run with them (every call whose settings did not change is reused from the cache), or leave "
+            f"them out to continue {stored.id}"
+        )
+    return requested, stored.id, applied

@@ -145,7 +145,12 @@ def episode_id(run_id: str, index: int) -> str:
 def open_run(engine: Engine, cfg: RunConfig, run_id: str | None) -> Run:
     with Session(engine) as s:
         if run_id is not None and (run := s.get(Run, run_id)) is not None:
-            run.budget_device_seconds, run.status = cfg.budget_device_seconds, "running"
+            # What resolve_run_config applied (settings that cannot change an output) stays with the run.
+            run.budget_device_seconds, run.status, run.config_json = (
+                cfg.budget_device_seconds,
+                "running",
+                cfg.model_dump_json(),
+            )
         else:
             run = Run(
                 id=run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"),

@@ -105,6 +105,11 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--source-dir", "SRC:file"], "--source-dir {tmp}/src-file: is not a folder"),
     (["--source-dir", "SRC:loop"], "--source-dir {tmp}/src-loop: is a symlink loop"),
     (["--out", "{tmp}/a-file/out"], "--out {tmp}/a-file/out: cannot write in {tmp}/a-file"),
+    (["--profile", "bogus"], "--profile: unknown profile 'bogus'"),
+    (["--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: No such file or directory"),
+    (["--llm-base-url", "not-a-url"], "--llm-base-url (backends.planner.base_url) not-a-url: not an http(s) URL"),
+    (["--llm-base-url", "http://127.0.0.1:1/v1"], "--llm-base-url (backends.planner.base_url) http://127.0.0.1:1/v1: "),
+    (["--llm-model", "m"], "--llm-model (backends.planner.model)"),
 ]
 
 

@@ -52,7 +52,7 @@ class OpenAIPlanner:
     def __init__(
         self,
         base_url: str,
-        model: str,
+        model: str = "default",  # what a server that serves one model (vLLM, SGLang, llama.cpp) answers to
         api_key_env: str = "OPENAI_API_KEY",
         request_timeout_s: float = 30.0,  # one try; a 72B model writes this short JSON answer in a few seconds
         deadline_s: float = 60.0,  # all tries of one plan() together: a dead endpoint costs an episode a minute

@@ -9,7 +9,14 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from models.pool import ModelPool
-from models.registry import RESOURCE_KEYS, backend_class, backend_settings, resource_defaults, validate_backend
+from models.registry import OUTPUT_NEUTRAL as OUTPUT_NEUTRAL  # for the agent, which imports nothing from models
+from models.registry import (
+    RESOURCE_KEYS,
+    backend_class,
+    backend_settings,
+    resource_defaults,
+    validate_backend,
+)
 from models.registry import build_backend as build_registered_backend
 from tools.base import Resources, Tool
 from tools.caption_clip import CaptionClip, CaptionClipConfig
