@@ -36,6 +36,7 @@ from store.checkpoints import open_checkpointer
 from store.dataset import discard_episode, repair_metadata_csv
 from store.engine import open_engine
 from store.inserts import insert_ignore
+from store.run_lock import RunLock, RunLocked
 from store.tables import Episode, NodeEvent, Run, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import accepted_when_last_trained, training_runs
@@ -142,9 +143,13 @@ def episode_id(run_id: str, index: int) -> str:
     return f"{run_id}:{index:05d}"
 
 
-def open_run(engine: Engine, cfg: RunConfig, run_id: str | None) -> Run:
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
+
+
+def open_run(engine: Engine, cfg: RunConfig, run_id: str) -> Run:
     with Session(engine) as s:
-        if run_id is not None and (run := s.get(Run, run_id)) is not None:
+        if (run := s.get(Run, run_id)) is not None:
             # What resolve_run_config applied (settings that cannot change an output) stays with the run.
             run.budget_device_seconds, run.status, run.config_json = (
                 cfg.budget_device_seconds,
@@ -153,7 +158,7 @@ def open_run(engine: Engine, cfg: RunConfig, run_id: str | None) -> Run:
             )
         else:
             run = Run(
-                id=run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"),
+                id=run_id,
                 profile=cfg.profile,
                 budget_device_seconds=cfg.budget_device_seconds,
                 seed=cfg.seed,
@@ -181,7 +186,13 @@ class Factory:
         cfg.out.mkdir(parents=True, exist_ok=True)
         self.engine = open_engine(cfg.resolved_db_url)
         self.checkpointer = open_checkpointer(cfg.resolved_db_url, cfg.out / "checkpoints.sqlite")  # before the run
-        self.run = open_run(self.engine, cfg, run_id)
+        self.lock = RunLock(self.engine, run_id or new_run_id(), cfg.out / "locks")
+        try:
+            self.lock.acquire()  # one process per run: a second one would admit the same episodes
+        except RunLocked as err:
+            raise RunError(str(err)) from err
+        self.run = open_run(self.engine, cfg, self.lock.run_id)
+        self.lock.record_holder()
         tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
         if cfg.executor == "ray":
             from agent.ray_pools import RayExecutor  # Ray is in the scale extra
@@ -365,6 +376,7 @@ class Factory:
         repair_metadata_csv(self.engine, self.dataset_dir)  # each commit appended its row: only a cut one is mended
         self.set_status(status)
         self.caller.executor.close()
+        self.lock.release()
         return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)
 
     def interrupt(self, in_flight: set[str], ended: queue.Queue[tuple[str, BaseException | None]]) -> None:

@@ -20,6 +20,7 @@ class Run(SQLModel, table=True):
     seed: int = Field(sa_type=BigInteger)
     config_json: str  # the resolved RunConfig, secrets excluded
     status: str = "running"  # running | finished | stopped_budget | interrupted
+    held_by: str | None = None  # JSON {host, pid, since} of the process running it (store/run_lock.py)
 
 
 class Episode(SQLModel, table=True):
