@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import threading
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,43 @@ def tool_error(tool: Tool, err: BaseException | None) -> ToolError | None:
     if is_storage_fault(err) or isinstance(err, PromptError) or not isinstance(err, Exception):
         raise err
     return classify_tool_error(tool.name, err)
+
+
+class BackendDown(Exception):
+    """A backend stayed unreachable (connection refused, timeouts, 429/5xx after its own retries) for
+    policy.outage_after calls in a row: an outage, which stops the run resumably instead of discarding the
+    episodes that wait on it."""
+
+
+class OutageBreaker:
+    """Per backend, how many calls in a row found it unreachable; at `limit` the backend counts as down and
+    every call to it stops at once, until the run is started again."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.failures, self.last = limit, defaultdict[str, int](int), dict[str, str]()
+        self._lock = threading.Lock()
+
+    def is_down(self, backend: str) -> bool:
+        with self._lock:
+            return self.failures[backend] >= self.limit
+
+    def failed(self, backend: str, detail: str) -> bool:
+        """Counts a failure; True once the backend counts as down."""
+        with self._lock:
+            self.failures[backend] += 1
+            self.last[backend] = detail
+            return self.failures[backend] >= self.limit
+
+    def succeeded(self, backend: str) -> None:
+        with self._lock:
+            if self.failures[backend] < self.limit:
+                self.failures[backend] = 0
+
+    def down(self, tool: str, backend: str) -> BackendDown:
+        return BackendDown(
+            f"{tool} stopped the run: its backend {backend} was unreachable {self.limit} calls in a row "
+            f"(policy.outage_after); the last time: {self.last.get(backend, '')}"
+        )
 
 
 @dataclass(frozen=True)
@@ -117,6 +155,7 @@ class ToolCaller:
         prompts: PromptBook,
         executor: Executor | None = None,
         settings: Mapping[str, Any] | None = None,
+        outage_after: int = 3,
     ) -> None:
         """`settings`: tool name -> what in the config can change its outputs (tools.tool_settings); part of
         each call's key, so a call made under other settings is never reused."""
@@ -125,6 +164,7 @@ class ToolCaller:
             name: hashlib.sha256(canonical_json(value).encode()).hexdigest() for name, value in (settings or {}).items()
         }
         self.executor: Executor = executor or LocalExecutor()
+        self.outages = OutageBreaker(outage_after)
         self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
         self._running_guard = threading.Lock()
         self.known_prompts: set[str] = set()  # template versions already in the store: no lookup per call
@@ -175,13 +215,31 @@ class ToolCaller:
         if cached is not None:
             recorded = self._record(site, tool, key, inp, redone=done is not None, reused=cached)
             return self._result(tool, recorded)
-        ctx = ToolContext(io=self.io, prompts=self.prompts)
-        executed = self.executor.run(tool, inp, ctx)
-        output, error = executed.output, tool_error(tool, executed.error)
+        ctx, executed, error = self._run_through_outages(tool, inp)
+        output = executed.output
         recorded = self._record(
             site, tool, key, inp, redone=done is not None, output=output, error=error, executed=executed, ctx=ctx
         )
         return self._result(tool, recorded)
+
+    def _run_through_outages(self, tool: Tool, inp: BaseModel) -> tuple[ToolContext, Executed, ToolError | None]:
+        """Runs the tool; a call that finds its backend unreachable is tried again, up to policy.outage_after
+        times, and is never recorded as the episode's failure: past that, or once the backend counts as down
+        from other episodes' calls, BackendDown stops the run, with the episode checkpointed before this step."""
+        backend = tool.backend_id
+        for _ in range(self.outages.limit):
+            if self.outages.is_down(backend):
+                break
+            ctx = ToolContext(io=self.io, prompts=self.prompts)
+            executed = self.executor.run(tool, inp, ctx)
+            error = tool_error(tool, executed.error)
+            if error is None or error.kind != "backend_unavailable":
+                self.outages.succeeded(backend)
+                return ctx, executed, error
+            log.warning("backend unreachable", extra={"tool": tool.name, "backend": backend, "error": error.detail})
+            if self.outages.failed(backend, error.detail):
+                break
+        raise self.outages.down(tool.name, backend)
 
     def _artifacts_present(self, row: Row[Any]) -> bool:
         refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []

@@ -48,5 +48,5 @@ def open_context(
     io = ArtifactStore(cfg.out, engine)
     toolkit = toolkit or build_toolkit(cfg.tools, cfg.backends, cfg.allow_download, tools)
     settings = {name: tool_settings(name, cfg.tools, cfg.backends) for name in toolkit}
-    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor, settings)
+    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor, settings, cfg.policy.outage_after)
     return RunContext(run_id=run_id, config=cfg, caller=caller, engine=engine, io=io, dataset_dir=cfg.out / "dataset")

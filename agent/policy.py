@@ -44,6 +44,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
     reseed_on: list[str] = []
     reseed_on_errors: list[str] = ["timeout", "tool_failed"]
     max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
+    # Calls of one backend in a row that find it unreachable (refused, timed out, 429/5xx after the backend's
+    # own retries) before the run calls it an outage and stops, resumably: no episode is discarded for it.
+    outage_after: int = Field(3, ge=1)
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
     # Device-seconds per call of a video stage (propagate, enhance_temporal, judge_video) before the run has

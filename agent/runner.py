@@ -25,7 +25,7 @@ from sqlmodel import Session, col, func, select
 from agent import policy, training
 from agent.admission import EpisodeBook, admit_episode
 from agent.budget import Ledger, cost_by_tool
-from agent.calls import canonical_json, is_storage_fault
+from agent.calls import BackendDown, canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
 from agent.graph import build_graph
@@ -60,6 +60,11 @@ class RunError(Exception):
 class StorageError(RunError):
     """The store cannot be written (disk full, database locked past the busy timeout): the run stops, every
     episode stays checkpointed, and the same command resumes it once the cause is gone."""
+
+
+class OutageStop(RunError):
+    """A backend is down (agent.calls.BackendDown): the run stops, interrupted, with every episode waiting on it
+    checkpointed, and the same command resumes it once the backend is back."""
 
 
 class TemplateStop(RunError):
@@ -261,6 +266,9 @@ class Factory:
             if isinstance(err, PromptError):
                 self.stop.set()
                 raise TemplateStop(str(err)) from err
+            if isinstance(err, BackendDown):
+                self.stop.set()
+                raise OutageStop(str(err)) from err
             log.exception("episode failed", extra={"episode": episode["episode_id"]})
             discard_episode(self.engine, episode["episode_id"], "agent_error", f"{type(err).__name__}: {err}")
         self.checkpointer.delete_thread(episode["episode_id"])  # finished: its checkpoints are not needed
@@ -315,6 +323,15 @@ class Factory:
         return None
 
     def execute(self, on_progress: ProgressCallback | None = None) -> RunResult:
+        """The run, to its end (finished, stopped, interrupted) or to the error that stopped it; either way the
+        executor's actors and the run's lock are let go."""
+        try:
+            return self._execute(on_progress)
+        finally:
+            self.caller.executor.close()
+            self.lock.release()
+
+    def _execute(self, on_progress: ProgressCallback | None) -> RunResult:
         cfg = self.cfg
         if next(iter_clips(cfg.source_dir), None) is None:
             raise RunError(f"no video files (.mp4 .mov .webm .mkv) under {cfg.source_dir}")
@@ -359,6 +376,8 @@ class Factory:
                 in_flight.discard(finished)
                 if err is not None:
                     self.stop.set()  # the others stop at their next checkpoint
+                    if isinstance(err, OutageStop):
+                        self.interrupt(in_flight, ended)
                     raise err
                 with Session(self.engine, expire_on_commit=False) as s:  # read once, for the ledger and the book
                     row = s.get(Episode, finished)
@@ -375,8 +394,6 @@ class Factory:
             status = "stopped_max_samples"
         repair_metadata_csv(self.engine, self.dataset_dir)  # each commit appended its row: only a cut one is mended
         self.set_status(status)
-        self.caller.executor.close()
-        self.lock.release()
         return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)
 
     def interrupt(self, in_flight: set[str], ended: queue.Queue[tuple[str, BaseException | None]]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from agent.calls import CallSite, ToolCaller
+from agent.calls import CallSite, OutageBreaker, ToolCaller
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
@@ -118,3 +118,14 @@ def test_a_cached_error_keeps_its_kind_field_and_detail(tmp_path: Path, small_co
         rows = s.exec(select(ToolCall).order_by(ToolCall.id)).all()
     assert rows[1].reused_call_id == rows[0].id
     assert [(r.error_kind, r.error_field) for r in rows] == [("bad_input", "clip_path")] * 2
+
+
+def test_a_backend_counts_as_down_only_after_calls_in_a_row_fail() -> None:
+    breaker = OutageBreaker(limit=3)
+    assert not breaker.failed("b", "refused") and not breaker.failed("b", "refused")
+    breaker.succeeded("b")  # a blip: the next success starts the count again
+    assert not breaker.failed("b", "refused") and not breaker.failed("b", "refused") and not breaker.is_down("b")
+    assert breaker.failed("b", "timed out") and breaker.is_down("b") and not breaker.is_down("other")
+    breaker.succeeded("b")  # a late success elsewhere does not bring a backend back that stopped the run
+    assert breaker.is_down("b")
+    assert "unreachable 3 calls in a row" in str(breaker.down("plan_instruction", "b"))
