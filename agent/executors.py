@@ -96,23 +96,38 @@ class DeviceHold:
         self.clock: Clock | None = None
         self.released_at: float | None = None
 
-    def take(self) -> None:
-        if self.lock is not None:
-            self.lock.acquire()
+    def take(self, wait_s: float | None = None) -> bool:
+        """Waits for the device (at most `wait_s` seconds; None: as long as it takes). False if not had."""
+        got = True if self.lock is None else self.lock.acquire(timeout=-1 if wait_s is None else wait_s)
         self.queued_s = time.perf_counter() - self.asked
-        self.clock = Clock(self.clock_kind)
+        if got:
+            self.clock = Clock(self.clock_kind)
         self.taken.set()
+        return got
 
     def give_back(self) -> None:
         with self._given_back:
-            if self.released_at is None:
-                self.released_at = self.clock.elapsed() if self.clock else 0.0
+            if self.released_at is None and self.clock is not None:
+                self.released_at = self.clock.elapsed()
                 if self.lock is not None:
                     self.lock.release()
 
     @property
     def held_s(self) -> float:
-        return self.released_at if self.released_at is not None else 0.0
+        """Seconds held: until given back, or so far."""
+        if self.released_at is not None:
+            return self.released_at
+        return self.clock.elapsed() if self.clock is not None else 0.0
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """A call given up past its time limit that still holds its device: the device is not another call's until
+    it ends, and a call waits for it at most `limit_s` (the abandoned call's own limit) before giving up."""
+
+    tool: str
+    at: float
+    limit_s: float
 
 
 def charge_s(tool: Tool, held_s: float, ctx: ToolContext) -> float:
@@ -132,12 +147,19 @@ class LocalExecutor:
         self._device_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
         self._blas = ThreadpoolController()
+        self._abandoned: dict[str, Abandoned] = {}  # device -> the abandoned call that still holds it
 
-    def _device_lock(self, tool: Tool) -> threading.Lock | None:
+    @staticmethod
+    def _device(tool: Tool) -> str | None:
         if tool.resources.devices == 0:
             return None  # an endpoint elsewhere holds nothing of ours
+        return "cpu" if tool.resources.clock == "process_cpu" else tool.backend_id
+
+    def _device_lock(self, device: str | None) -> threading.Lock | None:
+        if device is None:
+            return None
         with self._guard:
-            return self._device_locks["cpu" if tool.resources.clock == "process_cpu" else tool.backend_id]
+            return self._device_locks[device]
 
     def _work(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> BaseModel:
         if tool.resources.clock == "process_cpu":
@@ -146,31 +168,50 @@ class LocalExecutor:
         return tool(inp, ctx)
 
     def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext, limit_time: bool = True) -> Executed:
-        """`limit_time=False` where the caller enforces the limit itself (a Ray actor's driver kills it)."""
-        hold = DeviceHold(self._device_lock(tool), tool.resources.clock)
+        """`limit_time=False` where the caller enforces the limit itself (a Ray actor's driver kills it).
+
+        A call past its limit is abandoned (a Python thread cannot be killed) but keeps its device until it
+        ends: the model's own state and locks are the hung call's, and a call let in beside it would wait on
+        them while charged. A later call waits for the device, uncharged, at most the abandoned call's limit;
+        past that it fails as backend_unavailable, which the run counts as an outage and stops on, resumably
+        (a new process starts without the hung call)."""
+        device = self._device(tool)
+        hold = DeviceHold(self._device_lock(device), tool.resources.clock)
+        abandoned = self._abandoned.get(device) if device is not None else None
         result: dict[str, Any] = {}
 
         def work() -> None:
-            hold.take()
+            if not hold.take(wait_s=abandoned.limit_s if abandoned else None):
+                return
             try:
                 result["output"] = self._work(tool, inp, ctx)
             except BaseException as err:  # noqa: BLE001 -- handed back to the calling thread
                 result["error"] = err
             finally:
                 hold.give_back()
+                if device is not None and (left := self._abandoned.get(device)) and left.tool == tool.name:
+                    self._abandoned.pop(device, None)  # the abandoned call ended: its device is free again
 
         devices, timeout_s = tool.resources.devices, tool.resources.timeout_s if limit_time else None
-        if timeout_s is None:
+        if timeout_s is None and abandoned is None:
             work()
         else:
             worker = threading.Thread(target=work, name=f"tool-{tool.name}", daemon=True)
             worker.start()
             hold.taken.wait()  # queued for the device: not part of the time limit
             worker.join(timeout_s)
-            if worker.is_alive():  # a Python thread cannot be killed: the call is abandoned
-                hold.give_back()  # so that the next call is not stuck behind a hung one
+            if worker.is_alive():  # past its limit: abandoned, holding its device until it ends
+                if device is not None:
+                    self._abandoned[device] = Abandoned(tool.name, time.monotonic(), timeout_s or 0.0)
                 detail = f"{tool.name} ran past its {timeout_s:g} s limit and was abandoned"
                 return Executed(None, ToolError("timeout", detail), hold.held_s * devices, hold.queued_s)
+        if hold.clock is None:  # never had the device: an abandoned call still holds it
+            assert abandoned is not None
+            detail = (
+                f"{tool.name}: its device is still held by a {abandoned.tool} call abandoned "
+                f"{time.monotonic() - abandoned.at:.0f} s ago past its {abandoned.limit_s:g} s limit"
+            )
+            return Executed(None, ToolError("backend_unavailable", detail), 0.0, hold.queued_s)
         return Executed(result.get("output"), result.get("error"), charge_s(tool, hold.held_s, ctx), hold.queued_s)
 
     def rebalance(self, measured_s: dict[str, float]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from agent.runner import Factory
+from agent.runner import Factory, RunError
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.styles import StyleEditor
 from models.protocols import OutOfDeviceMemory
@@ -84,26 +84,56 @@ def test_out_of_memory_at_every_level_discards_the_episode(small_config, one_cli
     assert episodes(out) == [("discarded", "oom@propagate")]
 
 
-def test_a_hung_tool_times_out_is_recorded_and_retried(small_config, one_clip, monkeypatch) -> None:
-    hung, release = threading.Event(), threading.Event()
+def test_a_hung_tool_times_out_keeps_its_device_until_it_ends_and_the_retry_is_not_charged_the_wait(
+    small_config, one_clip, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    hung = threading.Event()
 
     def propagate(self, *args, **kw):  # type: ignore[no-untyped-def]
         if not hung.is_set():
             hung.set()
-            release.wait(60)  # hangs past the 2 s limit: the caller gives up on it
+            time.sleep(3.5)  # past the 2 s limit: the caller gives up on it, and it ends 1.5 s later
         return REAL_PROPAGATE(self, *args, **kw)
 
     monkeypatch.setattr(ExamplePropagator, "propagate", propagate)
     started = time.monotonic()
-    try:
-        out = run_one(small_config, one_clip, backends={"propagator": {"timeout_s": 2}})
-    finally:
-        release.set()  # let the abandoned call end with the test
+    out = run_one(small_config, one_clip, backends={"propagator": {"timeout_s": 2}})
     assert time.monotonic() - started < 30
     tried = calls(out, "propagate")
     assert tried[0][1] == "timeout" and "propagate ran past its 2 s limit" in tried[0][2]
     assert tried[1][:2] == (1, None)  # reseeded, and the second try finished
     assert episodes(out) == [("accepted", None)]
+    # The next call on the CPU (the reseeded attempt's key-frame edit) waited for the abandoned call to end, and
+    # was charged only its own work.
+    db = sqlite3.connect(out / "ditto.db")
+    after = db.execute(
+        "select queued_s, device_seconds from toolcall where id > (select min(id) from toolcall where "
+        "error_kind = 'timeout') order by queued_s desc"
+    ).fetchall()
+    assert after[0][0] > 1.0 and after[0][1] < 1.0, after
+
+
+def test_a_tool_that_never_comes_back_stops_the_run_resumably(small_config, one_clip, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    release = threading.Event()
+
+    def propagate(self, *args, **kw):  # type: ignore[no-untyped-def]
+        release.wait(60)
+        return REAL_PROPAGATE(self, *args, **kw)
+
+    monkeypatch.setattr(ExamplePropagator, "propagate", propagate)
+    cfg = small_config(
+        source_dir=one_clip, episodes_per_clip=1, concurrency=1, backends={"propagator": {"timeout_s": 1}}
+    )
+    try:
+        with pytest.raises(RunError, match="stopped the run: .* still held by a propagate call abandoned"):
+            Factory(cfg).execute()
+    finally:
+        release.set()  # let the abandoned call end with the test, not inside OpenCV as the interpreter exits
+        for thread in threading.enumerate():
+            if thread.name == "tool-propagate":
+                thread.join(30)
+    assert episodes(cfg.out) == [("running", None)]  # checkpointed, not discarded
+    assert sqlite3.connect(cfg.out / "ditto.db").execute("select status from run").fetchone() == ("interrupted",)
 
 
 def test_a_raising_tool_is_recorded_with_its_input_and_the_run_goes_on(small_config, clips, monkeypatch) -> None:
