@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from tools.caption_clip import CaptionClipInput
 from tools.edit_keyframe import EditKeyframeInput
 from tools.enhance_temporal import EnhanceTemporalInput
 from tools.estimate_depth import EstimateDepthInput
-from tools.ingest import IngestInput
+from tools.ingest import ingest_input
 from tools.judge import JudgeInput
 from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput, same_instruction
 from tools.propagate import PropagateInput
@@ -46,18 +45,7 @@ def records_failure(node: Node) -> Node:
 def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if state.get("duplicate_of"):  # the same footage as an earlier clip: nothing to decode
         return {"attempt": 0, "tried": []}
-    try:
-        st = os.stat(state["clip_path"])
-        size, mtime = st.st_size, st.st_mtime_ns
-    except OSError:
-        size, mtime = -1, -1
-    source_dir = runtime.context.config.source_dir
-    inp = IngestInput(
-        clip_path=state["clip_path"],
-        clip_size=size,
-        clip_mtime_ns=mtime,
-        source_root=str(source_dir) if source_dir else None,
-    )
+    inp = ingest_input(state["clip_path"], runtime.context.config.source_dir)
     out = runtime.context.call("ingest", inp, state, "ingest")
     measures = out.model_dump(exclude={"clip", "keyframe", "keyframe_index", "fps"})
     return {

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from agent import policy
 from agent.budget import run_level_charge
 from agent.calls import CallSite
 from agent.context import RunContext
 from tools.base import ToolError
-from tools.ingest import FingerprintClipInput
+from tools.ingest import FingerprintClipInput, ingest_input
 
 
 class SeenFootage:
@@ -35,11 +36,11 @@ class SeenFootage:
             self.lengths.append(len(fingerprint))
             self._pending.append(np.array(fingerprint, dtype=np.uint64))
 
-    def first_match(self, fingerprint: list[int], max_bits: int, min_match: float) -> str | None:
-        """The first earlier clip (in the order added) whose matching_fraction with `fingerprint` reaches
-        `min_match`, or None."""
+    def matches(self, fingerprint: list[int], max_bits: int, min_match: float) -> list[str]:
+        """The earlier clips (in the order added) whose matching_fraction with `fingerprint` reaches
+        `min_match`."""
         if not fingerprint or not self.clips:
-            return None
+            return []
         if self._pending:
             self.hashes = np.concatenate([self.hashes, *self._pending])
             self._pending = []
@@ -51,8 +52,7 @@ class SeenFootage:
         new_frames_matched = np.logical_or.reduceat(near, starts, axis=1).sum(axis=0)
         old_frames_matched = np.add.reduceat(near.any(axis=0), starts)
         fraction = np.where(len(new) <= lengths, new_frames_matched / len(new), old_frames_matched / lengths)
-        hits = np.flatnonzero(fraction >= min_match)
-        return self.clips[hits[0]] if len(hits) else None
+        return [self.clips[k] for k in np.flatnonzero(fraction >= min_match)]
 
 
 class SourceScreen:
@@ -65,6 +65,7 @@ class SourceScreen:
         self.seen = SeenFootage()
         self.duplicates: dict[str, str] = {}
         self.screened: set[str] = set()
+        self.usable: dict[str, bool] = {}  # clip -> whether it can make a sample, for clips that others match
         self.charged_s = 0.0  # device-seconds screening charged since the run loop last took them
 
     def take_charged(self) -> float:
@@ -78,7 +79,10 @@ class SourceScreen:
         return self.duplicates.get(clip_path)
 
     def screen(self, clip: Path) -> None:
-        """A clip that cannot be read is left to ingest, which refuses it by name."""
+        """A clip that cannot be read is left to ingest, which refuses it by name. A clip that shows footage
+        seen before is a duplicate of the first earlier copy that can make a sample: a copy that cannot (it
+        fails ingest, or the pre-filter refuses it: too short, a scene cut) is no original to measure others
+        against, however early it comes."""
         self.screened.add(str(clip))
         ctx = self.ctx
         try:
@@ -91,7 +95,22 @@ class SourceScreen:
         self.charged_s += run_level_charge(ctx.engine, ctx.run_id, site.node)
         hashes = [int(h, 16) for h in out.frame_hashes]
         cfg = ctx.config.policy
-        if original := self.seen.first_match(hashes, cfg.duplicate_max_bits, cfg.duplicate_min_match):
-            self.duplicates[str(clip)] = original
-        else:
-            self.seen.add(str(clip), hashes)
+        for original in self.seen.matches(hashes, cfg.duplicate_max_bits, cfg.duplicate_min_match):
+            if self.can_make_a_sample(original):
+                self.duplicates[str(clip)] = original
+                return
+        self.seen.add(str(clip), hashes)
+
+    def can_make_a_sample(self, clip: str) -> bool:
+        """Whether the clip passes ingest and the pre-filter, by the ingest its own episodes run (the same
+        call, so they reuse it from the cache and it is charged once)."""
+        if clip not in self.usable:
+            ctx = self.ctx
+            site = CallSite(ctx.run_id, None, f"screen ingest {clip}", 0)
+            try:
+                out = ctx.caller.call("ingest", ingest_input(clip, ctx.config.source_dir), site)
+                self.usable[clip] = policy.prefilter_failure(out.model_dump(), ctx.config.policy) is None
+            except ToolError:
+                self.usable[clip] = False
+            self.charged_s += run_level_charge(ctx.engine, ctx.run_id, site.node)
+        return self.usable[clip]

@@ -3,6 +3,7 @@ needs (length, motion, scene cuts). The tool measures; policy decides what is to
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -29,6 +30,21 @@ class IngestInput(BaseModel, frozen=True, extra="forbid"):
     clip_size: int  # with the mtime, part of the cache key: a changed file is ingested again
     clip_mtime_ns: int
     source_root: str | None = None  # the clip must resolve inside it (a symlink may not lead elsewhere)
+
+
+def ingest_input(clip_path: str, source_root: Path | None) -> IngestInput:
+    """A clip's ingest input as it is on disk now (a file that cannot be read has size -1: ingest refuses it)."""
+    try:
+        st = os.stat(clip_path)
+        size, mtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        size, mtime = -1, -1
+    return IngestInput(
+        clip_path=clip_path,
+        clip_size=size,
+        clip_mtime_ns=mtime,
+        source_root=str(source_root) if source_root else None,
+    )
 
 
 class IngestOutput(BaseModel, frozen=True):

@@ -15,7 +15,7 @@ def near(h: int, bits: int, rng: random.Random) -> int:
     return h
 
 
-def test_first_match_is_the_first_clip_pairwise_matching_finds() -> None:
+def test_matches_are_the_clips_pairwise_matching_finds_in_order() -> None:
     rng = random.Random(3)
     seen, earlier = SeenFootage(), []
     duplicates = 0
@@ -29,7 +29,9 @@ def test_first_match_is_the_first_clip_pairwise_matching_finds() -> None:
         expected = next(
             (name for name, other in earlier if other and matching_fraction(prints, other, 10) >= 0.6), None
         )
-        assert seen.first_match(prints, 10, 0.6) == expected, clip
+        found = seen.matches(prints, 10, 0.6)
+        assert found[:1] == ([expected] if expected else []), clip
+        assert found == [name for name, other in earlier if other and matching_fraction(prints, other, 10) >= 0.6]
         if expected is None:
             seen.add(f"clip{clip}", prints)
             earlier.append((f"clip{clip}", prints))

@@ -100,3 +100,24 @@ def test_duplicates_and_clips_without_structure_are_refused_by_name(sources: Pat
     Factory(cfg).execute()  # resumed: the same verdicts, no fingerprint computed twice
     (charged,) = db.execute("select count(*) from charge where tool='fingerprint_clip'").fetchone()
     assert charged == fingerprints == 8
+
+
+def test_a_copy_that_cannot_make_a_sample_is_no_original(tmp_path: Path, clips: list[Path]) -> None:
+    """The issue's case: an intact clip was discarded as duplicate_of a copy that was itself discarded."""
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    bunny, fps = frames_of(next(c for c in clips if c.name == "bigbuckbunny.mp4"), 4.0)
+    write_test_video(folder / "a_bunny_short.mp4", bunny[: round(0.5 * fps)], fps=round(fps))  # too short
+    write_test_video(folder / "b_bunny.mp4", bunny, fps=round(fps))
+    write_test_video(folder / "c_bunny_reencoded.mkv", bunny, fps=round(fps), codec="ffv1")
+    cfg = load_config(
+        "cpu", None, deep_merge(SMALL, {"out": tmp_path / "out", "source_dir": folder, "episodes_per_clip": 1})
+    )
+    Factory(cfg).execute()
+    db = sqlite3.connect(tmp_path / "out" / "ditto.db")
+    rows = {Path(p).name: r for p, r in db.execute("select clip_path, reason from episode")}
+    assert rows["a_bunny_short.mp4"] == "too_short"
+    assert not (rows["b_bunny.mp4"] or "").startswith("duplicate_of")
+    assert rows["c_bunny_reencoded.mkv"] == "duplicate_of:b_bunny.mp4"
+    (ingests,) = db.execute("select count(*) from charge where tool = 'ingest'").fetchone()
+    assert ingests == 2  # the short copy's ingest, run for the screen, was reused by its episode
