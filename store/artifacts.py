@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from store.file_modes import mkstemp
 from store.inserts import insert_ignore
 from store.tables import Artifact
 from store.video_io import DecodedClip, decode_clip, encode_video, read_video
@@ -58,7 +59,7 @@ class ArtifactStore:
         return ref
 
     def _tmp(self, suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(suffix=suffix, dir=self.root, prefix=".tmp-")
+        fd, name = mkstemp(suffix=suffix, dir=str(self.root), prefix=".tmp-")
         os.close(fd)
         return Path(name)
 

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store.artifacts import ArtifactStore
+from store.file_modes import mkstemp
 from store.tables import Episode, Sample, utcnow
 from store.traces import episode_lineage
 
@@ -50,7 +50,7 @@ def make_folder(folder: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     make_folder(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = mkstemp(dir=str(path.parent), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -7,6 +7,7 @@ set as text by the script."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -86,10 +87,10 @@ def _write_data(data: ReportData, io: ArtifactStore, folder: Path) -> None:
 def _write_plots(data: ReportData, folder: Path) -> tuple[list[str], str]:
     """(plot names, a note when there are none). matplotlib is the `report` extra: without it the
     report is written without plots and says how to get them."""
-    try:
-        from store.report_plots import render_plots
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:  # report_plots imports it only when drawing
         return [], "No plots: matplotlib is not installed (pip install -e '.[report]')."
+    from store.report_plots import render_plots
+
     svgs = render_plots(data)
     shutil.rmtree(folder / "plots", ignore_errors=True)
     for name, svg in svgs.items():

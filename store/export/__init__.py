@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from store.artifacts import sha256_file
 from store.dataset import accepted_in_order, atomic_write_bytes, place_file, sample_paths
+from store.file_modes import mkstemp
 
 SPLITS = ("train", "heldout")  # heldout: never trained on; Editto is evaluated on them
 
@@ -92,7 +92,7 @@ def replace_if_changed(path: Path, result: ExportResult) -> Iterator[Path]:
     """A temporary path to write a large file to (streamed, never held in memory); it replaces `path` only
     if its bytes differ, so an unchanged export leaves the file and its time alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, name = mkstemp(dir=str(path.parent), prefix=".tmp-")
     os.close(fd)
     tmp = Path(name)
     try:

@@ -48,7 +48,7 @@ def row(sample: ExportSample, scores: list[str], files: dict[str, Any]) -> dict[
     )
 
 
-def dataset_card(table_schema: Any, counts: dict[str, int]) -> str:
+def dataset_card(table_schema: Any, counts: dict[str, int], sizes: dict[str, int]) -> str:
     """README.md: the features and splits as datasets reads them from YAML; the license is the user's call."""
     dtypes = {"string": "string", "binary": "binary", "double": "float64"}
     front = {
@@ -60,7 +60,8 @@ def dataset_card(table_schema: Any, counts: dict[str, int]) -> str:
         ],
         "dataset_info": {
             "features": [{"name": f.name, "dtype": dtypes[str(f.type)]} for f in table_schema],
-            "splits": [{"name": s, "num_examples": n} for s, n in counts.items()],
+            # datasets reads a split as malformed (and warns) without its size in bytes
+            "splits": [{"name": s, "num_bytes": sizes[s], "num_examples": n} for s, n in counts.items()],
         },
     }
     return (
@@ -76,23 +77,25 @@ def export_parquet(samples: list[ExportSample], to: Path, embed: bool, batch: in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    result = ExportResult(path=to / "README.md")
+    result = ExportResult(path=to)
     scores = score_columns(samples)
     table_schema = schema(scores, embed)
     counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for split in SPLITS:
         members = [s for s in samples if s.split == split]
         if not members:
             continue
-        with replace_if_changed(to / "data" / f"{split}-00000-of-00001.parquet", result) as tmp:
+        path = to / "data" / f"{split}-00000-of-00001.parquet"
+        with replace_if_changed(path, result) as tmp:
             with pq.ParquetWriter(tmp, table_schema) as writer:
                 for start in range(0, len(members), batch):
                     rows = [row(s, scores, files_of(s, to, embed, result)) for s in members[start : start + batch]]
                     writer.write_table(pa.Table.from_pylist(rows, schema=table_schema))
-        counts[split] = len(members)
+        counts[split], sizes[split] = len(members), path.stat().st_size
         result.samples += len(members)
     if counts:
-        write_if_changed(to / "README.md", dataset_card(table_schema, counts).encode(), result)
+        write_if_changed(to / "README.md", dataset_card(table_schema, counts, sizes).encode(), result)
     return result
 
 

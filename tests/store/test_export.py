@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -119,11 +120,13 @@ def test_diffsynth_export_cuts_a_pair_to_the_shorter_clip(run_copy: Path, tmp_pa
     assert all(frames_of(to / r["vace_video"]) == 17 for k, r in rows.items() if r is not row)
 
 
-def test_parquet_export_loads_with_datasets_and_is_idempotent(run_copy: Path, tmp_path: Path) -> None:
+def test_parquet_export_loads_with_datasets_and_is_idempotent(run_copy: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     datasets = pytest.importorskip("datasets", reason="the export extra (datasets) is not installed")
     to = tmp_path / "hf"
     n = len(accepted(run_copy))
-    assert f"{n} samples (1 held out)" in export(run_copy, "--format", "parquet", "--to", str(to))
+    assert f"{n} samples (1 held out) in {to}:" in " ".join(
+        export(run_copy, "--format", "parquet", "--to", str(to)).split()
+    )
     assert "0 files written" in export(run_copy, "--format", "parquet", "--to", str(to))
     files = {s: str(to / "data" / f"{s}-00000-of-00001.parquet") for s in ("train", "heldout")}
     loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache"))
@@ -132,8 +135,11 @@ def test_parquet_export_loads_with_datasets_and_is_idempotent(run_copy: Path, tm
     assert row["split"] == "train" and row["instruction"] and row["category"] and row["target_description"]
     assert 0 <= row["score_video_temporal_consistency"] <= 10 and "judge_video" in json.loads(row["models"])
     assert frames_of(to / row["edited_video"]) == frames_of(to / row["source_video"]) == 17
-    card = datasets.load_dataset(str(to), cache_dir=str(tmp_path / "cache2"))  # README.md's YAML: features, splits
+    datasets.logging.enable_propagation()
+    with caplog.at_level("WARNING"):
+        card = datasets.load_dataset(str(to), cache_dir=str(tmp_path / "cache2"))  # README.md's YAML: features, splits
     assert card["heldout"][0]["split"] == "heldout"
+    assert "malformed" not in caplog.text, caplog.text  # the card's splits are complete
 
     sample = loaded["train"][1]["sample_id"]
     change_instruction(run_copy, sample, "Make it look like a watercolour.")
@@ -239,3 +245,12 @@ def test_placing_a_file_over_the_leftovers_of_a_killed_commit(tmp_path: Path) ->
     assert sorted(p.name for p in folder.iterdir()) == ["edited.mp4", "record.json"]
     place_file(src, tmp_path / "new" / "folder" / "edited.mp4")  # a folder that does not exist yet
     assert (tmp_path / "new" / "folder" / "edited.mp4").read_bytes() == b"new bytes"
+
+
+def test_dataset_files_are_readable_as_the_umask_says(finished_run: Path) -> None:
+    """On a shared cluster filesystem the dataset is for others too: mkstemp's 0600 made it its writer's alone."""
+    from store.file_modes import FILE_MODE
+
+    files = [p for p in (finished_run / "dataset").rglob("*") if p.is_file()]
+    files += [p for p in (finished_run / "artifacts").rglob("*") if p.is_file()]
+    assert files and {stat.S_IMODE(p.stat().st_mode) for p in files} == {FILE_MODE}

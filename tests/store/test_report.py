@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,14 @@ def test_report_folder_has_page_data_plots_and_links_that_exist(finished_run: Pa
     assert run is not None
     for key in (run.id, run.profile, "judge_video.j2", "cpu-metric-video-judge-v2", "budget"):
         assert key in html
+
+
+def test_report_works_on_the_base_install_without_matplotlib(finished_run: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as without the `report` extra: the import fails
+    result = CliRunner().invoke(app, ["report", "--out", str(finished_run)], catch_exceptions=False)
+    assert result.exit_code == 0 and "6 episodes, 0 plots" in result.output, result.output
+    html = (finished_run / "report" / "index.html").read_text()
+    assert "No plots: matplotlib is not installed" in html and "report.js" in html
 
 
 def test_attempts_record_what_was_tried_and_why_the_next_attempt_ran() -> None:
