@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,25 +76,66 @@ def test_a_self_hosted_endpoint_priced_per_1k_tokens_is_charged_by_its_tokens(  
     assert charge.device_seconds == pytest.approx(0.0 if price is None else tokens / 1000 * price)
 
 
+class FakeClock:
+    """The executor's clock, moved only by the tool: the figures are exact however loaded the machine is."""
+
+    def __init__(self) -> None:
+        self.now, self.guard = 100.0, threading.Lock()
+
+    def __call__(self) -> float:
+        with self.guard:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self.guard:
+            self.now += seconds
+
+
+class SignallingLock:
+    """A device lock that says when a call has to wait for it."""
+
+    def __init__(self) -> None:
+        self.lock, self.someone_waits = threading.Lock(), threading.Event()
+
+    def acquire(self, timeout: float = -1) -> bool:
+        if self.lock.acquire(blocking=False):
+            return True
+        self.someone_waits.set()
+        return self.lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 class HoldsAGpu:
-    """A tool that holds its (simulated) device for a fixed time."""
+    """A tool that holds its (simulated) device for 0.3 s of the test's clock; the first call holds it until
+    the second is waiting for the device."""
 
     name, version, templates, backend_id = "hold", "1", (), "sleeper"
     Input = Output = PlanInstructionInput
     resources = Resources(devices=0.5)
 
+    def __init__(self, clock: FakeClock, device: SignallingLock) -> None:
+        self.clock, self.device, self.calls = clock, device, 0
+
     def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:
-        time.sleep(0.3)
+        self.calls += 1
+        if self.calls == 1:
+            assert self.device.someone_waits.wait(60)
+        self.clock.advance(0.3)
         return inp
 
 
-def test_waiting_for_a_busy_device_is_recorded_not_charged() -> None:
-    executor, tool = LocalExecutor(), HoldsAGpu()
+def test_waiting_for_a_busy_device_is_recorded_not_charged(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock, device = FakeClock(), SignallingLock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    executor, tool = LocalExecutor(), HoldsAGpu(clock, device)
+    executor._device_locks["sleeper"] = device  # type: ignore[assignment]
     inp = PlanInstructionInput(
         caption="x", category="global_style", category_description="a style", clip_seed=1, slot=0
     )
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: executor.run(tool, inp, None), range(2)))  # type: ignore[arg-type]
     first, second = sorted(done, key=lambda e: e.queued_s)
-    assert first.queued_s < 0.1 and 0.25 < second.queued_s < 0.6
-    assert all(0.14 < e.device_s < 0.3 for e in done)  # 0.3 s held x half a device, each
+    assert (first.queued_s, second.queued_s) == (0.0, pytest.approx(0.3))  # the second waited the first's 0.3 s
+    assert [e.device_s for e in done] == [pytest.approx(0.15)] * 2  # 0.3 s held x half a device, each
