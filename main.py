@@ -37,8 +37,14 @@ from cli.render import (
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
-    rich_markup_mode="rich",
-    help="An LLM-agent-driven factory of instruction-based video-editing data (the Ditto method).",
+    # markdown: a docstring's lines join into paragraphs (rich mode kept each line break), and the main job,
+    # which has no command word, is shown as such.
+    rich_markup_mode="markdown",
+    subcommand_metavar="[COMMAND [ARGS]...]",
+    help=(
+        "An LLM-agent-driven factory of instruction-based video-editing data (the Ditto method). Without a command "
+        "it runs the factory (python main.py --budget-gpu-days 100, options below); the commands read what it did."
+    ),
 )
 prompts_app = typer.Typer(help="List, show, copy and diff the prompt templates.")
 app.add_typer(prompts_app, name="prompts")
@@ -75,12 +81,16 @@ def run(
     db: DbOpt = None,
     prompts: Annotated[Path | None, typer.Option("--prompts", help="Templates here override the built-ins.")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue this run id (default: the latest run in --out).")] = None,
-    new_run: Annotated[bool, typer.Option("--new-run", help="Start a new run even if --out holds one.")] = False,
+    new_run: Annotated[
+        bool, typer.Option("--new-run", metavar="", help="Start a new run even if --out holds one.")
+    ] = False,
     llm_base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint for the planner.", envvar="OPENAI_BASE_URL")
     ] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model name at that endpoint.")] = None,
-    allow_download: Annotated[bool, typer.Option("--allow-download", help="Fetch hub ids named in backends.")] = False,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", metavar="", help="Fetch hub ids named in backends.")
+    ] = False,
     train_every: Annotated[
         int | None, typer.Option(help="Train Editto after every N newly accepted samples (off by default).")
     ] = None,
@@ -89,8 +99,10 @@ def run(
         str | None, typer.Option(help="Ray cluster to join ('auto': the local `ray start`).")
     ] = None,
     gpus: Annotated[float | None, typer.Option(help="GPUs a Ray started for this run may use.")] = None,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", help="Log every tool call.")] = False,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", metavar="", help="Print the resolved config and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", metavar="", help="Log every tool call.")] = False,
 ) -> None:
     """Run the factory (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -172,7 +184,9 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the run's training.steps).")] = None,
     out: OutOpt = Path("out"),
     db: DbOpt = None,
-    allow_download: Annotated[bool, typer.Option("--allow-download", help="Fetch hub ids named in backends.")] = False,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", metavar="", help="Fetch hub ids named in backends.")
+    ] = False,
 ) -> None:
     """Train Editto once on a run's accepted samples, from its last checkpoint, and evaluate it on held-out ones."""
     from agent.config import ConfigError, resolve_run_config
@@ -235,8 +249,12 @@ def trace(
     episode_id: Annotated[str, typer.Argument(help="An episode or training-round id from `traces`.")],
     out: OutOpt = Path("out"),
     db: DbOpt = None,
-    prompts: Annotated[bool, typer.Option("--prompts/--no-prompts", help="Print rendered prompts in full.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the same content as JSON, for scripts.")] = False,
+    prompts: Annotated[
+        bool, typer.Option("--prompts/--no-prompts", metavar="", help="Print rendered prompts in full.")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print the same content as JSON, for scripts.")
+    ] = False,
 ) -> None:
     """Show one episode (its path through the graph, every tool call, prompts, verdicts and the decision),
     or one training round (its calls, checkpoint and held-out scores)."""
@@ -331,7 +349,7 @@ def report(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
     run: Annotated[str | None, typer.Option("--run", help="This run (default: the latest).")] = None,
-    open_it: Annotated[bool, typer.Option("--open", help="Open it in the default browser.")] = False,
+    open_it: Annotated[bool, typer.Option("--open", metavar="", help="Open it in the default browser.")] = False,
 ) -> None:
     """Write OUT/report/: a folder that opens from disk, with every episode's videos side by side, every
     attempt's scores and reasons, the decision and its cost, filters, and plots of the run."""
@@ -360,7 +378,9 @@ def export(
         typer.Option(help="Folder to write (default: OUT/dataset for metadata and diffsynth, else OUT/FORMAT)"),
     ] = None,
     run: Annotated[str | None, typer.Option("--run", help="This run's samples (default: the latest run).")] = None,
-    embed: Annotated[bool, typer.Option("--embed", help="parquet: the files' bytes in the rows, not paths.")] = False,
+    embed: Annotated[
+        bool, typer.Option("--embed", metavar="", help="parquet: the files' bytes in the rows, not paths.")
+    ] = False,
     shard_size: Annotated[int, typer.Option(help="webdataset: samples per tar shard.")] = 1000,
 ) -> None:
     """Export a run's accepted samples (held-out ones marked): metadata.csv, DiffSynth-Studio's
