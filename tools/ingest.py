@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from models.cpu.flow import clip_flows, max_cut_score, mean_motion
+from models.cpu.flow import clip_flows, cut_scores, first_shot_window, max_cut_score, mean_motion
 from models.cpu.source_measures import contrast, dhash, flash_rate, neighbour_correlation
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
@@ -21,6 +21,11 @@ class IngestConfig(BaseModel, extra="forbid"):
     max_side: int = 320  # cpu default keeps a CPU episode to seconds; full uses 832 (480p Wan)
     max_source_pixels: int = 7680 * 4320  # 8K; larger frames are rejected before decoding them
     keyframe: Literal["first", "middle"] = "first"  # the paper edits the first frame
+    # A clip whose first seconds hold a shot cut still has a usable shot after it: ingest starts its window at
+    # the first stretch of num_frames frames without a step above shot_cut (the same histogram distance as
+    # policy.max_cut_score), up to max_start_s into the clip; the pre-filter still refuses a window with a cut.
+    max_start_s: float = Field(5.0, ge=0)
+    shot_cut: float = 0.4
     fingerprint_fps: float = 4.0  # frames hashed per second: a trim shifts the footage by at most 1/8 s of it
     fingerprint_frames: int = 40  # ten seconds of footage decide whether two clips are the same
 
@@ -32,7 +37,7 @@ class IngestInput(BaseModel, frozen=True, extra="forbid"):
     source_root: str | None = None  # the clip must resolve inside it (a symlink may not lead elsewhere)
 
 
-def ingest_input(clip_path: str, source_root: Path | None) -> IngestInput:
+def ingest_input(clip_path: str | Path, source_root: Path | None = None) -> IngestInput:
     """A clip's ingest input as it is on disk now (a file that cannot be read has size -1: ingest refuses it)."""
     try:
         st = os.stat(clip_path)
@@ -40,7 +45,7 @@ def ingest_input(clip_path: str, source_root: Path | None) -> IngestInput:
     except OSError:
         size, mtime = -1, -1
     return IngestInput(
-        clip_path=clip_path,
+        clip_path=str(clip_path),
         clip_size=size,
         clip_mtime_ns=mtime,
         source_root=str(source_root) if source_root else None,
@@ -59,6 +64,7 @@ class IngestOutput(BaseModel, frozen=True):
     source_width: int
     source_height: int
     source_duration_s: float
+    start_s: float = 0.0  # where in the source the window starts (after a shot cut near the start)
     motion: float  # mean flow magnitude per frame, fraction of the frame diagonal
     cut_score: float  # largest histogram distance between consecutive frames, 0..1
     contrast: float  # median luma standard deviation, 0..255: near 0 on a blank screen
@@ -68,7 +74,7 @@ class IngestOutput(BaseModel, frozen=True):
 
 class Ingest:
     name: ClassVar[str] = "ingest"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"  # 3: the window starts after a shot cut near the start
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = IngestInput, IngestOutput
     backend_id = "pyav+opencv-flow"
@@ -87,13 +93,13 @@ class Ingest:
                 raise ToolError(
                     "bad_input", f"{inp.clip_path} leads to {real}, outside --source-dir {root}", field="clip_path"
                 )
+        search = cfg.num_frames + round(cfg.max_start_s * cfg.fps)
         try:
-            clip = ctx.io.decode_source(
-                Path(inp.clip_path), cfg.fps, cfg.num_frames, cfg.max_side, cfg.max_source_pixels
-            )
+            clip = ctx.io.decode_source(Path(inp.clip_path), cfg.fps, search, cfg.max_side, cfg.max_source_pixels)
         except (ValueError, OSError) as err:
             raise ToolError("bad_input", str(err), field="clip_path") from err
-        frames = clip.frames
+        start = first_shot_window(cut_scores(clip.frames), cfg.num_frames, cfg.shot_cut)
+        frames = clip.frames[start : start + cfg.num_frames]
         keyframe_index = 0 if cfg.keyframe == "first" else len(frames) // 2
         diag = float(np.hypot(*frames.shape[1:3]))
         return IngestOutput(
@@ -108,6 +114,7 @@ class Ingest:
             source_width=clip.source_size[0],
             source_height=clip.source_size[1],
             source_duration_s=clip.source_duration_s,
+            start_s=round(start / cfg.fps, 3),
             motion=mean_motion(clip_flows(frames), diag),
             cut_score=max_cut_score(frames),
             contrast=contrast(frames),

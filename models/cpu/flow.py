@@ -55,15 +55,32 @@ def mean_motion(flows: list[np.ndarray], frame_diag: float) -> float:
     return float(np.mean([np.linalg.norm(f, axis=-1).mean() for f in flows]) / frame_diag)
 
 
-def max_cut_score(frames: np.ndarray) -> float:
-    """Largest colour-histogram distance (Bhattacharyya, 0..1) between consecutive frames; cuts score high."""
+def cut_scores(frames: np.ndarray) -> np.ndarray:
+    """Colour-histogram distance (Bhattacharyya, 0..1) between each frame and the next; cuts score high."""
     hists = []
     for rgb in frames:
         hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
         h = cv2.calcHist([hsv], [0, 1], None, [32, 32], [0, 180, 0, 256])
         hists.append(cv2.normalize(h, h).astype(np.float32))
     scores = [cv2.compareHist(hists[t - 1], hists[t], cv2.HISTCMP_BHATTACHARYYA) for t in range(1, len(hists))]
-    return float(max(scores, default=0.0))
+    return np.array(scores, dtype=np.float64)
+
+
+def max_cut_score(frames: np.ndarray) -> float:
+    """The largest of cut_scores: a clip with a cut scores high."""
+    return float(cut_scores(frames).max(initial=0.0))
+
+
+def first_shot_window(scores: np.ndarray, length: int, cut: float) -> int:
+    """The first frame from which `length` frames follow one another with no step scoring above `cut` (a shot
+    boundary); 0 when there is no such stretch."""
+    bounds = np.flatnonzero(scores > cut)  # a cut between frame b and b + 1
+    start = 0
+    for b in bounds:
+        if b + 1 - start >= length:
+            break
+        start = int(b) + 1
+    return start if start + length <= len(scores) + 1 else 0
 
 
 def consistency_mask(prev_rgb: np.ndarray, next_rgb: np.ndarray, flow: np.ndarray, tol: float = 20.0) -> np.ndarray:

@@ -20,7 +20,7 @@ from store.artifacts import ArtifactStore
 from store.engine import open_engine
 from store.tables import Episode, Run, ToolCall
 from tools import TOOL_BACKENDS, TOOL_CONFIGS, ToolsConfig, build_toolkit, tool_settings
-from tools.ingest import IngestInput
+from tools.ingest import ingest_input
 
 REQUIRED = {"base_url": "http://127.0.0.1:8000/v1", "model": "m"}
 
@@ -142,8 +142,7 @@ def caller_for(cfg, tmp_path: Path) -> ToolCaller:  # type: ignore[no-untyped-de
 
 def test_an_ingest_under_another_frame_rate_runs_again(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]
     """The issue's case: a new run with tools.ingest {fps: 6, num_frames: 17} was served the 12 fps ingest."""
-    st = clips[0].stat()
-    inp = IngestInput(clip_path=str(clips[0]), clip_size=st.st_size, clip_mtime_ns=st.st_mtime_ns)
+    inp = ingest_input(clips[0])
     first = caller_for(small_config(), tmp_path).call("ingest", inp, CallSite("r", "e1", "ingest", 0))
     slower = small_config(tools={"ingest": {"fps": 6, "num_frames": 17}})
     second = caller_for(slower, tmp_path).call("ingest", inp, CallSite("r", "e2", "ingest", 0))

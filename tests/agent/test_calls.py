@@ -14,7 +14,7 @@ from store.engine import open_engine
 from store.tables import Charge, Episode, Run, ToolCall
 from tools import build_toolkit
 from tools.base import ToolError
-from tools.ingest import IngestInput
+from tools.ingest import ingest_input
 
 
 def make_caller(tmp_path: Path, small_config, prompts_dir: Path | None = None) -> ToolCaller:  # type: ignore[no-untyped-def]
@@ -30,11 +30,6 @@ def make_caller(tmp_path: Path, small_config, prompts_dir: Path | None = None) -
     return ToolCaller(
         engine, build_toolkit(cfg.tools, cfg.backends), ArtifactStore(tmp_path, engine), PromptBook(prompts_dir)
     )
-
-
-def ingest_input(clip: Path) -> IngestInput:
-    st = clip.stat()
-    return IngestInput(clip_path=str(clip), clip_size=st.st_size, clip_mtime_ns=st.st_mtime_ns)
 
 
 def test_cache_hit_is_not_charged(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]

@@ -101,3 +101,13 @@ def test_allow_download_reaches_a_new_runs_config(tmp_path: Path) -> None:
     result = cli("--out", str(tmp_path / "fresh"), "--allow-download", "--print-config")
     assert result.exit_code == 0, result.output
     assert '"allow_download": true' in result.output
+
+
+def test_a_finished_run_says_why_and_more_episodes_per_clip_extend_it(out: Path) -> None:
+    before = sqlite3.connect(out / "ditto.db").execute("select count(*) from episode").fetchone()[0]
+    result = cli("--out", str(out), "--episodes-per-clip", "2", "--max-samples", "100")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "episodes_per_clip 1 -> 2" in said and "Every planned episode has run: 3 clips x 2 episodes per clip" in said
+    after = sqlite3.connect(out / "ditto.db").execute("select count(*) from episode").fetchone()[0]
+    assert before < after == 6 and len(runs(out)) == 1  # 3 clips x 2: the plan grew, the run is the same

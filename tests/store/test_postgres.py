@@ -16,8 +16,8 @@ from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
 from store.tables import Charge, Episode, Run, ToolCall
-from tests.agent.test_calls import ingest_input
 from tools import build_toolkit
+from tools.ingest import ingest_input
 
 
 def test_calls_are_recorded_cached_and_charged_once(tmp_path: Path, postgres_url: str, small_config, clips) -> None:  # type: ignore[no-untyped-def]
