@@ -177,7 +177,8 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     assert sum(json.loads(new.shares_after_json).values()) == pytest.approx(1.0, abs=1e-4)
     assert set(json.loads(new.category_scores_json)) <= set(json.loads(new.shares_after_json))
     CliRunner().invoke(app, ["report", "--out", str(out)], catch_exceptions=False)
-    assert "held-out edits from the instruction alone" in (out / "report" / "index.html").read_text()
+    page = (out / "report" / "index.html").read_text()
+    assert "held-out edits from the instruction alone" in page and f"{new.heldout_loss:.4f} (1)" in page
 
 
 def test_train_by_hand_names_a_missing_run(trained_run: Path) -> None:

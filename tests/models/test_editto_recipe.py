@@ -1,7 +1,9 @@
 """The pieces of Editto's recipe that need no model: DiffSynth's Wan timesteps and loss weights, the frames
-Editto sees, and the memory estimate that refuses a round that cannot fit ."""
+Editto sees, and the memory estimate that refuses a round that cannot fit (README's table is its output)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ import torch  # noqa: E402
 from models.editto_memory import ModelSize, TrainingShape, estimate, refusal  # noqa: E402
 from models.editto_recipe import FlowMatchSchedule  # noqa: E402
 from models.frames import consecutive, crop_resize  # noqa: E402
+
+README = Path(__file__).parents[2] / "README.md"
 
 
 def test_timesteps_and_loss_weights_are_diffsynths_for_wan() -> None:
@@ -71,3 +75,12 @@ def test_the_memory_estimate_refuses_in_one_line_naming_what_to_change() -> None
     assert line and "offload_text_encoder: true" in line
     line = refusal(ours, shape(), "cuda:1", free_gib=40.0, total_gib=40.0)
     assert line and "num_frames (73)" in line
+
+
+def test_readme_shows_what_the_estimate_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    from models.editto_memory import main
+
+    main([])  # python -m models.editto_memory, as README says
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("| Editto, Wan2.1-VACE-14B")
+    assert printed in README.read_text(encoding="utf-8")
