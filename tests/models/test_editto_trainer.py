@@ -197,3 +197,13 @@ def test_edit_from_the_instruction_alone_uses_the_checkpoint(tmp_path: Path, tri
     assert not np.array_equal(before, after)
     other = trainer(seed=1, lr=5e-2)  # a fresh process loads the weights named by the checkpoint
     assert np.array_equal(other.edit(source, "invert the colours", files(tmp_path / "r1"), seed=0)[1], after)
+
+
+def test_a_round_that_cannot_fit_its_gpu_is_refused_before_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate is checked against the GPU's free memory before anything moves onto it (no GPU here:
+    CUDA's answer is stood in for)."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (0, 80 * 2**30))
+    with pytest.raises(ValueError, match=r"needs ~.* GiB estimated peak") as refused:
+        trainer(device="cuda:0")
+    message = str(refused.value)
+    assert "\n" not in message and "cuda:0" in message and "lower backends.editto num_frames (9)" in message
