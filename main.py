@@ -23,6 +23,7 @@ from cli.render import (
     error_line,
     escape,
     gate_table,
+    print_checkpoint_use,
     print_episode_trace,
     print_json,
     print_run_end,
@@ -211,6 +212,7 @@ def train(
     except (ConfigError, TrainingError, OSError, ValueError, ImportError) as err:
         raise fail(str(err)) from err
     console.print(training_table([done]))
+    print_checkpoint_use(done, cfg.out)
     if done.status != "finished":
         raise typer.Exit(1)
 

@@ -59,8 +59,11 @@ class PolicyConfig(BaseModel, extra="forbid"):
 class TrainingConfig(BaseModel, extra="forbid"):
     every: int | None = Field(None, ge=1)  # a round per N newly accepted samples (--train-every); None: by hand
     steps: int = Field(200, ge=1)  # training steps per round
-    heldout_every: int = Field(5, ge=2)  # every 5th accepted sample (in order of acceptance) is never trained on
-    eval_samples: int = Field(4, ge=0)  # held-out samples judged after each round (the earliest, so rounds compare)
+    # Every 5th source clip (in order of its first accepted sample) is held out: none of its samples is trained on.
+    heldout_every: int = Field(5, ge=2)
+    eval_samples: int = Field(4, ge=0)  # held-out samples evaluated by every round: drawn once, across categories
+    # A category steers the mix only on at least this many judged held-out samples (agent/training.py).
+    steer_min_samples: int = Field(2, ge=1)
     # How far one round moves the category shares toward Editto's weakest categories (1: all the way): half
     # keeps one noisy evaluation from swinging the mix.
     share_rate: float = Field(0.5, ge=0, le=1)
@@ -160,8 +163,9 @@ def admit(spent_s: float, projected_episode_s: float, in_flight: int, budget_s: 
 
 
 def held_out(position: int, cfg: TrainingConfig) -> bool:
-    """Whether the sample accepted at `position` (0-based) is kept out of training, for evaluation. The
-    first sample is, so evaluation has data from the first round; a held-out sample stays held out."""
+    """Whether the source clip at `position` (0-based, in order of its first accepted sample) is kept out of
+    training, for evaluation. The first clip is, so evaluation has data from the first round; a held-out
+    clip stays held out."""
     return position % cfg.heldout_every == 0
 
 

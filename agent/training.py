@@ -1,12 +1,18 @@
 """A training round of Editto (Ditto step 8), a run-level step the supervisor starts every N accepted
 samples or a user starts by hand: train on the accepted samples through call() (cached, traced, charged),
 then let the checkpoint edit held-out samples from the instruction alone and have the video judge score
-them. A round killed halfway resumes as planned and charges nothing twice."""
+them. A round killed halfway resumes as planned and charges nothing twice.
+
+Held out are all the samples of every `heldout_every`-th source clip (in order of first acceptance), so no
+clip is on both sides. The evaluation set is drawn once from them, across categories, when a round first
+has any, and every later round evaluates the same samples: the deterministic flow-matching loss (no
+reference), the judge's scores and CLIP scores, each with the number of samples it rests on."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -24,9 +30,11 @@ from store.training import (
     category_scores,
     current_shares,
     finish_training_run,
+    first_eval_set,
     open_training_run,
     publish_checkpoint,
     record_evaluation,
+    record_flow_loss,
     samples_by_id,
     training_run,
 )
@@ -38,6 +46,7 @@ from tools.train_editto import (
     EDITTO_CARD,
     EDITTO_TRAINING_STATE,
     EDITTO_WEIGHTS,
+    EXPORTS,
     EdittoCheckpoint,
     EditWithEdittoInput,
     TrainEdittoInput,
@@ -59,23 +68,38 @@ def training_example(sample: Sample) -> TrainingExample:
     )
 
 
-def heldout_by_category(samples: list[Sample]) -> list[str]:
-    """Held-out sample ids, the earliest of each category first, then the second of each, ...: the first
-    `eval_samples` of them cover as many categories as they can, so every round scores each category."""
+def source_clip(sample: Sample) -> str:
+    record = json.loads(sample.record_json)
+    return record.get("source_clip") or record["artifacts"]["source"]
+
+
+def category(sample: Sample) -> str:
+    return json.loads(sample.record_json).get("category", "")
+
+
+def draw_eval_set(heldout: list[Sample], size: int) -> list[str]:
+    """Up to `size` held-out sample ids, stratified by category: the earliest of each category first (by
+    name), then the second of each, ..., so every category with a held-out sample is scored."""
     by_category: dict[str, list[str]] = {}
-    for s in samples:
-        by_category.setdefault(json.loads(s.record_json).get("category", ""), []).append(s.id)
+    for s in heldout:
+        by_category.setdefault(category(s), []).append(s.id)
     rounds = max((len(v) for v in by_category.values()), default=0)
-    return [ids[k] for k in range(rounds) for ids in by_category.values() if k < len(ids)]
+    spread = [by_category[c][k] for k in range(rounds) for c in sorted(by_category) if k < len(by_category[c])]
+    return spread[:size]
 
 
-def split_samples(engine: Engine, run_id: str, cfg: TrainingConfig) -> tuple[list[Sample], tuple[list[str], list[str]]]:
-    """The run's samples Editto may use, and their ids split into (train, held out) by policy.held_out."""
+def split_samples(engine: Engine, run_id: str, cfg: TrainingConfig) -> tuple[list[Sample], list[Sample]]:
+    """The run's samples Editto may use, split into (train, held out) by source clip: all the samples of
+    every `heldout_every`-th clip, counted in order of each clip's first accepted sample (the first clip
+    is held out), never train. A clip keeps its side as the run grows."""
     # Samples committed before their artifacts were recorded cannot be trained on; they are left out.
     samples = [s for s in accepted_samples(engine, run_id) if "artifacts" in json.loads(s.record_json)]
-    train = [s.id for k, s in enumerate(samples) if not policy.held_out(k, cfg)]
-    heldout = heldout_by_category([s for k, s in enumerate(samples) if policy.held_out(k, cfg)])
-    return samples, (train, heldout)
+    clips = list(dict.fromkeys(source_clip(s) for s in samples))
+    heldout_clips = {clip for k, clip in enumerate(clips) if policy.held_out(k, cfg)}
+    return (
+        [s for s in samples if source_clip(s) not in heldout_clips],
+        [s for s in samples if source_clip(s) in heldout_clips],
+    )
 
 
 def heldout_sample_ids(engine: Engine, run_id: str) -> set[str]:
@@ -84,19 +108,21 @@ def heldout_sample_ids(engine: Engine, run_id: str) -> set[str]:
         run = s.get(Run, run_id)
     if run is None:
         raise TrainingError(f"no run {run_id!r}")
-    return set(split_samples(engine, run_id, RunConfig.model_validate_json(run.config_json).training)[1][1])
+    return {s.id for s in split_samples(engine, run_id, RunConfig.model_validate_json(run.config_json).training)[1]}
 
 
 def plan_round(ctx: RunContext, trigger: str, steps: int | None = None) -> TrainingRun | None:
     """The round to run now: one a crash left running, or a new one over the samples accepted so far.
     None when there is nothing to train on yet."""
     cfg = ctx.config.training
-    samples, (train, heldout) = split_samples(ctx.engine, ctx.run_id, cfg)
-    if not train:
-        log.warning("no sample to train on yet (the first of every %d is held out)", cfg.heldout_every)
+    train, heldout = split_samples(ctx.engine, ctx.run_id, cfg)
+    eval_set = first_eval_set(ctx.engine, ctx.run_id) or draw_eval_set(heldout, cfg.eval_samples)
+    trained_on = [s.id for s in train if s.id not in eval_set]  # even were heldout_every changed since the draw
+    if not trained_on:
+        log.warning("no sample to train on yet (the clips' first of every %d is held out)", cfg.heldout_every)
         return None
     return open_training_run(
-        ctx.engine, ctx.run_id, trigger, steps or cfg.steps, len(samples), train, heldout[: cfg.eval_samples]
+        ctx.engine, ctx.run_id, trigger, steps or cfg.steps, len(train) + len(heldout), trained_on, eval_set
     )
 
 
@@ -113,11 +139,15 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
     round (recorded); a failed evaluation of one sample is recorded on that sample."""
     site = CallSite(ctx.run_id, None, "train_editto", 0, training_id=round_.id)
     examples = tuple(training_example(s) for s in samples_by_id(ctx.engine, json.loads(round_.train_samples_json)))
+    heldout = samples_by_id(ctx.engine, json.loads(round_.heldout_samples_json))
     try:
         trained = ctx.caller.call(
             "train_editto",
             TrainEdittoInput(
-                examples=examples, steps=round_.steps, resume_from=_checkpoint_of(ctx.engine, round_.resume_from)
+                examples=examples,
+                steps=round_.steps,
+                resume_from=_checkpoint_of(ctx.engine, round_.resume_from),
+                heldout=tuple(training_example(s) for s in heldout),
             ),
             site,
         )
@@ -131,13 +161,15 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
         {
             EDITTO_WEIGHTS: ctx.io.path(checkpoint.weights),
             EDITTO_TRAINING_STATE: ctx.io.path(checkpoint.training_state),
+            **{name: ctx.io.path(trained.exports[name]) for name in EXPORTS},
         },
         EDITTO_CARD,
         {**trained.card, "training_run": round_.id, "trained_on": len(examples)},
     )
-    for sample in samples_by_id(ctx.engine, json.loads(round_.heldout_samples_json)):
+    for sample, loss in zip(heldout, trained.heldout_losses, strict=True):
+        record_flow_loss(ctx.engine, round_.id, sample.id, loss)
         evaluate_heldout(ctx, round_.id, checkpoint, sample)
-    scores, before, after = decide_shares(ctx.engine, ctx.config, ctx.run_id, round_.id)
+    shares = decide_shares(ctx.engine, ctx.config, ctx.run_id, round_.id)
     return finish_training_run(
         ctx.engine,
         round_.id,
@@ -147,24 +179,36 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
             training_state=checkpoint.training_state,
             card=trained.card,
             checkpoint_dir=str(folder.relative_to(ctx.config.out)),
-            category_scores=scores,
-            shares_before=before,
-            shares_after=after,
+            category_scores=shares.scores,
+            category_counts=shares.counts,
+            shares_before=shares.before,
+            shares_after=shares.after,
         ),
     )
 
 
-def decide_shares(
-    engine: Engine, cfg: RunConfig, run_id: str, training_id: str
-) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """(held-out score per category, shares so far, shares from now on): the mix moves toward the
-    categories Editto edits worst, by training.share_rate, within each category's min and max share."""
-    scores = category_scores(engine, training_id)
+@dataclass(frozen=True)
+class ShareDecision:
+    scores: dict[str, float]  # held-out score of each category that steered the mix
+    counts: dict[str, int]  # held-out samples judged per category, steering or not
+    before: dict[str, float]  # the shares so far
+    after: dict[str, float]  # the shares from now on
+
+
+def decide_shares(engine: Engine, cfg: RunConfig, run_id: str, training_id: str) -> ShareDecision:
+    """The mix moves toward the categories Editto edits worst, by training.share_rate, within each category's
+    min and max share. Only a category with at least training.steer_min_samples judged held-out samples
+    steers; the others keep their share (one noisy edit should not move the mix)."""
+    all_scores, counts = category_scores(engine, training_id)
+    enough = cfg.training.steer_min_samples
+    scores = {c: v for c, v in all_scores.items() if counts[c] >= enough}
+    if too_few := sorted(set(all_scores) - set(scores)):
+        log.info("categories with fewer than %d held-out samples do not steer the mix: %s", enough, too_few)
     before = current_shares(engine, run_id) or cfg.target_shares()
     bounds = {c: (cfg.categories[c].min_share, cfg.categories[c].max_share) for c in before}
     after = quotas.shift_shares(before, scores, bounds, cfg.training.share_rate)
     log.info("category shares after %s: %s (held-out scores %s)", training_id, after, scores)
-    return scores, before, after
+    return ShareDecision(scores, counts, before, after)
 
 
 def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckpoint, sample: Sample) -> None:
@@ -174,7 +218,7 @@ def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckp
     site = CallSite(ctx.run_id, None, f"evaluate {sample.id}", 0, training_id=training_id)
     edited: str | None = None
     try:
-        edited = ctx.caller.call(
+        made = ctx.caller.call(
             "edit_with_editto",
             EditWithEdittoInput(
                 checkpoint=checkpoint,
@@ -183,11 +227,12 @@ def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckp
                 seed=record["seeds"]["seed"],
             ),
             site,
-        ).edited_video
+        )
+        edited = made.edited_video
         verdict = ctx.caller.call(
             "judge_video",
             JudgeInput(
-                source=record["artifacts"]["source"],
+                source=made.source_window,  # the frames Editto edited, at its size
                 edited=edited,
                 instruction=record["instruction"],
                 target_description=record["target_description"],

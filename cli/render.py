@@ -135,24 +135,46 @@ def summary_table(result: Any, unit: str, saving: Any | None = None) -> Table:
 
 def training_table(rounds: list[Any]) -> Table:
     table = Table(title="Editto training", show_header=True, header_style="bold")
-    for col in ("round", "status", "steps", "trained on", "loss", "ref. drop"):
+    for col in ("round", "status", "steps", "trained on", "loss", "held-out loss", "ref. drop"):
         table.add_column(col, overflow="fold")
-    table.add_column("held-out judge scores", min_width=30)
+    table.add_column("held-out scores (samples)", min_width=30)
     for r in rounds:
         card = json.loads(r.card_json or "{}")
-        scores = "\n".join(f"{k} {v:g}" for k, v in json.loads(r.eval_scores_json or "{}").items())
+        counts = json.loads(r.eval_counts_json or "{}")
+        scores = "\n".join(
+            f"{k} {v:g} ({counts.get(k, '?')})" for k, v in json.loads(r.eval_scores_json or "{}").items()
+        )
         table.add_row(
             r.id.rsplit(":", 1)[-1],
             f"[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
             f"+{r.steps} = {card.get('step', '?')}",
             str(len(json.loads(r.train_samples_json))),
             f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
+            f"{r.heldout_loss:.4f} ({counts.get('flow_loss', '?')})" if r.heldout_loss is not None else "",
             f"{card['reference_drop_probability']:.2f}" if "reference_drop_probability" in card else "",
             scores or (r.error or ""),
         )
     if finished := [r for r in rounds if r.checkpoint_dir]:
-        table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}"
+        peak = json.loads(finished[-1].card_json or "{}").get("estimated_peak_gib")
+        memory = f"; a step's estimated peak memory ~{peak} GiB" if peak is not None else ""
+        table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}{memory}"
     return table
+
+
+def print_checkpoint_use(round_: Any, out: Path) -> None:
+    """Where a round's checkpoint is and which file each of its users loads, and the memory it was sized for."""
+    card = json.loads(round_.card_json or "{}")
+    if not round_.checkpoint_dir:
+        return
+    folder = out / round_.checkpoint_dir
+    if "estimated_peak_gib" in card:
+        console.print(f"estimated peak memory of a training step: ~{card['estimated_peak_gib']} GiB", markup=False)
+    lines = [f"resume (this agent): {folder / 'editto.safetensors'} + training_state.pt"]
+    lines += [
+        f"{name}: {use['load'].format(path=folder / use['file'])}" for name, use in card.get("consumers", {}).items()
+    ]
+    for line in lines:  # whole lines, never wrapped, to copy as they are
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def episodes_table(rows: list[Any]) -> Table:
@@ -274,13 +296,20 @@ def print_episode_trace(tr: Any, prompts: bool) -> None:
 
 def shares_table(found: Any) -> Table:
     """A round's decision on the category mix: held-out score per category, shares before and after."""
-    scores = json.loads(found.category_scores_json or "{}")
+    scores, counts = json.loads(found.category_scores_json or "{}"), json.loads(found.category_counts_json or "{}")
     before, after = json.loads(found.shares_before_json or "{}"), json.loads(found.shares_after_json or "{}")
     table = Table(title="category shares: moved toward what Editto does worst", header_style="bold")
-    for col in ("category", "held-out score", "share before", "share after"):
+    for col in ("category", "held-out score (samples)", "share before", "share after"):
         table.add_column(col, no_wrap=col == "category")
     for name in sorted(set(before) | set(after) | set(scores)):
-        score = f"{scores[name]:.2f}" if name in scores else "- (none held out)"
+        n = counts.get(name)
+        score = (
+            f"{scores[name]:.2f} ({n if n is not None else '?'})"
+            if name in scores
+            else f"- ({n} held out: too few to steer)"
+            if n
+            else "- (none held out)"
+        )
         old, new = before.get(name), after.get(name)
         table.add_row(name, score, f"{old:.1%}" if old is not None else "", f"{new:.1%}" if new is not None else "")
     return table

@@ -27,6 +27,24 @@ def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
 
 
+def consecutive(frames: np.ndarray, count: int) -> np.ndarray:
+    """The first `count` frames as they are (motion at the clip's own speed), or, from a shorter clip, the
+    longest 4k+1 run it has: what DiffSynth-Studio's LoadVideo feeds Wan (diffsynth/core/data/operators.py)."""
+    return frames[: count if len(frames) >= count else (len(frames) - 1) // 4 * 4 + 1]
+
+
+def crop_resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scaled to cover width x height, then centre-cropped to it: no stretching, whatever the aspect ratio
+    (DiffSynth-Studio's ImageCropAndResize)."""
+    h, w = frames.shape[1:3]
+    if (h, w) == (height, width):
+        return frames
+    scale = max(width / w, height / h)
+    covering = resize(frames, max(width, round(w * scale)), max(height, round(h * scale)))
+    top, left = (covering.shape[1] - height) // 2, (covering.shape[2] - width) // 2
+    return np.ascontiguousarray(covering[:, top : top + height, left : left + width])
+
+
 def match_clip(frames: np.ndarray, like: np.ndarray) -> np.ndarray:
     """A model's output brought back to the frame count and size of the clip it was made for."""
     return resize(resample(frames, len(like)), like.shape[2], like.shape[1])

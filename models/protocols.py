@@ -90,6 +90,8 @@ class Triplet:
 
 # An Editto checkpoint's files, as the trainer writes them and the published folder holds them.
 EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD = "editto.safetensors", "training_state.pt", "card.json"
+# ... and the trained weights again, in the names diffusers and DiffSynth-Studio load (models/editto_formats.py).
+EDITTO_DIFFUSERS, EDITTO_DIFFSYNTH = "editto_diffusers.safetensors", "editto_diffsynth.safetensors"
 
 
 @dataclass(frozen=True)
@@ -189,12 +191,21 @@ class EdittoModel(Protocol):
     spec_id: str
 
     def train(
-        self, triplets: list[Triplet], steps: int, resume: CheckpointFiles | None, save_to: Path
+        self,
+        triplets: list[Triplet],
+        steps: int,
+        resume: CheckpointFiles | None,
+        save_to: Path,
+        heldout: list[Triplet] | None = None,
     ) -> dict[str, Any]:
         """Train `steps` steps from `resume` (None: from the base model) and write editto.safetensors,
-        training_state.pt and card.json into `save_to`. Returns the card."""
+        training_state.pt, card.json and the exports for diffusers and DiffSynth-Studio into `save_to`; then
+        the deterministic flow-matching loss of each `heldout` triplet (reference dropped). Returns the card."""
         ...
 
-    def edit(self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int) -> np.ndarray:
-        """Edit from the instruction alone (no reference frame); same shape as `source`."""
+    def edit(
+        self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Edit from the instruction alone (no reference frame): (the frames of `source` Editto edits, at its
+        size, and their edit, of the same shape)."""
         ...

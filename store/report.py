@@ -54,6 +54,8 @@ def _training_views(engine: Engine, data: ReportData, io: ArtifactStore, folder:
             "trained_on": len(json.loads(r.train_samples_json)),
             "card": json.loads(r.card_json or "{}"),
             "scores": json.loads(r.eval_scores_json or "{}"),
+            "counts": json.loads(r.eval_counts_json or "{}"),  # how many samples each mean rests on
+            "heldout_loss": r.heldout_loss,
             "checkpoint": r.checkpoint_dir,
             "error": r.error,
             "evaluations": [

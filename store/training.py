@@ -1,5 +1,6 @@
 """The record of Editto training: rounds, their held-out evaluations, and each round's checkpoint folder
-(out/editto/<round>/: editto.safetensors, training_state.pt, card.json), hard-linked from the artifacts."""
+(out/editto/<round>/: editto.safetensors, training_state.pt, card.json and the weights in diffusers' and
+DiffSynth-Studio's names), hard-linked from the artifacts."""
 
 from __future__ import annotations
 
@@ -66,6 +67,14 @@ def open_training_run(
         return row
 
 
+def first_eval_set(engine: Engine, run_id: str) -> list[str] | None:
+    """The held-out samples the run's first round with any was evaluated on: every later round evaluates
+    the same ones, so rounds compare like with like. None before any."""
+    with Session(engine) as s:
+        rounds = s.exec(select(TrainingRun).where(TrainingRun.run_id == run_id).order_by(col(TrainingRun.index))).all()
+    return next((ids for r in rounds if (ids := json.loads(r.heldout_samples_json))), None)
+
+
 def current_shares(engine: Engine, run_id: str) -> dict[str, float] | None:
     """The category shares set by the run's last finished round; None before any (the config's targets hold)."""
     with Session(engine) as s:
@@ -97,17 +106,29 @@ def record_evaluation(
     metrics: dict[str, float] | None = None,
 ) -> None:
     with Session(engine) as s:
-        row = s.exec(
-            select(HeldoutEvaluation).where(
-                HeldoutEvaluation.training_id == training_id, HeldoutEvaluation.sample_id == sample_id
-            )
-        ).first() or HeldoutEvaluation(training_id=training_id, sample_id=sample_id)
+        row = _evaluation_row(s, training_id, sample_id)
         row.edited_video, row.error = edited_video, error
         row.scores_json = json.dumps(verdict["scores"]) if verdict else None
         row.reasons_json = json.dumps(verdict["reasons"]) if verdict else None
         row.metrics_json = json.dumps(metrics) if metrics else None
         s.add(row)
         s.commit()
+
+
+def record_flow_loss(engine: Engine, training_id: str, sample_id: str, loss: float) -> None:
+    with Session(engine) as s:
+        row = _evaluation_row(s, training_id, sample_id)
+        row.flow_loss = loss
+        s.add(row)
+        s.commit()
+
+
+def _evaluation_row(s: Session, training_id: str, sample_id: str) -> HeldoutEvaluation:
+    return s.exec(
+        select(HeldoutEvaluation).where(
+            HeldoutEvaluation.training_id == training_id, HeldoutEvaluation.sample_id == sample_id
+        )
+    ).first() or HeldoutEvaluation(training_id=training_id, sample_id=sample_id)
 
 
 def evaluations(engine: Engine, training_id: str) -> list[HeldoutEvaluation]:
@@ -121,18 +142,30 @@ def evaluations(engine: Engine, training_id: str) -> list[HeldoutEvaluation]:
         )
 
 
-def mean_scores(engine: Engine, training_id: str) -> dict[str, float]:
+def means(values: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, int]]:
+    """(mean per name, how many values each mean rests on)."""
+    return (
+        {name: round(sum(v) / len(v), 4) for name, v in sorted(values.items())},
+        {name: len(v) for name, v in sorted(values.items())},
+    )
+
+
+def mean_scores(engine: Engine, training_id: str) -> tuple[dict[str, float], dict[str, int]]:
+    """Per criterion (judge and CLIP) and for the flow-matching loss (`flow_loss`): the mean over the round's
+    held-out samples, and how many samples it rests on."""
     per_criterion: dict[str, list[float]] = {}
     for ev in evaluations(engine, training_id):
         both = {**json.loads(ev.scores_json or "{}"), **json.loads(ev.metrics_json or "{}")}
+        if ev.flow_loss is not None:
+            both["flow_loss"] = ev.flow_loss
         for name, score in both.items():
             per_criterion.setdefault(name, []).append(score)
-    return {name: round(sum(v) / len(v), 4) for name, v in sorted(per_criterion.items())}
+    return means(per_criterion)
 
 
-def category_scores(engine: Engine, training_id: str) -> dict[str, float]:
-    """Mean held-out score per edit category: each sample's mean over the judge's criteria, averaged over
-    the category's samples."""
+def category_scores(engine: Engine, training_id: str) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean held-out score per edit category (each sample's mean over the judge's criteria, averaged over
+    the category's samples), and how many samples each rests on."""
     per_category: dict[str, list[float]] = {}
     with Session(engine) as s:
         rows = s.exec(
@@ -145,7 +178,7 @@ def category_scores(engine: Engine, training_id: str) -> dict[str, float]:
         category = json.loads(sample.record_json).get("category")
         if scores and category:
             per_category.setdefault(category, []).append(sum(scores.values()) / len(scores))
-    return {c: round(sum(v) / len(v), 4) for c, v in sorted(per_category.items())}
+    return means(per_category)
 
 
 def publish_checkpoint(
@@ -169,12 +202,14 @@ class RoundOutcome:
     checkpoint_dir: str | None = None
     error: str | None = None
     category_scores: dict[str, float] | None = None
+    category_counts: dict[str, int] | None = None  # held-out samples judged per category
     shares_before: dict[str, float] | None = None
     shares_after: dict[str, float] | None = None  # the category shares the next episodes are admitted by
 
 
 def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome) -> TrainingRun:
-    scores = mean_scores(engine, training_id) if outcome.status == "finished" else None
+    scores, counts = mean_scores(engine, training_id) if outcome.status == "finished" else (None, None)
+    loss = scores.pop("flow_loss", None) if scores is not None else None
     as_json = {k: json.dumps(v) if v is not None else None for k, v in vars(outcome).items()}
     with Session(engine, expire_on_commit=False) as s:
         row = s.get(TrainingRun, training_id)
@@ -183,7 +218,10 @@ def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome)
         row.weights, row.training_state = outcome.weights, outcome.training_state
         row.card_json = json.dumps(outcome.card) if outcome.card is not None else None
         row.eval_scores_json = json.dumps(scores) if scores is not None else None
+        row.eval_counts_json = json.dumps(counts) if counts is not None else None
+        row.heldout_loss = loss
         row.category_scores_json = as_json["category_scores"]
+        row.category_counts_json = as_json["category_counts"]
         row.shares_before_json, row.shares_after_json = as_json["shares_before"], as_json["shares_after"]
         row.finished_at = utcnow()
         s.add(row)

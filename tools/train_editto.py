@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 from models.protocols import (
     EDITTO_CARD,
+    EDITTO_DIFFSYNTH,
+    EDITTO_DIFFUSERS,
     EDITTO_TRAINING_STATE,
     EDITTO_WEIGHTS,
     CheckpointFiles,
@@ -18,7 +20,8 @@ from models.protocols import (
 )
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
-CHECKPOINT_FILES = (EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD)
+EXPORTS = (EDITTO_DIFFUSERS, EDITTO_DIFFSYNTH)  # the weights in the names diffusers and DiffSynth-Studio load
+CHECKPOINT_FILES = (EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD, *EXPORTS)
 
 
 class EdittoCheckpoint(BaseModel, frozen=True):
@@ -45,16 +48,19 @@ class TrainEdittoInput(BaseModel, frozen=True, extra="forbid"):
     examples: tuple[TrainingExample, ...]
     steps: int
     resume_from: EdittoCheckpoint | None  # None: from the base model
+    heldout: tuple[TrainingExample, ...] = ()  # scored by flow-matching loss after training, never trained on
 
 
 class TrainEdittoOutput(BaseModel, frozen=True):
     checkpoint: EdittoCheckpoint
-    card: dict[str, Any]  # step, samples seen, loss, reference-drop probability
+    card: dict[str, Any]  # step, samples seen, loss, reference-drop probability, settings, consumers
+    exports: dict[str, ArtifactRef]  # file name (EXPORTS) -> the weights in that consumer's names
+    heldout_losses: tuple[float, ...]  # per held-out example, in order: deterministic, reference dropped
 
 
 class TrainEditto:
     name: ClassVar[str] = "train_editto"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = TrainEdittoInput, TrainEdittoOutput
 
@@ -66,18 +72,10 @@ class TrainEditto:
             raise ToolError("bad_input", "no accepted samples to train on", field="examples")
         if inp.steps < 1:
             raise ToolError("bad_input", f"steps must be at least 1, not {inp.steps}", field="steps")
-        triplets = [
-            Triplet(
-                ctx.io.read_video(e.source)[0],
-                ctx.io.read_video(e.edited)[0],
-                ctx.io.read_image(e.reference),
-                e.instruction,
-            )
-            for e in inp.examples
-        ]
+        triplets, heldout = [triplet(e, ctx) for e in inp.examples], [triplet(e, ctx) for e in inp.heldout]
         resume = inp.resume_from.files(ctx) if inp.resume_from else None
         with ctx.io.scratch_dir() as folder:
-            card = self.model.train(triplets, inp.steps, resume, folder)
+            card = self.model.train(triplets, inp.steps, resume, folder, heldout)
             missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
             if missing:
                 raise ToolError("tool_failed", f"the trainer wrote no {', '.join(missing)}", field="checkpoint")
@@ -85,7 +83,20 @@ class TrainEditto:
                 weights=ctx.io.adopt_file(folder / EDITTO_WEIGHTS, kind="editto_weights"),
                 training_state=ctx.io.adopt_file(folder / EDITTO_TRAINING_STATE, kind="editto_training_state"),
             )
-        return TrainEdittoOutput(checkpoint=checkpoint, card=card)
+            exports = {name: ctx.io.adopt_file(folder / name, kind="editto_export") for name in EXPORTS}
+        losses = tuple(card.get("heldout_flow_losses", ()))
+        if len(losses) != len(heldout):
+            raise ToolError("tool_failed", f"{len(losses)} held-out losses for {len(heldout)} examples", field="card")
+        return TrainEdittoOutput(checkpoint=checkpoint, card=card, exports=exports, heldout_losses=losses)
+
+
+def triplet(example: TrainingExample, ctx: ToolContext) -> Triplet:
+    return Triplet(
+        ctx.io.read_video(example.source)[0],
+        ctx.io.read_video(example.edited)[0],
+        ctx.io.read_image(example.reference),
+        example.instruction,
+    )
 
 
 class EditWithEdittoInput(BaseModel, frozen=True, extra="forbid"):
@@ -97,11 +108,12 @@ class EditWithEdittoInput(BaseModel, frozen=True, extra="forbid"):
 
 class EditWithEdittoOutput(BaseModel, frozen=True):
     edited_video: ArtifactRef
+    source_window: ArtifactRef  # the source frames Editto edited, at its size: what the edit is judged against
 
 
 class EditWithEditto:
     name: ClassVar[str] = "edit_with_editto"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = EditWithEdittoInput, EditWithEdittoOutput
 
@@ -110,9 +122,12 @@ class EditWithEditto:
 
     def __call__(self, inp: EditWithEdittoInput, ctx: ToolContext) -> EditWithEdittoOutput:
         source, fps = ctx.io.read_video(inp.clip)
-        edited = self.model.edit(source, inp.instruction, inp.checkpoint.files(ctx, with_state=False), inp.seed)
-        if edited.shape != source.shape:
+        window, edited = self.model.edit(source, inp.instruction, inp.checkpoint.files(ctx, with_state=False), inp.seed)
+        if edited.shape != window.shape:
             raise ToolError(
-                "tool_failed", f"Editto returned {edited.shape}, expected {source.shape}", field="edited_video"
+                "tool_failed", f"Editto returned {edited.shape} for frames of {window.shape}", field="edited_video"
             )
-        return EditWithEdittoOutput(edited_video=ctx.io.write_video(edited, fps, kind="editto_video"))
+        return EditWithEdittoOutput(
+            edited_video=ctx.io.write_video(edited, fps, kind="editto_video"),
+            source_window=ctx.io.write_video(window, fps, kind="editto_source"),
+        )

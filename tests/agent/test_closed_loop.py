@@ -8,11 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from sqlmodel import Session
 
 from agent.admission import admit_episode
 from agent.config import RunConfig, load_config
 from agent.training import decide_shares
+from cli.render import shares_table
 from store.engine import open_engine
 from store.tables import Episode, Run, Sample
 from store.training import RoundOutcome, finish_training_run, open_training_run, record_evaluation
@@ -54,8 +56,11 @@ def admit_and_accept(engine, cfg: RunConfig, run_id: str, start: int, count: int
     return got
 
 
-def run_with(tmp_path: Path, low_scores: bool) -> tuple[Counter[str], dict[str, float], object]:
-    cfg = load_config("cpu", None, {"out": tmp_path, "concurrency": 1, "training": {"share_rate": 0.5}})
+def run_with(
+    tmp_path: Path, low_scores: bool, steer_min_samples: int = 2
+) -> tuple[Counter[str], dict[str, float], object]:
+    training = {"share_rate": 0.5, "steer_min_samples": steer_min_samples}
+    cfg = load_config("cpu", None, {"out": tmp_path, "concurrency": 1, "training": training})
     tmp_path.mkdir(parents=True)
     engine = open_engine(cfg.resolved_db_url)
     with Session(engine) as s:
@@ -71,12 +76,20 @@ def run_with(tmp_path: Path, low_scores: bool) -> tuple[Counter[str], dict[str, 
         score = 2.0 if low_scores and category == LOW else 9.0
         verdict = {"scores": {"edit_strength": score, "temporal_consistency": score}, "reasons": {}}
         record_evaluation(engine, round_.id, sample_id, None, verdict, None)
-    scores, old, new = decide_shares(engine, cfg, "r", round_.id)
+    shares = decide_shares(engine, cfg, "r", round_.id)
     done = finish_training_run(
-        engine, round_.id, RoundOutcome("finished", category_scores=scores, shares_before=old, shares_after=new)
+        engine,
+        round_.id,
+        RoundOutcome(
+            "finished",
+            category_scores=shares.scores,
+            category_counts=shares.counts,
+            shares_before=shares.before,
+            shares_after=shares.after,
+        ),
     )
     after = admit_and_accept(engine, cfg, "r", 20, 20)
-    return after, new, done
+    return after, shares.after, done
 
 
 def test_a_category_editto_does_badly_gets_more_episodes_within_its_bounds(tmp_path: Path) -> None:
@@ -90,6 +103,17 @@ def test_a_category_editto_does_badly_gets_more_episodes_within_its_bounds(tmp_p
     recorded = json.loads(done.category_scores_json)
     assert recorded[LOW] == 2.0 and json.loads(done.shares_after_json) == shares
     assert json.loads(done.shares_before_json) == pytest.approx(cfg.target_shares())
+
+
+def test_a_category_with_too_few_heldout_samples_does_not_steer(tmp_path: Path) -> None:
+    _, shares, done = run_with(tmp_path / "few", low_scores=True, steer_min_samples=50)
+    cfg = load_config("cpu", None, {"out": tmp_path})
+    assert shares == pytest.approx(cfg.target_shares(), abs=1e-5)  # one bad category on a few samples moves nothing
+    counts = json.loads(done.category_counts_json)
+    assert counts[LOW] >= 1 and json.loads(done.category_scores_json) == {}  # counted, not steering
+    console = Console(width=200, record=True)
+    console.print(shares_table(done))
+    assert f"({counts[LOW]} held out: too few to steer)" in console.export_text()
 
 
 def test_an_episode_started_before_categories_gets_them_when_resumed(tmp_path: Path) -> None:

@@ -60,7 +60,13 @@ def test_rounds_publish_checkpoints_and_continue_the_curriculum(trained_run: Pat
         assert card["step"] == TRAINING["steps"] * k and card["samples_seen"] == TRAINING["steps"] * k
         assert card["reference_drop_probability"] == pytest.approx(card["step"] / 100)  # cpu: linear over 100 steps
         folder = trained_run / r.checkpoint_dir
-        assert {p.name for p in folder.iterdir()} == {"editto.safetensors", "training_state.pt", "card.json"}
+        assert {p.name for p in folder.iterdir()} == {
+            "editto.safetensors",
+            "training_state.pt",
+            "card.json",
+            "editto_diffusers.safetensors",
+            "editto_diffsynth.safetensors",
+        }
         assert json.loads((folder / "card.json").read_text())["step"] == card["step"]
         assert (trained_run / "artifacts" / r.weights[:2] / r.weights).samefile(folder / "editto.safetensors")
 
@@ -70,12 +76,18 @@ def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) 
 
     engine = open_engine(f"sqlite:///{trained_run / 'ditto.db'}")
     with Session(engine) as s:
-        order = [x.id for x in s.exec(select(Sample).order_by(Sample.created_at, Sample.id)).all()]
-        heldout = {x for k, x in enumerate(order) if k % TRAINING["heldout_every"] == 0}
-        for r in s.exec(select(TrainingRun)).all():
-            assert not heldout & set(json.loads(r.train_samples_json))
+        samples = s.exec(select(Sample).order_by(Sample.created_at, Sample.id)).all()
+        clip = {x.id: json.loads(x.record_json)["source_clip"] for x in samples}
+        clips = list(dict.fromkeys(clip[x.id] for x in samples))
+        heldout_clips = {c for k, c in enumerate(clips) if k % TRAINING["heldout_every"] == 0}
+        rounds = s.exec(select(TrainingRun).order_by(TrainingRun.index)).all()
+        first_eval = json.loads(rounds[0].heldout_samples_json)
+        for r in rounds:
+            assert not heldout_clips & {clip[i] for i in json.loads(r.train_samples_json)}  # by clip, not sample
+            assert json.loads(r.heldout_samples_json) == first_eval  # the same held-out set every round
             evals = s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == r.id)).all()
-            assert [e.sample_id for e in evals] == [order[0]]  # eval_samples=1: the earliest held-out sample
+            assert [e.sample_id for e in evals] == first_eval and len(first_eval) == 1  # eval_samples=1
+            assert clip[evals[0].sample_id] in heldout_clips
             scores = json.loads(evals[0].scores_json)
             assert set(scores) == {
                 "structure_preservation",
@@ -86,6 +98,8 @@ def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) 
             metrics = json.loads(evals[0].metrics_json)  # the paper's names, beside the judge's criteria
             assert set(metrics) == {"CLIP-T", "CLIP-F"} and -100 <= metrics["CLIP-T"] <= 100
             assert json.loads(r.eval_scores_json) == {**scores, **metrics}
+            assert evals[0].flow_loss is not None and r.heldout_loss == pytest.approx(evals[0].flow_loss, abs=1e-4)
+            assert json.loads(r.eval_counts_json) == {name: 1 for name in [*scores, *metrics, "flow_loss"]}
             assert (trained_run / "artifacts" / evals[0].edited_video[:2] / evals[0].edited_video).is_file()
 
 
@@ -151,6 +165,10 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     new = after[-1]
     assert new.trigger == "by hand" and new.resume_from == before[-1].id
     assert json.loads(new.card_json)["step"] == json.loads(before[-1].card_json)["step"] + 2
+    folder = out / new.checkpoint_dir  # where the round is and which file each of its users loads
+    assert f'load_lora_weights("{folder / "editto_diffusers.safetensors"}")' in result.output.replace("\n", "")
+    assert f'pipe.load_lora(pipe.vace, "{folder / "editto_diffsynth.safetensors"}")' in result.output.replace("\n", "")
+    assert "estimated peak memory" in result.output
     listing = CliRunner().invoke(app, ["traces", "--out", str(out)], catch_exceptions=False).output
     assert "Editto training" in listing and "train-" in listing
     shown = CliRunner().invoke(app, ["trace", new.id, "--out", str(out)], catch_exceptions=False).output
@@ -159,7 +177,8 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     assert sum(json.loads(new.shares_after_json).values()) == pytest.approx(1.0, abs=1e-4)
     assert set(json.loads(new.category_scores_json)) <= set(json.loads(new.shares_after_json))
     CliRunner().invoke(app, ["report", "--out", str(out)], catch_exceptions=False)
-    assert "held-out edits from the instruction alone" in (out / "report" / "index.html").read_text()
+    page = (out / "report" / "index.html").read_text()
+    assert "held-out edits from the instruction alone" in page and f"{new.heldout_loss:.4f} (1)" in page
 
 
 def test_train_by_hand_names_a_missing_run(trained_run: Path) -> None:

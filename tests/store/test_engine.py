@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from store.engine import open_engine
 
 
@@ -25,14 +27,23 @@ def test_a_store_from_before_error_field_gets_the_column(tmp_path: Path) -> None
     assert rows == [("bad_input", None, "gone")]
 
 
-def test_a_store_from_before_edit_categories_gets_their_columns(tmp_path: Path) -> None:
-    db = tmp_path / "ditto.db"
-    open_engine(f"sqlite:///{db}").dispose()
-    added = {
+ADDED_SINCE = {
+    "edit categories": {
         "episode": ("categories_json", "category_rounds_json", "planned_category"),
         "trainingrun": ("category_scores_json", "shares_before_json", "shares_after_json"),
         "heldoutevaluation": ("metrics_json",),
-    }
+    },
+    "held-out losses and counts": {
+        "trainingrun": ("eval_counts_json", "heldout_loss", "category_counts_json"),
+        "heldoutevaluation": ("flow_loss",),
+    },
+}
+
+
+@pytest.mark.parametrize("added", ADDED_SINCE.values(), ids=ADDED_SINCE.keys())
+def test_a_store_from_before_gets_the_columns_added_since(tmp_path: Path, added: dict[str, tuple[str, ...]]) -> None:
+    db = tmp_path / "ditto.db"
+    open_engine(f"sqlite:///{db}").dispose()
     old = sqlite3.connect(db)
     for table, columns in added.items():
         for column in columns:

@@ -43,6 +43,13 @@ def accepted(out: Path) -> list[Sample]:
         return list(s.exec(select(Sample).order_by(Sample.created_at)).all())
 
 
+def held_out(out: Path) -> list[str]:
+    """The samples of the run's first source clip: held out (with 5 or fewer clips, the only held-out clip)."""
+    samples = accepted(out)
+    first = json.loads(samples[0].record_json)["source_clip"]
+    return [x.id for x in samples if json.loads(x.record_json)["source_clip"] == first]
+
+
 def change_instruction(out: Path, sample_id: str, text: str) -> None:
     """As a re-judged or re-planned sample would: its record changes, its id stays."""
     with Session(open_engine(f"sqlite:///{out / 'ditto.db'}")) as s:
@@ -98,8 +105,8 @@ def test_diffsynth_export_loads_in_diffsynths_own_dataset(finished_run: Path) ->
     dataset_dir = finished_run / "dataset"
     train = diffsynth_dataset(dataset_dir, dataset_dir / "metadata_vace.csv")
     heldout = diffsynth_dataset(dataset_dir, dataset_dir / "metadata_vace_heldout.csv")
-    assert len(train) + len(heldout) == len(accepted(finished_run)) and len(heldout) == 1
-    for data in [train[i] for i in range(len(train))] + [heldout[0]]:
+    assert len(train) + len(heldout) == len(accepted(finished_run)) and len(heldout) == len(held_out(finished_run))
+    for data in [train[i] for i in range(len(train))] + [heldout[i] for i in range(len(heldout))]:
         assert isinstance(data["prompt"], str) and data["prompt"].strip()
         assert len(data["video"]) == len(data["vace_video"]) == 17  # 4k+1 frames, as Wan needs
         assert data["video"][0].size == data["vace_video"][0].size
@@ -123,14 +130,13 @@ def test_diffsynth_export_cuts_a_pair_to_the_shorter_clip(run_copy: Path, tmp_pa
 def test_parquet_export_loads_with_datasets_and_is_idempotent(run_copy: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     datasets = pytest.importorskip("datasets", reason="the export extra (datasets) is not installed")
     to = tmp_path / "hf"
-    n = len(accepted(run_copy))
-    assert f"{n} samples (1 held out) in {to}:" in " ".join(
-        export(run_copy, "--format", "parquet", "--to", str(to)).split()
-    )
+    n, h = len(accepted(run_copy)), len(held_out(run_copy))
+    said = " ".join(export(run_copy, "--format", "parquet", "--to", str(to)).split())
+    assert f"{n} samples ({h} held out) in {to}:" in said
     assert "0 files written" in export(run_copy, "--format", "parquet", "--to", str(to))
     files = {s: str(to / "data" / f"{s}-00000-of-00001.parquet") for s in ("train", "heldout")}
     loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache"))
-    assert (loaded["train"].num_rows, loaded["heldout"].num_rows) == (n - 1, 1)
+    assert (loaded["train"].num_rows, loaded["heldout"].num_rows) == (n - h, h)
     row = loaded["train"][0]
     assert row["split"] == "train" and row["instruction"] and row["category"] and row["target_description"]
     assert 0 <= row["score_video_temporal_consistency"] <= 10 and "judge_video" in json.loads(row["models"])
@@ -145,7 +151,7 @@ def test_parquet_export_loads_with_datasets_and_is_idempotent(run_copy: Path, tm
     change_instruction(run_copy, sample, "Make it look like a watercolour.")
     assert f"{n} samples" in export(run_copy, "--format", "parquet", "--to", str(to))
     again = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache3"))["train"]
-    assert again.num_rows == n - 1 and again.to_pandas().set_index("sample_id").loc[sample, "instruction"] == (
+    assert again.num_rows == n - h and again.to_pandas().set_index("sample_id").loc[sample, "instruction"] == (
         "Make it look like a watercolour."
     )
 
@@ -163,11 +169,11 @@ def test_parquet_embed_carries_the_files_bytes(finished_run: Path, tmp_path: Pat
 def test_webdataset_export_reads_back_with_webdataset(run_copy: Path, tmp_path: Path) -> None:
     wds = pytest.importorskip("webdataset", reason="the export extra (webdataset) is not installed")
     to = tmp_path / "wds"
-    samples = accepted(run_copy)
+    samples, h = accepted(run_copy), len(held_out(run_copy))
     export(run_copy, "--format", "webdataset", "--to", str(to), "--shard-size", "2")
     shards = sorted(to.glob("*.tar"))
-    assert [p.name for p in shards] == ["heldout-000000.tar"] + [
-        f"train-{k:06d}.tar" for k in range((len(samples) - 1 + 1) // 2)
+    assert [p.name for p in shards] == [f"heldout-{k:06d}.tar" for k in range((h + 1) // 2)] + [
+        f"train-{k:06d}.tar" for k in range((len(samples) - h + 1) // 2)
     ]
     read = {s["__key__"]: s for s in wds.WebDataset([str(p) for p in shards], shardshuffle=False)}
     assert sorted(read) == sorted(s.id for s in samples)

@@ -1,0 +1,86 @@
+"""The pieces of Editto's recipe that need no model: DiffSynth's Wan timesteps and loss weights, the frames
+Editto sees, and the memory estimate that refuses a round that cannot fit (README's table is its output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import torch  # noqa: E402
+
+from models.editto_memory import ModelSize, TrainingShape, estimate, refusal  # noqa: E402
+from models.editto_recipe import FlowMatchSchedule  # noqa: E402
+from models.frames import consecutive, crop_resize  # noqa: E402
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_timesteps_and_loss_weights_are_diffsynths_for_wan() -> None:
+    from diffsynth.diffusion.flow_match import FlowMatchScheduler
+
+    theirs = FlowMatchScheduler("Wan")
+    theirs.set_timesteps(1000, training=True)  # what DiffSynth's training module does
+    ours = FlowMatchSchedule()
+    torch.testing.assert_close(ours.sigmas.float(), theirs.sigmas.float())
+    torch.testing.assert_close(ours.timesteps.float(), theirs.timesteps.float())
+    torch.testing.assert_close(ours.weights.float(), theirs.linear_timesteps_weights.float(), rtol=1e-5, atol=1e-5)
+    assert ours.sigmas.mean() > 0.6  # shifted toward noise: plain uniform sigma would average 0.5
+    draws = [ours.draw(torch.Generator().manual_seed(s)) for s in range(3)]
+    assert all(d.timestep == pytest.approx(d.sigma * 1000) for d in draws)
+    assert FlowMatchSchedule(1.0, "none").weights.unique().tolist() == [1.0]
+
+
+def test_editto_sees_the_first_frames_crop_resized() -> None:
+    clip = np.arange(11 * 32 * 48 * 3, dtype=np.uint64).reshape(11, 32, 48, 3).astype(np.uint8)
+    assert np.array_equal(consecutive(clip, 9), clip[:9])  # motion at its own speed, not spread over the clip
+    assert len(consecutive(clip[:7], 9)) == 5  # a shorter clip: the longest 4k+1 run it has
+    assert np.array_equal(crop_resize(clip, 32, 32), clip[:, :, 8:40])  # the middle, not a squeezed whole
+    wide = crop_resize(clip[:1], 16, 8)  # scaled to cover, then cropped: 2:1 from 3:2
+    assert wide.shape == (1, 8, 16, 3)
+
+
+MODEL = ModelSize(
+    transformer_params=17_000_000_000,
+    text_encoder_params=5_700_000_000,
+    vae_params=127_000_000,
+    dim=5120,
+    ffn_dim=13824,
+    num_layers=40,
+    vace_blocks=8,
+    patch=(1, 2, 2),
+)
+
+
+def shape(**kw: object) -> TrainingShape:
+    args = {"height": 480, "width": 832, "num_frames": 73, "trained_values": 122_683_392, "lora": True}
+    return TrainingShape(**{**args, "gradient_checkpointing": True, "offload_text_encoder": True, **kw})  # type: ignore[arg-type]
+
+
+def test_the_memory_estimate_refuses_in_one_line_naming_what_to_change() -> None:
+    ours = estimate(MODEL, shape())
+    assert ours.tokens == 20 * 30 * 52  # 19 latent frames + the reference, 480/16 x 832/16
+    assert 60 < ours.peak_gib < 80
+    assert refusal(ours, shape(), "cuda:0", free_gib=79.0, total_gib=79.2) is None
+    without = estimate(MODEL, shape(gradient_checkpointing=False))
+    assert without.activations_gib > 5 * ours.activations_gib
+    line = refusal(without, shape(gradient_checkpointing=False), "cuda:0", free_gib=139.0, total_gib=139.8)
+    assert line and "\n" not in line and "gradient_checkpointing: true" in line and "cuda:0" in line
+    kept = estimate(MODEL, shape(offload_text_encoder=False))
+    assert kept.weights_gib - ours.weights_gib == pytest.approx(5.7e9 * 2 / 2**30)
+    line = refusal(kept, shape(offload_text_encoder=False), "cuda:0", free_gib=ours.peak_gib, total_gib=79.2)
+    assert line and "offload_text_encoder: true" in line
+    line = refusal(ours, shape(), "cuda:1", free_gib=40.0, total_gib=40.0)
+    assert line and "num_frames (73)" in line
+
+
+def test_readme_shows_what_the_estimate_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    from models.editto_memory import main
+
+    main([])  # python -m models.editto_memory, as README says
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("| Editto, Wan2.1-VACE-14B")
+    assert printed in README.read_text(encoding="utf-8")
