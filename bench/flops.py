@@ -54,6 +54,8 @@ EXAMPLE_EDIT = {
     "instruction": "Turn the whole scene into a watercolour painting with soft washes of colour",
     "target_description": "A watercolour painting of the same scene, soft washes of colour, paper texture, "
     "the same people and motion as the source",
+    "category": "global_style",
+    "local": False,
     "num_frames": 81,
     "fps": 16,
 }
