@@ -198,3 +198,21 @@ def test_fp8_quantizes_the_block_linears_on_a_gpu_with_fp8() -> None:
     quantize_fp8(model, "cuda", "propagator")
     assert {type(m.weight).__name__ for m in chosen.values()} == {"Float8Tensor"}
     assert type(model.proj_out.weight) is torch.nn.Parameter and model.proj_out.weight.dtype == torch.bfloat16
+
+
+def test_both_presets_validate_and_a_bad_value_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    import yaml
+
+    from agent.config import ConfigError, load_config
+    from bench.stages import CONFIGS
+
+    for preset in ("paper", "fast"):
+        load_config("full", CONFIGS / f"{preset}.yaml")
+    fast = yaml.safe_load((CONFIGS / "fast.yaml").read_text())
+    fast["backends"]["propagator"]["quantization"] = "fp16"
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(fast))
+    with pytest.raises(ConfigError, match=r"backends.propagator.quantization: Input should be 'none' or 'fp8'$") as e:
+        load_config("full", tmp_path / "fast.yaml")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"backends.enhancer.attention: Input should be 'native', 'flash' or 'sage'"):
+        load_config("full", CONFIGS / "fast.yaml", overrides={"backends": {"enhancer": {"attention": "flash3"}}})
