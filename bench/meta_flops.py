@@ -25,9 +25,15 @@ WAN_COMMON = {"attention_head_dim": 128, "in_channels": 16, "out_channels": 16, 
 TRANSFORMERS: dict[str, dict[str, Any]] = {  # the released checkpoints' transformer/config.json
     "vace-1.3b": {**WAN_COMMON, "num_attention_heads": 12, "num_layers": 30, "ffn_dim": 8960},
     "vace-14b": {**WAN_COMMON, "num_attention_heads": 40, "num_layers": 40, "ffn_dim": 13824},
-    "tiny": {**WAN_COMMON, "attention_head_dim": 8, "num_attention_heads": 2, "num_layers": 2, "ffn_dim": 32,
-             "text_dim": 32},
-}  # fmt: skip
+    "tiny": {
+        **WAN_COMMON,
+        "attention_head_dim": 8,
+        "num_attention_heads": 2,
+        "num_layers": 2,
+        "ffn_dim": 32,
+        "text_dim": 32,
+    },
+}
 VACE_LAYERS = {"vace-1.3b": list(range(0, 30, 2)), "vace-14b": list(range(0, 40, 5)), "tiny": [0]}
 
 

@@ -47,7 +47,7 @@ def parts(preset: str) -> list[Part]:
     out.append(Part("depth", "Depth Anything V2 Large (fp16)", gb(depth_model()), False))
     for step, vace in (("propagator", True), ("enhancer", False)):
         spec, q = b[step], b[step].get("quantization", "none")
-        model = wan_size(spec["path"]) if vace else "vace-14b"
+        model = wan_size(spec["path"])
         name = f"Wan2.1-{'VACE' if vace else 'T2V'}-{'1.3B' if model == 'vace-1.3b' else '14B'} transformer{fp8(q)}"
         off = bool(spec.get("cpu_offload"))
         out.append(Part(step, name, gb(wan_transformer(model, vace), q), off))

@@ -128,7 +128,7 @@ def enhance(spec: dict[str, Any], sizes: dict[str, Any]) -> Flops:
     height, width, frames = sizes["clip"]
     latent, n, quick = wan_latent_frames(frames), passes(spec["guidance_scale"]), sizes.get("quick", False)
     steps = int(spec["steps"] * spec["strength"])  # diffusers' video-to-video runs this many of the schedule
-    forward = wan_forward(wan_size("", quick), latent, height, width, False)
+    forward = wan_forward(wan_size(spec["path"], quick), latent, height, width, False)
     transformer = (steps * n * forward).run_in(spec.get("quantization", "none"))
     coding = wan_vae_encode(frames, height, width) + wan_vae_decode(latent, height, width)
     return transformer + coding + n * t5_encoder("umt5_xxl", TOKENS["wan_text"], quick)
@@ -136,7 +136,9 @@ def enhance(spec: dict[str, Any], sizes: dict[str, Any]) -> Flops:
 
 def enhance_name(spec: dict[str, Any]) -> str:
     run = int(spec["steps"] * spec["strength"])
-    return f"Wan T2V 14B, last {run} of {spec['steps']} steps, CFG {spec['guidance_scale']:g}{fp8_mark(spec)}"
+    model = "1.3B" if wan_size(spec["path"]) == "vace-1.3b" else "14B"
+    cfg = f"CFG {spec['guidance_scale']:g}{fp8_mark(spec)}"
+    return f"Wan T2V {model}, last {run} of {spec['steps']} steps, {cfg}"
 
 
 def qwen_image_size(height: int, width: int, side: int = 1024) -> tuple[int, int]:

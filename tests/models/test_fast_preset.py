@@ -127,12 +127,20 @@ def test_cfg_free_sampling_runs_one_transformer_pass_per_step(clip: np.ndarray) 
         prop = backend("propagator", kind="wan_vace", **WAN, steps=1, guidance_scale=guidance)
         assert transformer_passes(prop.pipe, lambda p=prop: p.propagate(*args, seed=1)) == passes
     # The enhancer at CFG 1: strength 0.5 of a 4-step schedule is 2 steps, 2 passes.
-    enh = backend("enhancer", kind="wan_v2v", path="tiny:wan_v2v", steps=4, strength=0.5, height=32, width=32,
-                  guidance_scale=1.0)  # fmt: skip
+    enh = backend(
+        "enhancer", kind="wan_v2v", path="tiny:wan_v2v", steps=4, strength=0.5, height=32, width=32, guidance_scale=1.0
+    )
     assert transformer_passes(enh.pipe, lambda: enh.enhance(clip, clip, "", seed=0)) == 2
     # Qwen-Image-Edit at true_cfg_scale 1: no negative pass, and the negative prompt is never encoded.
-    editor = backend("editor", kind="qwen_image_edit", path="tiny:qwen_image_edit", steps=2, target_area=1024,
-                     true_cfg_scale=1.0, flow_shift=3.0)  # fmt: skip
+    editor = backend(
+        "editor",
+        kind="qwen_image_edit",
+        path="tiny:qwen_image_edit",
+        steps=2,
+        target_area=1024,
+        true_cfg_scale=1.0,
+        flow_shift=3.0,
+    )
     assert transformer_passes(editor.pipe, lambda: editor.edit(clip[0], "make it a sketch", seed=0)) == 2
 
 
@@ -172,9 +180,18 @@ def vace_with_fp8_sizes():  # type: ignore[no-untyped-def]
     from diffusers import WanVACETransformer3DModel
 
     return WanVACETransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16,
-        text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2, vace_layers=[0], vace_in_channels=96,
-    )  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=32,
+        ffn_dim=64,
+        num_layers=2,
+        vace_layers=[0],
+        vace_in_channels=96,
+    )
 
 
 def test_fp8_takes_the_block_linears_and_leaves_embedders_and_head_in_bf16() -> None:
