@@ -54,7 +54,8 @@ def fuse_lora(pipe: Any, lora_path: str, lora_scale: float) -> None:
 
 def set_attention(model: Any, backend: Attention, step: str) -> None:
     """The denoiser's attention through diffusers' dispatcher; a backend whose package is missing is an error
-    naming the option, before any work starts."""
+    naming the option, before any work starts. Set on every denoiser, `native` included: diffusers also makes
+    the last backend set the process-wide default, which would leak into a model that set none."""
     try:
         model.set_attention_backend(backend)
     except (RuntimeError, ValueError) as err:
