@@ -15,7 +15,7 @@ fused LoRA costs nothing). MFU = the seconds the counted FLOPs (bench/meta_flops
 FP8 matmuls at the FP8 peak, over the measured seconds. Peak memory: the most the stage held, weights included.
 Models are built one at a time and freed; presets run in the order given (FP8 quantizes in place: last).
 
-    python -m bench.gpu_costs --preset paper fast --size 720p --repeats 3     # ~8 minutes on one H200
+    python -m bench.gpu_costs --preset paper fast --size 720p --repeats 3     # 8-9 minutes on one H200
     python -m bench.gpu_costs --preset fast --size tiny --device cpu --dtype float32 --quantization none
 """
 
