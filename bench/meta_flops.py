@@ -1,9 +1,12 @@
 """Counting FLOPs of real model classes at real size on the meta device (no memory, no GPU), one function per
-model part, for bench/flops.py. Configs are the published ones, in bench/flops_models.yaml."""
+model part, for bench/flops.py. Configs are the published ones, in bench/flops_models.yaml. A denoiser's
+forward also reports the FLOPs of the linears FP8 quantization takes (models/pipelines.fp8_linears): a stage
+that runs them in FP8 counts those at the FP8 peak."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,50 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.gpu_costs import TRANSFORMERS, VACE_LAYERS
+from models.pipelines import fp8_linears
 
 MODELS = yaml.safe_load((Path(__file__).parent / "flops_models.yaml").read_text())
 TOKENS = MODELS["tokens"]
 META = torch.device("meta")
 BF16 = torch.bfloat16
+WAN_COMMON = {"attention_head_dim": 128, "in_channels": 16, "out_channels": 16, "text_dim": 4096}
+TRANSFORMERS: dict[str, dict[str, Any]] = {  # the released checkpoints' transformer/config.json
+    "vace-1.3b": {**WAN_COMMON, "num_attention_heads": 12, "num_layers": 30, "ffn_dim": 8960},
+    "vace-14b": {**WAN_COMMON, "num_attention_heads": 40, "num_layers": 40, "ffn_dim": 13824},
+    "tiny": {
+        **WAN_COMMON,
+        "attention_head_dim": 8,
+        "num_attention_heads": 2,
+        "num_layers": 2,
+        "ffn_dim": 32,
+        "text_dim": 32,
+    },
+}
+VACE_LAYERS = {"vace-1.3b": list(range(0, 30, 2)), "vace-14b": list(range(0, 40, 5)), "tiny": [0]}
+
+
+@dataclass(frozen=True)
+class Flops:
+    """FLOPs of a call, and the part of them done by linears FP8 can take (all of it bf16 unless quantized)."""
+
+    total: float
+    fp8: float = 0.0
+
+    def __add__(self, other: Flops | float) -> Flops:
+        if isinstance(other, Flops):
+            return Flops(self.total + other.total, self.fp8 + other.fp8)
+        return Flops(self.total + other, self.fp8)
+
+    __radd__ = __add__
+
+    def __mul__(self, times: float) -> Flops:
+        return Flops(self.total * times, self.fp8 * times)
+
+    __rmul__ = __mul__
+
+    def run_in(self, quantization: str) -> Flops:
+        """What runs in FP8 under a backend's `quantization` option."""
+        return self if quantization == "fp8" else Flops(self.total)
 
 
 def counted(work: Callable[[], Any], grad: bool = False) -> float:
@@ -25,6 +66,41 @@ def counted(work: Callable[[], Any], grad: bool = False) -> float:
     with counter, torch.set_grad_enabled(grad):
         work()
     return float(counter.get_total_flops())
+
+
+def counted_denoiser(model: torch.nn.Module, work: Callable[[], Any]) -> Flops:
+    """All FLOPs of `work`, and those of the model's FP8-able linears (2 x inputs x outputs per token)."""
+    fp8 = [0.0]
+
+    def count(linear: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        fp8[0] += 2.0 * args[0].numel() * linear.out_features
+
+    hooks = [m.register_forward_pre_hook(count) for m in fp8_linears(model).values()]
+    try:
+        return Flops(counted(work), fp8[0])
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def resident_bytes(model: torch.nn.Module, quantization: str = "none", dtype_bytes: int = 2) -> float:
+    """Bytes of the model's weights on the device: `dtype_bytes` each, one for the weights FP8 takes."""
+    total = sum(p.numel() for p in model.parameters()) * dtype_bytes
+    if quantization == "fp8":
+        total -= sum(m.weight.numel() for m in fp8_linears(model).values()) * (dtype_bytes - 1)
+    return float(total)
+
+
+def config(name: str, quick: bool = False) -> dict[str, Any]:
+    """A model's published config; with `quick`, its `quick:` overrides (a layer or two, for bench --quick)."""
+    return merged(MODELS[name]["config"], MODELS[name].get("quick", {}) if quick else {})
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) else value
+    return out
 
 
 def on_meta(cls: type, **config: Any) -> Any:
@@ -64,9 +140,9 @@ def wan_inputs(model: str, latent_frames: int, height: int, width: int, vace: bo
 
 
 @cache
-def wan_forward(model: str, latent_frames: int, height: int, width: int, vace: bool) -> float:
+def wan_forward(model: str, latent_frames: int, height: int, width: int, vace: bool) -> Flops:
     transformer = wan_transformer(model, vace)
-    return counted(lambda: transformer(**wan_inputs(model, latent_frames, height, width, vace)))
+    return counted_denoiser(transformer, lambda: transformer(**wan_inputs(model, latent_frames, height, width, vace)))
 
 
 @cache
@@ -89,27 +165,33 @@ def editto_train_step(model: str, latent_frames: int, height: int, width: int) -
 
 
 @cache
-def wan_vae_encode(frames: int, height: int, width: int) -> float:
+def wan_vae() -> Any:
     from diffusers import AutoencoderKLWan
 
-    vae = on_meta(AutoencoderKLWan)
-    return counted(lambda: vae.encode(empty(1, 3, frames, height, width)))
+    return on_meta(AutoencoderKLWan)
+
+
+@cache
+def wan_vae_encode(frames: int, height: int, width: int) -> float:
+    return counted(lambda: wan_vae().encode(empty(1, 3, frames, height, width)))
 
 
 @cache
 def wan_vae_decode(latent_frames: int, height: int, width: int) -> float:
-    from diffusers import AutoencoderKLWan
-
-    vae = on_meta(AutoencoderKLWan)
-    return counted(lambda: vae.decode(empty(1, 16, latent_frames, height // 8, width // 8)))
+    return counted(lambda: wan_vae().decode(empty(1, 16, latent_frames, height // 8, width // 8)))
 
 
 @cache
-def t5_encoder(name: str, tokens: int) -> float:
+def t5_model(name: str, quick: bool = False) -> Any:
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    cls, config = (UMT5EncoderModel, UMT5Config) if name == "umt5_xxl" else (T5EncoderModel, T5Config)
-    model = on_meta(cls, config=config(**MODELS[name]["config"]))
+    cls, cfg = (UMT5EncoderModel, UMT5Config) if name == "umt5_xxl" else (T5EncoderModel, T5Config)
+    return on_meta(cls, config=cfg(**config(name, quick)))
+
+
+@cache
+def t5_encoder(name: str, tokens: int, quick: bool = False) -> float:
+    model = t5_model(name, quick)
     return counted(lambda: model(input_ids=torch.zeros(1, tokens, dtype=torch.long, device=META)))
 
 
@@ -117,12 +199,18 @@ def t5_encoder(name: str, tokens: int) -> float:
 
 
 @cache
-def qwen_image_forward(height: int, width: int, text_tokens: int) -> float:
+def qwen_image_transformer(quick: bool = False) -> Any:
     from diffusers import QwenImageTransformer2DModel
 
-    model = on_meta(QwenImageTransformer2DModel, **MODELS["qwen_image_transformer"]["config"])
+    return on_meta(QwenImageTransformer2DModel, **config("qwen_image_transformer", quick))
+
+
+@cache
+def qwen_image_forward(height: int, width: int, text_tokens: int, quick: bool = False) -> Flops:
+    model = qwen_image_transformer(quick)
     h, w = height // 16, width // 16  # 8x VAE, then 2x2 patches
-    return counted(
+    return counted_denoiser(
+        model,
         lambda: model(
             hidden_states=empty(1, 2 * h * w, 64),  # the noisy latents, then the condition image's
             encoder_hidden_states=empty(1, text_tokens, 3584),
@@ -130,28 +218,39 @@ def qwen_image_forward(height: int, width: int, text_tokens: int) -> float:
             timestep=torch.zeros(1, device=META),
             img_shapes=[[(1, h, w), (1, h, w)]],
             return_dict=False,
-        )
+        ),
     )
+
+
+@cache
+def qwen_image_vae_model() -> Any:
+    from diffusers import AutoencoderKLQwenImage
+
+    return on_meta(AutoencoderKLQwenImage)
 
 
 @cache
 def qwen_image_vae(height: int, width: int) -> float:
     """One encode of the condition image and one decode of the result."""
-    from diffusers import AutoencoderKLQwenImage
-
-    vae = on_meta(AutoencoderKLQwenImage)
+    vae = qwen_image_vae_model()
     encode = counted(lambda: vae.encode(empty(1, 3, 1, height, width)))
     return encode + counted(lambda: vae.decode(empty(1, 16, 1, height // 8, width // 8)))
 
 
 @cache
-def flux_forward(height: int, width: int) -> float:
+def flux_transformer(quick: bool = False) -> Any:
     from diffusers import FluxTransformer2DModel
 
-    model = on_meta(FluxTransformer2DModel, **MODELS["flux_transformer"]["config"])
+    return on_meta(FluxTransformer2DModel, **config("flux_transformer", quick))
+
+
+@cache
+def flux_forward(height: int, width: int, quick: bool = False) -> Flops:
+    model = flux_transformer(quick)
     image = 2 * (height // 16) * (width // 16)  # the noisy latents and the context image's, 2x2-packed
     text = TOKENS["flux_t5"]
-    return counted(
+    return counted_denoiser(
+        model,
         lambda: model(
             hidden_states=empty(1, image, 64),
             encoder_hidden_states=empty(1, text, 4096),
@@ -161,34 +260,34 @@ def flux_forward(height: int, width: int) -> float:
             txt_ids=torch.zeros(text, 3, device=META),
             guidance=torch.ones(1, device=META),
             return_dict=False,
-        )
+        ),
     )
 
 
 @cache
-def flux_encoders_and_vae(height: int, width: int) -> float:
+def flux_encoders_and_vae(height: int, width: int, quick: bool = False) -> float:
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel
 
     vae = on_meta(AutoencoderKL, **MODELS["flux_vae"]["config"])
-    clip = on_meta(CLIPTextModel, config=CLIPTextConfig(**MODELS["clip_l"]["config"]))
+    clip = on_meta(CLIPTextModel, config=CLIPTextConfig(**config("clip_l", quick)))
     coding = counted(lambda: vae.encode(empty(1, 3, height, width))) + counted(
         lambda: vae.decode(empty(1, 16, height // 8, width // 8))
     )
     text = counted(lambda: clip(input_ids=torch.zeros(1, 77, dtype=torch.long, device=META)))
-    return coding + text + t5_encoder("t5_xxl", TOKENS["flux_t5"])
+    return coding + text + t5_encoder("t5_xxl", TOKENS["flux_t5"], quick)
 
 
 # --- Qwen2.5-VL (captioner, judges, Qwen-Image-Edit's text encoder) ------------------------------------
 
 
 @cache
-def qwen_vl() -> Any:
+def qwen_vl(quick: bool = False) -> Any:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    config = Qwen2_5_VLConfig(**MODELS["qwen2_5_vl_7b"]["config"])
-    config._attn_implementation = "sdpa"
-    model = on_meta(Qwen2_5_VLForConditionalGeneration, config=config)
+    cfg = Qwen2_5_VLConfig(**config("qwen2_5_vl_7b", quick))
+    cfg._attn_implementation = "sdpa"
+    model = on_meta(Qwen2_5_VLForConditionalGeneration, config=cfg)
     # Window and rotary indices are computed from the grid on the CPU (they are data); only the rotary
     # table is moved to the meta device, where the blocks run.
     model.model.visual.rotary_pos_emb.register_forward_pre_hook(lambda _m, args: (args[0], args[1].to(META)))
@@ -204,15 +303,15 @@ def vl_grid(height: int, width: int, frames: int, max_pixels: int) -> tuple[int,
 
 
 @cache
-def qwen_vl_vision(grid: tuple[int, int, int]) -> float:
+def qwen_vl_vision(grid: tuple[int, int, int], quick: bool = False) -> float:
     t, h, w = grid
-    visual = qwen_vl().model.visual
+    visual = qwen_vl(quick).model.visual
     return counted(lambda: visual(empty(t * h * w, 3 * 2 * 14 * 14), grid_thw=torch.tensor([grid])))
 
 
 @cache
-def qwen_vl_prefill(tokens: int) -> float:
-    model = qwen_vl()
+def qwen_vl_prefill(tokens: int, quick: bool = False) -> float:
+    model = qwen_vl(quick)
 
     def prefill() -> None:
         hidden = model.model.language_model(
@@ -225,15 +324,19 @@ def qwen_vl_prefill(tokens: int) -> float:
     return counted(prefill)
 
 
-def qwen_vl_call(grids: list[tuple[int, int, int]], text_tokens: int, answer_tokens: int) -> tuple[float, float]:
+def qwen_vl_call(
+    grids: list[tuple[int, int, int]], text_tokens: int, answer_tokens: int, quick: bool = False
+) -> tuple[float, float]:
     """(FLOPs, decode bytes): vision tower per image/video, prefill, and the answer token by token (its
     FLOPs as the prefill of the longer sequence minus the shorter; its bytes as every LM weight per token)."""
-    vision = sum(qwen_vl_vision(g) for g in grids)
+    vision = sum(qwen_vl_vision(g, quick) for g in grids)
     prompt = text_tokens + sum(t * h * w // 4 for t, h, w in grids)  # 2x2 patches merge into one token
-    prefill = qwen_vl_prefill(prompt)
-    decode = qwen_vl_prefill(prompt + answer_tokens) - prefill if answer_tokens else 0.0
-    lm = qwen_vl().model.language_model
-    weight_bytes = sum(p.numel() for p in lm.parameters()) * 2 + qwen_vl().lm_head.weight.numel() * 2
+    prefill = qwen_vl_prefill(prompt, quick)
+    decode = qwen_vl_prefill(prompt + answer_tokens, quick) - prefill if answer_tokens else 0.0
+    model = qwen_vl(quick)
+    weight_bytes = (
+        sum(p.numel() for p in model.model.language_model.parameters()) * 2 + model.lm_head.weight.numel() * 2
+    )
     return vision + prefill + decode, weight_bytes * answer_tokens
 
 
@@ -241,13 +344,21 @@ def qwen_vl_call(grids: list[tuple[int, int, int]], text_tokens: int, answer_tok
 
 
 @cache
-def depth_frame(height: int, width: int) -> float:
+def depth_model(quick: bool = False) -> Any:
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = merged(
+        MODELS["depth_anything_v2_large"]["backbone"], MODELS["depth_anything_v2_large"]["quick"] if quick else {}
+    )
+    cfg = DepthAnythingConfig(backbone_config=Dinov2Config(**backbone), **config("depth_anything_v2_large"))
+    return on_meta(DepthAnythingForDepthEstimation, config=cfg)
+
+
+@cache
+def depth_frame(height: int, width: int, quick: bool = False) -> float:
     from transformers.models.dpt.image_processing_dpt import get_resize_output_image_size
 
-    spec = MODELS["depth_anything_v2_large"]
-    config = DepthAnythingConfig(backbone_config=Dinov2Config(**spec["backbone"]), **spec["config"])
-    model = on_meta(DepthAnythingForDepthEstimation, config=config)
+    model = depth_model(quick)
     size = get_resize_output_image_size(empty(3, height, width), (518, 518), keep_aspect_ratio=True, multiple=14)
     h, w = (size.height, size.width) if hasattr(size, "height") else size
     return counted(lambda: model(pixel_values=empty(1, 3, h, w)))

@@ -1,5 +1,6 @@
 """What a policy costs per accepted sample: whole simulated runs through the real run loop, graph, nodes,
-policy and ledger (bench/simulate.py), charged at bench/costs.yaml's GPU-seconds per call (bench/flops.py).
+policy and ledger (bench/simulate.py), charged at a preset's GPU-seconds per call (bench/costs_<preset>.yaml,
+written by bench/flops.py).
 
 Scenarios, each over the same episodes and pass rates:
   (a) the paper's order: no key-frame gate (its judge is neither consulted nor charged), the video judge
@@ -9,10 +10,13 @@ Scenarios, each over the same episodes and pass rates:
   (d) the best attempts-after-rejection (policy.judge_attempts) and key-frame threshold on a grid over the
       same episodes ((b) and (c) are two of its cells);
 then sensitivity tables over the pass rates. max_attempts stays the full profile's in every scenario, so
-every scenario plans the same instructions for the same episodes (paired comparisons).
+every scenario plans the same instructions for the same episodes (paired comparisons). The last line is the
+cost of the policy (d) recommends: `GPU-min per accepted: X`.
 
-    python -m bench.policy                       # 9,350 episodes in all: about 3 minutes here
+    python -m bench.policy                       # the paper preset at 480p: 9,350 episodes, about 3 minutes
+    python -m bench.policy --setting paper --preset fast
     python -m bench.policy --episodes 400 --setting paper --keyframe 0.6 --video 0.8
+    python -m bench.policy --quick               # a few episodes per cell and a smaller grid: seconds
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ GATE_OFF: dict[str, Any] = {"keyframe_pass": {}}  # no criterion to fail: every 
 ATTEMPTS = (1, 2, 3)
 KEYFRAME_THRESHOLDS = (5.0, 6.0, 7.0, 8.0)
 SENSITIVITY = {"keyframe": (0.5, 0.7, 0.9), "video": (0.5, 0.75, 0.9), "retry_keyframe": (0.3, 0.5, 0.7, 0.9)}
+# --quick: every table, one or two cells each, a few episodes per cell (the tests run it)
+QUICK = {"episodes": 6, "sensitivity_episodes": 4, "retry_episodes": 4}
+FULL_GRID = {
+    "attempts": ATTEMPTS,
+    "thresholds": KEYFRAME_THRESHOLDS,
+    "keyframe": SENSITIVITY["keyframe"],
+    "video": SENSITIVITY["video"],
+    "retry": SENSITIVITY["retry_keyframe"],
+}
+QUICK_GRID = {"attempts": (1, 3), "thresholds": (7.0,), "keyframe": (0.7,), "video": (0.75,), "retry": (0.5,)}
 
 
 def keyframe_policy(threshold: float) -> dict[str, Any]:
@@ -67,14 +81,21 @@ def main() -> None:
     parser.add_argument("--sensitivity-episodes", type=int, default=50, help="episodes per sensitivity cell")
     parser.add_argument("--retry-episodes", type=int, default=300, help="episodes per rewrite-rate cell")
     parser.add_argument("--setting", choices=["ours", "paper"], default="ours", help="stage costs at which size")
+    parser.add_argument("--preset", choices=["paper", "fast"], default="paper", help="stage costs of which preset")
+    parser.add_argument("--quick", action="store_true", help="a few episodes per cell, one or two cells per table")
     defaults = PassRates()
     for name in ("keyframe", "video", "retry_keyframe", "retry_video", "judge_noise"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     args = parser.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
+    grid_of = QUICK_GRID if args.quick else FULL_GRID
     rates = PassRates(**{k: getattr(args, k) for k in vars(defaults)})
-    costs = stage_costs(args.setting)
+    costs = stage_costs(args.setting, args.preset)
     out = sys.stdout
-    out.write(f"stage GPU-seconds per call ({args.setting}): {costs}\npass rates: {rates}\n\n")
+    out.write(
+        f"stage GPU-seconds per call ({args.preset} preset, {args.setting} size): {costs}\npass rates: {rates}\n\n"
+    )
     header = "| scenario | episodes | accepted | calls | GPU-min / accepted | GPU-days / 1M accepted | wall s |\n"
     out.write(header + "| --- | --- | --- | --- | --- | --- | --- |\n")
     started = time.perf_counter()
@@ -90,7 +111,8 @@ def main() -> None:
             runs[policy["judge_attempts"], profile_threshold] = outcome, time.perf_counter() - t
     grid_episodes = args.grid_episodes or args.episodes
     grid: dict[tuple[int, float], Outcome] = {}
-    for attempts, threshold in product(ATTEMPTS, KEYFRAME_THRESHOLDS):
+    attempts_list, thresholds = grid_of["attempts"], grid_of["thresholds"]
+    for attempts, threshold in product(attempts_list, thresholds):
         if grid_episodes == args.episodes and (attempts, threshold) in runs:
             grid[attempts, threshold] = runs[attempts, threshold][0]
             continue
@@ -108,36 +130,39 @@ def main() -> None:
     out.write(row(name, *runs[best]))
     out.write(
         f"\n(d) grid, GPU-min per accepted ({grid_episodes} episodes each; rows judge_attempts, columns "
-        f"key-frame {CRITERION} threshold):\n\n" + table_head("judge_attempts", KEYFRAME_THRESHOLDS)
+        f"key-frame {CRITERION} threshold):\n\n" + table_head("judge_attempts", thresholds)
     )
-    for attempts in ATTEMPTS:
-        cells = " | ".join(f"{grid[attempts, x].minutes_per_accepted:.2f}" for x in KEYFRAME_THRESHOLDS)
+    for attempts in attempts_list:
+        cells = " | ".join(f"{grid[attempts, x].minutes_per_accepted:.2f}" for x in thresholds)
         out.write(f"| {attempts} | {cells} |\n")
     n, named = args.sensitivity_episodes, scenarios()
     out.write(
         f"\nsensitivity, GPU-min per accepted, (a) / (b) / (c) ({n} episodes each; rows first key-frame "
-        "pass rate, columns video pass rate):\n\n" + table_head("key-frame \\ video", SENSITIVITY["video"])
+        "pass rate, columns video pass rate):\n\n" + table_head("key-frame \\ video", grid_of["video"])
     )
-    for kf in SENSITIVITY["keyframe"]:
+    for kf in grid_of["keyframe"]:
         cells = []
-        for video in SENSITIVITY["video"]:
+        for video in grid_of["video"]:
             cell = replace(rates, keyframe=kf, video=video)
             cells.append(" / ".join(f"{simulate(n, cell, costs, *p).minutes_per_accepted:.1f}" for p in named.values()))
         out.write(f"| {kf:g} | " + " | ".join(cells) + " |\n")
     out.write(
         f"\nsensitivity to the rewrite's key-frame pass rate, GPU-min per accepted, (b) / (c) "
         f"({args.retry_episodes} episodes each):"
-        "\n\n" + table_head("retry_keyframe", SENSITIVITY["retry_keyframe"])
+        "\n\n" + table_head("retry_keyframe", grid_of["retry"])
     )
     b_policy, c_policy = (named[k] for k in list(named)[1:])
     # (b) never rewrites, so the rewrite's pass rate cannot change it: run once.
     b = simulate(args.retry_episodes, rates, costs, *b_policy).minutes_per_accepted
     cells = []
-    for retry in SENSITIVITY["retry_keyframe"]:
+    for retry in grid_of["retry"]:
         c = simulate(args.retry_episodes, replace(rates, retry_keyframe=retry), costs, *c_policy)
         cells.append(f"{b:.2f} / {c.minutes_per_accepted:.2f}")
     out.write("| (b) / (c) | " + " | ".join(cells) + " |\n")
     out.write(f"\nsimulated in {time.perf_counter() - started:.0f} s\n")
+    recommended = f"judge_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}"
+    out.write(f"recommended ({args.preset} preset, {args.setting} size): {recommended}\n")
+    out.write(f"GPU-min per accepted: {runs[best][0].minutes_per_accepted:.2f}\n")
 
 
 if __name__ == "__main__":

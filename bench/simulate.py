@@ -23,13 +23,13 @@ from agent.runner import Factory
 from bench.sim import PassRates, sim_toolkit
 from store.tables import Episode, ToolCall
 
-COSTS = Path(__file__).parent / "costs.yaml"
+BENCH = Path(__file__).parent
 SECONDS_PER_DAY = 86_400
 
 
-def stage_costs(setting: str = "ours", path: Path = COSTS) -> dict[str, float]:
-    """GPU-seconds per call of each tool, from bench/costs.yaml (written by bench/flops.py)."""
-    return dict(yaml.safe_load(path.read_text())["seconds_per_call"][setting])
+def stage_costs(setting: str = "ours", preset: str = "paper", directory: Path = BENCH) -> dict[str, float]:
+    """GPU-seconds per call of each tool of a preset, from bench/costs_<preset>.yaml (bench/flops.py)."""
+    return dict(yaml.safe_load((directory / f"costs_{preset}.yaml").read_text())["seconds_per_call"][setting])
 
 
 def full_policy() -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""Key-frame editors through diffusers (Ditto step 3): QwenImageEditPipeline, or FluxKontextPipeline."""
+"""Key-frame editors through diffusers (Ditto step 3): QwenImageEditPipeline, or FluxKontextPipeline. The fast
+preset fuses a step-distilled LoRA (Qwen-Image-Lightning) into Qwen-Image-Edit and samples 8 steps at
+true_cfg_scale 1 (no negative pass) on the schedule the LoRA was distilled with (`flow_shift`)."""
 
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import types
 from typing import Any
@@ -14,11 +17,29 @@ from PIL import Image
 
 from models.device_memory import raises_out_of_device_memory
 from models.frames import resize, to_uint8
-from models.pipelines import load_pipeline, place_pipeline
+from models.pipelines import (
+    Attention,
+    Denoiser,
+    Quantization,
+    check_quantization,
+    load_pipeline,
+    place_pipeline,
+    prepare_denoiser,
+)
 
 
-def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool) -> Any:
-    return place_pipeline(load_pipeline(cls_name, path, dtype), device, cpu_offload)
+def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool, denoiser: Denoiser) -> Any:
+    check_quantization("editor", device, denoiser.quantization)
+    pipe = load_pipeline(cls_name, path, dtype)
+    prepare_denoiser(pipe, "editor", device, denoiser)
+    return place_pipeline(pipe, device, cpu_offload)
+
+
+def fixed_shift(pipe: Any, shift: float) -> None:
+    """The flow-matching schedule shifted by `shift` at every image size: Qwen-Image-Lightning was distilled
+    with shift 3 (base_shift = max_shift = log 3), where the base model shifts by image size."""
+    config = {**pipe.scheduler.config, "base_shift": math.log(shift), "max_shift": math.log(shift)}
+    pipe.scheduler = type(pipe.scheduler).from_config({**config, "shift_terminal": None})
 
 
 def qwen_edit_at_area(pipe: QwenImageEditPipeline, area: int, **call_args: Any) -> Any:
@@ -48,8 +69,16 @@ class QwenImageEditor:
         negative_prompt: str = " ",
         target_area: int = 1024 * 1024,
         cpu_offload: bool = False,
+        lora_path: str | None = None,
+        lora_scale: float = 1.0,
+        flow_shift: float | None = None,
+        attention: Attention = "native",
+        quantization: Quantization = "none",
     ) -> None:
-        self.pipe = _load("QwenImageEditPipeline", path, device, dtype, cpu_offload)
+        denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
+        self.pipe = _load("QwenImageEditPipeline", path, device, dtype, cpu_offload, denoiser)
+        if flow_shift is not None:
+            fixed_shift(self.pipe, flow_shift)
         self.steps, self.true_cfg_scale, self.negative_prompt = steps, true_cfg_scale, negative_prompt
         self.target_area = target_area  # the pipeline works at ~1 megapixel; tiny models need far less
         self.lock = threading.Lock()
@@ -85,8 +114,11 @@ class FluxKontextEditor:
         max_side: int = 1024,
         max_sequence_length: int = 512,
         cpu_offload: bool = False,
+        attention: Attention = "native",
+        quantization: Quantization = "none",
     ) -> None:
-        self.pipe = _load("FluxKontextPipeline", path, device, dtype, cpu_offload)
+        denoiser = Denoiser(attention=attention, quantization=quantization)
+        self.pipe = _load("FluxKontextPipeline", path, device, dtype, cpu_offload, denoiser)
         self.steps, self.guidance_scale, self.max_side = steps, guidance_scale, max_side
         self.max_sequence_length = max_sequence_length  # T5 tokens of the instruction
         self.lock = threading.Lock()

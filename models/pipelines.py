@@ -1,10 +1,23 @@
-"""Loading a diffusers pipeline from a local folder and placing it on its device, for every backend."""
+"""Loading a diffusers pipeline from a local folder and placing it on its device, for every backend; and what
+the fast preset does to a pipeline's denoiser before placing it: a distillation LoRA fused into its weights,
+an attention backend of diffusers' dispatcher, FP8 weights and activations (torchao)."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
 
 from models.frames import torch_dtype
+from models.registry import BackendConfigError
+
+# diffusers' attention dispatcher: PyTorch's SDPA, flash-attn 2, SageAttention (8-bit QK, from thu-ml's build).
+Attention = Literal["native", "flash", "sage"]
+# "fp8": FP8 (e4m3) weights and dynamically scaled per-row FP8 activations for the denoiser's block linears.
+Quantization = Literal["none", "fp8"]
+FP8_CAPABILITY = (8, 9)  # Ada and Hopper: the first NVIDIA GPUs with FP8 tensor cores (torchao asserts the same)
 
 
 def load_pipeline(cls_name: str, path: str, dtype: str) -> Any:
@@ -29,3 +42,95 @@ def place_pipeline(pipe: Any, device: str, cpu_offload: bool) -> Any:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def fuse_lora(pipe: Any, lora_path: str, lora_scale: float) -> None:
+    """A distillation LoRA (CausVid, lightx2v, Lightning), loaded through diffusers' own key conversion (each
+    pipeline's loader reads the original and the diffusers namings) and fused into the weights: sampling costs
+    no more than without it, and FP8 quantization sees the fused weights."""
+    pipe.load_lora_weights(lora_path, adapter_name="distill")
+    pipe.fuse_lora(lora_scale=lora_scale)
+    pipe.unload_lora_weights()  # the weights stay fused; the adapter bookkeeping goes
+
+
+def set_attention(model: Any, backend: Attention, step: str) -> None:
+    """The denoiser's attention through diffusers' dispatcher; a backend whose package is missing is an error
+    naming the option, before any work starts. Set on every denoiser, `native` included: diffusers also makes
+    the last backend set the process-wide default, which would leak into a model that set none."""
+    try:
+        model.set_attention_backend(backend)
+    except (RuntimeError, ValueError) as err:
+        raise BackendConfigError(f"backends.{step}.attention: {backend!r}: {str(err).splitlines()[0]}") from None
+
+
+def fp8_unsupported(device: str) -> str | None:
+    """Why `device` cannot run FP8 matmuls, or None when it can."""
+    where = torch.device(device)
+    if where.type != "cuda":
+        return f"device {device!r} is not a CUDA GPU"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible"
+    capability = torch.cuda.get_device_capability(where)
+    if capability < FP8_CAPABILITY:
+        name = torch.cuda.get_device_name(where)
+        return f"{name} has compute capability {capability[0]}.{capability[1]} (FP8 needs 8.9: H100, H200, L40S)"
+    if importlib.util.find_spec("torchao") is None:
+        return "torchao is not installed (pip install -e '.[fp8]')"
+    return None
+
+
+def fp8_linears(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    """fqn -> linear of every layer FP8 takes: those of the denoiser's repeated blocks (a ModuleList at its top:
+    Wan's `blocks` and `vace_blocks`, Qwen-Image's and FLUX's `transformer_blocks`), which do nearly all its
+    matmul FLOPs, with sizes FP8 matmuls take (multiples of 16). Embedders, modulation and the output head stay
+    in bf16. bench/flops.py counts the FLOPs of these same layers at the FP8 peak."""
+    blocks = {name for name, child in model.named_children() if isinstance(child, torch.nn.ModuleList)}
+    return {
+        fqn: m
+        for fqn, m in model.named_modules()
+        if fqn.split(".")[0] in blocks
+        and isinstance(m, torch.nn.Linear)
+        and m.in_features % 16 == 0
+        and m.out_features % 16 == 0
+    }
+
+
+def check_quantization(step: str, device: str, quantization: Quantization) -> None:
+    """Fails before a model is loaded when its device cannot run the quantization asked for."""
+    why_not = fp8_unsupported(device) if quantization == "fp8" else None
+    if why_not:
+        raise BackendConfigError(f"backends.{step}.quantization: 'fp8' cannot run here: {why_not}")
+
+
+def quantize_fp8(model: torch.nn.Module, device: str, step: str) -> None:
+    """FP8 weights and per-row dynamic FP8 activations for the block linears, by torchao, on `device` layer by
+    layer (a 14B model never sits on the GPU whole in bf16)."""
+    check_quantization(step, device, "fp8")
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    chosen = set(fp8_linears(model))
+    quantize_(
+        model,
+        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        filter_fn=lambda _module, fqn: fqn in chosen,
+        device=device,
+    )
+
+
+@dataclass(frozen=True)
+class Denoiser:
+    """What a backend does to its pipeline's denoiser (the backends' options of the same names)."""
+
+    lora_path: str | None = None
+    lora_scale: float = 1.0
+    attention: Attention = "native"
+    quantization: Quantization = "none"
+
+
+def prepare_denoiser(pipe: Any, step: str, device: str, denoiser: Denoiser) -> None:
+    """In this order: the LoRA fused in the full-precision weights, the attention backend, then FP8."""
+    if denoiser.lora_path:
+        fuse_lora(pipe, denoiser.lora_path, denoiser.lora_scale)
+    set_attention(pipe.transformer, denoiser.attention, step)
+    if denoiser.quantization == "fp8":
+        quantize_fp8(pipe.transformer, device, step)

@@ -1,6 +1,7 @@
 """The temporal enhancer with diffusers' WanVideoToVideoPipeline: the generated video is re-noised a
 little and denoised again with an empty prompt (the paper: Wan2.2's low-noise expert, 40-step schedule
-with shift 12, only the last 4 steps, CFG 3)."""
+with shift 12, only the last 4 steps, CFG 3). The fast preset fuses a step-and-CFG-distilled LoRA and runs the
+same last steps at guidance_scale 1: one transformer pass per step."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from models.device_memory import raises_out_of_device_memory
 from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8
-from models.pipelines import tile_vae
+from models.pipelines import Attention, Denoiser, Quantization, place_pipeline, tile_vae
 from models.wan_vace import load_wan_pipeline
 
 
@@ -28,8 +29,14 @@ class WanVideoEnhancer:
         height: int = 480,
         width: int = 832,
         cpu_offload: bool = False,
+        lora_path: str | None = None,
+        lora_scale: float = 1.0,
+        attention: Attention = "native",
+        quantization: Quantization = "none",
     ) -> None:
-        self.pipe = load_wan_pipeline("WanVideoToVideoPipeline", path, device, dtype, flow_shift, cpu_offload)
+        denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
+        pipe = load_wan_pipeline("WanVideoToVideoPipeline", path, dtype, flow_shift, "enhancer", device, denoiser)
+        self.pipe = place_pipeline(pipe, device, cpu_offload)
         self.steps, self.strength, self.guidance_scale = steps, strength, guidance_scale
         self.height, self.width = height, width
         self.lock = threading.Lock()

@@ -1,6 +1,7 @@
 """Propagation with diffusers' WanVACEPipeline: the edited key frame is the reference image, the depth
 video is the control, the target description is the prompt (Ditto step 5). A distillation LoRA
-(e.g. CausVid) can be loaded and fused for few-step sampling."""
+(CausVid, lightx2v) can be fused for few-step sampling; at guidance_scale 1 diffusers runs no CFG (one
+transformer pass per step). FP8 and the attention backend: models/pipelines.py."""
 
 from __future__ import annotations
 
@@ -13,19 +14,31 @@ from PIL import Image
 
 from models.device_memory import raises_out_of_device_memory
 from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
-from models.pipelines import load_pipeline, place_pipeline, tile_vae
+from models.pipelines import (
+    Attention,
+    Denoiser,
+    Quantization,
+    check_quantization,
+    load_pipeline,
+    place_pipeline,
+    prepare_denoiser,
+    tile_vae,
+)
 
 
 def load_wan_pipeline(
-    cls_name: str, path: str, device: str, dtype: str, flow_shift: float | None, cpu_offload: bool
+    cls_name: str, path: str, dtype: str, flow_shift: float | None, step: str, device: str, denoiser: Denoiser
 ) -> Any:
+    """The pipeline with its denoiser prepared (LoRA, attention, quantization), not yet placed."""
+    check_quantization(step, device, denoiser.quantization)
     pipe = load_pipeline(cls_name, path, dtype)
     pipe.vae.to(torch.float32)  # Wan's VAE is unstable in half precision
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(
             pipe.scheduler.config, shift=flow_shift, flow_shift=flow_shift
         )
-    return place_pipeline(pipe, device, cpu_offload)
+    prepare_denoiser(pipe, step, device, denoiser)
+    return pipe
 
 
 class WanVacePropagator:
@@ -46,12 +59,12 @@ class WanVacePropagator:
         lora_path: str | None = None,
         lora_scale: float = 1.0,
         cpu_offload: bool = False,
+        attention: Attention = "native",
+        quantization: Quantization = "none",
     ) -> None:
-        self.pipe = load_wan_pipeline("WanVACEPipeline", path, device, dtype, flow_shift, cpu_offload)
-        if lora_path:
-            self.pipe.load_lora_weights(lora_path, adapter_name="distill")
-            self.pipe.fuse_lora(lora_scale=lora_scale)
-            self.pipe.unload_lora_weights()  # the weights stay fused; the adapter bookkeeping goes
+        denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
+        pipe = load_wan_pipeline("WanVACEPipeline", path, dtype, flow_shift, "propagator", device, denoiser)
+        self.pipe = place_pipeline(pipe, device, cpu_offload)
         self.device, self.steps, self.guidance_scale = device, steps, guidance_scale
         self.height, self.width, self.num_frames = height, width, wan_frame_count(num_frames)
         self.negative_prompt = negative_prompt
