@@ -1,14 +1,23 @@
-"""The database engine: SQLite in the output folder by default, any SQLAlchemy URL otherwise."""
+"""The database engine: SQLite in the output folder by default, any SQLAlchemy URL otherwise. Opening a store
+brings its schema up to date with the migrations in store/migrations (Alembic)."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel, create_engine
 
 from store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_S = 60  # concurrent episodes write from several threads; waiting beats failing
+MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 7_361_428_003  # a PostgreSQL advisory lock: one process migrates a shared store at a time
 
 
 def open_engine(url: str) -> Engine:
@@ -25,28 +34,39 @@ def open_engine(url: str) -> Engine:
     else:
         # Every episode in flight may hold a connection for a moment; a server's default limit is 100.
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
-    SQLModel.metadata.create_all(engine)
-    upgrade_store(engine)
+    migrate(engine)
     return engine
 
 
-def upgrade_store(engine: Engine) -> None:
-    """A store written by an older version gains the columns (each nullable or with a default) and the
-    indexes added since, so its runs can be resumed and read, as fast as a new store's."""
-    existing = inspect(engine)
+@functools.cache
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """A new store gets the tables as store/tables.py has them, marked current; a store at the current revision
+    is left as it is (one query); any other is upgraded by the migrations from where it is. A store made
+    before migrations (release caf5255 or earlier) has tables and no revision: all of them run, the first
+    catching it up to that release."""
     with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            have = {c["name"] for c in existing.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                kind = column.type.compile(engine.dialect)
-                default = column.default.arg if column.default is not None and column.default.is_scalar else None
-                clause = f" DEFAULT {default!r}" if isinstance(default, int | float | str) else ""
-                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{clause}'))
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
-
-
-def session(engine: Engine) -> Session:
-    return Session(engine, expire_on_commit=False)
+        if engine.dialect.name == "postgresql":  # Ray actors and drivers open the same store at once
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        names = set(inspect(conn).get_table_names())
+        if "run" not in names:
+            SQLModel.metadata.create_all(conn)
+            command.stamp(alembic_config(conn), "head")
+            return
+        if "alembic_version" in names:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if current == head_revision():
+                return
+        command.upgrade(alembic_config(conn), "head")
