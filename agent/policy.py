@@ -95,15 +95,6 @@ def prefilter_reason(ingest: dict[str, Any], cfg: PolicyConfig) -> str | None:
     return failure[0] if failure else None
 
 
-def matching_fraction(a: list[int], b: list[int], max_bits: int) -> float:
-    """Fraction of the shorter fingerprint's frames with a frame of the other within `max_bits` bits: near
-    1 for the same footage, however trimmed, re-encoded or slightly cropped."""
-    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    if not short:
-        return 0.0
-    return sum(any(bin(x ^ y).count("1") <= max_bits for y in long_) for x in short) / len(short)
-
-
 def failing_criteria(scores: dict[str, float], thresholds: dict[str, float]) -> list[str]:
     """Criteria below their threshold; a criterion the judge did not score fails too."""
     return [name for name, floor in thresholds.items() if scores.get(name, -1.0) < floor]

@@ -21,7 +21,7 @@ from tools.ingest import FingerprintClipInput, ingest_input
 
 class SeenFootage:
     """The fingerprints of the clips screened so far, as one array, so that a new clip is compared with every
-    earlier one at once: policy.matching_fraction for all of them in a few NumPy operations instead of a
+    earlier one at once: the fraction of matching frames for all of them in a few NumPy operations instead of a
     Python loop per pair (a folder of 30,000 clips is 450 million pairs)."""
 
     def __init__(self) -> None:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import random
 
-from agent.policy import matching_fraction
 from agent.sources import SeenFootage
+
+
+def matching_fraction(a: list[int], b: list[int], max_bits: int) -> float:
+    """The pair by pair reference that SeenFootage answers for every earlier clip at once: the fraction of the
+    shorter fingerprint's frames with a frame of the other within `max_bits` bits, near 1 for the same footage,
+    however trimmed, re-encoded or slightly cropped."""
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    if not short:
+        return 0.0
+    return sum(any(bin(x ^ y).count("1") <= max_bits for y in long_) for x in short) / len(short)
 
 
 def near(h: int, bits: int, rng: random.Random) -> int:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from agent.config import deep_merge, load_config
-from agent.policy import matching_fraction
 from agent.runner import Factory
 from bench.bad_inputs import write_test_video
 from store.video_io import decode_clip
+from tests.agent.test_sources import matching_fraction
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.slow
