@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, insert, or_
+from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -314,31 +314,20 @@ class ToolCaller:
     def _write(
         self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: Row[Any] | None, seconds: float, redone: bool
     ) -> None:
-        """The call's row and its charge, in one transaction."""
-        if not redone:  # the common case, a site never called before: two plain inserts
-            values = with_defaults(ToolCall, fields)
-            with self.engine.begin() as conn:  # values as parameters, not .values(): one cached statement
-                call_id = conn.execute(INSERT_CALL, values).scalar_one()
-                if reused is None:
-                    charge = {"tool_call_id": call_id, "run_id": site.run_id, "tool": tool.name}
-                    conn.execute(INSERT_CHARGE, with_defaults(Charge, {**charge, "device_seconds": seconds}))
-            return
-        with Session(self.engine, expire_on_commit=False) as s:
-            row = s.exec(select(ToolCall).where(*at_site(site, tool.name))).first()
-            if row is None:
-                row = ToolCall(**fields)
-                s.add(row)
-            else:  # this step ran before but its files vanished or its input changed: it was redone
-                for name, value in fields.items():
-                    setattr(row, name, value)
-            s.flush()
-            if reused is None:
-                charge = s.exec(select(Charge).where(Charge.tool_call_id == row.id)).first()
-                if charge is None:
-                    s.add(Charge(tool_call_id=row.id, run_id=site.run_id, tool=tool.name, device_seconds=seconds))
-                else:  # redone work costs again; the ledger keeps one row per step
-                    charge.device_seconds += seconds
-            s.commit()
+        """The call's row and its charge, in one transaction. A step that ran before (its files vanished, or its
+        input changed) has its row rewritten and the redone work added to its charge: one row per step."""
+        with self.engine.begin() as conn:  # values as parameters, not .values(): statements built once
+            call_id = conn.execute(select(CALLS.c.id).where(*at_site(site, tool.name))).scalar() if redone else None
+            if call_id is None:
+                call_id = conn.execute(INSERT_CALL, with_defaults(ToolCall, fields)).scalar_one()
+            else:
+                conn.execute(update(CALLS).where(CALLS.c.id == call_id).values(fields))
+            if reused is not None:
+                return  # a cache hit costs nothing
+            added = update(CHARGES).where(CHARGES.c.tool_call_id == call_id)
+            if not redone or not conn.execute(added.values(device_seconds=CHARGES.c.device_seconds + seconds)).rowcount:
+                charge = {"tool_call_id": call_id, "run_id": site.run_id, "tool": tool.name, "device_seconds": seconds}
+                conn.execute(INSERT_CHARGE, with_defaults(Charge, charge))
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
         for p in prompts:
