@@ -174,8 +174,9 @@ class ToolCaller:
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
+        # backend_id names the backend's code and version (a CPU algorithm's "-v3"); the settings, its options.
         settings = self.settings_digest.get(tool.name, "")
-        payload = [tool.name, tool.version, settings, inp.model_dump(mode="json"), templates]
+        payload = [tool.name, tool.version, tool.backend_id, settings, inp.model_dump(mode="json"), templates]
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
     def call(self, tool_name: str, inp: BaseModel, site: CallSite) -> Any:

@@ -29,7 +29,7 @@ def _hue_name(hue: float) -> str:
 
 
 class MetricCaptioner:
-    spec_id = "cpu-metric-captioner-v2"
+    spec_id = "cpu-metric-captioner-v3"  # v3: "an evenly lit", a wide or tall frame
 
     def caption(self, request: CaptionRequest) -> str:
         frames = request.frames
@@ -47,5 +47,8 @@ class MetricCaptioner:
         obj = f" The most distinct object is {found[0]}." if found else " No single object stands out by colour."
         band = plain_band(frames[0])
         text = f" The {band} of the frame is plain enough for a subtitle." if band else ""
-        caption = f"A {light}, {pace} {'landscape' if w >= h else 'portrait'} video scene, {colour} in tone.{obj}{text}"
+        # "a landscape video" read as landscape scenery (an in-car talking head was one): say the frame's shape.
+        frame = "wide" if w >= h else "tall"
+        article = "An" if light[0] in "aeiou" else "A"
+        caption = f"{article} {light}, {pace} scene in a {frame} frame, {colour} in tone.{obj}{text}"
         return json.dumps({"caption": caption})
