@@ -111,6 +111,7 @@ def _ask_planner(
 ) -> PlanInstructionOutput:
     inp = PlanInstructionInput(
         caption=caption,
+        clip=state["clip"],
         category=category,
         category_description=ctx.config.categories[category].description,
         clip_seed=state["clip_seed"],

@@ -27,6 +27,7 @@ class PlanRequest:
     answer_schema: dict[str, Any] | None = None
     # Earlier answers that failed validation, each with the re-ask that told the planner why, oldest first.
     corrections: tuple[Correction, ...] = ()
+    frames: np.ndarray | None = None  # uint8 [T,H,W,3], the source clip, for a planner that sees it
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,13 @@ class CategoryUnfitError(ValueError):
 
 class Planner(Protocol):
     spec_id: str
+    sees_frames: bool  # whether it reads request.frames (a vision-language model); others get the caption only
 
     def plan(self, request: PlanRequest) -> PlanReply:
-        """The raw answer and its usage. Raises PlannerUnavailableError when the planner cannot be reached,
-        CategoryUnfitError when no edit of request.category fits the clip (nothing to recolour, no room for
-        text, every phrasing used), ValueError when the request cannot be answered otherwise."""
+        """The raw answer and its usage: a plan, or {"does_not_fit": reason}, as JSON text. Raises
+        PlannerUnavailableError when the planner cannot be reached, CategoryUnfitError when it knows without
+        asking a model that no edit of request.category fits the clip (nothing to recolour, no room for text,
+        every phrasing used), ValueError when the request cannot be answered otherwise."""
         ...
 
 

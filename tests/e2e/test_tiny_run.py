@@ -23,6 +23,7 @@ def run(*args: str):  # type: ignore[no-untyped-def]
 # The class behind each stage, as its backend names itself in the trace.
 REAL_CLASSES = {
     "caption_clip": "qwen2.5-vl:",
+    "plan_instruction": "qwen2.5-vl:",
     "edit_keyframe": "qwen-image-edit:",
     "judge_keyframe": "qwen2.5-vl:",
     "estimate_depth": "depth-anything:",
@@ -49,6 +50,7 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(tmp
     for _, folder, record in samples:
         models = json.loads(record)["models"]
         assert all(models[tool].startswith(cls) for tool, cls in REAL_CLASSES.items()), models
+        assert json.loads(record)["planner"].startswith("qwen2.5-vl:")  # the VLM wrote it, not a fallback
         assert (out / "dataset" / folder / "depth.mp4").is_file()
     rounds = db.execute("select status, train_samples_json, checkpoint_dir from trainingrun").fetchall()
     assert rounds and all(status == "finished" for status, _, _ in rounds)
