@@ -154,6 +154,21 @@ def memory_level(state: EpisodeState, node: str) -> int:
     return state.get("memory_levels", {}).get(node, 0)
 
 
+def lower_control(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    # The video judge named a shape criterion: the source's depth fought the edit. The key frame stays (its
+    # edit, verdict and depth come back from the cache); the video is made again with the depth weighing less.
+    return {"attempt": state.get("attempt", 0) + 1, "control_level": state.get("control_level", 0) + 1, "failure": None}
+
+
+def control_strength(state: EpisodeState, ctx: RunContext) -> float | None:
+    """The weight of the propagator's control video for this attempt: the category's, lowered per retry.
+    None without a control video (a profile with no depth backend)."""
+    if not state.get("depth"):
+        return None
+    category = ctx.config.categories[state["edit"]["category"]]
+    return policy.control_strength(category.control_strength, state.get("control_level", 0), ctx.config.policy)
+
+
 def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     # A fixed stride keeps reseeded attempts apart from the seeds of the clip's other episodes.
     return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None}
@@ -220,6 +235,8 @@ def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, An
             prompt=state["edit"]["target_description"],
             seed=state["seed"],
             memory_level=memory_level(state, "propagate"),
+            control_strength=control_strength(state, runtime.context),
+            category=state["edit"]["category"],
         ),
         state,
         "propagate",
@@ -268,6 +285,7 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         caption=state.get("caption"),
         fps=state["fps"],
         artifacts=artifacts,
+        control_strength=control_strength(state, ctx),
     )
     sample_id = commit_sample(ctx.engine, ctx.io, ctx.dataset_dir, sample)
     return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "discard"]
+Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control", "discard"]
 
 
 class PolicyConfig(BaseModel, extra="forbid"):
@@ -44,6 +44,13 @@ class PolicyConfig(BaseModel, extra="forbid"):
     reseed_on: list[str] = []
     reseed_on_errors: list[str] = ["timeout", "tool_failed"]
     max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
+    # Video criteria whose failure means the propagator's control (the source's depth) fought an edit that
+    # changed shape: the retry propagates the same key frame again at a lower control strength instead of
+    # rewriting the instruction, up to control_retries times an episode, each time times control_step. Empty:
+    # never (the cpu propagator has no control input, and its metric judges score no shape criterion).
+    lower_control_on: list[str] = []
+    control_step: float = Field(0.5, gt=0, lt=1)
+    control_retries: int = Field(1, ge=0)
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
     # Device-seconds per call of a video stage (propagate, enhance_temporal, judge_video) before the run has
@@ -108,6 +115,22 @@ def retry_or_discard(failing: list[str], attempt: int, cfg: PolicyConfig) -> Ret
     if failing and all(name in cfg.reseed_on for name in failing):
         return "reseed"
     return "rewrite_instruction"
+
+
+def after_video_rejection(
+    failing: list[str], attempt: int, cfg: PolicyConfig, control_strength: float | None, control_level: int
+) -> Retry:
+    """A rejected video: when the judge names a shape criterion and the control can still be lowered, lower it
+    (the key frame is kept); otherwise as any rejection."""
+    lowerable = bool(control_strength) and control_level < cfg.control_retries and attempt + 1 < cfg.max_attempts
+    if lowerable and any(name in cfg.lower_control_on for name in failing):
+        return "lower_control"
+    return retry_or_discard(failing, attempt, cfg)
+
+
+def control_strength(category_strength: float, control_level: int, cfg: PolicyConfig) -> float:
+    """The strength of the propagator's control at this episode's level: the category's, lowered per retry."""
+    return round(category_strength * cfg.control_step**control_level, 6)
 
 
 def after_failure(kind: str, attempt: int, cfg: PolicyConfig, memory_level: int = 0) -> Retry:

@@ -158,7 +158,13 @@ class VideoPropagator(Protocol):
         prompt: str,
         seed: int,
         memory_level: int = 0,
-    ) -> np.ndarray: ...
+        control_strength: float | None = None,
+        category: str = "",
+    ) -> np.ndarray:
+        """The edited video, the source's shape. control_strength weighs the control video (depth) in the
+        generation, 1 fully; None when there is none. category says what kind of edit the key frame carries
+        (a subtitle, an object's colour, a style); a backend that follows the prompt alone may ignore it."""
+        ...
 
 
 class VideoEnhancer(Protocol):

@@ -84,6 +84,8 @@ class ExamplePropagator:
         prompt: str,
         seed: int,
         memory_level: int = 0,  # a CPU-sized clip has nothing to save
+        control_strength: float | None = None,  # structure comes from the source frames, not from a depth video
+        category: str = "",
     ) -> np.ndarray:
         model = EditModel(source[keyframe_index], edited_keyframe, seed)
         out = np.empty(source.shape, np.float32)

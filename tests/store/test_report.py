@@ -68,6 +68,17 @@ def test_attempts_record_what_was_tried_and_why_the_next_attempt_ran() -> None:
     assert "next" not in attempts[2]
 
 
+def test_an_attempt_with_weaker_control_says_why_it_ran() -> None:
+    updates = [
+        ("plan_instruction", {"edit": {"instruction": "Add a red balloon.", "category": "local_add"}}),
+        ("judge_video", {"verdicts": [{"stage": "video", "attempt": 0, "scores": {"shape_fidelity": 2.0}}]}),
+        ("lower_control", {"attempt": 1, "control_level": 1, "failure": None}),
+    ]
+    attempts = attempts_of(updates, {})
+    assert attempts[0]["next"]["node"] == "lower_control" and "shape criterion" in attempts[0]["next"]["why"]
+    assert len(attempts) == 2
+
+
 def test_report_costs_add_up_to_the_run_total(finished_run: Path) -> None:
     engine = open_engine(f"sqlite:///{finished_run / 'ditto.db'}")
     run = latest_run(engine)
