@@ -38,6 +38,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
         "edit_strength": 2.5,
         "temporal_consistency": 5.0,
         "edit_propagation": 8.0,
+        # a subtitle must hold its place and letters (overlap and correlation with frame 0 at least 0.815), a
+        # recoloured object move with the scene (overlap with its flow-moved region at least 0.68)
+        "region_stability": 7.0,
     }
     # Criteria a new seed can fix; the rest need a different instruction. The cpu backends are
     # deterministic, so there a new seed fixes nothing.

@@ -77,6 +77,8 @@ class JudgeRequest:
 
 # Edits that change part of the frame; the rest are global. Judges hold them to different standards.
 LOCAL_CATEGORIES = frozenset({"local_replace", "local_add", "local_remove", "local_attribute", "text"})
+# Edits that live on the screen, not in the scene (a subtitle, a caption): they hold still while the scene moves.
+SCREEN_CATEGORIES = frozenset({"text"})
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,7 @@ def test_discard_reason_names_the_failing_criteria() -> None:
                     "edit_strength": 1,
                     "temporal_consistency": 9,
                     "edit_propagation": 9,
+                    "region_stability": 10,
                 },
                 "reasons": {"edit_strength": "mean CIELAB change is 1.0"},
             }
