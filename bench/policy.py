@@ -14,7 +14,7 @@ then sensitivity tables over the pass rates, and
 max_attempts stays the full profile's in every scenario, so
 every scenario plans the same instructions for the same episodes (paired comparisons).
 
-    python -m bench.policy                       # 9,350 episodes in all: about 3 minutes here
+    python -m bench.policy                       # 9,950 episodes in all: about 3 minutes here
     python -m bench.policy --episodes 400 --setting paper --keyframe 0.6 --video 0.8
 """
 

@@ -34,3 +34,12 @@ def test_rewrites_after_a_rejection_are_charged_as_new_work() -> None:
     assert retried.calls["edit_keyframe"] > once.calls["edit_keyframe"] == EPISODES
     assert retried.accepted > once.accepted
     assert retried.calls["enhance_temporal"] == retried.calls["propagate"]  # no retry reused a video
+
+
+def test_a_video_rejected_on_shape_is_propagated_again_without_a_new_key_frame() -> None:
+    rates = PassRates(shape_conflict=0.5, control_fix=1.0)  # half the good key frames conflict; weaker depth fixes all
+    lowered = simulate(EPISODES, rates, stage_costs(), {"judge_attempts": 1})  # the full profile: lower_control_on
+    discarded = simulate(EPISODES, rates, stage_costs(), {"judge_attempts": 1, "lower_control_on": []})
+    assert lowered.calls["edit_keyframe"] == discarded.calls["edit_keyframe"] == EPISODES  # no new key frame
+    assert lowered.calls["propagate"] > discarded.calls["propagate"]
+    assert lowered.accepted > discarded.accepted
