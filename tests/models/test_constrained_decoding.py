@@ -161,6 +161,33 @@ def test_random_weight_planner_answers_a_plan_or_that_none_fits(pool: ModelPool,
     assert all(reason.startswith("qwen2.5-vl:") for reason in unfit)
 
 
+def test_the_vlm_planner_sees_the_clip_and_rewrites_from_the_judges_reasons(pool: ModelPool, ctx: ToolContext) -> None:
+    config = PlanInstructionConfig(max_words=3, max_target_sentences=1)
+    tool = PlanInstruction(tiny_vl("planner", pool, max_new_tokens=256), config, Resources())
+    rewrite = PlanInstructionInput(
+        caption="a",
+        clip=ctx.io.write_video(clip(5), 8.0),
+        category="global_style",
+        category_description="Restyle the whole frame.",
+        clip_seed=0,
+        slot=1,
+        feedback="- safety: scored 1.0 (needs 9); the edit is unsafe",
+        previous_instruction="Make it red.",
+    )
+    tokens = {}
+    for name, inp in (("with the clip", rewrite), ("caption only", rewrite.model_copy(update={"clip": None}))):
+        call = ToolContext(io=ctx.io, prompts=ctx.prompts)
+        try:
+            tool(inp, call)
+        except ToolError as err:
+            assert err.kind == "category_unfit", err
+        prompt = next(p.text for p in call.rendered if p.name == "rewrite_instruction.user.j2")
+        assert "safety: scored 1.0" in prompt and "Make it red." in prompt
+        assert ("Frames sampled from it" in prompt) == (inp.clip is not None)
+        tokens[name] = call.usage["prompt_tokens"]
+    assert tokens["with the clip"] > tokens["caption only"] + 10  # the frames' tokens
+
+
 def test_a_budget_too_small_for_the_answer_is_a_clear_error(pool: ModelPool) -> None:
     judge = tiny_vl("keyframe_judge", pool, max_new_tokens=20)
     schema = JudgeAnswer.for_criteria(KEYFRAME_CRITERIA, 8).model_json_schema()
