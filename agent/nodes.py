@@ -138,7 +138,9 @@ def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> di
         last = state["verdicts"][-1]
         feedback = policy.judge_feedback(last, cfg.keyframe_pass if last["stage"] == "keyframe" else cfg.video_pass)
     state = {**state, "attempt": state.get("attempt", 0) + 1, "failure": None}  # type: ignore[typeddict-item]
-    return {**_plan(state, runtime, "rewrite_instruction", feedback), "attempt": state["attempt"], "failure": None}
+    # A new instruction makes a new key frame: its video starts at the category's full control strength.
+    plan = _plan(state, runtime, "rewrite_instruction", feedback)
+    return {**plan, "attempt": state["attempt"], "failure": None, "control_level": 0}
 
 
 def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:

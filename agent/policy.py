@@ -49,7 +49,7 @@ class PolicyConfig(BaseModel, extra="forbid"):
     max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
     # Video criteria whose failure means the propagator's control (the source's depth) fought an edit that
     # changed shape: the retry propagates the same key frame again at a lower control strength instead of
-    # rewriting the instruction, up to control_retries times an episode, each time times control_step. Empty:
+    # rewriting the instruction, up to control_retries times an instruction, each time times control_step. Empty:
     # never (the cpu propagator has no control input, and its metric judges score no shape criterion).
     lower_control_on: list[str] = []
     control_step: float = Field(0.5, gt=0, lt=1)
