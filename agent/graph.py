@@ -21,6 +21,7 @@ def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-unt
         nodes.rewrite_instruction,
         nodes.reseed,
         nodes.lower_memory,
+        nodes.lower_control,
         nodes.edit_keyframe,
         nodes.judge_keyframe,
         nodes.estimate_depth,
@@ -37,6 +38,7 @@ def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-unt
     g.add_conditional_edges("rewrite_instruction", after_plan)
     g.add_edge("reseed", "edit_keyframe")
     g.add_edge("lower_memory", "edit_keyframe")
+    g.add_edge("lower_control", "edit_keyframe")  # the key frame's edit and verdict come back from the cache
     g.add_conditional_edges("edit_keyframe", after_edit_keyframe)
     g.add_conditional_edges("judge_keyframe", after_judge_keyframe)  # the gate: no video costs before it
     g.add_conditional_edges("estimate_depth", after_estimate_depth)
@@ -48,7 +50,7 @@ def build_graph(checkpointer=None) -> CompiledStateGraph:  # type: ignore[no-unt
     return g.compile(checkpointer=checkpointer)
 
 
-Recovery = Literal["rewrite_instruction", "reseed", "lower_memory", "discard"]
+Recovery = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control", "discard"]
 
 
 def _recover(state: EpisodeState, runtime: Runtime[RunContext]) -> Recovery:
@@ -100,4 +102,7 @@ def after_judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> Lite
         return _recover(state, runtime)
     cfg = runtime.context.config.policy
     failing = policy.failing_criteria(state["verdicts"][-1]["scores"], cfg.video_pass)
-    return policy.retry_or_discard(failing, state.get("attempt", 0), cfg) if failing else "commit"
+    if not failing:
+        return "commit"
+    strength, level = nodes.control_strength(state, runtime.context), state.get("control_level", 0)
+    return policy.after_video_rejection(failing, state.get("attempt", 0), cfg, strength, level)

@@ -99,6 +99,7 @@ def _ask_planner(
 ) -> PlanInstructionOutput:
     inp = PlanInstructionInput(
         caption=caption,
+        clip=state["clip"],
         category=category,
         category_description=ctx.config.categories[category].description,
         clip_seed=state["clip_seed"],
@@ -125,7 +126,9 @@ def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> di
         last = state["verdicts"][-1]
         feedback = policy.judge_feedback(last, cfg.keyframe_pass if last["stage"] == "keyframe" else cfg.video_pass)
     state = {**state, "attempt": state.get("attempt", 0) + 1, "failure": None}  # type: ignore[typeddict-item]
-    return {**_plan(state, runtime, "rewrite_instruction", feedback), "attempt": state["attempt"], "failure": None}
+    # A new instruction makes a new key frame: its video starts at the category's full control strength.
+    plan = _plan(state, runtime, "rewrite_instruction", feedback)
+    return {**plan, "attempt": state["attempt"], "failure": None, "control_level": 0}
 
 
 def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -139,6 +142,21 @@ def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
 
 def memory_level(state: EpisodeState, node: str) -> int:
     return state.get("memory_levels", {}).get(node, 0)
+
+
+def lower_control(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    # The video judge named a shape criterion: the source's depth fought the edit. The key frame stays (its
+    # edit, verdict and depth come back from the cache); the video is made again with the depth weighing less.
+    return {"attempt": state.get("attempt", 0) + 1, "control_level": state.get("control_level", 0) + 1, "failure": None}
+
+
+def control_strength(state: EpisodeState, ctx: RunContext) -> float | None:
+    """The weight of the propagator's control video for this attempt: the category's, lowered per retry.
+    None without a control video (a profile with no depth backend)."""
+    if not state.get("depth"):
+        return None
+    category = ctx.config.categories[state["edit"]["category"]]
+    return policy.control_strength(category.control_strength, state.get("control_level", 0), ctx.config.policy)
 
 
 def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -207,6 +225,8 @@ def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, An
             prompt=state["edit"]["target_description"],
             seed=state["seed"],
             memory_level=memory_level(state, "propagate"),
+            control_strength=control_strength(state, runtime.context),
+            category=state["edit"]["category"],
         ),
         state,
         "propagate",
@@ -255,6 +275,7 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         caption=state.get("caption"),
         fps=state["fps"],
         artifacts=artifacts,
+        control_strength=control_strength(state, ctx),
     )
     sample_id = commit_sample(ctx.engine, ctx.io, ctx.dataset_dir, sample)
     return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}

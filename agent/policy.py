@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "discard"]
+Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control", "discard"]
 
 
 class PolicyConfig(BaseModel, extra="forbid"):
@@ -40,6 +40,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
         "edit_strength": 2.5,
         "temporal_consistency": 5.0,
         "edit_propagation": 8.0,
+        # a subtitle must hold its place and letters (overlap and correlation with frame 0 at least 0.815), a
+        # recoloured object move with the scene (overlap with its flow-moved region at least 0.68)
+        "region_stability": 7.0,
     }
     # Criteria a new seed can fix; the rest need a different instruction. The cpu backends are
     # deterministic, so there a new seed fixes nothing.
@@ -49,6 +52,13 @@ class PolicyConfig(BaseModel, extra="forbid"):
     # Calls of one backend in a row that find it unreachable (refused, timed out, 429/5xx after the backend's
     # own retries) before the run calls it an outage and stops, resumably: no episode is discarded for it.
     outage_after: int = Field(3, ge=1)
+    # Video criteria whose failure means the propagator's control (the source's depth) fought an edit that
+    # changed shape: the retry propagates the same key frame again at a lower control strength instead of
+    # rewriting the instruction, up to control_retries times an instruction, each time times control_step. Empty:
+    # never (the cpu propagator has no control input, and its metric judges score no shape criterion).
+    lower_control_on: list[str] = []
+    control_step: float = Field(0.5, gt=0, lt=1)
+    control_retries: int = Field(1, ge=0)
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
     prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
     # Device-seconds per call of a video stage (propagate, enhance_temporal, judge_video) before the run has
@@ -107,6 +117,22 @@ def retry_or_discard(failing: list[str], attempt: int, cfg: PolicyConfig) -> Ret
     if failing and all(name in cfg.reseed_on for name in failing):
         return "reseed"
     return "rewrite_instruction"
+
+
+def after_video_rejection(
+    failing: list[str], attempt: int, cfg: PolicyConfig, control_strength: float | None, control_level: int
+) -> Retry:
+    """A rejected video: when the judge names a shape criterion and the control can still be lowered, lower it
+    (the key frame is kept); otherwise as any rejection."""
+    lowerable = bool(control_strength) and control_level < cfg.control_retries and attempt + 1 < cfg.max_attempts
+    if lowerable and any(name in cfg.lower_control_on for name in failing):
+        return "lower_control"
+    return retry_or_discard(failing, attempt, cfg)
+
+
+def control_strength(category_strength: float, control_level: int, cfg: PolicyConfig) -> float:
+    """The strength of the propagator's control at this episode's level: the category's, lowered per retry."""
+    return round(category_strength * cfg.control_step**control_level, 6)
 
 
 def after_failure(kind: str, attempt: int, cfg: PolicyConfig, memory_level: int = 0) -> Retry:

@@ -23,6 +23,10 @@ class CategorySpec(BaseModel, extra="forbid"):
     target: float = Field(ge=0, le=1)  # share of accepted samples; 0 turns the category off
     min_share: float = Field(0.0, ge=0, le=1)  # training may not push the share below this ...
     max_share: float = Field(1.0, ge=0, le=1)  # ... or above this
+    # Weight of the propagator's control video (the source's depth) for this category's edits: 1 holds the
+    # source's structure fully, 0 leaves the shape to the edited key frame and the prompt. An edit that changes
+    # shape fights a full-strength depth (policy.lower_control_on lowers it further on a retry).
+    control_strength: float = Field(1.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def bounds_hold_the_target(self) -> CategorySpec:

@@ -24,7 +24,7 @@ from agent.executors import Executed, LocalExecutor
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
-from tools import build_toolkit, tool_resources
+from tools import build_toolkit, pool_resources, shared_model_pools, tool_resources
 from tools.base import Resources, Tool, ToolContext, ToolError
 
 log = logging.getLogger(__name__)
@@ -124,15 +124,17 @@ class RayExecutor:
             ray.init(address=cfg.ray_address)  # a cluster: every machine has the project installed
         self.ray, self.cfg = ray, cfg
         host = ray.remote(ToolHost)
+        # tool -> its pool: tools on one resident model (the captioner, planner and judges on one VLM) share one
+        self.pool_of = {name: pool_name(name) for name in tools} | shared_model_pools(cfg.backends, tools)
         groups: dict[str, list[str]] = {}
         for name in tools:
             if name == "estimate_depth" and cfg.backends.depth is None:
                 continue  # as build_toolkit: no depth video without a depth backend
-            groups.setdefault(pool_name(name), []).append(name)
+            groups.setdefault(self.pool_of[name], []).append(name)
         self.pools: dict[str, Pool] = {}
         self.toolkit: dict[str, Tool] = {}
         for group, names in groups.items():
-            resources, override = tool_resources(names[0], cfg.backends), cfg.pools.get(group)
+            resources, override = pool_resources(names, cfg.backends), cfg.pools.get(group)
             count = override.actors if override and override.actors else resources.actors
             options = actor_options(resources, override)
             start = lambda o=options, n=names: host.options(**o).remote(cfg.model_dump_json(), n)  # noqa: E731
@@ -150,8 +152,8 @@ class RayExecutor:
         if self.cfg.gpus is None:
             return
         gpu_pools = {g: p.gpus_per_actor for g, p in self.pools.items() if p.gpus_per_actor > 0}
-        measured = {g: sum(s for t, s in measured_s.items() if pool_name(t) == g) for g in gpu_pools}
-        priors = {g: (c.prior_s if (c := self.cfg.pools.get(g)) and c.prior_s is not None else 1.0) for g in gpu_pools}
+        measured = {g: sum(s for t, s in measured_s.items() if self.pool_of.get(t, t) == g) for g in gpu_pools}
+        priors = {g: self._prior(g) for g in gpu_pools}
         split = split_gpus(measured if any(measured.values()) else priors, gpu_pools, self.cfg.gpus)
         if split != self.split:
             self.split = split
@@ -159,8 +161,14 @@ class RayExecutor:
                 self.pools[group].resize(count)
             log.warning("GPU split: %s", ", ".join(f"{g} {n}x{gpu_pools[g]:g}" for g, n in split.items()))
 
+    def _prior(self, group: str) -> float:
+        """The configured prior of a pool: its own, plus those of the tools it runs (1 when none is set)."""
+        names = {group} | {t for t, g in self.pool_of.items() if g == group}
+        priors = [c.prior_s for n in names if (c := self.cfg.pools.get(n)) and c.prior_s is not None]
+        return sum(priors) if priors else 1.0
+
     def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Executed:
-        pool, asked = self.pools[pool_name(tool.name)], time.perf_counter()
+        pool, asked = self.pools[self.pool_of[tool.name]], time.perf_counter()
         for attempt in (1, 2):  # an actor that died mid-call: once more, on another
             actor = pool.free.get()
             if attempt == 2:  # it may be one Ray is still restarting: wait until it is up

@@ -9,11 +9,14 @@ Scenarios, each over the same episodes and pass rates:
   (c) gate plus rewrites from the judge's reasons, 3 attempts;
   (d) the best attempts-after-rejection (policy.judge_attempts) and key-frame threshold on a grid over the
       same episodes ((b) and (c) are two of its cells);
-then sensitivity tables over the pass rates. max_attempts stays the full profile's in every scenario, so
-every scenario plans the same instructions for the same episodes (paired comparisons). The last line is the
-cost of the policy (d) recommends: `GPU-min per accepted: X`.
+then sensitivity tables over the pass rates, and
+  (e) videos whose edit fights the depth control (--shape-conflict of the good key frames): discarded, or made
+      again from the same key frame at a lower control strength (the full profile's lower_control_on).
+max_attempts stays the full profile's in every scenario, so every scenario plans the same instructions for the
+same episodes (paired comparisons). The last line is the cost of the policy (d) recommends:
+`GPU-min per accepted: X`.
 
-    python -m bench.policy                       # the paper preset at 480p: 9,350 episodes, about 3 minutes
+    python -m bench.policy                       # the paper preset at 480p: about 3 minutes
     python -m bench.policy --setting paper --preset fast
     python -m bench.policy --episodes 400 --setting paper --keyframe 0.6 --video 0.8
     python -m bench.policy --quick               # a few episodes per cell and a smaller grid: seconds
@@ -60,6 +63,26 @@ def scenarios() -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
     }
 
 
+SHAPE_CONFLICT = 0.2  # (e)'s share of good key frames whose video fails on shape, when --shape-conflict is 0
+
+
+def shape_conflicts(episodes: int, rates: PassRates, costs: dict[str, float]) -> str:
+    """(e): the same episodes under (b), a shape failure discarded or retried at a lower control strength."""
+    rates = replace(rates, shape_conflict=rates.shape_conflict or SHAPE_CONFLICT)
+    lines = (
+        f"\n(e) {rates.shape_conflict:.0%} of good key frames fight the depth control ({episodes} episodes each):\n\n"
+    )
+    lines += (
+        "| on a shape failure | episodes | accepted | calls | GPU-min / accepted | GPU-days / 1M accepted | wall s |\n"
+    )
+    lines += "| --- | --- | --- | --- | --- | --- | --- |\n"
+    for name, lower_on in (("discard", []), ("lower the control strength", ["shape_fidelity"])):
+        t = time.perf_counter()
+        outcome = simulate(episodes, rates, costs, {"judge_attempts": 1, "lower_control_on": lower_on})
+        lines += row(name, outcome, time.perf_counter() - t)
+    return lines
+
+
 def table_head(first: str, columns: tuple[float, ...]) -> str:
     return f"| {first} | " + " | ".join(f"{x:g}" for x in columns) + " |\n|" + " --- |" * (1 + len(columns)) + "\n"
 
@@ -84,7 +107,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=["paper", "fast"], default="paper", help="stage costs of which preset")
     parser.add_argument("--quick", action="store_true", help="a few episodes per cell, one or two cells per table")
     defaults = PassRates()
-    for name in ("keyframe", "video", "retry_keyframe", "retry_video", "judge_noise"):
+    for name in ("keyframe", "video", "retry_keyframe", "retry_video", "judge_noise", "shape_conflict", "control_fix"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     args = parser.parse_args()
     if args.quick:
@@ -159,6 +182,7 @@ def main() -> None:
         c = simulate(args.retry_episodes, replace(rates, retry_keyframe=retry), costs, *c_policy)
         cells.append(f"{b:.2f} / {c.minutes_per_accepted:.2f}")
     out.write("| (b) / (c) | " + " | ".join(cells) + " |\n")
+    out.write(shape_conflicts(args.retry_episodes, rates, costs))
     out.write(f"\nsimulated in {time.perf_counter() - started:.0f} s\n")
     recommended = f"judge_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}"
     out.write(f"recommended ({args.preset} preset, {args.setting} size): {recommended}\n")

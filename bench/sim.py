@@ -17,7 +17,11 @@ The judges' verdicts follow a small model of edit quality, drawn deterministical
   spread) and scores instruction_fidelity so that, at the profile's threshold, it passes exactly the good
   edits when the noise is 0;
 - a video is good when its key frame was good (whether or not a gate looked at it) and, with probability
-  `video` (`retry_video` after a rewrite), the propagation and enhancement worked.
+  `video` (`retry_video` after a rewrite), the propagation and enhancement worked;
+- with probability `shape_conflict` a good key frame's edit changed a shape that the source's depth, at the
+  category's full control strength, pulls back: its video fails shape_fidelity. Made again at a lower
+  control strength (policy.lower_control_on), the conflict is gone with probability `control_fix`, and the
+  video is then good as any other.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from tools.propagate import PropagateInput, PropagateOutput
 
 REWRITTEN = " (rewritten from the judge's reasons)"  # how the sim planner marks a rewrite for the judges
 CRITERION = "instruction_fidelity"  # the criterion the sim judges score from quality; a failure is rewritten
+SHAPE = "shape_fidelity"  # the criterion a video fails when the depth control fights the edit
 NORMAL = NormalDist()
 
 
@@ -52,6 +57,8 @@ class PassRates:
     retry_keyframe: float = 0.5  # a rewritten instruction's key-frame edit is good
     retry_video: float = 0.75  # the video of a rewritten instruction's good key frame is good
     judge_noise: float = 0.1  # the key-frame judge's error, in units of the quality's spread (0-1)
+    shape_conflict: float = 0.0  # a good key frame's edit fights the depth control at full strength
+    control_fix: float = 0.6  # a lower control strength resolves such a conflict
 
 
 def uniform(*parts: object) -> float:
@@ -125,8 +132,10 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
         good = rates.retry_keyframe if instruction.endswith(REWRITTEN) else rates.keyframe
         return uniform(instruction, "keyframe"), 1 - good
 
-    def verdict(judge: str, thresholds: dict[str, float], value: float) -> Verdict:
+    def verdict(judge: str, thresholds: dict[str, float], value: float, shape: float = 10.0) -> Verdict:
         scores = {name: 10.0 for name in thresholds} | {CRITERION: round(value, 3)}
+        if SHAPE in thresholds:
+            scores[SHAPE] = shape
         return Verdict(judge=judge, scores=scores, reasons={CRITERION: f"simulated score {value:.2f}"})
 
     def judge_keyframe(inp: JudgeInput, artifact: Any) -> Verdict:
@@ -134,11 +143,28 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
         seen = quality + rates.judge_noise * NORMAL.inv_cdf(min(max(uniform(inp.instruction, "noise"), 1e-9), 1 - 1e-9))
         return verdict("sim", keyframe_pass, score(seen, good_above, keyframe_pass.get(CRITERION, 5.0)))
 
+    # The control strength each simulated video was made at, by its artifact (propagate, then enhance_temporal).
+    strengths: dict[str, float | None] = {}
+
+    def propagate(inp: PropagateInput, artifact: Any) -> PropagateOutput:
+        out = PropagateOutput(edited_video=artifact("video"))
+        strengths[out.edited_video] = inp.control_strength
+        return out
+
+    def enhance(inp: EnhanceTemporalInput, artifact: Any) -> EnhanceTemporalOutput:
+        out = EnhanceTemporalOutput(enhanced_video=artifact("video"))
+        strengths[out.enhanced_video] = strengths.get(inp.video)
+        return out
+
     def judge_video(inp: JudgeInput, artifact: Any) -> Verdict:
         quality, good_above = keyframe_quality(inp.instruction)
         threshold = video_pass.get(CRITERION, 5.0)
         if quality < good_above:  # a bad key frame makes a bad video, gate or no gate
             return verdict("sim", video_pass, score(quality, good_above, threshold) * 0.5)
+        if uniform(inp.instruction, "shape") < rates.shape_conflict:
+            lowered = (strengths.get(inp.edited) or 1.0) < 1.0  # the sim's categories are all at full strength
+            if not lowered or uniform(inp.instruction, "fix") >= rates.control_fix:
+                return verdict("sim", video_pass, 10.0, shape=video_pass.get(SHAPE, 5.0) / 2)
         good = rates.retry_video if inp.instruction.endswith(REWRITTEN) else rates.video
         return verdict("sim", video_pass, score(uniform(inp.instruction, "video"), 1 - good, threshold))
 
@@ -166,16 +192,8 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
             EstimateDepthOutput,
             lambda inp, artifact: EstimateDepthOutput(depth=artifact("depth"), depth_video=artifact("depth_video")),
         ),
-        "propagate": (
-            PropagateInput,
-            PropagateOutput,
-            lambda inp, artifact: PropagateOutput(edited_video=artifact("video")),
-        ),
-        "enhance_temporal": (
-            EnhanceTemporalInput,
-            EnhanceTemporalOutput,
-            lambda inp, artifact: EnhanceTemporalOutput(enhanced_video=artifact("video")),
-        ),
+        "propagate": (PropagateInput, PropagateOutput, propagate),
+        "enhance_temporal": (EnhanceTemporalInput, EnhanceTemporalOutput, enhance),
         "judge_video": (JudgeInput, Verdict, judge_video),
     }
     return {name: SimTool(name, inp, out, answer) for name, (inp, out, answer) in answers.items()}

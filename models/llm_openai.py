@@ -4,9 +4,10 @@ Transport faults (timeouts, refused connections, 429, 5xx) are retried here with
 else; the openai client's own retries are off so the two never stack. A 429's Retry-After is honoured.
 One deadline bounds a whole plan() call, retries included, so a hung endpoint cannot hold an episode.
 
-The endpoint is asked to decode under the answer's JSON schema (structured output). An endpoint that
-refuses that is asked for plain JSON mode, then for plain text; the refusal is remembered (not asked
-again) and reported in the reply's usage."""
+The endpoint is asked to decode under the answer's JSON schema (structured output): a plan, or the answer
+that no edit of the asked category fits the clip, with its reason. An endpoint that refuses that is asked
+for plain JSON mode, then for plain text; the refusal is remembered (not asked again) and reported in the
+reply's usage."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def _refused_format(err: openai.APIStatusError) -> bool:
 
 
 class OpenAIPlanner:
+    sees_frames = False  # the caption stands for the clip: not every endpoint takes images
+
     def __init__(
         self,
         base_url: str,

@@ -27,6 +27,7 @@ class PlanRequest:
     answer_schema: dict[str, Any] | None = None
     # Earlier answers that failed validation, each with the re-ask that told the planner why, oldest first.
     corrections: tuple[Correction, ...] = ()
+    frames: np.ndarray | None = None  # uint8 [T,H,W,3], the source clip, for a planner that sees it
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class JudgeRequest:
 
 # Edits that change part of the frame; the rest are global. Judges hold them to different standards.
 LOCAL_CATEGORIES = frozenset({"local_replace", "local_add", "local_remove", "local_attribute", "text"})
+# Edits that live on the screen, not in the scene (a subtitle, a caption): they hold still while the scene moves.
+SCREEN_CATEGORIES = frozenset({"text"})
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,13 @@ class CategoryUnfitError(ValueError):
 
 class Planner(Protocol):
     spec_id: str
+    sees_frames: bool  # whether it reads request.frames (a vision-language model); others get the caption only
 
     def plan(self, request: PlanRequest) -> PlanReply:
-        """The raw answer and its usage. Raises PlannerUnavailableError when the planner cannot be reached,
-        CategoryUnfitError when no edit of request.category fits the clip (nothing to recolour, no room for
-        text, every phrasing used), ValueError when the request cannot be answered otherwise."""
+        """The raw answer and its usage: a plan, or {"does_not_fit": reason}, as JSON text. Raises
+        PlannerUnavailableError when the planner cannot be reached, CategoryUnfitError when it knows without
+        asking a model that no edit of request.category fits the clip (nothing to recolour, no room for text,
+        every phrasing used), ValueError when the request cannot be answered otherwise."""
         ...
 
 
@@ -157,7 +162,13 @@ class VideoPropagator(Protocol):
         prompt: str,
         seed: int,
         memory_level: int = 0,
-    ) -> np.ndarray: ...
+        control_strength: float | None = None,
+        category: str = "",
+    ) -> np.ndarray:
+        """The edited video, the source's shape. control_strength weighs the control video (depth) in the
+        generation, 1 fully; None when there is none. category says what kind of edit the key frame carries
+        (a subtitle, an object's colour, a style); a backend that follows the prompt alone may ignore it."""
+        ...
 
 
 class VideoEnhancer(Protocol):

@@ -21,6 +21,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "planner": {
         "rules": "models.cpu.rule_planner:RulePlanner",
         "openai": "models.llm_openai:OpenAIPlanner",
+        "qwen2_5_vl": "models.qwen_vl:QwenVLPlanner",
     },
     "editor": {
         "opencv_styles": "models.cpu.styles:StyleEditor",
@@ -139,6 +140,16 @@ def backend_settings(step: str, spec: dict[str, Any]) -> dict[str, Any]:
         is_path = name == "path" or name.endswith("_path")
         keyed[name] = weights_identity(value) if is_path and isinstance(value, str) else value
     return keyed
+
+
+def resident_model(step: str, spec: dict[str, Any]) -> tuple[str, ...] | None:
+    """The resident model a backend holds, when backends of other steps can share it (its class has a
+    `model_key`, as the Qwen2.5-VL roles do): the key its ModelPool entry has. None: a model of its own."""
+    model_key = getattr(backend_class(step, spec["kind"]), "model_key", None)
+    if model_key is None:
+        return None
+    options = validate_backend(step, spec)
+    return model_key(*(options[name] for name in inspect.signature(model_key).parameters))
 
 
 def build_backend(step: str, spec: dict[str, Any], pool: ModelPool, allow_download: bool = False) -> Any:

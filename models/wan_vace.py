@@ -1,7 +1,13 @@
 """Propagation with diffusers' WanVACEPipeline: the edited key frame is the reference image, the depth
 video is the control, the target description is the prompt (Ditto step 5). A distillation LoRA
 (CausVid, lightx2v) can be fused for few-step sampling; at guidance_scale 1 diffusers runs no CFG (one
-transformer pass per step). FP8 and the attention backend: models/pipelines.py."""
+transformer pass per step). FP8 and the attention backend: models/pipelines.py.
+
+The control strength weighs the depth alone: its frames are blended toward VACE's neutral grey, the input
+VACE is given for frames it should generate with no control, so at 0 the video follows only the reference
+and the prompt. The pipeline's `conditioning_scale` is not that knob: it scales VACE's whole context stream,
+in which the reference frame is one more frame beside the depth, so lowering it loosens the edited key
+frame's hold as much as the depth's."""
 
 from __future__ import annotations
 
@@ -39,6 +45,14 @@ def load_wan_pipeline(
         )
     prepare_denoiser(pipe, step, device, denoiser)
     return pipe
+
+
+NEUTRAL = 0.5  # VACE's "no control here": its preprocessing fills frames to generate freely with 0 in [-1, 1]
+
+
+def depth_control(depth: np.ndarray, strength: float) -> np.ndarray:
+    """The control video (uint8 [T,H,W,3]) of a depth video in [0, 1], blended toward neutral grey by strength."""
+    return to_uint8(NEUTRAL + strength * (depth.astype(np.float32) - NEUTRAL))[..., None].repeat(3, axis=-1)
 
 
 class WanVacePropagator:
@@ -83,12 +97,13 @@ class WanVacePropagator:
         prompt: str,
         seed: int,
         memory_level: int = 0,
+        control_strength: float | None = 1.0,
+        category: str = "",  # the prompt says what the edit is
     ) -> np.ndarray:
-        if depth is None:
+        if depth is None or control_strength is None:
             raise ValueError("WanVACE propagation needs a depth video: configure backends.depth")
         num_frames = frames_at_memory_level(self.num_frames, memory_level)
-        control = np.repeat(to_uint8(resample(depth, num_frames))[..., None], 3, axis=-1)
-        control = resize(control, self.width, self.height)
+        control = resize(depth_control(resample(depth, num_frames), control_strength), self.width, self.height)
         reference = Image.fromarray(resize(edited_keyframe[None], self.width, self.height)[0])
         mask = [Image.new("L", (self.width, self.height), 255)] * num_frames  # generate every pixel
         with self.lock, torch.inference_mode():

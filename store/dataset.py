@@ -99,6 +99,7 @@ class AcceptedSample:
     caption: str | None
     fps: float
     artifacts: dict[str, str]  # role (a key of SAMPLE_FILES) -> artifact ref; depth only when made
+    control_strength: float | None = None  # weight of the depth control in its generation; None: no depth
 
 
 def sample_id_of(episode_id: str) -> str:
@@ -118,6 +119,7 @@ def sample_record(sample: AcceptedSample, lineage: dict[str, Any]) -> dict[str, 
         "seeds": sample.seeds,
         "caption": sample.caption,
         "fps": sample.fps,
+        "control_strength": sample.control_strength,
         "artifacts": {role: sample.artifacts[role] for role in trained_on},
         "files": sorted(SAMPLE_FILES[role] for role in sample.artifacts),
         **lineage,

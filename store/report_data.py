@@ -16,7 +16,7 @@ from store.tables import Episode, NodeEvent, Run, ToolCall, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import training_runs
 
-RETRY_NODES = ("rewrite_instruction", "reseed", "lower_memory")
+RETRY_NODES = ("rewrite_instruction", "reseed", "lower_memory", "lower_control")
 VIDEO_OUTPUTS = {  # what the report links, by the tool and output field that made it (the last call wins)
     "source": ("ingest", "clip"),
     "edited": ("enhance_temporal", "enhanced_video"),
@@ -47,6 +47,8 @@ def attempts_of(updates: list[tuple[str, dict[str, Any]]], feedback: dict[int, s
             why = feedback.get(update["attempt"]) or (
                 f"{failure['node']} failed ({failure['kind']}): {failure['detail']}" if failure else ""
             )
+            if "control_level" in update:
+                why = f"the video judge named a shape criterion: control lowered to level {update['control_level']}"
             current["next"] = {"node": node, "why": why}
             attempts.append({"attempt": update["attempt"], "instruction": None, "verdicts": [], "failure": None})
             current = attempts[-1]

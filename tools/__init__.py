@@ -14,6 +14,7 @@ from models.registry import (
     RESOURCE_KEYS,
     backend_class,
     backend_settings,
+    resident_model,
     resource_defaults,
     validate_backend,
 )
@@ -133,6 +134,29 @@ def tool_resources(name: str, backends: BackendsConfig) -> Resources:
         return Ingest.resources
     return _resources(
         getattr(backends, TOOL_BACKENDS[name]) or {}, **({"timeout_s": None} if name == "train_editto" else {})
+    )
+
+
+def shared_model_pools(backends: BackendsConfig, tools: Iterable[str]) -> dict[str, str]:
+    """Tool -> the tool whose Ray actor pool it runs in, for tools whose backends hold one resident model (the
+    captioner, planner and judges naming the same Qwen2.5-VL): each actor of that pool holds one copy of the
+    weights for all of them, as build_toolkit's ModelPool does in one process."""
+    first: dict[tuple[str, ...], str] = {}
+    shared = {}
+    for name in tools:
+        spec = getattr(backends, TOOL_BACKENDS[name]) if name in TOOL_BACKENDS else None
+        if spec and (key := resident_model(TOOL_BACKENDS[name], spec)):
+            shared[name] = first.setdefault(key, name)
+    return shared
+
+
+def pool_resources(tools: list[str], backends: BackendsConfig) -> Resources:
+    """The resources of an actor pool that runs `tools` on one resident model: the largest number of actors,
+    GPUs and CPUs per actor any of their specs asks for (its first tool's otherwise)."""
+    each = [tool_resources(name, backends) for name in tools]
+    gpus = [r.gpus if r.gpus is not None else r.devices for r in each]
+    return each[0].model_copy(
+        update={"actors": max(r.actors for r in each), "gpus": max(gpus), "cpus": max(r.cpus for r in each)}
     )
 
 

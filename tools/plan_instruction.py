@@ -1,10 +1,12 @@
-"""Ditto step 2b: an edit instruction and a description of the edited result, written from the caption.
-With judge feedback it rewrites a rejected instruction. The answer is data: validated, never executed.
+"""Ditto step 2b: an edit instruction and a description of the edited result, written from the caption (and,
+for a vision-language planner, frames of the clip). With judge feedback it rewrites a rejected instruction.
+The answer is data: validated, never executed.
 
 An answer that fails validation is re-asked with the problems named, a bounded number of times; then the
 rule planner answers instead, and the output says so. A bad answer never fails the call; an unreachable
-endpoint does, and so does a rule planner with no edit of the asked category left that fits the clip
-(category_unfit: the episode is planned in its next category)."""
+endpoint does, and so does a planner that answers that no edit of the asked category fits the clip (the
+rule planner with none left, a model with its reason): category_unfit, and the episode is planned in its
+next category."""
 
 from __future__ import annotations
 
@@ -19,7 +21,31 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from models.cpu.rule_planner import RulePlanner
 from models.protocols import CategoryUnfitError, Correction, Planner, PlannerUnavailableError, PlanReply, PlanRequest
-from tools.base import Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+
+MAX_INSTRUCTION_SENTENCES = 2
+MAX_TARGET_SENTENCES = 5  # a target may restate the caption (two or three sentences) and add the edit
+
+
+# Planner text in the answer's schema: sentences of words (letters and digits, apostrophes and hyphens after
+# the first, “typographic quotes” around, a comma or colon after) ending in . ! or ?. Everything text_problems
+# refuses (markup, template syntax, shell characters, paths, links, a formula prefix, control characters) is
+# left out by construction, and so is the straight double quote, at which a grammar would end the JSON string.
+# A model decoding under it writes prose of bounded length whatever its weights.
+WORD = "“?[A-Za-z0-9][A-Za-z0-9'-]{0,15}”?[,:]?"
+WORD_CHARS = 19  # the longest word WORD admits
+MAX_WORDS = 16  # per sentence, at most (PlanInstructionConfig.max_words)
+
+
+def prose_pattern(max_words: int, max_sentences: int) -> str:
+    """Up to `max_sentences` sentences of 2 to `max_words` words each."""
+    sentence = f"{WORD}(?: {WORD}){{1,{max_words - 1}}}[.!?]"
+    return f"^{sentence}(?: {sentence}){{0,{max_sentences - 1}}}$"
+
+
+def prose_max_chars(max_words: int, max_sentences: int) -> int:
+    """The longest text prose_pattern admits: its words, the spaces between them and the full stops."""
+    return max_sentences * max_words * (WORD_CHARS + 1) + max_sentences - 1
 
 
 class PlanInstructionConfig(BaseModel, extra="forbid"):
@@ -28,10 +54,16 @@ class PlanInstructionConfig(BaseModel, extra="forbid"):
     # Re-asks after an answer fails validation. One fixes most slips (a stray sentence, a near-miss
     # category); a model that fails three times in a row is not converging, and the rule planner answers.
     max_reasks: int = Field(2, ge=0)
+    # Bounds of the answer's schema (prose_pattern): words per sentence, and sentences in a target description.
+    # They bound every answer a model decoding under the schema can write (within PlanAnswer's length bounds),
+    # so the backend's max_new_tokens can cover the longest.
+    max_words: int = Field(MAX_WORDS, ge=2, le=MAX_WORDS)
+    max_target_sentences: int = Field(MAX_TARGET_SENTENCES, ge=1, le=MAX_TARGET_SENTENCES)
 
 
 class PlanInstructionInput(BaseModel, frozen=True, extra="forbid"):
     caption: str
+    clip: ArtifactRef | None = None  # the source clip, whose frames a vision-language planner sees
     category: str  # the one edit category asked for
     category_description: str  # what the category means, from the taxonomy in config
     clip_seed: int
@@ -52,8 +84,6 @@ FORBIDDEN_TEXT = (
 )
 FORMULA_PREFIXES = ("=", "+", "-", "@")  # a spreadsheet opening metadata.csv would run the cell as a formula
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")  # "e.g. " counts as an end too: the bound is loose enough
-MAX_INSTRUCTION_SENTENCES = 2
-MAX_TARGET_SENTENCES = 5  # a target may restate the caption (two or three sentences) and add the edit
 FORMULA_PROBLEM = "starts with =, +, - or @ (read as a spreadsheet formula)"
 
 
@@ -77,10 +107,15 @@ def text_problems(value: str, max_sentences: int) -> list[str]:
 class PlanAnswer(BaseModel, frozen=True, extra="ignore"):
     """The planner's answer. Its JSON schema is what an endpoint with structured output decodes under."""
 
-    instruction: str = Field(min_length=8, max_length=240, description="one imperative sentence, plain prose")
+    # The longest the schema admits at its largest bounds: an answer it admits is never too long.
+    instruction: str = Field(
+        min_length=8, max_length=prose_max_chars(MAX_WORDS, 1), description="one imperative sentence, plain prose"
+    )
     category: str = Field(description="the category asked for")
     target_description: str = Field(
-        min_length=8, max_length=1500, description="the edited video, described in plain prose"
+        min_length=8,
+        max_length=prose_max_chars(MAX_WORDS, MAX_TARGET_SENTENCES),
+        description="the edited video, described in plain prose",
     )
 
     @field_validator("instruction", "target_description")
@@ -93,12 +128,42 @@ class PlanInstructionOutput(PlanAnswer, frozen=True):
     planner: str = Field(description="the planner that wrote it: the configured one, or the rule planner fallback")
 
 
-def answer_schema(categories: list[str]) -> dict[str, Any]:
-    """PlanAnswer's JSON schema with the category narrowed to the allowed ones and nothing else admitted."""
+class UnfitAnswer(BaseModel, frozen=True, extra="forbid"):
+    """The planner's other answer: no edit of the asked category fits this clip, and why."""
+
+    does_not_fit: str = Field(
+        min_length=8,
+        max_length=prose_max_chars(MAX_WORDS, 1),
+        description="why no edit of the asked category fits this video, in one sentence",
+    )
+
+
+def _prose_field(schema: dict[str, Any], max_words: int, max_sentences: int) -> dict[str, Any]:
+    # The pattern bounds the length: grammar engines take a pattern or length bounds, not both (xgrammar warns).
+    bounded = {k: v for k, v in schema.items() if k not in ("minLength", "maxLength")}
+    return {**bounded, "pattern": prose_pattern(max_words, max_sentences)}
+
+
+def answer_schema(
+    categories: list[str], max_words: int = MAX_WORDS, max_target_sentences: int = MAX_TARGET_SENTENCES
+) -> dict[str, Any]:
+    """PlanAnswer's JSON schema with the category narrowed to the allowed ones, its text to plain prose
+    within the bounds, and nothing else admitted."""
     schema = PlanAnswer.model_json_schema()
-    schema["properties"]["category"]["enum"] = list(categories)
+    props = schema["properties"]
+    props["category"]["enum"] = list(categories)
+    props["instruction"] = _prose_field(props["instruction"], max_words, 1)
+    props["target_description"] = _prose_field(props["target_description"], max_words, max_target_sentences)
     schema["additionalProperties"] = False
     return schema
+
+
+def planner_schema(category: str, config: PlanInstructionConfig) -> dict[str, Any]:
+    """What the planner decodes under: a plan in the asked category, or the answer that none fits the clip."""
+    unfit = UnfitAnswer.model_json_schema()
+    unfit["properties"]["does_not_fit"] = _prose_field(unfit["properties"]["does_not_fit"], config.max_words, 1)
+    unfit["additionalProperties"] = False
+    return {"anyOf": [answer_schema([category], config.max_words, config.max_target_sentences), unfit]}
 
 
 class AnswerError(ValueError):
@@ -134,16 +199,22 @@ def planner_written(target: str, caption: str) -> str:
     return target[len(head) :].lstrip(". ") if head and target.startswith(head) else target
 
 
-def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], caption: str) -> PlanAnswer:
-    """Parse and check one raw answer; raises AnswerError naming every problem found."""
+def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], caption: str) -> PlanAnswer | UnfitAnswer:
+    """Parse and check one raw answer, a plan or the answer that none fits; raises AnswerError naming every
+    problem found."""
     try:
-        answer = PlanAnswer.model_validate(parse_json_object(raw))
+        data = parse_json_object(raw)
+        answer = (UnfitAnswer if "does_not_fit" in data else PlanAnswer).model_validate(data)
     except json.JSONDecodeError as err:
         raise AnswerError([f"the answer is not valid JSON ({err.msg} at character {err.pos})"]) from err
     except ValidationError as err:
         raise AnswerError([f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in err.errors()]) from err
     except ValueError as err:
         raise AnswerError([str(err)]) from err
+    if isinstance(answer, UnfitAnswer):  # its reason lands in the trace: plain prose too
+        if problems := text_problems(answer.does_not_fit, MAX_INSTRUCTION_SENTENCES):
+            raise AnswerError([f"does_not_fit {p}" for p in problems])
+        return answer
     problems = [f"instruction {p}" for p in text_problems(answer.instruction, MAX_INSTRUCTION_SENTENCES)]
     own = planner_written(answer.target_description, caption)
     problems += [f"target_description {p}" for p in text_problems(own, MAX_TARGET_SENTENCES)]
@@ -171,7 +242,7 @@ def record_usage(ctx: ToolContext, reply: PlanReply) -> None:
 
 class PlanInstruction:
     name: ClassVar[str] = "plan_instruction"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"  # 3: frames for a vision-language planner; the answer that no edit fits
     templates: ClassVar[tuple[str, ...]] = (
         "plan_instruction.system.j2",
         "plan_instruction.user.j2",
@@ -192,8 +263,7 @@ class PlanInstruction:
         for reask in range(self.config.max_reasks + 1):
             reply = self.ask(self.planner, request, ctx)
             try:
-                answer = validate_answer(reply.text, allowed, inp.avoid, inp.caption)
-                return PlanInstructionOutput(**answer.model_dump(), planner=self.planner.spec_id)
+                return self.output(validate_answer(reply.text, allowed, inp.avoid, inp.caption), self.planner)
             except AnswerError as err:
                 ctx.usage.setdefault("rejected", []).append({"answer": reply.text[:500], "problems": err.problems})
                 if reask == self.config.max_reasks:
@@ -211,12 +281,23 @@ class PlanInstruction:
                 f"{len(ctx.usage['rejected'])} answers failed validation, and so did the rule planner's: {err}",
                 field="answer",
             ) from err
-        return PlanInstructionOutput(**answer.model_dump(), planner=self.fallback.spec_id)
+        return self.output(answer, self.fallback)
+
+    @staticmethod
+    def output(answer: PlanAnswer | UnfitAnswer, planner: Planner) -> PlanInstructionOutput:
+        if isinstance(answer, UnfitAnswer):  # the episode goes on in its next category; the trace says why
+            raise ToolError("category_unfit", f"{planner.spec_id}: {answer.does_not_fit}", field="category")
+        return PlanInstructionOutput(**answer.model_dump(), planner=planner.spec_id)
 
     def build_request(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanRequest:
         avoid = list(inp.avoid)
+        sees_frames = self.planner.sees_frames and inp.clip is not None
         system = ctx.render(
-            "plan_instruction.system.j2", category=inp.category, category_description=inp.category_description
+            "plan_instruction.system.j2",
+            category=inp.category,
+            category_description=inp.category_description,
+            max_words=self.config.max_words,
+            max_target_sentences=self.config.max_target_sentences,
         )
         if inp.feedback is not None:
             user = ctx.render(
@@ -225,9 +306,10 @@ class PlanInstruction:
                 instruction=inp.previous_instruction or "",
                 feedback=inp.feedback,
                 avoid=avoid,
+                sees_frames=sees_frames,
             )
         else:
-            user = ctx.render("plan_instruction.user.j2", caption=inp.caption, avoid=avoid)
+            user = ctx.render("plan_instruction.user.j2", caption=inp.caption, avoid=avoid, sees_frames=sees_frames)
         return PlanRequest(
             caption=inp.caption,
             system_prompt=system,
@@ -237,7 +319,8 @@ class PlanInstruction:
             clip_seed=inp.clip_seed,
             slot=inp.slot,
             category=inp.category,
-            answer_schema=answer_schema([inp.category]),
+            answer_schema=planner_schema(inp.category, self.config),
+            frames=ctx.io.read_video(inp.clip)[0] if sees_frames and inp.clip else None,
         )
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models.protocols import VideoPropagator
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
@@ -19,6 +19,10 @@ class PropagateInput(BaseModel, frozen=True, extra="forbid"):
     prompt: str
     seed: int
     memory_level: int = 0  # raised after an out-of-memory error: fewer frames generated, a tiled VAE
+    # Weight of the control video (the depth) in the generation: the edit category's, lowered on a retry after
+    # the video judge named a shape criterion. None: no control video.
+    control_strength: float | None = Field(None, ge=0, le=1)
+    category: str = ""  # the edit's category: what kind of edit is carried (a subtitle stays on screen)
 
 
 class PropagateOutput(BaseModel, frozen=True):
@@ -27,7 +31,7 @@ class PropagateOutput(BaseModel, frozen=True):
 
 class Propagate:
     name: ClassVar[str] = "propagate"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: control strength and category
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = PropagateInput, PropagateOutput
 
@@ -49,6 +53,8 @@ class Propagate:
             inp.prompt,
             inp.seed,
             memory_level=inp.memory_level,
+            control_strength=inp.control_strength,
+            category=inp.category,
         )
         if video.shape != source.shape:
             raise ToolError(

@@ -1,8 +1,12 @@
 """Example-based propagation for the cpu profile: learn the key frame's edit as a per-pixel function of
 local colour and structure (an 'image analogy' fitted by ridge regression on the source/edited key-frame
-pair), apply it to every frame, then stabilise along optical flow so that textures do not flicker. What the
-fit cannot explain (a subtitle, snowflakes, a recoloured object whose colour also occurs elsewhere) is
-carried as a layer: the key frame's residual, moved along the flow wherever the flow is consistent."""
+pair), apply it to every frame, then stabilise along optical flow so that textures do not flicker.
+
+The kind of edit (its category) decides how it is carried. A text edit (a subtitle, a caption, a sign on
+the screen) lives on the screen: it is the overlay the key frame gained, burned into every source frame
+where the key frame has it (overlay.py), and nothing else changes. Any other edit lives in the scene: what
+the fit cannot explain (a recoloured object whose colour also occurs elsewhere, snowflakes) is carried as a
+layer, the key frame's residual moved along the flow wherever it is consistent."""
 
 from __future__ import annotations
 
@@ -10,13 +14,15 @@ import cv2
 import numpy as np
 
 from models.cpu.flow import backward_flow, consistency_mask, warp
+from models.cpu.overlay import ScreenOverlay
 from models.cpu.styles import CPU_CATEGORIES
+from models.protocols import SCREEN_CATEGORIES
 
 FIT_PIXELS = 40_000  # pixels sampled from the key frame for the fit; more adds time, not accuracy
 RIDGE = 1e-2
 RANDOM_FEATURES = 96  # random Fourier features let the linear fit learn thresholds (cartoon lines, posterising)
 RFF_SCALE = 3.0
-TRUST_FLOOR = 0.7  # an occlusion lowers trust in the carried residual; it never drops all of it (a subtitle stays)
+TRUST_FLOOR = 0.7  # an occlusion lowers trust in the carried residual; it never drops all of it
 
 
 def pixel_features(rgb: np.ndarray) -> np.ndarray:
@@ -69,7 +75,7 @@ class EditModel:
 class ExamplePropagator:
     """VideoPropagator: reference = edited key frame, structure = the source frames themselves."""
 
-    spec_id = "cpu-example-propagation-v2"
+    spec_id = "cpu-example-propagation-v3"
     categories = CPU_CATEGORIES
 
     def __init__(self, stabilise: float = 0.6) -> None:
@@ -84,7 +90,12 @@ class ExamplePropagator:
         prompt: str,
         seed: int,
         memory_level: int = 0,  # a CPU-sized clip has nothing to save
+        control_strength: float | None = None,  # structure comes from the source frames, not from a depth video
+        category: str = "",
     ) -> np.ndarray:
+        if category in SCREEN_CATEGORIES:
+            overlay = ScreenOverlay.fit(source[keyframe_index], edited_keyframe)
+            return np.stack([overlay.burn_in(frame) for frame in source]) if overlay else source.copy()
         model = EditModel(source[keyframe_index], edited_keyframe, seed)
         out = np.empty(source.shape, np.float32)
         residual = edited_keyframe.astype(np.float32) - model.apply(source[keyframe_index])

@@ -8,6 +8,8 @@ from agent.policy import (
     TrainingConfig,
     admit,
     after_failure,
+    after_video_rejection,
+    control_strength,
     discard_reason,
     failing_criteria,
     held_out,
@@ -53,6 +55,32 @@ def test_unscored_criterion_fails() -> None:
 )
 def test_retry_or_discard(failing: list[str], attempt: int, expected: str) -> None:
     assert retry_or_discard(failing, attempt, CFG) == expected
+
+
+@pytest.mark.parametrize(
+    ("failing", "strength", "level", "attempt", "expected"),
+    [
+        (["shape_fidelity"], 1.0, 0, 0, "lower_control"),
+        (["shape_fidelity", "instruction_fidelity"], 0.6, 0, 0, "lower_control"),  # the depth may undo the edit
+        (["shape_fidelity"], 0.5, 1, 1, "discard"),  # lowered once already: control_retries is 1
+        (["shape_fidelity"], 0.0, 0, 0, "discard"),  # no control left to lower
+        (["shape_fidelity"], None, 0, 0, "discard"),  # no control video at all
+        (["safety"], 1.0, 0, 0, "discard"),  # not the control's fault: judge_attempts is 1
+        (["shape_fidelity"], 1.0, 0, 2, "discard"),  # the last attempt was spent
+    ],
+)
+def test_a_video_rejected_on_shape_is_made_again_with_weaker_control(
+    failing: list[str], strength: float | None, level: int, attempt: int, expected: str
+) -> None:
+    cfg = CFG.model_copy(update={"judge_attempts": 1, "lower_control_on": ["shape_fidelity"]})
+    assert after_video_rejection(failing, attempt, cfg, strength, level) == expected
+    unset = CFG.model_copy(update={"judge_attempts": 1})  # the default: never (the cpu profile has no control)
+    assert after_video_rejection(failing, attempt, unset, strength, level) == "discard"
+
+
+def test_the_control_strength_is_the_categorys_lowered_by_a_step_per_retry() -> None:
+    assert [control_strength(0.6, level, CFG) for level in range(3)] == [0.6, 0.3, 0.15]
+    assert control_strength(1.0, 1, CFG.model_copy(update={"control_step": 0.8})) == 0.8
 
 
 def test_judge_attempts_stop_rejected_edits_but_not_retries_after_faults() -> None:
@@ -103,6 +131,7 @@ def test_discard_reason_names_the_failing_criteria() -> None:
                     "edit_strength": 1,
                     "temporal_consistency": 9,
                     "edit_propagation": 9,
+                    "region_stability": 10,
                 },
                 "reasons": {"edit_strength": "mean CIELAB change is 1.0"},
             }

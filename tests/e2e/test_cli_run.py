@@ -73,7 +73,7 @@ def test_cpu_run_counts_agree_across_summary_database_metadata_and_files(tmp_pat
             assert (out / "dataset" / row[col]).stat().st_size > 0
         record = json.loads((out / "dataset" / row["sample_id"] / "record.json").read_text())
         assert record["templates"]["plan_instruction.user.j2"]
-        assert record["models"]["propagate"] == "cpu-example-propagation-v2"
+        assert record["models"]["propagate"] == "cpu-example-propagation-v3"
         assert set(record["scores"]) == {"keyframe", "video"}
 
 

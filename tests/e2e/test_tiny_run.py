@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -13,6 +14,9 @@ from typer.testing import CliRunner
 pytest.importorskip("torch")
 pytestmark = [pytest.mark.tiny, pytest.mark.slow]
 
+from diffusers import WanVACEPipeline  # noqa: E402
+
+from agent.quotas import default_categories  # noqa: E402
 from main import app  # noqa: E402
 
 
@@ -23,6 +27,7 @@ def run(*args: str):  # type: ignore[no-untyped-def]
 # The class behind each stage, as its backend names itself in the trace.
 REAL_CLASSES = {
     "caption_clip": "qwen2.5-vl:",
+    "plan_instruction": "qwen2.5-vl:",
     "edit_keyframe": "qwen-image-edit:",
     "judge_keyframe": "qwen2.5-vl:",
     "estimate_depth": "depth-anything:",
@@ -32,12 +37,25 @@ REAL_CLASSES = {
 }
 
 
-def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(tmp_path: Path) -> None:
+def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Random-weight judges decode under the rubric's schema, so their verdicts are random but valid, and the
-    tiny profile's thresholds let them pass: samples reach commit and an Editto round trains on them."""
+    tiny profile's thresholds let them pass: samples reach commit and an Editto round trains on them. The VLM
+    plans every instruction, and each category's control strength reaches the VACE pipeline's call."""
+    controls = []  # the control video of every propagation, as WanVACEPipeline was called with it
+    pipeline_call = WanVACEPipeline.__call__
+
+    def recording_call(pipe, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("reference_images"):  # propagation (Editto's edits have no reference frame)
+            controls.append(np.stack([np.asarray(frame, np.float32) for frame in kwargs["video"]]))
+        return pipeline_call(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(WanVACEPipeline, "__call__", recording_call)
     out = tmp_path / "out"
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"training": {"steps": 2, "eval_samples": 1}}))  # a short round
+    strengths = {name: {"control_strength": 0.25} for name in default_categories()}
+    config.write_text(yaml.safe_dump({"training": {"steps": 2, "eval_samples": 1}, "categories": strengths}))
     result = run(
         "--profile", "tiny", "--config", str(config), "--out", str(out), "--train-every", "1", "--max-samples", "3"
     )
@@ -49,7 +67,13 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(tmp
     for _, folder, record in samples:
         models = json.loads(record)["models"]
         assert all(models[tool].startswith(cls) for tool, cls in REAL_CLASSES.items()), models
+        assert json.loads(record)["planner"].startswith("qwen2.5-vl:")  # the VLM wrote it, not a fallback
+        assert json.loads(record)["control_strength"] in (0.25, 0.125)  # the category's, or lowered once
         assert (out / "dataset" / folder / "depth.mp4").is_file()
+    # Each clip's depth spans black to white; at strength 0.25 the control VACE is given spans a quarter of that
+    # around neutral grey, 127.5 +- 32.
+    spans = [float(np.abs(control - 127.5).max()) for control in controls]
+    assert controls and all(8 < span <= 0.25 * 127.5 + 1 for span in spans), spans
     rounds = db.execute("select status, train_samples_json, checkpoint_dir from trainingrun").fetchall()
     assert rounds and all(status == "finished" for status, _, _ in rounds)
     trained_on, checkpoint = json.loads(rounds[-1][1]), out / rounds[-1][2]

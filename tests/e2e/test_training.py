@@ -94,6 +94,7 @@ def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) 
                 "edit_strength",
                 "temporal_consistency",
                 "edit_propagation",
+                "region_stability",
             }
             metrics = json.loads(evals[0].metrics_json)  # the paper's names, beside the judge's criteria
             assert set(metrics) == {"CLIP-T", "CLIP-F"} and -100 <= metrics["CLIP-T"] <= 100

@@ -40,6 +40,13 @@ from tools.judge import (  # noqa: E402
     ask_judge,
     rubric_criteria,
 )
+from tools.plan_instruction import (  # noqa: E402
+    PlanAnswer,
+    PlanInstruction,
+    PlanInstructionConfig,
+    PlanInstructionInput,
+    planner_schema,
+)
 
 TINY_VL = {"kind": "qwen2_5_vl", "path": "tiny:qwen2_5_vl", "device": "cpu", "dtype": "float32"}
 KEYFRAME_CRITERIA = ("instruction_fidelity", "source_preservation", "visual_quality", "safety")
@@ -130,6 +137,57 @@ def test_random_weight_captioner_writes_a_caption(pool: ModelPool, ctx: ToolCont
     assert 1 <= len(caption) <= 16 and not caption[0].isspace()
 
 
+def test_random_weight_planner_answers_a_plan_or_that_none_fits(pool: ModelPool, ctx: ToolContext) -> None:
+    """Under the planner's schema a random-weight VLM writes prose that passes every check: each answer is a
+    plan or the answer that no edit fits, never one re-asked or left to the rule planner."""
+    config = PlanInstructionConfig(max_words=3, max_target_sentences=1)
+    tool = PlanInstruction(tiny_vl("planner", pool, max_new_tokens=256), config, Resources())
+    clip_ref = ctx.io.write_video(clip(4), 8.0)
+    plans, unfit = [], []
+    for slot in range(6):
+        inp = PlanInstructionInput(
+            caption="a", clip=clip_ref, category="text", category_description="Add a subtitle.", clip_seed=0, slot=slot
+        )
+        call = ToolContext(io=ctx.io, prompts=ctx.prompts)
+        try:
+            plans.append(tool(inp, call))
+        except ToolError as err:
+            assert err.kind == "category_unfit", err
+            unfit.append(err.detail)
+        assert "rejected" not in call.usage and "fallback" not in call.usage, call.usage
+        assert call.usage["completion_tokens"] > 0
+    assert plans and all(p.planner.startswith("qwen2.5-vl:") and p.category == "text" for p in plans)
+    assert len({p.instruction for p in plans}) == len(plans)  # seeded by the slot: a clip's episodes differ
+    assert all(reason.startswith("qwen2.5-vl:") for reason in unfit)
+
+
+def test_the_vlm_planner_sees_the_clip_and_rewrites_from_the_judges_reasons(pool: ModelPool, ctx: ToolContext) -> None:
+    config = PlanInstructionConfig(max_words=3, max_target_sentences=1)
+    tool = PlanInstruction(tiny_vl("planner", pool, max_new_tokens=256), config, Resources())
+    rewrite = PlanInstructionInput(
+        caption="a",
+        clip=ctx.io.write_video(clip(5), 8.0),
+        category="global_style",
+        category_description="Restyle the whole frame.",
+        clip_seed=0,
+        slot=1,
+        feedback="- safety: scored 1.0 (needs 9); the edit is unsafe",
+        previous_instruction="Make it red.",
+    )
+    tokens = {}
+    for name, inp in (("with the clip", rewrite), ("caption only", rewrite.model_copy(update={"clip": None}))):
+        call = ToolContext(io=ctx.io, prompts=ctx.prompts)
+        try:
+            tool(inp, call)
+        except ToolError as err:
+            assert err.kind == "category_unfit", err
+        prompt = next(p.text for p in call.rendered if p.name == "rewrite_instruction.user.j2")
+        assert "safety: scored 1.0" in prompt and "Make it red." in prompt
+        assert ("Frames sampled from it" in prompt) == (inp.clip is not None)
+        tokens[name] = call.usage["prompt_tokens"]
+    assert tokens["with the clip"] > tokens["caption only"] + 10  # the frames' tokens
+
+
 def test_a_budget_too_small_for_the_answer_is_a_clear_error(pool: ModelPool) -> None:
     judge = tiny_vl("keyframe_judge", pool, max_new_tokens=20)
     schema = JudgeAnswer.for_criteria(KEYFRAME_CRITERIA, 8).model_json_schema()
@@ -137,16 +195,17 @@ def test_a_budget_too_small_for_the_answer_is_a_clear_error(pool: ModelPool) -> 
         judge.judge(JudgeRequest(clip(0)[0], clip(1)[0], "Score.", "x", answer_schema=schema))
 
 
-def longest_answer_bytes(model: type, answer: dict, numbers: int) -> int:
+def longest_answer_bytes(model: type, answer: dict, numbers: int, schema: dict | None = None) -> int:
     """Bytes of the longest answer the schema's grammar allows, built from `answer` (every string at its
     bound in 4-byte characters; each of `numbers` scores written 10.000000, the grammar's longest number),
-    after checking that the grammar accepts it. Byte-level BPE writes at most one token per byte."""
+    after checking that the grammar (of `schema`, or the model's own) accepts it and the model validates it.
+    Byte-level BPE writes at most one token per byte."""
     text = json.dumps(answer, ensure_ascii=False).replace("10.0", "10.000000")
     assert text.count("10.000000") == numbers
     model.model_validate_json(text)
     info = xgrammar.TokenizerInfo.from_huggingface(qwen_tokenizer())
     grammar = xgrammar.GrammarCompiler(info, cache_enabled=False).compile_json_schema(
-        json.dumps(model.model_json_schema()), any_whitespace=False
+        json.dumps(schema or model.model_json_schema()), any_whitespace=False
     )
     assert xgrammar.GrammarMatcher(grammar).accept_string(text)
     return len(text.encode())
@@ -165,6 +224,17 @@ def test_profile_token_budgets_close_the_longest_answer(profile: str, ctx: ToolC
     max_chars = config.tools.caption_clip.max_chars
     need = longest_answer_bytes(caption_answer(max_chars), {"caption": wide * max_chars}, 0)
     assert budget(config.backends.captioner) >= need, (profile, "captioner", need)
+    planning = config.tools.plan_instruction
+    word = "“" + "a" * 16 + "”,"  # the longest word the schema admits, in the most bytes
+    sentence = " ".join([word] * planning.max_words)[:-1] + "."
+    category = max(config.categories, key=len)
+    plan = {
+        "instruction": sentence,
+        "category": category,
+        "target_description": " ".join([sentence] * planning.max_target_sentences),
+    }
+    need = longest_answer_bytes(PlanAnswer, plan, 0, planner_schema(category, planning))
+    assert budget(config.backends.planner) >= need, (profile, "planner", need)
 
 
 def budget(spec: dict) -> int:

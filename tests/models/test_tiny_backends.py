@@ -92,7 +92,8 @@ def test_qwen_vl_roles_share_one_model_and_answer_text(clip: np.ndarray, pool: M
     spec = {"kind": "qwen2_5_vl", "path": "tiny:qwen2_5_vl", "max_new_tokens": 8}
     captioner = backend("captioner", pool, **spec)
     judge = backend("video_judge", pool, **spec)
-    assert captioner.loaded is judge.loaded
+    planner = backend("planner", pool, **spec)
+    assert captioner.loaded is judge.loaded is planner.loaded  # one copy of the weights for every role
     assert isinstance(captioner.caption(CaptionRequest(clip, 8.0, "Describe the video.")), str)
     assert isinstance(backend("keyframe_judge", pool, **spec).judge(JudgeRequest(clip[0], clip[0], "Score.", "x")), str)
 

@@ -45,7 +45,7 @@ def test_report_folder_has_page_data_plots_and_links_that_exist(finished_run: Pa
     engine = open_engine(f"sqlite:///{finished_run / 'ditto.db'}")
     run = latest_run(engine)
     assert run is not None
-    for key in (run.id, run.profile, "judge_video.j2", "cpu-metric-video-judge-v2", "budget"):
+    for key in (run.id, run.profile, "judge_video.j2", "cpu-metric-video-judge-v3", "budget"):
         assert key in html
 
 
@@ -75,6 +75,17 @@ def test_attempts_record_what_was_tried_and_why_the_next_attempt_ran() -> None:
     }
     assert attempts[1]["next"] == {"node": "lower_memory", "why": "propagate failed (oom): 8 GiB"}
     assert "next" not in attempts[2]
+
+
+def test_an_attempt_with_weaker_control_says_why_it_ran() -> None:
+    updates = [
+        ("plan_instruction", {"edit": {"instruction": "Add a red balloon.", "category": "local_add"}}),
+        ("judge_video", {"verdicts": [{"stage": "video", "attempt": 0, "scores": {"shape_fidelity": 2.0}}]}),
+        ("lower_control", {"attempt": 1, "control_level": 1, "failure": None}),
+    ]
+    attempts = attempts_of(updates, {})
+    assert attempts[0]["next"]["node"] == "lower_control" and "shape criterion" in attempts[0]["next"]["why"]
+    assert len(attempts) == 2
 
 
 def test_report_costs_add_up_to_the_run_total(finished_run: Path) -> None:

@@ -5,6 +5,7 @@ a real HTTP endpoint on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -16,11 +17,14 @@ from prompts.loader import PromptBook
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from tools.base import Resources, ToolContext, ToolError
 from tools.plan_instruction import (
+    PlanAnswer,
     PlanInstruction,
     PlanInstructionConfig,
     PlanInstructionInput,
     PlanInstructionOutput,
     planner_written,
+    prose_max_chars,
+    prose_pattern,
     text_problems,
 )
 
@@ -166,7 +170,9 @@ def test_the_planner_is_asked_for_one_category_and_an_answer_in_another_is_re_as
     assert out.category == "global_style"
     first = server.requests[0]["body"]
     assert 'category "global_style": Restyle the whole frame.' in first["messages"][0]["content"]
-    assert first["response_format"]["json_schema"]["schema"]["properties"]["category"]["enum"] == ["global_style"]
+    plan_branch, unfit_branch = first["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert plan_branch["properties"]["category"]["enum"] == ["global_style"]
+    assert unfit_branch["required"] == ["does_not_fit"]
     reasks = [p.text for p in ctx.rendered if p.name == "plan_instruction.reask.j2"]
     assert "did you mean 'global_style'?" in reasks[0] and "exactly one of: global_style." in reasks[0]
     assert "category 'local_add' is not allowed" in reasks[1]
@@ -229,3 +235,42 @@ def test_rewrite_sends_the_judges_feedback() -> None:
     user = server.requests[0]["body"]["messages"][1]["content"]
     assert "edit_strength: scored 1.0" in user and "Tint it." in user
     assert ctx.rendered[1].name == "rewrite_instruction.user.j2"
+
+
+def test_an_answer_that_no_edit_fits_is_category_unfit_with_its_reason() -> None:
+    unfit = json.dumps({"does_not_fit": "The video shows no text and no plain band to put a caption in."})
+    with ScriptedLLMServer([Reply(unfit)]) as server, pytest.raises(ToolError) as err:
+        plan(endpoint(server), category="text", category_description="Add a subtitle.")
+    assert err.value.kind == "category_unfit" and err.value.field == "category"
+    assert err.value.detail == "openai-chat:planner: The video shows no text and no plain band to put a caption in."
+    system = server.requests[0]["body"]["messages"][0]["content"]
+    assert '{"does_not_fit": "..."}' in system  # the planner is told it may answer so
+
+
+def test_a_reason_that_is_not_plain_prose_is_re_asked() -> None:
+    hostile = json.dumps({"does_not_fit": "Nothing fits. <script>alert(1)</script>"})
+    with ScriptedLLMServer([Reply(hostile), Reply(answer())]) as server:
+        out, ctx = plan(endpoint(server))
+    assert out.instruction == "Make it look like a pencil sketch."
+    assert ctx.usage["rejected"][0]["problems"] == ["does_not_fit contains markup (an HTML or XML tag)"]
+
+
+def test_the_schema_admits_the_vocabularys_prose_and_bounds_its_length() -> None:
+    vocabulary = yaml.safe_load(PromptBook().source("edit_vocabulary.yaml").text)
+    caption = "A rabbit hops. The grass sways. The most distinct object is green. The bottom of the frame is plain."
+    options = [o for c in {e["category"] for e in vocabulary["edits"]} for o in fitting_options(vocabulary, c, caption)]
+    pattern = re.compile(prose_pattern(16, 1))
+    assert all(pattern.fullmatch(phrasing) for phrasing, _ in options), [p for p, _ in options if not pattern.match(p)]
+    assert pattern.fullmatch("Add the subtitle “Here we go” at the bottom, in white letters.")
+    for text in ('Add the subtitle "Here" now.', "Make it night {{ x }}.", "=1+1 night here.", "Night", "a; b."):
+        assert not pattern.fullmatch(text), text  # what a grammar on this pattern cannot write
+    # At the largest bounds the config admits, every text the pattern admits is within the answer's bounds.
+    largest = PlanInstructionConfig.model_fields
+    words, sentences = largest["max_words"].metadata[-1].le, largest["max_target_sentences"].metadata[-1].le
+    limits = {
+        name: next(m.max_length for m in f.metadata if hasattr(m, "max_length"))
+        for name, f in PlanAnswer.model_fields.items()
+        if name != "category"
+    }
+    assert prose_max_chars(words, 1) <= limits["instruction"]
+    assert prose_max_chars(words, sentences) <= limits["target_description"]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bench.bad_inputs import moving_frames
-from models.cpu.metric_judge import MetricImageJudge, flicker_ratio
+from models.cpu.flow import clip_flows
+from models.cpu.metric_judge import MetricImageJudge, MetricVideoJudge, flicker_ratio
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.rule_planner import RulePlanner, fitting_options
 from models.cpu.scene_edits import parse_recolour, parse_subtitle, parse_weather
@@ -105,14 +106,38 @@ def test_recolour_changes_only_the_named_object_and_the_propagator_follows_it() 
         StyleEditor().edit(frames[0], "Make the green object blue.", seed=0)
 
 
-def test_subtitle_is_drawn_in_the_band_and_held_in_every_frame(frames: np.ndarray) -> None:
-    edited = StyleEditor().edit(frames[0], 'Add the subtitle "Hello" at the bottom of the video.', seed=0)
+SUBTITLE = "Add the subtitle “Hello” at the bottom of the video."
+
+
+def test_a_subtitle_is_burned_in_where_the_key_frame_has_it_while_the_scene_moves(frames: np.ndarray) -> None:
+    edited = StyleEditor().edit(frames[0], SUBTITLE, seed=0)
     changed = np.abs(edited.astype(int) - frames[0]).mean(axis=(1, 2))
     band = int(len(changed) * 0.8)
     assert changed[band:].mean() > 20 and changed[: band - 5].max() == 0
-    video = ExamplePropagator().propagate(frames, edited, 0, None, "", seed=0)
-    for t in (len(frames) // 2, len(frames) - 1):
-        assert np.abs(video[t].astype(int) - frames[t])[band:].mean() > 15, t  # still there
+    video = ExamplePropagator().propagate(frames, edited, 0, None, "", seed=0, category="text")
+    letters = edited[band:].min(axis=-1) > 200  # the white letters
+    strip = ~letters & (edited[band:].mean(axis=-1) < frames[0, band:].mean(axis=-1) - 10)  # the dark strip
+    assert letters.sum() > 20 and strip.sum() > 20 * letters.sum()
+    for t in range(len(frames)):
+        assert np.array_equal(video[t, band:][letters], edited[band:][letters]), t  # in place, as sharp as drawn
+        assert np.array_equal(video[t, : band - 5], frames[t, : band - 5]), t  # the rest is the source's
+        lit = strip & (frames[t, band:].mean(axis=-1) > 60)  # what shows through the strip is darkened, as drawn
+        assert np.median(video[t, band:][lit].mean(axis=-1) / frames[t, band:][lit].mean(axis=-1)) < 0.45, t
+
+
+def test_the_video_judge_rejects_a_subtitle_that_slides_with_the_scene_and_says_so(frames: np.ndarray) -> None:
+    edited = StyleEditor().edit(frames[0], SUBTITLE, seed=0)
+    steady = ExamplePropagator().propagate(frames, edited, 0, None, "", seed=0, category="text")
+    layer = edited.astype(int) - frames[0]  # the subtitle and its strip, as the key frame gained them
+    sliding = np.stack([np.clip(f + np.roll(layer, (-t, 2 * t), axis=(0, 1)), 0, 255) for t, f in enumerate(frames)])
+    verdicts = {
+        name: json.loads(MetricVideoJudge().judge(JudgeRequest(frames, video.astype(np.uint8), "", SUBTITLE, "text")))
+        for name, video in (("steady", steady), ("sliding", sliding))
+    }
+    assert verdicts["steady"]["scores"]["region_stability"] >= 8
+    assert "holds its place" in verdicts["steady"]["reasons"]["region_stability"]
+    assert verdicts["sliding"]["scores"]["region_stability"] < 5
+    assert "drifts, warps or smears" in verdicts["sliding"]["reasons"]["region_stability"]
 
 
 def test_weather_edits_change_the_whole_frame(frames: np.ndarray) -> None:
@@ -145,8 +170,9 @@ def test_temporal_filter_reduces_flicker(frames: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     flicker = np.clip(frames + rng.normal(0, 25, (len(frames), 1, 1, 1)), 0, 255).astype(np.uint8)
     smoothed = FlowTemporalFilter(strength=1.0).enhance(flicker, frames, "", 0)
-    assert flicker_ratio(frames, smoothed) < 0.7 * flicker_ratio(frames, flicker)
-    assert flicker_ratio(frames, frames) < flicker_ratio(frames, flicker)
+    flows = clip_flows(frames)
+    assert flicker_ratio(frames, smoothed, flows) < 0.7 * flicker_ratio(frames, flicker, flows)
+    assert flicker_ratio(frames, frames, flows) < flicker_ratio(frames, flicker, flows)
 
 
 def test_judges_score_no_edit_as_weak_and_a_real_edit_as_strong(frames: np.ndarray) -> None:
