@@ -269,8 +269,10 @@ def print_calls(calls: list[Any], prompts: bool) -> None:
             where = f"{call.error_field}: " if call.error_field else ""
             console.print(f"  error {call.error_kind}: {where}{call.error_detail}", style="red", markup=False)
         for p in json.loads(call.prompts_json):
-            console.print(f"  prompt {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
-            if prompts:
+            data = p["name"].endswith(".yaml")  # a vocabulary the call read: named, not printed in every trace
+            kind = "data" if data else "prompt"
+            console.print(f"  {kind} {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
+            if prompts and not data:
                 console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
 
 

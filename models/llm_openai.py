@@ -51,6 +51,7 @@ def _refused_format(err: openai.APIStatusError) -> bool:
 
 class OpenAIPlanner:
     sees_frames = False  # the caption stands for the clip: not every endpoint takes images
+    reads_prompts = True
 
     def __init__(
         self,

@@ -109,6 +109,7 @@ class CheckpointFiles:
 
 class Captioner(Protocol):
     spec_id: str
+    reads_prompts: bool  # whether it reads the rendered prompt (a model); a metric captioner measures the frames
 
     def caption(self, request: CaptionRequest) -> str:
         """The raw answer: a JSON object {"caption": ...} as text. The tool validates it."""
@@ -122,6 +123,7 @@ class CategoryUnfitError(ValueError):
 class Planner(Protocol):
     spec_id: str
     sees_frames: bool  # whether it reads request.frames (a vision-language model); others get the caption only
+    reads_prompts: bool  # whether it reads the rendered prompts (a model); the rule planner reads the vocabulary
 
     def plan(self, request: PlanRequest) -> PlanReply:
         """The raw answer and its usage: a plan, or {"does_not_fit": reason}, as JSON text. Raises

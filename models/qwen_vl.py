@@ -84,6 +84,8 @@ class Answer:
 class QwenVL:
     """One role of a shared Qwen2.5-VL: turns frames and a prompt into text."""
 
+    reads_prompts = True  # every role reads its rendered prompt
+
     def __init__(
         self,
         path: str,

@@ -47,7 +47,12 @@ class CaptionClip:
 
     def __call__(self, inp: CaptionClipInput, ctx: ToolContext) -> CaptionClipOutput:
         frames, fps = ctx.io.read_video(inp.clip)
-        prompt = ctx.render("caption_clip.j2", num_frames=len(frames), fps=round(fps, 2))
+        # A captioner that reads no prompt (the metric one) gets none, and the trace shows none.
+        prompt = (
+            ctx.render("caption_clip.j2", num_frames=len(frames), fps=round(fps, 2))
+            if self.captioner.reads_prompts
+            else ""
+        )
         request = CaptionRequest(frames, fps, prompt, answer_schema=self.answer.model_json_schema())
         raw = self.captioner.caption(request)
         try:

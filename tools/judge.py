@@ -118,14 +118,17 @@ def score_edit(
     judge: Judge, config: JudgeConfig, ctx: ToolContext, template: str, inp: JudgeInput, source: Any, edited: Any
 ) -> Verdict:
     """Both judges: the rubric rendered for the edit's category, the answer's schema from its criteria, the
-    verdict asked for."""
-    prompt = ctx.render(
-        template,
-        instruction=inp.instruction,
-        target_description=inp.target_description,
-        category=inp.category,
-        local=inp.category in LOCAL_CATEGORIES,
-    )
+    verdict asked for. A judge with criteria of its own (a metric judge) reads no rubric: none is rendered, so
+    the trace shows no prompt its verdict did not come from."""
+    prompt = ""
+    if not judge.criteria:
+        prompt = ctx.render(
+            template,
+            instruction=inp.instruction,
+            target_description=inp.target_description,
+            category=inp.category,
+            local=inp.category in LOCAL_CATEGORIES,
+        )
     answer = answer_model(judge, ctx, template, config)
     request = JudgeRequest(
         source=source,

@@ -292,24 +292,9 @@ class PlanInstruction:
     def build_request(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanRequest:
         avoid = list(inp.avoid)
         sees_frames = self.planner.sees_frames and inp.clip is not None
-        system = ctx.render(
-            "plan_instruction.system.j2",
-            category=inp.category,
-            category_description=inp.category_description,
-            max_words=self.config.max_words,
-            max_target_sentences=self.config.max_target_sentences,
-        )
-        if inp.feedback is not None:
-            user = ctx.render(
-                "rewrite_instruction.user.j2",
-                caption=inp.caption,
-                instruction=inp.previous_instruction or "",
-                feedback=inp.feedback,
-                avoid=avoid,
-                sees_frames=sees_frames,
-            )
-        else:
-            user = ctx.render("plan_instruction.user.j2", caption=inp.caption, avoid=avoid, sees_frames=sees_frames)
+        system = user = ""  # a planner that reads no prompt (the rule planner) gets none, and the trace shows none
+        if self.planner.reads_prompts:
+            system, user = self.render_prompts(inp, ctx, sees_frames)
         return PlanRequest(
             caption=inp.caption,
             system_prompt=system,
@@ -322,6 +307,29 @@ class PlanInstruction:
             answer_schema=planner_schema(inp.category, self.config),
             frames=ctx.io.read_video(inp.clip)[0] if sees_frames and inp.clip else None,
         )
+
+    def render_prompts(self, inp: PlanInstructionInput, ctx: ToolContext, sees_frames: bool) -> tuple[str, str]:
+        """(system, user): the category's prompt, and the clip's (or the rewrite's, with the judge's reasons)."""
+        system = ctx.render(
+            "plan_instruction.system.j2",
+            category=inp.category,
+            category_description=inp.category_description,
+            max_words=self.config.max_words,
+            max_target_sentences=self.config.max_target_sentences,
+        )
+        if inp.feedback is None:
+            return system, ctx.render(
+                "plan_instruction.user.j2", caption=inp.caption, avoid=list(inp.avoid), sees_frames=sees_frames
+            )
+        user = ctx.render(
+            "rewrite_instruction.user.j2",
+            caption=inp.caption,
+            instruction=inp.previous_instruction or "",
+            feedback=inp.feedback,
+            avoid=list(inp.avoid),
+            sees_frames=sees_frames,
+        )
+        return system, user
 
     @staticmethod
     def ask(planner: Planner, request: PlanRequest, ctx: ToolContext) -> PlanReply:

@@ -28,6 +28,7 @@ def fitting_options(vocabulary: dict[str, Any], category: str, caption: str) -> 
 class RulePlanner:
     spec_id = "rule-planner-v2"
     sees_frames = False  # it reads the caption's measures
+    reads_prompts = False  # it draws from the vocabulary: the prompts are not rendered for it
 
     def plan(self, request: PlanRequest) -> PlanReply:
         options = fitting_options(request.vocabulary, request.category, request.caption)

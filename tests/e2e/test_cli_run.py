@@ -72,7 +72,7 @@ def test_cpu_run_counts_agree_across_summary_database_metadata_and_files(tmp_pat
         for col in ("source_path", "edited_path", "edited_keyframe_path"):
             assert (out / "dataset" / row[col]).stat().st_size > 0
         record = json.loads((out / "dataset" / row["sample_id"] / "record.json").read_text())
-        assert record["templates"]["plan_instruction.user.j2"]
+        assert set(record["templates"]) == {"edit_vocabulary.yaml"}  # the only text the cpu backends read
         assert record["models"]["propagate"] == "cpu-example-propagation-v3"
         assert set(record["scores"]) == {"keyframe", "video"}
 
@@ -90,7 +90,7 @@ def test_traces_list_filter_and_show(tmp_path: Path, bad_clips_dir: Path) -> Non
     for expected in (
         "path: ingest -> plan_instruction -> edit_keyframe -> judge_keyframe",
         "judge_video",
-        "prompt plan_instruction.user.j2 (built-in, sha256",
+        "data edit_vocabulary.yaml (built-in, sha256",
         "keyframe verdict",
         "decision: accepted",
         "device-s",

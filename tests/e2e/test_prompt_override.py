@@ -45,8 +45,7 @@ def test_prompt_override_is_used_and_traced(tmp_path: Path) -> None:
     assert instructions <= {"Make it sepia, like a photo from 1900.", "Age it with sepia tones."}
     override_hash = PromptBook(folder).source("edit_vocabulary.yaml").sha256
     record = json.loads(next((out / "dataset").glob("*/record.json")).read_text())
-    assert record["templates"]["plan_instruction.system.j2"] == PromptBook().source("plan_instruction.system.j2").sha256
-    assert record["templates"]["edit_vocabulary.yaml"] == override_hash
+    assert record["templates"] == {"edit_vocabulary.yaml": override_hash}  # the one text the cpu backends read
     rows = db.execute("select prompts_json from toolcall")
     origins = {p["name"]: p["origin"] for (raw,) in rows for p in json.loads(raw)}
-    assert origins["edit_vocabulary.yaml"] == "override" and origins["judge_video.j2"] == "built-in"
+    assert origins == {"edit_vocabulary.yaml": "override"}

@@ -86,23 +86,25 @@ def test_a_template_broken_mid_run_stops_it_resumably_and_nothing_is_discarded(t
     shutil.copy(clips[0], source / clips[0].name)
     folder = tmp_path / "prompts"
     folder.mkdir()
-    template = folder / "judge_keyframe.j2"
-    good = (BUILTIN_DIR / "judge_keyframe.j2").read_text()
+    # The vocabulary: the text the cpu profile's planner reads (its metric captioner and judges read no prompt).
+    template = folder / "edit_vocabulary.yaml"
+    good = (BUILTIN_DIR / "edit_vocabulary.yaml").read_text()
     template.write_text(good)
     out = tmp_path / "out"
     args = ["--out", str(out), "--source-dir", str(source), "--prompts", str(folder)]
     args += ["--config", str(config_file(tmp_path, episodes_per_clip=4, concurrency=1))]
 
     stop = threading.Event()
-    editor = threading.Thread(target=break_when, args=(out, template, good + "{{ oops }\n", stop))
+    editor = threading.Thread(target=break_when, args=(out, template, good + "  - [unclosed\n", stop))
     editor.start()
     first = CliRunner().invoke(app, args)
     stop.set()
     editor.join()
     assert first.exit_code == 1, first.output
-    assert f"template {template} line" in first.output and "resume with: python main.py" in first.output
+    said = " ".join(first.output.split())
+    assert f"vocabulary {template} line" in said and "resume with: python main.py" in said
     assert counts(out, "select count(*) from episode where reason like 'tool_failed%'") == 0
-    assert counts(out, "select count(*) from toolcall where tool = 'judge_keyframe' and error_kind is not null") == 0
+    assert counts(out, "select count(*) from toolcall where tool = 'plan_instruction' and error_kind is not null") == 0
 
     template.write_text(good)
     again = CliRunner().invoke(app, args, catch_exceptions=False)
@@ -118,20 +120,20 @@ def test_a_template_edited_after_the_run_finished_is_applied_by_a_new_run(tmp_pa
     source.mkdir()
     shutil.copy(clips[0], source / clips[0].name)
     folder = tmp_path / "prompts"
-    assert CliRunner().invoke(app, ["prompts", "copy", "judge_video.j2", str(folder)]).exit_code == 0
+    assert CliRunner().invoke(app, ["prompts", "copy", "edit_vocabulary.yaml", str(folder)]).exit_code == 0
     out = tmp_path / "out"
     args = ["--out", str(out), "--source-dir", str(source), "--prompts", str(folder)]
     args += ["--config", str(config_file(tmp_path, episodes_per_clip=2))]
     first = CliRunner().invoke(app, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    assert counts(out, "select count(*) from toolcall where tool = 'judge_video'") > 0
+    assert counts(out, "select count(*) from toolcall where tool = 'plan_instruction'") > 0
 
-    with (folder / "judge_video.j2").open("a") as f:
-        f.write("Be strict about flicker.\n")
+    with (folder / "edit_vocabulary.yaml").open("a") as f:
+        f.write("# Edited after the run: a comment changes the text, and so its hash.\n")
     same = CliRunner().invoke(app, args, catch_exceptions=False)
     assert same.exit_code == 0, same.output
     said = " ".join(same.output.split())  # rich may wrap the line
-    assert "Templates changed since this run used them: judge_video.j2." in said and "--new-run" in said
+    assert "Templates changed since this run used them: edit_vocabulary.yaml." in said and "--new-run" in said
 
     new = CliRunner().invoke(app, [*args, "--new-run"], catch_exceptions=False)
     assert new.exit_code == 0, new.output
@@ -142,6 +144,9 @@ def test_a_template_edited_after_the_run_finished_is_applied_by_a_new_run(tmp_pa
         "where e.run_id = ? and t.reused_call_id is null group by t.tool",
         (latest,),
     ).fetchall()
-    assert dict(ran) == {"judge_video": counts(out, "select count(*) from toolcall where tool = 'judge_video'") // 2}
+    # The planner's calls ran again; they planned the same edits, so everything after them came from the cache.
+    assert dict(ran) == {
+        "plan_instruction": counts(out, "select count(*) from toolcall where tool = 'plan_instruction'") // 2
+    }
     again = CliRunner().invoke(app, [*args], catch_exceptions=False)
     assert "Templates changed" not in again.output  # the latest run used the edited text

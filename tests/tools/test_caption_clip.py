@@ -11,10 +11,20 @@ from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput
 
 
 class SaysNothing:
-    spec_id = "says-nothing"
+    spec_id, reads_prompts = "says-nothing", True
 
     def caption(self, request: CaptionRequest) -> str:
         return '{"caption": "   "}'
+
+
+class Reads:
+    """A captioner that reads its prompt, as a model does, and keeps what it was given."""
+
+    spec_id, reads_prompts = "reads", True
+
+    def caption(self, request: CaptionRequest) -> str:
+        self.prompt = request.prompt
+        return '{"caption": "A clip."}'
 
 
 class TestCaptionClip(ToolContract):
@@ -33,8 +43,12 @@ class TestCaptionClip(ToolContract):
             )
         ]
 
-    def test_renders_its_template_with_the_clip_measures(self, bench: Bench) -> None:
-        ctx = bench.context()
-        out = bench.tool("caption_clip")(self.good_input(bench), ctx)
+    def test_renders_its_template_with_the_clip_measures_for_a_captioner_that_reads_it(self, bench: Bench) -> None:
+        ctx, reads = bench.context(), Reads()
+        out = CaptionClip(reads, CaptionClipConfig(), Resources())(self.good_input(bench), ctx)
         assert out.caption and [p.name for p in ctx.rendered] == ["caption_clip.j2"]
-        assert "9 frames at 12.0 fps" in ctx.rendered[0].text
+        assert "9 frames at 12.0 fps" in ctx.rendered[0].text == reads.prompt
+
+    def test_the_metric_captioner_reads_no_prompt_and_none_is_rendered(self, bench: Bench) -> None:
+        ctx = bench.context()
+        assert bench.tool("caption_clip")(self.good_input(bench), ctx).caption and ctx.rendered == []

@@ -71,11 +71,7 @@ def test_rule_planner_output_is_validated_text_and_names_its_planner() -> None:
     assert isinstance(out, PlanInstructionOutput) and out.planner == "rule-planner-v2"
     assert out.category == "global_style" and out.target_description.startswith(CAPTION)
     assert ctx.usage == {}  # no model was called
-    assert [p.name for p in ctx.rendered] == [
-        "plan_instruction.system.j2",
-        "plan_instruction.user.j2",
-        "edit_vocabulary.yaml",
-    ]
+    assert [p.name for p in ctx.rendered] == ["edit_vocabulary.yaml"]  # it reads no prompt: none is rendered
 
 
 def test_every_phrasing_of_the_vocabulary_passes_the_text_checks() -> None:
