@@ -103,6 +103,7 @@ TOOL_BACKENDS = {
     "judge_video": "video_judge",
     "train_editto": "editto",
     "edit_with_editto": "editto",
+    "score_clip": "clip_scorer",
 }
 
 
@@ -132,9 +133,9 @@ def tool_resources(name: str, backends: BackendsConfig) -> Resources:
     """A tool's resources from config alone, without loading its backend (to size its actor pool)."""
     if name not in TOOL_BACKENDS:
         return Ingest.resources
-    return _resources(
-        getattr(backends, TOOL_BACKENDS[name]) or {}, **({"timeout_s": None} if name == "train_editto" else {})
-    )
+    # a training round may rightly take hours: no time limit unless the spec sets one
+    untimed = {"timeout_s": None} if name == "train_editto" else {}
+    return _resources(getattr(backends, TOOL_BACKENDS[name]) or {}, **untimed)
 
 
 def shared_model_pools(backends: BackendsConfig, tools: Iterable[str]) -> dict[str, str]:
@@ -183,38 +184,34 @@ def build_toolkit(
     estimate_depth is left out when no depth backend is configured."""
     b, pool, wanted = backends, ModelPool(), set(wanted)
 
-    def backend(step: str, spec: BackendSpec) -> Any:
-        return build_registered_backend(step, spec, pool, allow_download)
+    def backend(name: str) -> Any:
+        step = TOOL_BACKENDS[name]
+        return build_registered_backend(step, getattr(b, step), pool, allow_download)
+
+    def resources(name: str) -> Resources:
+        return tool_resources(name, b)
 
     def editto() -> Any:
         validate_training_backend(b)
-        assert b.editto is not None
-        return pool.get(("editto",), lambda: backend("editto", b.editto))  # one model for both Editto tools
+        return pool.get(("editto",), lambda: backend("train_editto"))  # one model for both Editto tools
 
     builders: dict[str, Callable[[], Tool]] = {
         "ingest": lambda: Ingest(tools.ingest),
         "fingerprint_clip": lambda: FingerprintClip(tools.ingest),
-        "caption_clip": lambda: CaptionClip(
-            backend("captioner", b.captioner), tools.caption_clip, _resources(b.captioner)
-        ),
+        "caption_clip": lambda: CaptionClip(backend("caption_clip"), tools.caption_clip, resources("caption_clip")),
         "plan_instruction": lambda: PlanInstruction(
-            backend("planner", b.planner), tools.plan_instruction, _resources(b.planner)
+            backend("plan_instruction"), tools.plan_instruction, resources("plan_instruction")
         ),
-        "edit_keyframe": lambda: EditKeyframe(backend("editor", b.editor), _resources(b.editor)),
-        "judge_keyframe": lambda: JudgeKeyframe(
-            backend("keyframe_judge", b.keyframe_judge), tools.judge, _resources(b.keyframe_judge)
-        ),
-        "propagate": lambda: Propagate(backend("propagator", b.propagator), _resources(b.propagator)),
-        "enhance_temporal": lambda: EnhanceTemporal(backend("enhancer", b.enhancer), _resources(b.enhancer)),
-        "judge_video": lambda: JudgeVideo(
-            backend("video_judge", b.video_judge), tools.judge, _resources(b.video_judge)
-        ),
-        # a training round may rightly take hours: no time limit unless the spec sets one
-        "train_editto": lambda: TrainEditto(editto(), _resources(b.editto or {}, timeout_s=None)),
-        "edit_with_editto": lambda: EditWithEditto(editto(), _resources(b.editto or {})),
+        "edit_keyframe": lambda: EditKeyframe(backend("edit_keyframe"), resources("edit_keyframe")),
+        "judge_keyframe": lambda: JudgeKeyframe(backend("judge_keyframe"), tools.judge, resources("judge_keyframe")),
+        "estimate_depth": lambda: EstimateDepth(backend("estimate_depth"), resources("estimate_depth")),
+        "propagate": lambda: Propagate(backend("propagate"), resources("propagate")),
+        "enhance_temporal": lambda: EnhanceTemporal(backend("enhance_temporal"), resources("enhance_temporal")),
+        "judge_video": lambda: JudgeVideo(backend("judge_video"), tools.judge, resources("judge_video")),
+        "train_editto": lambda: TrainEditto(editto(), resources("train_editto")),
+        "edit_with_editto": lambda: EditWithEditto(editto(), resources("edit_with_editto")),
+        "score_clip": lambda: ScoreClip(backend("score_clip"), resources("score_clip")),
     }
-    if b.depth is not None:
-        builders["estimate_depth"] = lambda: EstimateDepth(backend("depth", b.depth), _resources(b.depth))
-    if b.clip_scorer is not None:
-        builders["score_clip"] = lambda: ScoreClip(backend("clip_scorer", b.clip_scorer), _resources(b.clip_scorer))
-    return {name: build() for name, build in builders.items() if name in wanted}
+    # The optional steps (depth, CLIP scores) are left out where no backend is configured for them.
+    optional = {name for name in ("estimate_depth", "score_clip") if getattr(b, TOOL_BACKENDS[name]) is None}
+    return {name: build() for name, build in builders.items() if name in wanted - optional}
