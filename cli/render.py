@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -58,17 +59,20 @@ def category_status_table(categories: dict[str, Any], status: dict[str, str], sh
 
 
 def category_figures_table(rows: list[Any], unit: str) -> Table:
-    """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores."""
-    table = Table(title="by edit category", show_header=True, header_style="bold")
+    """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores. Short
+    headers, no vertical rules, and whole words in each cell: it fits an 80-column terminal."""
+    table = Table(title="by edit category", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("category", no_wrap=True)
-    for col in ("episodes", "accepted", "rate", "tries", f"{unit}-s/acc."):
-        table.add_column(col, overflow="fold")
-    table.add_column("judge: mean, weakest", overflow="fold")
-    table.caption = f"rate: accepted of finished; tries: attempts per episode; {unit}-s/acc.: device-s per accepted"
+    for col in ("eps.", "acc.", "rate", "tries", "s/acc.", "judge"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("weakest criterion")  # wraps between words: a criterion's name is shown with spaces
+    table.caption = (
+        f"eps.: episodes; acc.: accepted; rate: accepted of finished; tries: attempts per episode; "
+        f"s/acc.: {unit}-seconds per accepted sample; judge: mean video score"
+    )
     for r in rows:
         scores = r.video_scores
         weakest = min(scores, key=scores.__getitem__) if scores else None
-        judged = f"{sum(scores.values()) / len(scores):.2f}, {weakest} {scores[weakest]:g}" if weakest else "-"
         table.add_row(
             r.category,
             str(r.episodes),
@@ -76,7 +80,8 @@ def category_figures_table(rows: list[Any], unit: str) -> Table:
             f"{r.acceptance_rate:.0%}" if r.acceptance_rate is not None else "-",
             f"{r.mean_attempts:.2f}" if r.mean_attempts is not None else "-",
             f"{r.device_seconds_per_accepted:.2f}" if r.device_seconds_per_accepted is not None else "-",
-            judged,
+            f"{sum(scores.values()) / len(scores):.2f}" if scores else "-",
+            f"{weakest.replace('_', ' ')} {scores[weakest]:g}" if weakest else "-",
         )
     return table
 
