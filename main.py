@@ -18,6 +18,7 @@ from cli.render import (
     category_figures_table,
     category_status_table,
     console,
+    console_log_handler,
     episode_trace_json,
     episodes_table,
     error_line,
@@ -86,7 +87,12 @@ def run(
     ] = None,
     executor: Annotated[str | None, typer.Option(help="Where tools run: local (this process) | ray.")] = None,
     ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join ('auto': the local `ray start`).")
+        str | None,
+        typer.Option(
+            help="Ray cluster to join: HOST:PORT, or auto (the one `ray start` runs on this machine). Without it a "
+            "Ray is started for the run, even where a cluster runs.",
+            envvar="RAY_ADDRESS",
+        ),
     ] = None,
     gpus: Annotated[float | None, typer.Option(help="GPUs a Ray started for this run may use.")] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")] = False,
@@ -104,6 +110,10 @@ def run(
     from agent.runner import Factory, RunError
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    pools_log = logging.getLogger("agent.ray_pools")  # which Ray, and the pools while they start: the first lines
+    pools_log.setLevel(logging.INFO)
+    pools_log.addHandler(console_log_handler())
+    pools_log.propagate = False
     flags: dict[str, Any] = {
         k: v
         for k, v in {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -334,6 +336,11 @@ def run_progress(total: int, budget_device_seconds: float, unit: str) -> Iterato
             yield on_progress
         finally:
             bar.stop()
+
+
+def console_log_handler() -> logging.Handler:
+    """Log records as plain lines on the console, above a live progress bar (the Ray pools' start-up)."""
+    return RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False)
 
 
 def print_run_start(run_id: str, cfg: Any, toolkit: dict[str, Any], unit: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
 
 from store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -11,7 +12,10 @@ from store import tables  # noqa: F401  (registers the tables on SQLModel.metada
 SQLITE_BUSY_TIMEOUT_S = 60  # concurrent episodes write from several threads; waiting beats failing
 
 
-def open_engine(url: str) -> Engine:
+def open_engine(url: str, pool_size: int = 10) -> Engine:
+    """`pool_size`: on a database server, the connections kept open (the driver's episodes take one for a
+    moment at a time, and as many again may be opened under load); 0 keeps none (a Ray actor, which writes a
+    few rows per call: a pool in each of many actors would hold more connections than a server allows)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
 
@@ -22,9 +26,14 @@ def open_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+    elif pool_size == 0:  # SQLAlchemy's pool_size=0 would mean "no limit"
+        engine = create_engine(url, poolclass=NullPool)
     else:
-        # Every episode in flight may hold a connection for a moment; a server's default limit is 100.
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+        # A server's default limit is 100 connections, shared with the checkpointer's pool; episodes beyond
+        # these wait for a free connection, as long as the SQLite store waits for its lock.
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_timeout=SQLITE_BUSY_TIMEOUT_S
+        )
     SQLModel.metadata.create_all(engine)
     upgrade_store(engine)
     return engine

@@ -1,11 +1,16 @@
-"""Tools in Ray actor pools (a local Ray with logical GPUs): the same samples as a local run, and faults
-that kill actors lose no episode and charge nothing twice. One Ray session serves the whole module."""
+"""Tools in Ray actor pools (a local Ray with logical GPUs, started while another Ray cluster runs on the
+machine): the same samples as a local run; actors killed mid-call, between calls or while loading cost their
+calls a retry, not an episode or a second charge; the run's own command on this 2-CPU machine. One Ray
+session serves the whole module."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from agent.ray_pools import pool_name
 from agent.runner import Factory, sample_clips
 from store.tables import Charge, Episode, ToolCall, TrainingRun
+from tests.conftest import SMALL
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
@@ -29,9 +37,17 @@ POOLS = {t: {"actors": 2 if t in POOLED[3:] else 1, "cpus": 0} for t in (*POOLED
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
+def local_ray(foreign_ray_cluster: Path) -> Iterator[None]:
+    """A Ray of the module's own: `address="local"`, as every test and bench starts one, never the cluster
+    that runs on the machine (which `ray.init()` would join, and then refuse num_cpus and num_gpus)."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=4,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
     yield
     ray.shutdown()
 
@@ -67,15 +83,6 @@ def steady_charge(factory: Factory) -> float:
         later = sorted(charges)[: -len(pools[pool_name(tool)].actors)] or charges  # the costliest: the first calls
         total += statistics.mean(later) * len(charges)
     return total
-
-
-def test_ray_pools_make_the_same_samples_as_a_local_run(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
-    local = Factory(small_config(out=tmp_path / "local", seed=3))
-    local.execute()
-    on_ray = Factory(small_config(out=tmp_path / "ray", seed=3, executor="ray", pools=POOLS, concurrency=4))
-    result = on_ray.execute()
-    assert result.totals.accepted > 0 and outcome(on_ray) == outcome(local)
-    assert charged_once(on_ray)
 
 
 def test_more_actors_per_pool_charge_the_same_and_decide_the_same(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
@@ -128,25 +135,29 @@ def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, sm
     assert charged_once(factory)
 
 
-def one_clip_config(tmp_path: Path, small_config, url: str, concurrency: int = 2, **planner: Any):  # type: ignore[no-untyped-def]
+def one_clip_config(tmp_path: Path, small_config, url: str, concurrency: int = 2, **options: Any):  # type: ignore[no-untyped-def]
     source = tmp_path / "source"
-    source.mkdir()
+    source.mkdir(parents=True)
     shutil.copy(sample_clips()[0], source / "clip.mp4")
+    planner = {"kind": "openai", "base_url": url, "model": "m", **options.pop("planner", {})}
     return small_config(
-        out=tmp_path / "out",
-        source_dir=source,
-        episodes_per_clip=2,
-        concurrency=concurrency,
-        executor="ray",
-        pools={**POOLS, "plan_instruction": {"actors": 2, "cpus": 0}},
-        backends={"planner": {"kind": "openai", "base_url": url, "model": "m", **planner}},
+        **{
+            "out": tmp_path / "out",
+            "source_dir": source,
+            "episodes_per_clip": 2,
+            "concurrency": concurrency,
+            "executor": "ray",
+            "pools": {**POOLS, "plan_instruction": {"actors": 2, "cpus": 0}},
+            "backends": {"planner": planner},
+            **options,
+        }
     )
 
 
 def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
     replies = [Reply(plan_json(), delay_s=60), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
     with ScriptedLLMServer(replies) as server:
-        factory = Factory(one_clip_config(tmp_path, small_config, server.url, timeout_s=3))
+        factory = Factory(one_clip_config(tmp_path, small_config, server.url, planner={"timeout_s": 3}))
         result = factory.execute()
     with Session(factory.engine) as s:
         kinds = [c.error_kind for c in s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()]
@@ -154,28 +165,86 @@ def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_c
     assert charged_once(factory)
 
 
-def test_an_actor_killed_mid_call_is_retried_on_another_and_charged_once(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
-    replies = [Reply(plan_json(), delay_s=8), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
-    with ScriptedLLMServer(replies) as server:
-        factory = Factory(one_clip_config(tmp_path, small_config, server.url, concurrency=1))  # one call at a time
-        pool = factory.caller.executor.pools["plan_instruction"]  # type: ignore[attr-defined]
-        killed: list[Any] = []
+def charges(factory: Factory) -> int:
+    with Session(factory.engine) as s:
+        return s.exec(select(func.count()).select_from(Charge)).one()
 
-        def kill_the_busy_actor() -> None:
-            while not server.requests:
+
+def pid_of(actor: Any) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda host: os.getpid()))
+
+
+def test_actors_killed_mid_call_between_calls_and_while_loading_cost_a_retry_not_an_episode(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+) -> None:
+    """Actor processes killed, as a crash or the OOM killer kills them: the planner's only actor in the middle
+    of a call (kill -9); then, the pool grown to two, its new actor while it loads and the busy one in the
+    middle of the next call; the key-frame judge's only actor between two calls (kill -9). The run ends with
+    the decisions and the number of charges of an undisturbed run: each interrupted call charged once."""
+    with ScriptedLLMServer([Reply(plan_json())]) as server:
+        undisturbed = Factory(one_clip_config(tmp_path / "undisturbed", small_config, server.url, executor="local"))
+        undisturbed.execute()
+    slow, fast = Reply(plan_json(), delay_s=4), Reply(plan_json())
+    with ScriptedLLMServer([slow, fast, slow, fast]) as server:  # the killed calls are the slow ones
+        pools = {**POOLS, "plan_instruction": {"actors": 1, "cpus": 0}, "judge_keyframe": {"actors": 1, "cpus": 0}}
+        cfg = one_clip_config(tmp_path / "killed", small_config, server.url, concurrency=1, pools=pools)
+        factory = Factory(cfg)
+        planner = factory.caller.executor.pools["plan_instruction"]  # type: ignore[attr-defined]
+        judge = factory.caller.executor.pools["judge_keyframe"]  # type: ignore[attr-defined]
+        os.kill(pid_of(judge.actors[0]), signal.SIGKILL)  # between calls: the next waits for Ray's restart
+        first_planner = pid_of(planner.actors[0])
+        killed_mid_call: list[int] = []  # the pool's actors when one was killed
+
+        def busy_planner_once_asked(requests: int) -> Any:
+            while len(server.requests) < requests:
+                time.sleep(0.02)
+            busy = [a for a in planner.actors if a not in planner.idle and a not in planner.loading.values()]
+            killed_mid_call.append(len(planner.actors) if len(busy) == 1 else -1)
+            return busy[0]
+
+        def disturb() -> None:
+            busy_planner_once_asked(1)
+            os.kill(first_planner, signal.SIGKILL)
+            planner.resize(2)
+            loading = next(iter(planner.loading.values()))
+            ray.kill(loading, no_restart=False)  # killed while it loads its tools
+            while loading in planner.loading.values():
                 time.sleep(0.05)
-            free = {a._actor_id for a in list(pool.free.queue)}
-            killed.extend(a for a in pool.actors if a._actor_id not in free)
-            for actor in killed:
-                ray.kill(actor, no_restart=False)
+            ray.kill(busy_planner_once_asked(3), no_restart=False)  # as Ray kills a worker: a crash
 
-        killer = threading.Thread(target=kill_the_busy_actor, daemon=True)
+        killer = threading.Thread(target=disturb, daemon=True)
         killer.start()
         result = factory.execute()
-        killer.join(5)
-    assert len(killed) == 1
-    assert result.totals.accepted + result.totals.discarded == 2  # no episode lost
-    with Session(factory.engine) as s:
-        plans = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()
-    assert all(p.error_kind is None for p in plans) and len(plans) == len({(p.episode_id, p.attempt) for p in plans})
+        killer.join(30)
+    assert killed_mid_call == [1, 2]  # a pool of one actor, then of two
+    assert result.totals.accepted + result.totals.discarded == 2
+    assert outcome(factory) == outcome(undisturbed) and charges(factory) == charges(undisturbed)
     assert charged_once(factory)
+
+
+def test_the_run_command_starts_a_ray_of_its_own_that_fits_this_machine(tmp_path: Path) -> None:
+    """`python main.py --executor ray` with no flag about resources, on this 2-CPU machine where a cluster
+    started with `ray start` runs (RAY_TMPDIR, as the module's fixture set it): the pools' default
+    reservations fit, the run starts a Ray of its own, says so first, and makes its samples."""
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "concurrency"}))
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(sample_clips()[0], source / "clip.mp4")
+    command = [sys.executable, "main.py", "--executor", "ray", "--max-samples", "1", "--out", str(tmp_path / "out")]
+    command += ["--config", str(config), "--source-dir", str(source)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.lstrip().splitlines()[0]
+    assert first.startswith("Ray: started one for this run on this machine (2 CPUs"), done.stdout
+    assert "stopped_max_samples" in done.stdout
+
+
+def test_ray_address_auto_is_refused_where_several_clusters_run(tmp_path: Path) -> None:
+    """This module's Ray and the foreign cluster both run here: `auto` would be a guess."""
+    command = [sys.executable, "main.py", "--executor", "ray", "--ray-address", "auto", "--out", str(tmp_path / "o")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "--ray-address auto:" in done.stdout and "Ray clusters run on this machine" in done.stdout
+    assert "HOST:PORT" in done.stdout and "Traceback" not in done.stdout + done.stderr
