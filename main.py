@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,6 @@ from cli.render import (
     category_figures_table,
     category_status_table,
     console,
-    console_log_handler,
     episode_trace_json,
     episodes_table,
     error_line,
@@ -26,6 +26,7 @@ from cli.render import (
     gate_table,
     print_episode_trace,
     print_json,
+    print_logs_of,
     print_run_end,
     print_run_start,
     print_training_trace,
@@ -108,12 +109,10 @@ def run(
     from agent.checks import changed_templates, check_run_inputs
     from agent.config import ConfigError, llm_planner_override, resolve_run_config
     from agent.runner import Factory, RunError
+    from agent.sources import count_clips
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    pools_log = logging.getLogger("agent.ray_pools")  # which Ray, and the pools while they start: the first lines
-    pools_log.setLevel(logging.INFO)
-    pools_log.addHandler(console_log_handler())
-    pools_log.propagate = False
+    print_logs_of("agent.ray_pools")  # which Ray, and its pools while they start: the run's first lines
     flags: dict[str, Any] = {
         k: v
         for k, v in {
@@ -143,15 +142,15 @@ def run(
         console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
     try:
-        clips = check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
+        check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
         factory = Factory(cfg, run_id)
     except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
         hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
         raise fail(f"{err}{hint}") from err
     unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
     print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
-    total = cfg.episodes_per_clip * len(clips)
-    with run_progress(total, cfg.budget_device_seconds, unit) as on_progress:
+    count = partial(count_clips, cfg.source_dir)
+    with run_progress(cfg.budget_device_seconds, unit, cfg.episodes_per_clip, count) as on_progress:
         try:
             result = factory.execute(on_progress)
         except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:

@@ -15,7 +15,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("OPENAI_BASE_URL", None)
 
 from agent.config import RunConfig, deep_merge, load_config  # noqa: E402
-from agent.runner import sample_clips  # noqa: E402
+from agent.sources import sample_clips  # noqa: E402
 from bench.bad_inputs import write_bad_clips  # noqa: E402
 
 # Small enough that an episode takes well under a second on one core.

@@ -23,7 +23,8 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from agent.ray_pools import pool_name
-from agent.runner import Factory, sample_clips
+from agent.runner import Factory
+from agent.sources import sample_clips
 from store.tables import Charge, Episode, ToolCall, TrainingRun
 from tests.conftest import SMALL
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
