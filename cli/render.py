@@ -313,8 +313,8 @@ def run_progress(
     budget_device_seconds: float, unit: str, episodes_per_clip: int, count_clips: Callable[[], int]
 ) -> Iterator[ProgressUpdate]:
     """A progress bar of episodes done, accepted, discarded, clips seen, device-days spent and left, and an
-    ETA. The clips are counted in a thread of their own (a million take a while to list): the bar's total,
-    and the clips' total beside the clips seen, show once the count is in."""
+    ETA. The clips are counted in a thread of their own once the first episode runs (a million take seconds to
+    list): the bar's total, and the clips' total beside the clips seen, show once the count is in."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -334,9 +334,11 @@ def run_progress(
                 return
             bar.update(task, total=clips[0] * episodes_per_clip)
 
-        threading.Thread(target=count, name="count-clips", daemon=True).start()
+        counter = threading.Thread(target=count, name="count-clips", daemon=True)
 
         def on_progress(totals: Any, in_flight: int) -> None:
+            if counter.ident is None and in_flight:  # once the first episode runs: it waits for nothing
+                counter.start()
             left = max(0.0, budget_device_seconds - totals.spent_device_seconds) / SECONDS_PER_DAY
             seen = f"{totals.clips_seen} of {clips[0]}" if clips else f"{totals.clips_seen}"
             bar.update(
