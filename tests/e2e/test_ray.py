@@ -19,22 +19,19 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func
 from sqlmodel import Session, select
 
 from agent.ray_pools import pool_name
 from agent.runner import Factory
 from agent.sources import sample_clips
-from store.tables import Charge, Episode, ToolCall, TrainingRun
+from store.tables import ToolCall, TrainingRun
 from tests.conftest import SMALL
+from tests.e2e.ray_runs import POOLED, POOLS, charged_once, charges, one_clip_config, outcome
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="ray is missing: pip install -e '.[scale]'")
 ROOT = Path(__file__).resolve().parents[2]
-POOLED = ("ingest", "caption_clip", "plan_instruction", "edit_keyframe", "judge_keyframe", "propagate")
-# Two actors where episodes queue, one elsewhere; no CPU reserved, so a 2-CPU machine schedules them all.
-POOLS = {t: {"actors": 2 if t in POOLED[3:] else 1, "cpus": 0} for t in (*POOLED, "enhance_temporal", "judge_video")}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,23 +50,6 @@ def local_ray(foreign_ray_cluster: Path) -> Iterator[None]:
     ray.shutdown()
 
 
-def outcome(factory: Factory) -> dict[str, Any]:
-    with Session(factory.engine) as s:
-        episodes = s.exec(select(Episode).order_by(Episode.index)).all()
-        plans = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction", ToolCall.error_kind.is_(None))).all()  # type: ignore[union-attr]
-    return {
-        "decisions": [(e.index, e.status, e.reason) for e in episodes],
-        "instructions": sorted(p.output_json for p in plans),  # type: ignore[misc]
-    }
-
-
-def charged_once(factory: Factory) -> bool:
-    with Session(factory.engine) as s:
-        executed = s.exec(select(ToolCall).where(ToolCall.reused_call_id.is_(None))).all()  # type: ignore[union-attr]
-        charges = s.exec(select(Charge)).all()
-    return sorted(c.tool_call_id for c in charges) == sorted(c.id for c in executed)  # type: ignore[misc]
-
-
 def steady_charge(factory: Factory) -> float:
     """Device-seconds charged, each tool's executed calls counted at the mean charge of all but each actor's
     first: that call pays its process's one-time set-up (OpenCV builds tables on first use), a cost per actor
@@ -80,9 +60,9 @@ def steady_charge(factory: Factory) -> float:
             per_tool.setdefault(c.tool, []).append(c.device_seconds)
     pools = factory.caller.executor.pools  # type: ignore[attr-defined]
     total = 0.0
-    for tool, charges in per_tool.items():
-        later = sorted(charges)[: -len(pools[pool_name(tool)].actors)] or charges  # the costliest: the first calls
-        total += statistics.mean(later) * len(charges)
+    for tool, charged in per_tool.items():
+        later = sorted(charged)[: -len(pools[pool_name(tool)].actors)] or charged  # the costliest: the first calls
+        total += statistics.mean(later) * len(charged)
     return total
 
 
@@ -136,25 +116,6 @@ def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, sm
     assert charged_once(factory)
 
 
-def one_clip_config(tmp_path: Path, small_config, url: str, concurrency: int = 2, **options: Any):  # type: ignore[no-untyped-def]
-    source = tmp_path / "source"
-    source.mkdir(parents=True)
-    shutil.copy(sample_clips()[0], source / "clip.mp4")
-    planner = {"kind": "openai", "base_url": url, "model": "m", **options.pop("planner", {})}
-    return small_config(
-        **{
-            "out": tmp_path / "out",
-            "source_dir": source,
-            "episodes_per_clip": 2,
-            "concurrency": concurrency,
-            "executor": "ray",
-            "pools": {**POOLS, "plan_instruction": {"actors": 2, "cpus": 0}},
-            "backends": {"planner": planner},
-            **options,
-        }
-    )
-
-
 def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
     replies = [Reply(plan_json(), delay_s=60), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
     with ScriptedLLMServer(replies) as server:
@@ -164,11 +125,6 @@ def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_c
         kinds = [c.error_kind for c in s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()]
     assert "timeout" in kinds and result.totals.discarded + result.totals.accepted == 2
     assert charged_once(factory)
-
-
-def charges(factory: Factory) -> int:
-    with Session(factory.engine) as s:
-        return s.exec(select(func.count()).select_from(Charge)).one()
 
 
 def pid_of(actor: Any) -> int:
