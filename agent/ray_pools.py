@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
 
+from agent.actor_pool import Pool
 from agent.budget import split_gpus
 from agent.config import ConfigError, RunConfig
 from agent.executors import Executed, LocalExecutor
@@ -38,6 +39,7 @@ SHARED_MODEL_TOOLS = {"train_editto": "editto", "edit_with_editto": "editto"}  #
 # crash on one input) ends as a failed call instead of restarting the actor for ever.
 MAX_TASK_RETRIES = 3
 REPORT_EVERY_S = 10.0  # while pools start, how often the run says which are still starting
+PLACE_WITHIN_S = 30.0  # an actor Ray finds no room for leaves its pool then, instead of pending for ever
 
 Builder = Callable[[RunConfig, list[str]], dict[str, Tool]]
 
@@ -80,98 +82,6 @@ class RemoteTool:
 
     def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:
         raise RuntimeError(f"{self.name} runs in its Ray actor pool, not in the driver")
-
-
-class Pool:
-    """A tool's actors. An actor is idle (ready for a call) only once it has loaded its tools, so a call
-    never waits on a loading actor while another is free; a call takes an idle actor and gives it back.
-    Shrinking retires loading and idle actors at once and busy ones when their call ends. Ray calls are
-    passed in (start, probe, kill), which keeps the bookkeeping testable without Ray."""
-
-    def __init__(self, name: str, start: Callable[[], Any], probe: Callable[[Any], Any], kill: Callable[..., None]):
-        self.name, self.start, self.probe, self.kill = name, start, probe, kill
-        self.actors: list[Any] = []  # the pool's actors: loading, idle or busy (not retiring)
-        self.idle: deque[Any] = deque()
-        self.loading: dict[Any, Any] = {}  # probe ref -> its actor, until the actor has loaded its tools
-        self.retiring: set[Any] = set()  # busy actors to retire when their call ends
-        self.described: dict[str, tuple[Any, ...]] | None = None
-        self.failed: str | None = None  # why an actor could not load its tools
-        self.changed = threading.Condition()
-        self.ready_actor_s, self._ready_since = 0.0, time.perf_counter()  # actor-seconds ready, for busy %
-
-    def resize(self, count: int) -> None:
-        with self.changed:
-            while len(self.actors) < count:
-                actor = self.start()
-                self.actors.append(actor)
-                self.loading[self.probe(actor)] = actor
-            surplus = len(self.actors) - count
-            for ref, actor in list(self.loading.items())[:surplus]:
-                del self.loading[ref]
-                self._retire_now(actor)
-                surplus -= 1
-            while surplus > 0 and self.idle:
-                self._retire_now(self.idle.pop())
-                surplus -= 1
-            for actor in [a for a in self.actors if a not in self.idle and a not in self.loading.values()][:surplus]:
-                self.actors.remove(actor)
-                self.retiring.add(actor)
-
-    def probes(self) -> list[Any]:
-        with self.changed:
-            return list(self.loading)
-
-    def take(self) -> Any:
-        """An idle actor, waited for."""
-        with self.changed:
-            while not self.idle:
-                if not self.actors:
-                    raise ToolError("tool_failed", f"Ray pool {self.name} has no actor left: {self.failed}")
-                self.changed.wait()
-            return self.idle.popleft()
-
-    def give_back(self, actor: Any, restarting: bool = False) -> None:
-        """After a call: idle again, retired if the pool shrank meanwhile, or, `restarting` (killed past its
-        time limit), loading until it has loaded its tools again."""
-        with self.changed:
-            if actor in self.retiring:
-                self._count()
-                self.retiring.discard(actor)
-                self.kill(actor)
-            elif restarting:
-                self._count()
-                self.loading[self.probe(actor)] = actor
-            else:
-                self.idle.append(actor)
-                self.changed.notify()
-
-    def loaded(self, ref: Any, described: dict[str, tuple[Any, ...]] | None, error: str | None = None) -> None:
-        """An actor's probe came back: it is idle, or (`error`) it could not load its tools and leaves."""
-        with self.changed:
-            actor = self.loading.pop(ref, None)
-            if actor is None:
-                return  # retired while it loaded
-            self._count()
-            if error is not None:
-                self.actors.remove(actor)
-                self.failed = error
-                log.warning("Ray pool %s: an actor could not load its tools: %s", self.name, error)
-            else:
-                self.described = self.described or described
-                self.idle.append(actor)
-            self.changed.notify_all()
-
-    def _retire_now(self, actor: Any) -> None:
-        self._count()
-        self.actors.remove(actor)
-        self.kill(actor)
-
-    def _count(self) -> None:
-        """Adds up ready actor-seconds until now; called before the number of ready actors changes."""
-        now = time.perf_counter()
-        ready = len(self.actors) + len(self.retiring) - len(self.loading)
-        self.ready_actor_s += ready * (now - self._ready_since)
-        self._ready_since = now
 
 
 def pool_name(tool: str) -> str:
@@ -234,11 +144,12 @@ class RayExecutor:
         self.asks, counts, shrunk = fit(self.asks, counts, self.nodes)
         if shrunk:
             log.warning(shrunk)
-        host = ray.remote(ToolHost)
+        host, cfg_json = ray.remote(ToolHost), cfg.model_dump_json()
+        self.placing: dict[Any, tuple[Any, float, str]] = {}  # actor -> its group's ready ref, since, pool
+        self.groups: dict[Any, Any] = {}  # actor -> its placement group
         self.pools: dict[str, Pool] = {}
         for group, names in groups.items():
-            options = actor_options(self.asks[group])
-            start = lambda o=options, n=names: host.options(**o).remote(cfg.model_dump_json(), n, build)  # noqa: E731
+            start = partial(self._start, host, group, (cfg_json, names, build))
             self.pools[group] = Pool(group, start, lambda a: a.describe.remote(), self._kill)
             self.pools[group].resize(counts[group])
         self.closed = threading.Event()
@@ -246,12 +157,44 @@ class RayExecutor:
         self.watcher.start()
         self.toolkit = self._wait_until_started()
 
+    def _start(self, host: Any, group: str, args: tuple[Any, ...]) -> Any:
+        """An actor in a placement group of its own: Ray reserves what it asks before it starts, so an actor
+        that finds no room (resources taken meanwhile, or split across nodes) shows as a group not placed
+        rather than as an actor pending for ever. Without a placement group where it asks for nothing."""
+        from ray.util import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        ask, options = self.asks[group], actor_options(self.asks[group])
+        bundle = {r: v for r, v in (("CPU", ask.cpus), ("GPU", ask.gpus), ("memory", ask.memory)) if v}
+        placed = placement_group([bundle]) if bundle else None
+        if placed is not None:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placed)
+        actor = host.options(**options).remote(*args)
+        if placed is not None:
+            self.groups[actor] = placed
+            self.placing[actor] = (placed.ready(), time.monotonic(), group)
+        return actor
+
     def _kill(self, actor: Any, restart: bool = False) -> None:
+        from ray.util import remove_placement_group
+
         self.ray.kill(actor, no_restart=not restart)
+        if not restart and (placed := self.groups.pop(actor, None)) is not None:
+            self.placing.pop(actor, None)
+            remove_placement_group(placed)
 
     def _watch(self) -> None:
-        """Moves actors that have loaded their tools to their pool's idle ones."""
+        """Moves actors that have loaded their tools to their pool's idle ones, and takes out of their pool
+        the actors Ray has found no room for within PLACE_WITHIN_S."""
         while not self.closed.is_set():
+            if placing := dict(self.placing):
+                ready = set(self.ray.wait([r for r, _, _ in placing.values()], num_returns=len(placing), timeout=0)[0])
+                for actor, (ref, since, group) in placing.items():
+                    if ref in ready:
+                        self.placing.pop(actor, None)
+                    elif time.monotonic() - since > PLACE_WITHIN_S:
+                        ask = self.asks[group]
+                        self.pools[group].unplaced(actor, f"{ask.gpus:g} GPUs, {ask.cpus:g} CPUs", PLACE_WITHIN_S)
             probes = {ref: pool for pool in self.pools.values() for ref in pool.probes()}
             if not probes:
                 self.closed.wait(0.1)
@@ -271,7 +214,7 @@ class RayExecutor:
         while starting := [p for p in self.pools.values() if p.described is None]:
             if failed := next((p for p in starting if not p.actors), None):
                 self.close()
-                raise ConfigError(f"Ray pool {failed.name}: its actors could not load their tools: {failed.failed}")
+                raise ConfigError(f"Ray pool {failed.name}: {failed.failed}")
             waited = time.perf_counter() - started
             if waited - said >= REPORT_EVERY_S:
                 said = waited
@@ -323,13 +266,13 @@ class RayExecutor:
         try:
             ref = actor.run.remote(tool.name, inp)
             timeout_s = tool.resources.timeout_s
-            if not self.ray.wait([ref], timeout=timeout_s)[0]:  # hung: only killing its actor frees its device
-                self.ray.cancel(ref)  # so that the restarted actor does not run it again
-                self._kill(actor, restart=True)
-                restarting = True
-                detail = f"{tool.name} ran past its {timeout_s:g} s limit; its actor was killed and restarted"
-                return Executed(None, ToolError("timeout", detail), (timeout_s or 0) * tool.resources.devices, queued_s)
-            executed, rendered, usage = self.ray.get(ref)
+            executed, rendered, usage = self.ray.get(ref, timeout=timeout_s)
+        except self.ray.exceptions.GetTimeoutError:  # hung: only killing its actor frees its device
+            self.ray.cancel(ref)  # so that the restarted actor does not run it again
+            self._kill(actor, restart=True)
+            restarting = True
+            detail = f"{tool.name} ran past its {timeout_s:g} s limit; its actor was killed and restarted"
+            return Executed(None, ToolError("timeout", detail), (timeout_s or 0) * tool.resources.devices, queued_s)
         except self.ray.exceptions.RayActorError as err:  # died on every run Ray gave the call
             restarting = True
             detail = f"{tool.name}: its actor died {MAX_TASK_RETRIES + 1} times during the call: {first_line(err)}"
@@ -346,7 +289,7 @@ class RayExecutor:
         self.watcher.join()
         for pool in self.pools.values():
             for actor in (*pool.actors, *pool.retiring):
-                self.ray.kill(actor)
+                self._kill(actor)
         if self.owns_ray:
             self.ray.shutdown()
 

@@ -8,9 +8,10 @@ import threading
 
 import pytest
 
+from agent.actor_pool import Pool
 from agent.config import ConfigError
 from agent.ray_cluster import Ask, fit
-from agent.ray_pools import Pool, pool_ask
+from agent.ray_pools import pool_ask
 from tools import tool_resources
 from tools.base import Resources
 
@@ -128,3 +129,12 @@ def test_an_actor_that_cannot_load_leaves_its_pool_and_an_empty_pool_fails_calls
     pool.loaded(("probe", 0), None, "ValueError: no weights at /models/x")
     with pytest.raises(Exception, match="no weights"):
         pool.take()
+
+
+def test_an_actor_ray_finds_no_room_for_leaves_its_pool_and_says_why() -> None:
+    fake = FakeActors()
+    pool = Pool("propagate", fake.start, fake.probe, fake.kill)
+    pool.resize(2)
+    pool.loaded(("probe", 0), {"t": ()})
+    pool.unplaced(1, "1 GPUs, 0.25 CPUs", 30)
+    assert fake.killed == [1] and pool.actors == [0] and "no node had room" in str(pool.failed)

@@ -198,6 +198,45 @@ def test_the_run_command_starts_a_ray_of_its_own_that_fits_this_machine(tmp_path
     assert "stopped_max_samples" in done.stdout
 
 
+def within(seconds: float, make: Any) -> BaseException:
+    """What `make()` raised, waited for at most `seconds` (a hang fails the test instead of blocking it)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            make()
+        except BaseException as err:  # noqa: BLE001 -- handed to the test
+            raised.append(err)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still waiting after {seconds} s"
+    assert raised, "it did not fail"
+    return raised[0]
+
+
+def test_pools_that_do_not_fit_fail_in_one_line_naming_the_pool_never_hang(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This Ray has 4 GPUs. A pool asking 8 per actor is refused before any actor starts; and where the
+    cluster looked roomier than it is (another job took the GPUs meanwhile), Ray's placement group for the
+    actor is never placed and the run stops after PLACE_WITHIN_S instead of waiting for ever."""
+    pools = {**POOLS, "propagate": {"gpus": 8, "cpus": 0.1}}
+    refused = within(60, lambda: Factory(small_config(out=tmp_path / "a", executor="ray", pools=pools)))
+    assert "Ray pool propagate: an actor asks for 8 GPUs" in str(refused) and "pools.propagate.gpus" in str(refused)
+    monkeypatch.setattr("agent.ray_pools.capacity", lambda: [{"CPU": 2.0, "GPU": 16.0, "memory": 2.0**34}])
+    monkeypatch.setattr("agent.ray_pools.PLACE_WITHIN_S", 3.0)
+    refused = within(120, lambda: Factory(small_config(out=tmp_path / "b", executor="ray", pools=pools)))
+    assert "Ray pool propagate: no node had room for an actor (8 GPUs" in str(refused)
+    deadline = time.monotonic() + 30  # nothing of the failed start is left holding GPUs (Ray frees them soon)
+    while ray.available_resources().get("GPU") != 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("GPU") == 4
+
+
 def test_ray_address_auto_is_refused_where_several_clusters_run(tmp_path: Path) -> None:
     """This module's Ray and the foreign cluster both run here: `auto` would be a guess."""
     command = [sys.executable, "main.py", "--executor", "ray", "--ray-address", "auto", "--out", str(tmp_path / "o")]
