@@ -244,3 +244,19 @@ def test_ray_address_auto_is_refused_where_several_clusters_run(tmp_path: Path) 
     assert done.returncode == 1
     assert "--ray-address auto:" in done.stdout and "Ray clusters run on this machine" in done.stdout
     assert "HOST:PORT" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_scale_bench_runs_the_product_at_a_small_size() -> None:
+    """bench.scale --quick: Factory.execute on PostgreSQL with simulated stages in Ray actors, every setting
+    at a tiny size, on a Ray of its own while this module's and the foreign cluster run."""
+    pytest.importorskip("psycopg", reason="psycopg is missing: pip install -e '.[scale]'")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    if "no PostgreSQL server here" in done.stderr:
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if "accepted/h" in line]
+    assert len(rows) == 4, done.stdout
+    for row in rows:
+        assert "busy: caption_clip" in row and "propagate" in row and "PostgreSQL connections" in row, row
