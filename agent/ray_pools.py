@@ -54,7 +54,8 @@ class ToolHost:
 
     def __init__(self, cfg_json: str, tools: list[str], build: Builder = configured_toolkit) -> None:
         cfg = RunConfig.model_validate_json(cfg_json)
-        engine = open_engine(cfg.resolved_db_url, pool_size=0)  # its calls' artifacts: a few rows per call
+        # Its calls' artifacts, a few rows per call, in the store the run has made.
+        engine = open_engine(cfg.resolved_db_url, pool_size=0, create_tables=False)
         self.toolkit = build(cfg, tools)
         self.io, self.prompts, self.local = ArtifactStore(cfg.out, engine), PromptBook(cfg.prompts_dir), LocalExecutor()
 

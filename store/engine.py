@@ -12,10 +12,12 @@ from store import tables  # noqa: F401  (registers the tables on SQLModel.metada
 SQLITE_BUSY_TIMEOUT_S = 60  # concurrent episodes write from several threads; waiting beats failing
 
 
-def open_engine(url: str, pool_size: int = 10) -> Engine:
+def open_engine(url: str, pool_size: int = 10, create_tables: bool = True) -> Engine:
     """`pool_size`: on a database server, the connections kept open (the driver's episodes take one for a
     moment at a time, and as many again may be opened under load); 0 keeps none (a Ray actor, which writes a
-    few rows per call: a pool in each of many actors would hold more connections than a server allows)."""
+    few rows per call: a pool in each of many actors would hold more connections than a server allows).
+    `create_tables=False` where the run has made the store already (actors: dozens creating the same
+    tables at once on a new PostgreSQL database collided)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
 
@@ -34,8 +36,9 @@ def open_engine(url: str, pool_size: int = 10) -> Engine:
         engine = create_engine(
             url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_timeout=SQLITE_BUSY_TIMEOUT_S
         )
-    SQLModel.metadata.create_all(engine)
-    upgrade_store(engine)
+    if create_tables:
+        SQLModel.metadata.create_all(engine)
+        upgrade_store(engine)
     return engine
 
 
