@@ -112,7 +112,7 @@ def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, sm
     assert sorted(c.training_id for c in trained) == sorted(r.id for r in rounds) and all(
         c.device_seconds > 0 for c in trained
     )
-    assert factory.caller.executor.pools["editto"].gpus_per_actor == 1  # type: ignore[attr-defined]
+    assert factory.caller.executor.asks["editto"].gpus == 1  # type: ignore[attr-defined]
     assert charged_once(factory)
 
 
