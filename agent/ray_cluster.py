@@ -72,7 +72,7 @@ def connect(cfg: RunConfig) -> tuple[str, bool]:
                 "name one: --ray-address HOST:PORT"
             )
     ray.init(address=address)  # a cluster: every machine has the project installed
-    have = ray.cluster_resources()
+    have, address = ray.cluster_resources(), ray.get_runtime_context().gcs_address
     return (
         f"Ray: joined the cluster at {address} ({len([n for n in ray.nodes() if n['Alive']])} nodes, "
         f"{have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)",
