@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from cli.render import (
     print_checkpoint_use,
     print_episode_trace,
     print_json,
+    print_logs_of,
     print_run_end,
     print_run_start,
     print_training_trace,
@@ -100,7 +102,12 @@ def run(
     ] = None,
     executor: Annotated[str | None, typer.Option(help="Where tools run: local (this process) | ray.")] = None,
     ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join ('auto': the local `ray start`).")
+        str | None,
+        typer.Option(
+            help="Ray cluster to join: HOST:PORT, or auto (the one `ray start` runs on this machine). Without it a "
+            "Ray is started for the run, even where a cluster runs.",
+            envvar="RAY_ADDRESS",
+        ),
     ] = None,
     gpus: Annotated[float | None, typer.Option(help="GPUs a Ray started for this run may use.")] = None,
     print_config: Annotated[
@@ -118,9 +125,11 @@ def run(
     from agent.checks import changed_templates, check_run_inputs
     from agent.config import ConfigError, llm_planner_override, resolve_run_config
     from agent.runner import Factory, RunError
+    from agent.sources import count_clips
     from cli.signals import stop_signals_as_interrupt
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    print_logs_of("agent.ray_pools")  # which Ray, and its pools while they start: the run's first lines
     flags: dict[str, Any] = {
         k: v
         for k, v in {
@@ -153,7 +162,7 @@ def run(
         console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
     try:
-        clips = check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
+        check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
         factory = Factory(cfg, run_id)
     except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
         hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
@@ -162,8 +171,11 @@ def run(
     print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
     if applied:
         console.print(f"Applied to run {factory.run.id} (none can change an output): {escape('; '.join(applied))}")
-    total = cfg.episodes_per_clip * len(clips)
-    with run_progress(total, cfg.budget_device_seconds, unit) as on_progress, stop_signals_as_interrupt() as stops:
+    count = partial(count_clips, cfg.source_dir)
+    with (
+        run_progress(cfg.budget_device_seconds, unit, cfg.episodes_per_clip, count) as on_progress,
+        stop_signals_as_interrupt() as stops,
+    ):
         try:
             result = factory.execute(on_progress)
         except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:

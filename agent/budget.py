@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -118,9 +118,16 @@ def split_gpus(cost_s: dict[str, float], gpus_per_actor: dict[str, float], gpus:
 
 
 def cost_by_tool(engine: Engine, run_id: str) -> dict[str, float]:
-    """Device-seconds charged per tool in the run so far."""
+    """Device-seconds charged per tool in the run so far, to its finished episodes and to no episode
+    (screening, training): an episode in flight has paid only for its first stages, and counting it weighs
+    the early stages more than the run will (a GPU split from the first 20 episodes gave the key-frame edit
+    four times propagation's GPUs)."""
     with Session(engine) as s:
         rows = s.exec(
-            select(Charge.tool, func.sum(Charge.device_seconds)).where(Charge.run_id == run_id).group_by(Charge.tool)
+            select(Charge.tool, func.sum(Charge.device_seconds))
+            .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
+            .join(Episode, col(Episode.id) == ToolCall.episode_id, isouter=True)
+            .where(Charge.run_id == run_id, or_(col(Episode.id).is_(None), Episode.status != "running"))
+            .group_by(Charge.tool)
         ).all()
     return {tool: float(seconds) for tool, seconds in rows}

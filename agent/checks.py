@@ -15,18 +15,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from agent.config import PLANNER_URL, ConfigError, RunConfig
-from agent.runner import RunError, find_clips
+from agent.runner import RunError
+from agent.sources import iter_clips
 from prompts.loader import PromptBook, PromptError
 from store.tables import Episode, ToolCall
 
 
-def check_run_inputs(cfg: RunConfig) -> list[Path]:
-    """Raises ConfigError naming the flag and what is wrong; returns the source clips."""
+def check_run_inputs(cfg: RunConfig) -> None:
+    """Raises ConfigError naming the flag and what is wrong."""
     check_out_folder(cfg.out)
-    clips = check_source_dir(cfg.source_dir)
+    check_source_dir(cfg.source_dir)
     check_templates(cfg.prompts_dir)
     check_planner_endpoint(cfg.backends.planner)
-    return clips
 
 
 def check_out_folder(out: Path) -> None:
@@ -40,7 +40,8 @@ def check_out_folder(out: Path) -> None:
         raise ConfigError(f"--out {out}: cannot write in {nearest} ({err.strerror})") from err
 
 
-def check_source_dir(source_dir: Path | None) -> list[Path]:
+def check_source_dir(source_dir: Path | None) -> None:
+    """The folder holds a clip: the walk stops at the first one, so a million clips are checked at once."""
     if source_dir is not None:
         try:
             os.stat(source_dir)
@@ -50,12 +51,11 @@ def check_source_dir(source_dir: Path | None) -> list[Path]:
         if not source_dir.is_dir():
             raise ConfigError(f"--source-dir {source_dir}: is not a folder")
     try:
-        clips = find_clips(source_dir)
+        first = next(iter_clips(source_dir), None)
     except (RunError, OSError) as err:
         raise ConfigError(f"--source-dir {source_dir}: {err}" if source_dir else str(err)) from err
-    if not clips:
+    if first is None:
         raise ConfigError(f"--source-dir {source_dir}: holds no video files (.mp4 .mov .webm .mkv)")
-    return clips
 
 
 ENDPOINT_CONNECT_S = 5.0  # a live endpoint accepts a connection at once, even when its model is busy

@@ -50,6 +50,7 @@ class PoolConfig(BaseModel, extra="forbid"):
     actors: int | None = Field(default=None, ge=1)
     gpus: float | None = Field(default=None, ge=0)
     cpus: float | None = Field(default=None, ge=0)
+    memory_gb: float | None = Field(default=None, ge=0)  # host memory an actor reserves (Ray's `memory`)
     # Device-seconds per accepted sample this stage costs: how --gpus splits GPUs before the run has
     # measured it (then the run's own charges decide).
     prior_s: float | None = Field(default=None, ge=0)

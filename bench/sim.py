@@ -1,4 +1,5 @@
-"""Tools that do no work, for simulating and timing the agent (bench/policy.py, bench/overhead.py).
+"""Tools that do no work, for simulating and timing the agent (bench/policy.py, bench/overhead.py), or that
+only hold a logical GPU for a stage's time inside a Ray actor (bench/scale.py).
 
 They stand in for the episode's tools behind the real ToolCaller: same names, same Input and Output
 models, so the real graph, nodes, policy, cache and ledger run unchanged. They do no file I/O (a handful of
@@ -27,6 +28,7 @@ The judges' verdicts follow a small model of edit quality, drawn deterministical
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, ClassVar
@@ -87,8 +89,11 @@ class SimTool:
     templates: ClassVar[tuple[str, ...]] = ()
     backend_id: str = "sim"
     resources: Resources = field(default_factory=lambda: Resources(devices=1, timeout_s=None))
+    hold_s: float = 0.0  # seconds a call holds its device(s) before it answers (bench/scale.py)
 
     def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:
+        if self.hold_s:
+            time.sleep(self.hold_s)
         digest = hashlib.sha256(f"{self.name}:{inp.model_dump_json()}".encode()).digest()
 
         def artifact(kind: str) -> str:
@@ -197,3 +202,24 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
         "judge_video": (JudgeInput, Verdict, judge_video),
     }
     return {name: SimTool(name, inp, out, answer) for name, (inp, out, answer) in answers.items()}
+
+
+@dataclass(frozen=True)
+class HeldStage:
+    """A stage of bench/scale.yaml: the seconds a call holds its GPUs, and the GPUs an actor holds."""
+
+    seconds: float
+    gpus: float
+
+
+def held_toolkit(cfg: Any, tools: list[str], stages: dict[str, HeldStage]) -> dict[str, SimTool]:
+    """The named tools, simulated, for a Ray actor (agent.ray_pools.ToolHost's `build`): a call to a stage
+    listed holds its logical GPUs for the stage's seconds and is charged that time x its GPUs; the others
+    hold nothing and cost nothing. Verdicts as sim_toolkit's, calibrated to the run's thresholds."""
+    toolkit = sim_toolkit(PassRates(), cfg.policy.keyframe_pass, cfg.policy.video_pass)
+    for name, stage in stages.items():
+        toolkit[name].hold_s = stage.seconds
+        toolkit[name].resources = Resources(devices=stage.gpus, gpus=stage.gpus, timeout_s=None)
+    for name in toolkit.keys() - stages.keys():
+        toolkit[name].resources = Resources(devices=0, gpus=0, timeout_s=None)
+    return {name: toolkit[name] for name in tools}

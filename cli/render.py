@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -342,8 +345,12 @@ ProgressUpdate = Callable[[Any, int], None]  # (RunTotals, episodes in flight)
 
 
 @contextmanager
-def run_progress(total: int, budget_device_seconds: float, unit: str) -> Iterator[ProgressUpdate]:
-    """A progress bar of episodes done, accepted, discarded, device-days spent and left, and an ETA."""
+def run_progress(
+    budget_device_seconds: float, unit: str, episodes_per_clip: int, count_clips: Callable[[], int]
+) -> Iterator[ProgressUpdate]:
+    """A progress bar of episodes done, accepted, discarded, clips seen, device-days spent and left, and an
+    ETA. The clips are counted in a thread of their own once the first episode runs (a million take seconds to
+    list): the bar's total, and the clips' total beside the clips seen, show once the count is in."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -353,16 +360,30 @@ def run_progress(total: int, budget_device_seconds: float, unit: str) -> Iterato
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("episodes", total=total, stats="")
+        task = bar.add_task("episodes", total=None, stats="")
+        clips: list[int] = []
+
+        def count() -> None:
+            try:
+                clips.append(count_clips())
+            except Exception:  # noqa: BLE001 -- for show only: the run itself says what it cannot read
+                return
+            bar.update(task, total=clips[0] * episodes_per_clip)
+
+        counter = threading.Thread(target=count, name="count-clips", daemon=True)
 
         def on_progress(totals: Any, in_flight: int) -> None:
+            if counter.ident is None and in_flight:  # once the first episode runs: it waits for nothing
+                counter.start()
             left = max(0.0, budget_device_seconds - totals.spent_device_seconds) / SECONDS_PER_DAY
+            seen = f"{totals.clips_seen} of {clips[0]}" if clips else f"{totals.clips_seen}"
             bar.update(
                 task,
                 completed=totals.accepted + totals.discarded,
                 stats=(
                     f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
-                    f"| {totals.spent_device_seconds / SECONDS_PER_DAY:.5f} {unit}-days spent, {left:.5f} left"
+                    f"| {seen} clips seen | {totals.spent_device_seconds / SECONDS_PER_DAY:.5f} {unit}-days spent, "
+                    f"{left:.5f} left"
                 ),
             )
 
@@ -370,6 +391,15 @@ def run_progress(total: int, budget_device_seconds: float, unit: str) -> Iterato
             yield on_progress
         finally:
             bar.stop()
+
+
+def print_logs_of(logger: str) -> None:
+    """A logger's records from INFO up as plain lines on the console, above a live progress bar, instead of
+    the log's format (the Ray pools' lines are the user's: which Ray, and the pools while they start)."""
+    log = logging.getLogger(logger)
+    log.setLevel(logging.INFO)
+    log.addHandler(RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False))
+    log.propagate = False
 
 
 def print_run_start(run_id: str, cfg: Any, toolkit: dict[str, Any], unit: str) -> None:

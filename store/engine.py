@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel, create_engine
 
 from store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -20,7 +21,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 7_361_428_003  # a PostgreSQL advisory lock: one process migrates a shared store at a time
 
 
-def open_engine(url: str) -> Engine:
+def open_engine(url: str, pool_size: int = 10, migrate_schema: bool = True) -> Engine:
+    """`pool_size`: on a database server, the connections kept open (the driver's episodes take one for a
+    moment at a time, and as many again may be opened under load); 0 keeps none (a Ray actor, which writes a
+    few rows per call: a pool in each of many actors would hold more connections than a server allows).
+    `migrate_schema=False` where the run has made the store current already (Ray actors: dozens creating the
+    same tables at once on a new PostgreSQL database collided)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
 
@@ -31,10 +37,16 @@ def open_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+    elif pool_size == 0:  # SQLAlchemy's pool_size=0 would mean "no limit"
+        engine = create_engine(url, poolclass=NullPool)
     else:
-        # Every episode in flight may hold a connection for a moment; a server's default limit is 100.
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
-    migrate(engine)
+        # A server's default limit is 100 connections, shared with the checkpointer's pool; episodes beyond
+        # these wait for a free connection, as long as the SQLite store waits for its lock.
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_timeout=SQLITE_BUSY_TIMEOUT_S
+        )
+    if migrate_schema:
+        migrate(engine)
     return engine
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("OPENAI_BASE_URL", None)
 
 from agent.config import RunConfig, deep_merge, load_config  # noqa: E402
-from agent.runner import sample_clips  # noqa: E402
+from agent.sources import sample_clips  # noqa: E402
 from bench.bad_inputs import write_bad_clips  # noqa: E402
 
 # Small enough that an episode takes well under a second on one core.
@@ -56,3 +58,48 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401  (a throwaway PostgreSQL)
+
+
+@pytest.fixture(scope="module")
+def foreign_ray_cluster() -> Iterator[Path]:
+    """A Ray cluster someone started on this machine with `ray start`, which Ray's own default (`ray.init()`
+    with no address) would join. It lives in a temp dir of its own, and RAY_TMPDIR points Ray's default
+    there for the module, so only this module's Ray calls see it; Ray processes started meanwhile (here
+    and in subprocesses) see it too. Stopped by the PID of the `ray start` that runs it, never `ray stop`,
+    which would stop every Ray on the machine."""
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    tmp = Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled"}
+    ray_cli = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1"]
+    flags = ["--include-dashboard=false", "--disable-usage-stats", "--block"]
+    started = subprocess.Popen(
+        ray_cli + flags, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    address_file = tmp / "ray" / "ray_current_cluster"
+    deadline = time.monotonic() + 120
+    while not address_file.is_file() and started.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    before = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(tmp)
+    try:
+        assert address_file.is_file(), "ray start --head did not start"
+        yield tmp
+    finally:
+        if before is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = before
+        started.terminate()  # `ray start --block` stops what it started on SIGTERM
+        try:
+            started.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(started.pid, 9)
+        shutil.rmtree(tmp, ignore_errors=True)

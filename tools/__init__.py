@@ -152,13 +152,15 @@ def shared_model_pools(backends: BackendsConfig, tools: Iterable[str]) -> dict[s
 
 
 def pool_resources(tools: list[str], backends: BackendsConfig) -> Resources:
-    """The resources of an actor pool that runs `tools` on one resident model: the largest number of actors,
-    GPUs and CPUs per actor any of their specs asks for (its first tool's otherwise)."""
+    """The resources of an actor pool that runs `tools` on one resident model: the largest number of actors and
+    GPUs per actor any of their specs asks for, and CPUs per actor where a spec names them (else the Ray pools'
+    default for the kind of tool, agent/ray_pools.pool_ask)."""
     each = [tool_resources(name, backends) for name in tools]
     gpus = [r.gpus if r.gpus is not None else r.devices for r in each]
-    return each[0].model_copy(
-        update={"actors": max(r.actors for r in each), "gpus": max(gpus), "cpus": max(r.cpus for r in each)}
-    )
+    update: dict[str, Any] = {"actors": max(r.actors for r in each), "gpus": max(gpus)}
+    if given := [r.cpus for r in each if "cpus" in r.model_fields_set]:
+        update["cpus"] = max(given)
+    return each[0].model_copy(update=update) if len(each) > 1 else each[0]
 
 
 EPISODE_TOOLS = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from agent.runner import VIDEO_SUFFIXES, find_clips, plan_episodes
+from agent.runner import plan_episodes
+from agent.sources import VIDEO_SUFFIXES, iter_clips
 
 
 def make_tree(root: Path) -> None:
@@ -17,12 +18,12 @@ def make_tree(root: Path) -> None:
 def test_clips_come_in_sorted_path_order(tmp_path: Path) -> None:
     make_tree(tmp_path)
     expected = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
-    assert find_clips(tmp_path) == expected
+    assert list(iter_clips(tmp_path)) == expected
 
 
 def test_plan_is_round_robin_and_numbered_in_order(tmp_path: Path) -> None:
     make_tree(tmp_path)
-    clips = find_clips(tmp_path)
+    clips = list(iter_clips(tmp_path))
     plan = list(plan_episodes(tmp_path, 2))
     assert [p.index for p in plan] == list(range(2 * len(clips)))
     assert [(p.variant, p.clip) for p in plan] == [(v, c) for v in range(2) for c in clips]

@@ -39,3 +39,30 @@ def test_pools_auto_without_a_gpu_count_is_an_error_naming_the_key(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"in .*cluster\.yaml: pools: auto .* gpus: N or --gpus N"):
         load_config("cpu", config)
     assert load_config("cpu", config, {"gpus": 4}).gpus == 4  # the flag gives the count
+
+
+def test_the_split_counts_finished_episodes_and_run_level_calls_not_those_in_flight(tmp_path: Path) -> None:
+    """An episode in flight has paid for its first stages only: counted, they would look costlier than they are."""
+    from sqlmodel import Session
+
+    from agent.budget import cost_by_tool
+    from store.engine import open_engine
+    from store.tables import Charge, Episode, Run, ToolCall
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with Session(engine) as s:
+        s.add(Run(id="r", profile="cpu", budget_device_seconds=1.0, seed=0, config_json="{}"))
+        s.flush()
+        for episode, status in (("done", "accepted"), ("going", "running")):
+            s.add(Episode(id=episode, run_id="r", index=0, clip_path="c.mp4", variant=0, seed=0, status=status))
+        s.flush()
+        calls = [("done", "edit_keyframe", 1.0), ("done", "propagate", 4.0), ("going", "edit_keyframe", 1.0)]
+        calls.append((None, "fingerprint_clip", 0.5))  # screening: no episode
+        for n, (episode, tool, seconds) in enumerate(calls):
+            site = {"episode_id": episode, "node": tool, "attempt": 0, "tool": tool}
+            call = ToolCall(call_key=str(n), tool_version="1", backend="b", input_json="{}", **site)
+            s.add(call)
+            s.flush()
+            s.add(Charge(tool_call_id=call.id, run_id="r", tool=tool, device_seconds=seconds))
+        s.commit()
+    assert cost_by_tool(engine, "r") == {"edit_keyframe": 1.0, "propagate": 4.0, "fingerprint_clip": 0.5}

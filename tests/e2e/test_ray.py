@@ -1,11 +1,16 @@
-"""Tools in Ray actor pools (a local Ray with logical GPUs): the same samples as a local run, and faults
-that kill actors lose no episode and charge nothing twice. One Ray session serves the whole module."""
+"""Tools in Ray actor pools (a local Ray with logical GPUs, started while another Ray cluster runs on the
+machine): the same samples as a local run; actors killed mid-call, between calls or while loading cost their
+calls a retry, not an episode or a second charge; the run's own command on this 2-CPU machine. One Ray
+session serves the whole module."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,44 +18,36 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlmodel import Session, select
 
 from agent.ray_pools import pool_name
-from agent.runner import Factory, sample_clips
-from store.tables import Charge, Episode, ToolCall, TrainingRun
+from agent.runner import Factory
+from agent.sources import sample_clips
+from store.tables import ToolCall, TrainingRun
+from tests.conftest import SMALL
+from tests.e2e.ray_runs import POOLED, POOLS, charged_once, charges, one_clip_config, outcome
 from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="ray is missing: pip install -e '.[scale]'")
 ROOT = Path(__file__).resolve().parents[2]
-POOLED = ("ingest", "caption_clip", "plan_instruction", "edit_keyframe", "judge_keyframe", "propagate")
-# Two actors where episodes queue, one elsewhere; no CPU reserved, so a 2-CPU machine schedules them all.
-POOLS = {t: {"actors": 2 if t in POOLED[3:] else 1, "cpus": 0} for t in (*POOLED, "enhance_temporal", "judge_video")}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
+def local_ray(foreign_ray_cluster: Path) -> Iterator[None]:
+    """A Ray of the module's own: `address="local"`, as every test and bench starts one, never the cluster
+    that runs on the machine (which `ray.init()` would join, and then refuse num_cpus and num_gpus)."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, num_gpus=4, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=4,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
     yield
     ray.shutdown()
-
-
-def outcome(factory: Factory) -> dict[str, Any]:
-    with Session(factory.engine) as s:
-        episodes = s.exec(select(Episode).order_by(Episode.index)).all()
-        plans = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction", ToolCall.error_kind.is_(None))).all()  # type: ignore[union-attr]
-    return {
-        "decisions": [(e.index, e.status, e.reason) for e in episodes],
-        "instructions": sorted(p.output_json for p in plans),  # type: ignore[misc]
-    }
-
-
-def charged_once(factory: Factory) -> bool:
-    with Session(factory.engine) as s:
-        executed = s.exec(select(ToolCall).where(ToolCall.reused_call_id.is_(None))).all()  # type: ignore[union-attr]
-        charges = s.exec(select(Charge)).all()
-    return sorted(c.tool_call_id for c in charges) == sorted(c.id for c in executed)  # type: ignore[misc]
 
 
 def steady_charge(factory: Factory) -> float:
@@ -63,19 +60,10 @@ def steady_charge(factory: Factory) -> float:
             per_tool.setdefault(c.tool, []).append(c.device_seconds)
     pools = factory.caller.executor.pools  # type: ignore[attr-defined]
     total = 0.0
-    for tool, charges in per_tool.items():
-        later = sorted(charges)[: -len(pools[pool_name(tool)].actors)] or charges  # the costliest: the first calls
-        total += statistics.mean(later) * len(charges)
+    for tool, charged in per_tool.items():
+        later = sorted(charged)[: -len(pools[pool_name(tool)].actors)] or charged  # the costliest: the first calls
+        total += statistics.mean(later) * len(charged)
     return total
-
-
-def test_ray_pools_make_the_same_samples_as_a_local_run(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
-    local = Factory(small_config(out=tmp_path / "local", seed=3))
-    local.execute()
-    on_ray = Factory(small_config(out=tmp_path / "ray", seed=3, executor="ray", pools=POOLS, concurrency=4))
-    result = on_ray.execute()
-    assert result.totals.accepted > 0 and outcome(on_ray) == outcome(local)
-    assert charged_once(on_ray)
 
 
 def test_more_actors_per_pool_charge_the_same_and_decide_the_same(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
@@ -124,29 +112,14 @@ def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, sm
     assert sorted(c.training_id for c in trained) == sorted(r.id for r in rounds) and all(
         c.device_seconds > 0 for c in trained
     )
-    assert factory.caller.executor.pools["editto"].gpus_per_actor == 1  # type: ignore[attr-defined]
+    assert factory.caller.executor.asks["editto"].gpus == 1  # type: ignore[attr-defined]
     assert charged_once(factory)
-
-
-def one_clip_config(tmp_path: Path, small_config, url: str, concurrency: int = 2, **planner: Any):  # type: ignore[no-untyped-def]
-    source = tmp_path / "source"
-    source.mkdir()
-    shutil.copy(sample_clips()[0], source / "clip.mp4")
-    return small_config(
-        out=tmp_path / "out",
-        source_dir=source,
-        episodes_per_clip=2,
-        concurrency=concurrency,
-        executor="ray",
-        pools={**POOLS, "plan_instruction": {"actors": 2, "cpus": 0}},
-        backends={"planner": {"kind": "openai", "base_url": url, "model": "m", **planner}},
-    )
 
 
 def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
     replies = [Reply(plan_json(), delay_s=60), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
     with ScriptedLLMServer(replies) as server:
-        factory = Factory(one_clip_config(tmp_path, small_config, server.url, timeout_s=3))
+        factory = Factory(one_clip_config(tmp_path, small_config, server.url, planner={"timeout_s": 3}))
         result = factory.execute()
     with Session(factory.engine) as s:
         kinds = [c.error_kind for c in s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()]
@@ -154,28 +127,136 @@ def test_a_hung_call_kills_its_actor_and_the_run_goes_on(tmp_path: Path, small_c
     assert charged_once(factory)
 
 
-def test_an_actor_killed_mid_call_is_retried_on_another_and_charged_once(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
-    replies = [Reply(plan_json(), delay_s=8), Reply(plan_json()), Reply(plan_json("Give it a sepia tone."))]
-    with ScriptedLLMServer(replies) as server:
-        factory = Factory(one_clip_config(tmp_path, small_config, server.url, concurrency=1))  # one call at a time
-        pool = factory.caller.executor.pools["plan_instruction"]  # type: ignore[attr-defined]
-        killed: list[Any] = []
+def pid_of(actor: Any) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda host: os.getpid()))
 
-        def kill_the_busy_actor() -> None:
-            while not server.requests:
+
+def test_actors_killed_mid_call_between_calls_and_while_loading_cost_a_retry_not_an_episode(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+) -> None:
+    """Actor processes killed, as a crash or the OOM killer kills them: the planner's only actor in the middle
+    of a call (kill -9); then, the pool grown to two, its new actor while it loads and the busy one in the
+    middle of the next call; the key-frame judge's only actor between two calls (kill -9). The run ends with
+    the decisions and the number of charges of an undisturbed run: each interrupted call charged once."""
+    with ScriptedLLMServer([Reply(plan_json())]) as server:
+        undisturbed = Factory(one_clip_config(tmp_path / "undisturbed", small_config, server.url, executor="local"))
+        undisturbed.execute()
+    slow, fast = Reply(plan_json(), delay_s=4), Reply(plan_json())
+    with ScriptedLLMServer([slow, fast, slow, fast]) as server:  # the killed calls are the slow ones
+        pools = {**POOLS, "plan_instruction": {"actors": 1, "cpus": 0}, "judge_keyframe": {"actors": 1, "cpus": 0}}
+        cfg = one_clip_config(tmp_path / "killed", small_config, server.url, concurrency=1, pools=pools)
+        factory = Factory(cfg)
+        planner = factory.caller.executor.pools["plan_instruction"]  # type: ignore[attr-defined]
+        judge = factory.caller.executor.pools["judge_keyframe"]  # type: ignore[attr-defined]
+        os.kill(pid_of(judge.actors[0]), signal.SIGKILL)  # between calls: the next waits for Ray's restart
+        first_planner = pid_of(planner.actors[0])
+        killed_mid_call: list[int] = []  # the pool's actors when one was killed
+
+        def busy_planner_once_asked(requests: int) -> Any:
+            while len(server.requests) < requests:
+                time.sleep(0.02)
+            busy = [a for a in planner.actors if a not in planner.idle and a not in planner.loading.values()]
+            killed_mid_call.append(len(planner.actors) if len(busy) == 1 else -1)
+            return busy[0]
+
+        def disturb() -> None:
+            busy_planner_once_asked(1)
+            os.kill(first_planner, signal.SIGKILL)
+            planner.resize(2)
+            loading = next(iter(planner.loading.values()))
+            ray.kill(loading, no_restart=False)  # killed while it loads its tools
+            while loading in planner.loading.values():
                 time.sleep(0.05)
-            free = {a._actor_id for a in list(pool.free.queue)}
-            killed.extend(a for a in pool.actors if a._actor_id not in free)
-            for actor in killed:
-                ray.kill(actor, no_restart=False)
+            ray.kill(busy_planner_once_asked(3), no_restart=False)  # as Ray kills a worker: a crash
 
-        killer = threading.Thread(target=kill_the_busy_actor, daemon=True)
+        killer = threading.Thread(target=disturb, daemon=True)
         killer.start()
         result = factory.execute()
-        killer.join(5)
-    assert len(killed) == 1
-    assert result.totals.accepted + result.totals.discarded == 2  # no episode lost
-    with Session(factory.engine) as s:
-        plans = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()
-    assert all(p.error_kind is None for p in plans) and len(plans) == len({(p.episode_id, p.attempt) for p in plans})
+        killer.join(30)
+    assert killed_mid_call == [1, 2]  # a pool of one actor, then of two
+    assert result.totals.accepted + result.totals.discarded == 2
+    assert outcome(factory) == outcome(undisturbed) and charges(factory) == charges(undisturbed)
     assert charged_once(factory)
+
+
+def test_the_run_command_starts_a_ray_of_its_own_that_fits_this_machine(tmp_path: Path) -> None:
+    """`python main.py --executor ray` with no flag about resources, on this 2-CPU machine where a cluster
+    started with `ray start` runs (RAY_TMPDIR, as the module's fixture set it): the pools' default
+    reservations fit, the run starts a Ray of its own, says so first, and makes its samples."""
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "concurrency"}))
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(sample_clips()[0], source / "clip.mp4")
+    command = [sys.executable, "main.py", "--executor", "ray", "--max-samples", "1", "--out", str(tmp_path / "out")]
+    command += ["--config", str(config), "--source-dir", str(source)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.lstrip().splitlines()[0]
+    assert first.startswith("Ray: started one for this run on this machine (2 CPUs"), done.stdout
+    assert "stopped_max_samples" in done.stdout
+
+
+def within(seconds: float, make: Any) -> BaseException:
+    """What `make()` raised, waited for at most `seconds` (a hang fails the test instead of blocking it)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            make()
+        except BaseException as err:  # noqa: BLE001 -- handed to the test
+            raised.append(err)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still waiting after {seconds} s"
+    assert raised, "it did not fail"
+    return raised[0]
+
+
+def test_pools_that_do_not_fit_fail_in_one_line_naming_the_pool_never_hang(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This Ray has 4 GPUs. A pool asking 8 per actor is refused before any actor starts; and where the
+    cluster looked roomier than it is (another job took the GPUs meanwhile), Ray's placement group for the
+    actor is never placed and the run stops after PLACE_WITHIN_S instead of waiting for ever."""
+    pools = {**POOLS, "propagate": {"gpus": 8, "cpus": 0.1}}
+    refused = within(60, lambda: Factory(small_config(out=tmp_path / "a", executor="ray", pools=pools)))
+    assert "Ray pool propagate: an actor asks for 8 GPUs" in str(refused) and "pools.propagate.gpus" in str(refused)
+    monkeypatch.setattr("agent.ray_pools.capacity", lambda: [{"CPU": 2.0, "GPU": 16.0, "memory": 2.0**34}])
+    monkeypatch.setattr("agent.ray_pools.PLACE_WITHIN_S", 3.0)
+    refused = within(120, lambda: Factory(small_config(out=tmp_path / "b", executor="ray", pools=pools)))
+    assert "Ray pool propagate: no node had room for an actor (8 GPUs" in str(refused)
+    deadline = time.monotonic() + 30  # nothing of the failed start is left holding GPUs (Ray frees them soon)
+    while ray.available_resources().get("GPU") != 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("GPU") == 4
+
+
+def test_ray_address_auto_is_refused_where_several_clusters_run(tmp_path: Path) -> None:
+    """This module's Ray and the foreign cluster both run here: `auto` would be a guess."""
+    command = [sys.executable, "main.py", "--executor", "ray", "--ray-address", "auto", "--out", str(tmp_path / "o")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "--ray-address auto:" in done.stdout and "Ray clusters run on this machine" in done.stdout
+    assert "HOST:PORT" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_scale_bench_runs_the_product_at_a_small_size() -> None:
+    """bench.scale --quick: Factory.execute on PostgreSQL with simulated stages in Ray actors, every setting
+    at a tiny size, on a Ray of its own while this module's and the foreign cluster run."""
+    pytest.importorskip("psycopg", reason="psycopg is missing: pip install -e '.[scale]'")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    if "no PostgreSQL server here" in done.stderr:
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if "accepted/h" in line]
+    assert len(rows) == 4, done.stdout
+    for row in rows:
+        assert "busy: caption_clip" in row and "propagate" in row and "PostgreSQL connections" in row, row

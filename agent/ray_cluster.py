@@ -1,0 +1,165 @@
+"""Which Ray a run uses, and whether its actor pools fit there, decided before any actor starts.
+
+Ray leaves an actor it cannot place pending forever and says so only in its monitor log, so the pools'
+reservations are compared with what the cluster has first: they are shrunk to fit (said in one line) or
+the run is refused in one line that names the pool and the missing resource.
+
+Without --ray-address a run starts a Ray of its own on this machine (`address="local"`), even where a
+cluster started with `ray start` runs: Ray's own default would join that one, whose resources are not
+what the run asked for. --ray-address auto joins the cluster `ray start` made on this machine, and is
+refused when several run here (Ray would pick the latest one it wrote down, alive or not)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from agent.config import ConfigError, RunConfig
+
+# What an actor reserves when neither its backend spec nor pools.<tool> says: a CPU algorithm works a whole
+# core; a model on a GPU (or an endpoint elsewhere) needs a CPU only to feed it. Ray does not cap what an
+# actor uses: a reservation decides only how many actors a node takes. Scaled down when they do not fit.
+CPUS_OF_A_CPU_ALGORITHM = 1.0
+CPUS_OF_OTHER_ACTORS = 0.25
+MIN_SCALED_CPUS = 0.05  # below this a reservation means nothing; fewer actors are started instead
+RESOURCES = (("GPU", "gpus", "GPUs"), ("CPU", "cpus", "CPUs"), ("memory", "memory_gb", "GB of memory"))
+EPSILON = 1e-6  # Ray keeps resources to 4 decimals
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What one actor of a pool reserves. `cpus_given`: from config, never scaled."""
+
+    cpus: float
+    gpus: float
+    memory: float = 0.0  # bytes
+    cpus_given: bool = True
+
+    def amount(self, resource: str) -> float:
+        return {"CPU": self.cpus, "GPU": self.gpus, "memory": self.memory}[resource]
+
+
+def connect(cfg: RunConfig) -> tuple[str, bool]:
+    """Starts or joins Ray as the flags say: (the line that says which, whether the run owns that Ray)."""
+    import ray
+
+    if ray.is_initialized():
+        return "Ray: the Ray this process started before the run (its pools start there)", False
+    if cfg.ray_address is None:
+        code = str(Path(__file__).resolve().parents[1])  # its workers import our code from here
+        ray.init(
+            address="local",
+            num_gpus=cfg.gpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": code}},
+        )
+        have = ray.cluster_resources()
+        return (
+            f"Ray: started one for this run on this machine ({have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} "
+            "GPUs), stopped when it ends; without --ray-address a run never joins a running cluster",
+            True,
+        )
+    address = cfg.ray_address
+    if address == "auto":
+        from ray._private.services import find_gcs_addresses  # how Ray itself finds clusters for "auto"
+
+        running = sorted(find_gcs_addresses())
+        if len(running) > 1:
+            raise ConfigError(
+                f"--ray-address auto: {len(running)} Ray clusters run on this machine ({', '.join(running)}); "
+                "name one: --ray-address HOST:PORT"
+            )
+    ray.init(address=address)  # a cluster: every machine has the project installed
+    have, address = ray.cluster_resources(), ray.get_runtime_context().gcs_address
+    return (
+        f"Ray: joined the cluster at {address} ({len([n for n in ray.nodes() if n['Alive']])} nodes, "
+        f"{have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)",
+        False,
+    )
+
+
+def capacity() -> list[dict[str, float]]:
+    """What each live node of the connected cluster offers to a new actor, by resource. Ray's public API
+    gives nodes' totals and the cluster's free total; where other jobs hold resources, each node is
+    counted at the cluster's free share."""
+    import ray
+
+    total, free = ray.cluster_resources(), ray.available_resources()
+    share = {r: min(1.0, free.get(r, 0.0) / total[r]) if total.get(r) else 0.0 for r, _, _ in RESOURCES}
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    return [{r: node.get(r, 0.0) * share[r] for r, _, _ in RESOURCES} for node in nodes]
+
+
+def place(
+    asks: Mapping[str, Ask], counts: Mapping[str, int], nodes: list[dict[str, float]]
+) -> tuple[list[str], list[dict[str, float]]]:
+    """Places the actors biggest first, each on the first node with room: (the pool of each actor that
+    found none, what the nodes have left)."""
+    left = [dict(node) for node in nodes]
+    actors = sorted(
+        ((pool, asks[pool]) for pool, n in counts.items() for _ in range(n)),
+        key=lambda a: (a[1].gpus, a[1].memory, a[1].cpus),
+        reverse=True,
+    )
+    missing = []
+    for pool, ask in actors:
+        node = next((n for n in left if all(ask.amount(r) <= n[r] + EPSILON for r, _, _ in RESOURCES)), None)
+        if node is None:
+            missing.append(pool)
+            continue
+        for r, _, _ in RESOURCES:
+            node[r] -= ask.amount(r)
+    return missing, left
+
+
+def fit(
+    asks: dict[str, Ask], counts: dict[str, int], nodes: list[dict[str, float]]
+) -> tuple[dict[str, Ask], dict[str, int], str | None]:
+    """The pools' reservations and actor counts that fit the nodes, and the line that says what was
+    shrunk (None when nothing was): CPU reservations not given in config are scaled down first, then the
+    pool with the most actors loses one until they fit. Raises ConfigError naming a pool that does not
+    fit with one actor of every pool, and the resource it lacks."""
+    if not place(asks, counts, nodes)[0]:
+        return asks, counts, None
+    said = []
+    given = sum(a.cpus * counts[p] for p, a in asks.items() if a.cpus_given)
+    scalable = sum(a.cpus * counts[p] for p, a in asks.items() if not a.cpus_given)
+    cpus = sum(n["CPU"] for n in nodes)
+    if scalable and given + scalable > cpus:
+        scale = max(0.0, cpus - given) / scalable
+        asks = {
+            p: a if a.cpus_given else replace(a, cpus=max(MIN_SCALED_CPUS, math.floor(a.cpus * scale * 1e4) / 1e4))
+            for p, a in asks.items()
+        }
+        said.append(f"CPUs per actor not set in config scaled by {scale:.2f} (pools.<tool>.cpus sets them)")
+    asked = dict(counts)
+    while (missing := place(asks, counts, nodes)[0]) and (shrinkable := [p for p, n in counts.items() if n > 1]):
+        # the pools left out first, then those holding what they lack (GPUs, memory), then the biggest
+        scarce = {r for m in missing for r in ("GPU", "memory") if asks[m].amount(r) > 0}
+        pool = max(shrinkable, key=lambda p: (p in missing, any(asks[p].amount(r) for r in scarce), counts[p]))
+        counts = {**counts, pool: counts[pool] - 1}
+    if missing:
+        raise ConfigError(lacking(missing[0], asks, counts, nodes))
+    said += [f"{p} {asked[p]} -> {n} actors" for p, n in counts.items() if n != asked[p]]
+    have = ", ".join(f"{sum(n[r] for n in nodes):g} {r}" for r in ("CPU", "GPU"))
+    return asks, counts, f"Ray: the pools did not fit the cluster ({have}): {'; '.join(said)}"
+
+
+def lacking(pool: str, asks: Mapping[str, Ask], counts: Mapping[str, int], nodes: list[dict[str, float]]) -> str:
+    """One line: the pool, the resource its actor lacks once the other pools' actors are placed, what the
+    cluster has, and the setting to change."""
+    ask, (_, left) = asks[pool], place(asks, {p: n for p, n in counts.items() if p != pool}, nodes)
+    for resource, key, unit in RESOURCES:
+        most = max((n[resource] for n in left), default=0.0)
+        if ask.amount(resource) > most + EPSILON:
+            scale = 2**30 if resource == "memory" else 1
+            total = sum(n[resource] for n in nodes) / scale
+            hint = " or --gpus N (the logical GPUs of a Ray the run starts)" if resource == "GPU" else ""
+            return (
+                f"Ray pool {pool}: an actor asks for {ask.amount(resource) / scale:g} {unit} and no node has that "
+                f"left beside the other pools ({max(0.0, most) / scale:g} free, {total:g} in the cluster): lower "
+                f"pools.{pool}.{key}{hint}"
+            )
+    return f"Ray pool {pool}: its actor does not fit on any node of the cluster"

@@ -1,0 +1,140 @@
+"""The Ray pools' bookkeeping without Ray: what fits a cluster, and how a pool hands out, takes back and
+retires its actors."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+from agent.actor_pool import Pool
+from agent.config import ConfigError
+from agent.ray_cluster import Ask, fit
+from agent.ray_pools import pool_ask
+from tools import tool_resources
+from tools.base import Resources
+
+TWO_CPUS = [{"CPU": 2.0, "GPU": 0.0, "memory": 8 * 2**30}]
+
+
+def cpu_profile_asks(small_config) -> dict[str, Ask]:  # type: ignore[no-untyped-def]
+    cfg = small_config()
+    tools = ("fingerprint_clip", "ingest", "caption_clip", "plan_instruction", "edit_keyframe", "judge_keyframe")
+    tools += ("propagate", "enhance_temporal", "judge_video")
+    return {t: pool_ask(tool_resources(t, cfg.backends), None) for t in tools}
+
+
+def test_the_cpu_profile_fits_two_cpus_by_scaling_the_reservations_it_did_not_set(small_config) -> None:  # type: ignore[no-untyped-def]
+    asks = cpu_profile_asks(small_config)
+    fitted, counts, said = fit(asks, dict.fromkeys(asks, 1), TWO_CPUS)
+    assert counts == dict.fromkeys(asks, 1)
+    assert sum(a.cpus for a in fitted.values()) <= 2.0
+    assert said is not None and "scaled" in said and said.count("\n") == 0
+
+
+def test_a_pool_too_big_for_the_cluster_is_shrunk_and_the_line_names_it() -> None:
+    asks = {"propagate": Ask(cpus=0.5, gpus=1), "judge_video": Ask(cpus=0.5, gpus=0.5), "ingest": Ask(cpus=0.5, gpus=0)}
+    nodes = [{"CPU": 8.0, "GPU": 2.0, "memory": 0.0}]
+    _, counts, said = fit(asks, {"propagate": 3, "judge_video": 1, "ingest": 4}, nodes)
+    assert counts == {"propagate": 1, "judge_video": 1, "ingest": 4}  # the GPU pool shrinks, not the CPU one
+    assert said and "propagate 3 -> 1 actors" in said
+
+
+def test_a_pool_that_cannot_fit_at_all_is_refused_naming_the_pool_and_the_resource() -> None:
+    asks = {"propagate": Ask(cpus=0.1, gpus=1), "ingest": Ask(cpus=0.1, gpus=0)}
+    with pytest.raises(ConfigError) as refused:
+        fit(asks, {"propagate": 1, "ingest": 1}, TWO_CPUS)
+    message = str(refused.value)
+    assert "Ray pool propagate" in message and "1 GPUs" in message and "pools.propagate.gpus" in message
+
+
+def test_actors_are_placed_node_by_node_not_against_the_cluster_total() -> None:
+    """Two nodes of one GPU each hold two 1-GPU actors, not one 2-GPU actor."""
+    nodes = [{"CPU": 4.0, "GPU": 1.0, "memory": 0.0}] * 2
+    assert fit({"p": Ask(cpus=0.1, gpus=1)}, {"p": 2}, nodes)[1] == {"p": 2}
+    with pytest.raises(ConfigError, match="Ray pool p"):
+        fit({"p": Ask(cpus=0.1, gpus=2)}, {"p": 1}, nodes)
+
+
+def test_configured_cpus_are_kept_and_unset_ones_default_by_kind() -> None:
+    assert pool_ask(Resources(cpus=3), None) == Ask(cpus=3, gpus=1)
+    cpu_algorithm = pool_ask(Resources(clock="process_cpu", gpus=0), None)
+    gpu_model = pool_ask(Resources(), None)
+    assert not cpu_algorithm.cpus_given and cpu_algorithm.cpus > gpu_model.cpus > 0 and gpu_model.gpus == 1
+
+
+class FakeActors:
+    """start/probe/kill for a Pool: actors are numbers, a probe is ('probe', actor)."""
+
+    def __init__(self) -> None:
+        self.numbers, self.killed = itertools.count(), []
+
+    def start(self) -> int:
+        return next(self.numbers)
+
+    def probe(self, actor: int) -> tuple[str, int]:
+        return ("probe", actor)
+
+    def kill(self, actor: int) -> None:
+        self.killed.append(actor)
+
+
+def loaded_pool(count: int) -> tuple[Pool, FakeActors]:
+    fake = FakeActors()
+    pool = Pool("p", fake.start, fake.probe, fake.kill)
+    pool.resize(count)
+    for ref in list(pool.loading):
+        pool.loaded(ref, {"t": ()})
+    return pool, fake
+
+
+def test_a_call_waits_for_an_actor_that_has_loaded_its_tools() -> None:
+    fake = FakeActors()
+    pool = Pool("p", fake.start, fake.probe, fake.kill)
+    pool.resize(1)
+    taken: list[int] = []
+    waiter = threading.Thread(target=lambda: taken.append(pool.take()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # still loading: nothing to hand out
+    pool.loaded(("probe", 0), {"t": ()})
+    waiter.join(5)
+    assert taken == [0]
+
+
+def test_a_shrink_retires_busy_actors_when_their_call_ends() -> None:
+    pool, fake = loaded_pool(3)
+    busy = [pool.take(), pool.take()]  # 0 and 1 busy, 2 idle
+    pool.resize(1)
+    assert fake.killed == [2] and pool.actors == [1]  # the idle one at once; 0 once its call ends
+    for actor in busy:
+        pool.give_back(actor)
+    assert fake.killed == [2, 0] and pool.actors == [1] and list(pool.idle) == [1]
+
+
+def test_an_actor_killed_past_its_time_limit_is_handed_out_again_once_reloaded() -> None:
+    pool, _ = loaded_pool(1)
+    actor = pool.take()
+    pool.give_back(actor, restarting=True)
+    assert not pool.idle and list(pool.loading.values()) == [actor]
+    pool.loaded(next(iter(pool.loading)), {"t": ()})
+    assert pool.take() == actor
+
+
+def test_an_actor_that_cannot_load_leaves_its_pool_and_an_empty_pool_fails_calls() -> None:
+    fake = FakeActors()
+    pool = Pool("p", fake.start, fake.probe, fake.kill)
+    pool.resize(1)
+    pool.loaded(("probe", 0), None, "ValueError: no weights at /models/x")
+    with pytest.raises(Exception, match="no weights"):
+        pool.take()
+
+
+def test_an_actor_ray_finds_no_room_for_leaves_its_pool_and_says_why() -> None:
+    fake = FakeActors()
+    pool = Pool("propagate", fake.start, fake.probe, fake.kill)
+    pool.resize(2)
+    pool.loaded(("probe", 0), {"t": ()})
+    pool.unplaced(1, "1 GPUs, 0.25 CPUs", 30)
+    assert fake.killed == [1] and pool.actors == [0] and "no node had room" in str(pool.failed)
