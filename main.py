@@ -29,6 +29,7 @@ from cli.render import (
     print_json,
     print_logs_of,
     print_run_end,
+    print_run_hints,
     print_run_start,
     print_training_trace,
     run_progress,
@@ -118,41 +119,28 @@ def run(
     """Run the factory (the default command)."""
     if ctx.invoked_subcommand is not None:
         return
-    import sqlite3
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from agent.checks import changed_templates, check_run_inputs
+    from agent.checks import changed_templates
     from agent.config import ConfigError, llm_planner_override, resolve_run_config
-    from agent.runner import Factory, RunError
-    from agent.sources import count_clips
-    from cli.signals import stop_signals_as_interrupt
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     print_logs_of("agent.ray_pools")  # which Ray, and its pools while they start: the run's first lines
-    flags: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "budget_gpu_days": budget_gpu_days,
-            "source_dir": source_dir,
-            "max_samples": max_samples,
-            "episodes_per_clip": episodes_per_clip,
-            "concurrency": concurrency,
-            "seed": seed,
-            "db_url": db,
-            "executor": executor,
-            "ray_address": ray_address,
-            "gpus": gpus,
-            "prompts_dir": prompts,
-        }.items()
-        if v is not None
+    given = {
+        "budget_gpu_days": budget_gpu_days,
+        "source_dir": source_dir,
+        "max_samples": max_samples,
+        "episodes_per_clip": episodes_per_clip,
+        "concurrency": concurrency,
+        "seed": seed,
+        "db_url": db,
+        "executor": executor,
+        "ray_address": ray_address,
+        "gpus": gpus,
+        "prompts_dir": prompts,
+        "training": {"every": train_every} if train_every is not None else None,
+        "allow_download": True if allow_download else None,
     }
-    flags["out"] = out
+    flags = {"out": out, **{k: v for k, v in given.items() if v is not None}}
     flags.update(llm_planner_override(llm_base_url, llm_model))
-    if train_every is not None:
-        flags["training"] = {"every": train_every}
-    if allow_download:
-        flags["allow_download"] = True
     try:
         cfg, run_id, applied = resolve_run_config(out, db, resume, new_run, profile, config, flags)
     except ConfigError as err:
@@ -161,44 +149,60 @@ def run(
         console.print_json(cfg.model_dump_json())
         console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
-    try:
-        check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
-        factory = Factory(cfg, run_id)
-    except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
-        hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
-        raise fail(f"{err}{hint}") from err
+    factory = open_factory(cfg, run_id)
     unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
     print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
     if applied:
         console.print(f"Applied to run {factory.run.id} (none can change an output): {escape('; '.join(applied))}")
+    result, stopped_by = execute(factory, unit)
+    print_run_end(factory.engine, result, unit)
+    changed = changed_templates(factory.engine, factory.run.id, factory.caller.prompts) if run_id else []
+    print_run_hints(result, cfg.out, factory.run.id, cfg.episodes_per_clip, changed)
+    if result.status == "interrupted":
+        raise typer.Exit(stopped_by)
+
+
+def open_factory(cfg: Any, run_id: str | None) -> Any:
+    """The run's Factory, after the checks that leave no run behind when they fail; one line when they do."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agent.checks import check_run_inputs
+    from agent.config import ConfigError
+    from agent.errors import RunError
+    from agent.runner import Factory
+
+    try:
+        check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
+        return Factory(cfg, run_id)
+    except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
+        hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
+        raise fail(f"{err}{hint}") from err
+
+
+def execute(factory: Any, unit: str) -> tuple[Any, int]:
+    """(the run's result, the exit code of the signal that stopped it), with the progress bar; a run the store,
+    a template or an outage stopped ends in one line and the resume command."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agent.errors import RunError
+    from agent.sources import count_clips
+    from cli.signals import stop_signals_as_interrupt
+
+    cfg = factory.cfg
     count = partial(count_clips, cfg.source_dir)
     with (
         run_progress(cfg.budget_device_seconds, unit, cfg.episodes_per_clip, count) as on_progress,
         stop_signals_as_interrupt() as stops,
     ):
         try:
-            result = factory.execute(on_progress)
+            return factory.execute(on_progress), stops.exit_code
         except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:
             raise fail(
                 f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
                 f"python main.py --out {cfg.out} --resume {factory.run.id}"
             ) from err
-    print_run_end(factory.engine, result, unit)
-    if result.status == "finished":  # the plan ran out before the budget did
-        console.print(
-            f"Every planned episode has run: {result.totals.clips_seen} clips x {cfg.episodes_per_clip} episodes per "
-            f"clip. For more samples, add clips (--source-dir), or plan more per clip: python main.py --out {cfg.out} "
-            f"--episodes-per-clip {cfg.episodes_per_clip * 2} continues this run (its first episodes stay as they are)."
-        )
-    if run_id and (changed := changed_templates(factory.engine, factory.run.id, factory.caller.prompts)):
-        console.print(
-            f"Templates changed since this run used them: {', '.join(changed)}. The run keeps its results; "
-            f"to apply them: python main.py --out {cfg.out} --new-run (every call whose templates did not "
-            "change is reused from the cache)."
-        )
-    if result.status == "interrupted":
-        console.print(f"Interrupted. Continue with: python main.py --out {cfg.out} --resume {factory.run.id}")
-        raise typer.Exit(stops.exit_code)
 
 
 @app.command("train")

@@ -168,9 +168,6 @@ class ToolCaller:
         self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
         self._running_guard = threading.Lock()
         self.known_prompts: set[str] = set()  # template versions already in the store: no lookup per call
-        # Episodes admitted by this process, with the sites they have written: a site not in the set has no
-        # row, so the lookup for a step that ran before a crash is skipped (one query per call fewer).
-        self.new_episodes: dict[str, set[tuple[str, int, str]]] = {}
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
@@ -199,15 +196,8 @@ class ToolCaller:
                 self._running.pop(key).set()
 
     def _call(self, tool: Tool, key: str, inp: BaseModel, site: CallSite) -> Any:
-        # Core statements, not the ORM: this runs ~10 times per episode and the ORM's objects cost more
-        # than the queries (bench/overhead.py).
-        written = self.new_episodes.get(site.episode_id or "")
         with self.engine.connect() as conn:
-            done = (
-                None
-                if written is not None and (site.node, site.attempt, tool.name) not in written
-                else conn.execute(select(CALLS).where(*at_site(site, tool.name))).first()
-            )
+            done = conn.execute(select(CALLS).where(*at_site(site, tool.name))).first()
             if done is not None and done.call_key == key and self._artifacts_present(done):
                 return self._result(tool, done._mapping)  # this very step already ran before a crash
             cached = conn.execute(REUSABLE, {"key": key}).first()
@@ -295,8 +285,6 @@ class ToolCaller:
             self._write(site, tool, fields, reused, seconds, redone)
         except IntegrityError:  # the site was written meanwhile: by a thread of an earlier, stopped run
             self._write(site, tool, fields, reused, seconds, redone=True)
-        if (written := self.new_episodes.get(site.episode_id or "")) is not None:
-            written.add((site.node, site.attempt, tool.name))
         self._remember_prompts(prompts)
         log.info(
             "tool call",

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from agent.config import PLANNER_URL, ConfigError, RunConfig
-from agent.runner import RunError
+from agent.errors import RunError
 from agent.sources import iter_clips
 from prompts.loader import PromptBook, PromptError
 from store.tables import Episode, ToolCall

@@ -1,42 +1,37 @@
-"""The run loop: source clips -> episodes (one LangGraph thread each), run concurrently under the budget,
-resumable after a crash. Traces are written here, from the graph's stream of node updates."""
+"""The run loop: the plan's episodes admitted under the budget and the category mix, run concurrently (one
+LangGraph thread each, agent/episodes.py), Editto trained between them when due, and the run stopped, finished
+or interrupted, resumably after a crash."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
 import logging
 import os
 import queue
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from agent import policy, training
 from agent.admission import EpisodeBook, admit_episode
 from agent.budget import Ledger, cost_by_tool
-from agent.calls import BackendDown, canonical_json, is_storage_fault
 from agent.config import RunConfig
 from agent.context import open_context
+from agent.episodes import Ended, EpisodeRunner
+from agent.errors import OutageStop, RunError
 from agent.graph import build_graph
+from agent.plan import PendingEpisodes, episode_input
 from agent.sources import SourceScreen, iter_clips
-from agent.state import EpisodeInput
-from prompts.loader import PromptError
 from store.checkpoints import open_checkpointer
-from store.dataset import discard_episode, repair_metadata_csv
+from store.dataset import repair_metadata_csv
 from store.engine import open_engine
-from store.inserts import insert_ignore
 from store.run_lock import RunLock, RunLocked
-from store.tables import Episode, NodeEvent, Run, TrainingRun
+from store.tables import Episode, Run, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import accepted_when_last_trained, training_runs
 from tools import EPISODE_TOOLS, TRAINING_TOOLS
@@ -46,67 +41,14 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[RunTotals, int], None]  # (totals, episodes in flight)
 INTERRUPT_GRACE_S = 3.0  # after Ctrl-C, how long episodes get to reach their next checkpoint
 REBALANCE_EVERY = 20  # finished episodes between re-splits of the GPUs by measured cost (--gpus, Ray)
-DONE_CHECK_BATCH = 500  # planned episodes looked up at once when skipping those a resumed run has done
 
 
-class RunError(Exception):
-    """The run cannot start: no clips, an unknown run id, a config that does not match the store."""
-
-
-class StorageError(RunError):
-    """The store cannot be written (disk full, database locked past the busy timeout): the run stops, every
-    episode stays checkpointed, and the same command resumes it once the cause is gone."""
-
-
-class OutageStop(RunError):
-    """A backend is down (agent.calls.BackendDown): the run stops, interrupted, with every episode waiting on it
-    checkpointed, and the same command resumes it once the backend is back."""
-
-
-class TemplateStop(RunError):
-    """A prompt template broke mid-run (edited while running): the configuration's fault, not the episode's.
-    The run stops with every episode checkpointed; once the template is fixed the same command resumes."""
-
-
-def next_ended(ended: queue.Queue[tuple[str, BaseException | None]]) -> tuple[str, BaseException | None]:
+def next_ended(ended: Ended) -> tuple[str, BaseException | None]:
     """The next episode to end, waited for in short slices: the OS hands Ctrl-C to any thread of the process,
     and Python raises KeyboardInterrupt in this one only when it wakes; a wait without end missed it."""
     while True:
         with contextlib.suppress(queue.Empty):
             return ended.get(timeout=0.2)
-
-
-def storage_fault(err: BaseException) -> bool:
-    if is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError):
-        return True
-    try:  # the PostgreSQL checkpointer raises psycopg's own errors (server gone, disk full, ...)
-        import psycopg
-    except ImportError:
-        return False
-    return isinstance(err, psycopg.OperationalError)
-
-
-def derive_seed(*parts: object) -> int:
-    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16)
-
-
-@dataclass(frozen=True)
-class PlannedEpisode:
-    index: int  # position in the plan: the episode id's number
-    clip: Path
-    variant: int
-
-
-def plan_episodes(source_dir: Path | None, episodes_per_clip: int) -> Iterator[PlannedEpisode]:
-    """Round-robin over clips, so an early stop still covers every clip. Deterministic, hence resumable;
-    a stream, so a folder of a million clips starts at once and only what is in flight is held."""
-    variants = (zip(itertools.repeat(v), iter_clips(source_dir)) for v in range(episodes_per_clip))
-    for index, (variant, clip) in enumerate(itertools.chain.from_iterable(variants)):
-        yield PlannedEpisode(index, clip, variant)
-
-
-def episode_id(run_id: str, index: int) -> str:
-    return f"{run_id}:{index:05d}"
 
 
 def new_run_id() -> str:
@@ -168,82 +110,9 @@ class Factory:
         else:
             self.context = open_context(cfg, self.engine, self.run.id, tools)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
-        self.graph = build_graph(self.checkpointer)
-        self.stop = threading.Event()
+        self.episodes = EpisodeRunner(build_graph(self.checkpointer), self.context, self.checkpointer)
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on
-        self.clips_seen = 0  # source clips the plan has reached so far
-
-    def episode_input(self, planned: PlannedEpisode) -> EpisodeInput:
-        """The one place an admitted episode's input is made, from its place in the plan."""
-        clip, seed = planned.clip, self.cfg.seed
-        return EpisodeInput(
-            episode_id=episode_id(self.run.id, planned.index),
-            clip_path=str(clip),
-            clip_seed=derive_seed(seed, clip.name),
-            variant=planned.variant,
-            seed=derive_seed(seed, clip.name, planned.variant),
-        )
-
-    def pending_episodes(self) -> Iterator[PlannedEpisode]:
-        """The plan, less the episodes this run has finished (looked up a batch at a time)."""
-        plan = plan_episodes(self.cfg.source_dir, self.cfg.episodes_per_clip)
-        while batch := list(itertools.islice(plan, DONE_CHECK_BATCH)):
-            ids = [episode_id(self.run.id, p.index) for p in batch]
-            with Session(self.engine) as s:
-                done = set(
-                    s.exec(select(Episode.id).where(col(Episode.id).in_(ids), Episode.status != "running")).all()
-                )
-            for planned, id_ in zip(batch, ids, strict=True):
-                if planned.variant == 0:  # the plan's first round takes each clip once, in order
-                    self.clips_seen = planned.index + 1
-                if id_ not in done:
-                    yield planned
-
-    def run_episode(self, episode: EpisodeInput, new: bool = False) -> None:
-        """`new`: admitted by this run loop for the first time, so it has no calls, node events or checkpoints
-        yet, and the lookups a resumed episode needs (where it stopped) are skipped (bench/overhead.py)."""
-        episode_id, seq, resuming = episode["episode_id"], 0, False
-        config = {"configurable": {"thread_id": episode_id}}
-        if new:
-            self.caller.new_episodes[episode_id] = set()
-        else:
-            with Session(self.engine) as s:  # node events recorded so far; its row is admission's to write
-                seq = s.exec(select(func.count(col(NodeEvent.id))).where(NodeEvent.episode_id == episode_id)).one()
-            resuming = bool(self.graph.get_state(config).next)
-        try:
-            self._stream_episode(episode, config, seq, resuming)
-        finally:
-            self.caller.new_episodes.pop(episode_id, None)
-
-    def _stream_episode(self, episode: EpisodeInput, config: dict, seq: int, resuming: bool) -> None:
-        try:
-            for update in self.graph.stream(
-                None if resuming else episode, config, context=self.context, stream_mode="updates", durability="sync"
-            ):
-                for node, delta in update.items():
-                    seq += 1
-                    self._record_event(episode["episode_id"], seq, node, delta)
-                if self.stop.is_set():
-                    return  # the checkpoint holds the episode; --resume continues it
-        except Exception as err:  # noqa: BLE001 -- one broken episode must not end the run
-            if storage_fault(err):  # not the episode's fault: keep it checkpointed, stop the run
-                self.stop.set()
-                raise StorageError(f"cannot write to {self.cfg.out} or its database: {err}") from err
-            if isinstance(err, PromptError):
-                self.stop.set()
-                raise TemplateStop(str(err)) from err
-            if isinstance(err, BackendDown):
-                self.stop.set()
-                raise OutageStop(str(err)) from err
-            log.exception("episode failed", extra={"episode": episode["episode_id"]})
-            discard_episode(self.engine, episode["episode_id"], "agent_error", f"{type(err).__name__}: {err}")
-        self.checkpointer.delete_thread(episode["episode_id"])  # finished: its checkpoints are not needed
-
-    def _record_event(self, episode_id: str, seq: int, node: str, delta: object) -> None:
-        # A row recorded before a crash stays: the rerun of the node wrote nothing new.
-        insert_ignore(
-            self.engine, NodeEvent, episode_id=episode_id, seq=seq, node=node, update_json=canonical_json(delta)
-        )
+        self.pending: PendingEpisodes | None = None
 
     def training_due(self, ledger: Ledger) -> bool:
         """Editto trains when enough samples came in since the last round and budget is left for it."""
@@ -261,21 +130,6 @@ class Factory:
             self.nothing_to_train_at = accepted
             return None
         return training.run_round(self.context, planned)
-
-    def start_episode(
-        self, episode: EpisodeInput, index: int, ended: queue.Queue[tuple[str, BaseException | None]], new: bool
-    ) -> str:
-        """The episode runs in a daemon thread: a tool that hangs cannot keep the process from exiting."""
-
-        def run() -> None:
-            try:
-                self.run_episode(episode, new)
-                ended.put((episode["episode_id"], None))
-            except BaseException as err:  # noqa: BLE001 -- handed to the admission loop
-                ended.put((episode["episode_id"], err))
-
-        threading.Thread(target=run, name=f"episode-{index}", daemon=True).start()
-        return episode["episode_id"]
 
     def admissible(self, ledger: Ledger, in_flight: int) -> str | None:
         """None if one more episode may start now, else why not: 'max_samples' (for now: an episode in
@@ -306,10 +160,11 @@ class Factory:
                 training.run_round(self.context, unfinished)
         repair_metadata_csv(self.engine, self.dataset_dir)  # a kill may have cut the last commit short
         ledger = Ledger.load(self.engine, self.run.id)
-        plan, next_up = self.pending_episodes(), None
+        self.pending = plan = PendingEpisodes(self.engine, self.run.id, cfg.source_dir, cfg.episodes_per_clip)
+        next_up = None
         screen = SourceScreen(self.context, iter_clips(cfg.source_dir))  # near-duplicate clips are skipped
         book = EpisodeBook.load(self.engine, self.run.id)
-        ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+        ended: Ended = queue.Queue()
         in_flight: set[str] = set()
         status = "finished"
         try:
@@ -322,13 +177,12 @@ class Factory:
                     if (why := self.admissible(ledger, len(in_flight))) is not None:
                         status = "stopped_budget" if why == "budget" else status
                         break
-                    planned = self.episode_input(next_up)
-                    new = planned["episode_id"] not in book.rows  # the book holds every episode the store has
+                    planned = episode_input(self.run.id, cfg.seed, next_up)
                     episode = admit_episode(self.engine, self.run.id, cfg, planned, next_up.index, screen, book)
                     ledger.spent_s += screen.take_charged()
                     if episode is None:  # the category mix waits for an older episode to finish
                         break
-                    in_flight.add(self.start_episode(episode, next_up.index, ended, new))
+                    in_flight.add(self.episodes.start(episode, next_up.index, ended))
                     next_up = None
                 if on_progress:
                     on_progress(self.progress(ledger, len(in_flight)), len(in_flight))
@@ -341,7 +195,7 @@ class Factory:
                 finished, err = next_ended(ended)
                 in_flight.discard(finished)
                 if err is not None:
-                    self.stop.set()  # the others stop at their next checkpoint
+                    self.episodes.stop.set()  # the others stop at their next checkpoint
                     if isinstance(err, OutageStop):
                         self.interrupt(in_flight, ended)
                     raise err
@@ -362,11 +216,11 @@ class Factory:
         self.set_status(status)
         return RunResult(totals, status, cfg.budget_device_seconds, self.dataset_dir)
 
-    def interrupt(self, in_flight: set[str], ended: queue.Queue[tuple[str, BaseException | None]]) -> None:
+    def interrupt(self, in_flight: set[str], ended: Ended) -> None:
         """Ctrl-C: admit nothing more, mark the run interrupted, and give the episodes in flight a moment to
         reach their next checkpoint; one stuck in a tool is left (its last checkpoint holds it). A second
         Ctrl-C ends the process at once."""
-        self.stop.set()
+        self.episodes.stop.set()
         self.set_status("interrupted")
         deadline = time.monotonic() + INTERRUPT_GRACE_S
         try:
@@ -383,7 +237,7 @@ class Factory:
     def progress(self, ledger: Ledger, in_flight: int) -> RunTotals:
         return RunTotals(
             run_id=self.run.id,
-            clips_seen=self.clips_seen,
+            clips_seen=self.pending.clips_seen if self.pending else 0,
             episodes=ledger.finished + in_flight,
             accepted=ledger.accepted,
             discarded=ledger.discarded,

@@ -27,7 +27,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from agent.admission import EpisodeBook, admit_episode
-from agent.runner import Factory, PlannedEpisode, plan_episodes
+from agent.plan import PlannedEpisode, episode_input, plan_episodes
+from agent.runner import Factory
 from agent.state import EpisodeInput, EpisodeState
 from bench.sim import PassRates
 from bench.simulate import sim_factory
@@ -100,11 +101,10 @@ def profile(episodes: int, root: Path) -> None:
         book = EpisodeBook.load(factory.engine, factory.run.id)
 
         def run(p: PlannedEpisode) -> None:  # as the run loop does: admitted with its category, run, booked
-            episode = admit_episode(
-                factory.engine, factory.run.id, factory.cfg, factory.episode_input(p), p.index, {}, book
-            )
+            planned_input = episode_input(factory.run.id, factory.cfg.seed, p)
+            episode = admit_episode(factory.engine, factory.run.id, factory.cfg, planned_input, p.index, {}, book)
             assert episode is not None  # one at a time: no older episode is still running
-            factory.run_episode(episode, new=True)
+            factory.episodes.run(episode)
             with Session(factory.engine) as s:
                 book.add(s.get_one(Episode, episode["episode_id"]))
 

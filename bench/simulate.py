@@ -18,6 +18,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from agent.config import PROFILES_DIR, load_config, read_yaml
+from agent.episodes import EpisodeRunner
 from agent.graph import build_graph
 from agent.runner import Factory
 from bench.sim import PassRates, sim_toolkit
@@ -103,7 +104,7 @@ def sim_factory(
         factory.context.caller.toolkit = sim_toolkit(rates, base["keyframe_pass"], base["video_pass"])
         if checkpointer == "memory":
             factory.checkpointer = InMemorySaver()
-            factory.graph = build_graph(factory.checkpointer)
+            factory.episodes = EpisodeRunner(build_graph(factory.checkpointer), factory.context, factory.checkpointer)
         try:
             yield factory
         finally:

@@ -412,6 +412,24 @@ def print_run_start(run_id: str, cfg: Any, toolkit: dict[str, Any], unit: str) -
         console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
 
 
+def print_run_hints(result: Any, out: Any, run_id: str, episodes_per_clip: int, changed_templates: list[str]) -> None:
+    """What to do next: why a finished run finished, templates edited since the run used them, the resume."""
+    if result.status == "finished":  # the plan ran out before the budget did
+        console.print(
+            f"Every planned episode has run: {result.totals.clips_seen} clips x {episodes_per_clip} episodes per "
+            f"clip. For more samples, add clips (--source-dir), or plan more per clip: python main.py --out {out} "
+            f"--episodes-per-clip {episodes_per_clip * 2} continues this run (its first episodes stay as they are)."
+        )
+    if changed_templates:
+        console.print(
+            f"Templates changed since this run used them: {', '.join(changed_templates)}. The run keeps its "
+            f"results; to apply them: python main.py --out {out} --new-run (every call whose templates did not "
+            "change is reused from the cache)."
+        )
+    if result.status == "interrupted":
+        console.print(f"Interrupted. Continue with: python main.py --out {out} --resume {run_id}")
+
+
 def print_run_end(engine: Any, result: Any, unit: str) -> None:
     """The run's summary, what the key-frame gate saved, figures per category and the training rounds."""
     from store.categories import category_figures

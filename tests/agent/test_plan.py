@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from agent.runner import plan_episodes
+from agent.plan import plan_episodes
 from agent.sources import VIDEO_SUFFIXES, iter_clips
 
 

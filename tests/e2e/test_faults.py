@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from agent.runner import Factory, RunError
+from agent.errors import RunError
+from agent.runner import Factory
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.styles import StyleEditor
 from models.protocols import OutOfDeviceMemory
