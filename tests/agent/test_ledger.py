@@ -15,9 +15,9 @@ from sqlmodel import Session, select
 from agent.calls import CallSite
 from agent.executors import LocalExecutor
 from agent.runner import Factory
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from store.tables import Charge, ToolCall
 from tests.agent.test_calls import make_caller
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from tools import build_toolkit
 from tools.base import Resources, ToolContext
 from tools.plan_instruction import PlanInstructionInput

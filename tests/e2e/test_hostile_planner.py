@@ -13,10 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from bench.bad_inputs import HOSTILE_INSTRUCTION, HOSTILE_TARGET
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from main import app
 from tests.conftest import SMALL
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
-from tests.tools.test_plan_instruction import HOSTILE_INSTRUCTION, HOSTILE_TARGET
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from tests.conftest import SMALL
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

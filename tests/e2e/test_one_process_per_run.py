@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from store.engine import open_engine
 from store.run_lock import RunLock, RunLocked
 from store.tables import Run
 from tests.e2e.test_interrupt import ROOT, start_run, wait_for
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from main import app
 from tests.conftest import SMALL
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 

@@ -24,10 +24,10 @@ from sqlmodel import Session, select
 from agent.ray_pools import pool_name
 from agent.runner import Factory
 from agent.sources import sample_clips
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from store.tables import ToolCall, TrainingRun
 from tests.conftest import SMALL
 from tests.e2e.ray_runs import POOLED, POOLS, charged_once, charges, one_clip_config, outcome
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="ray is missing: pip install -e '.[scale]'")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from agent.runner import Factory
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from tests.e2e.ray_runs import charged_once, charges, one_clip_config, outcome
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="ray is missing: pip install -e '.[scale]'")

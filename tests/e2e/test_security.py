@@ -10,9 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.config import ConfigError, load_config
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from main import app
 from tests.conftest import SMALL
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-test-DO-NOT-LEAK-4f9a1c"

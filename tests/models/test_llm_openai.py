@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from models.llm_openai import EndpointUnavailableError, OpenAIPlanner
 from models.protocols import Correction, PlanRequest
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from tools.plan_instruction import answer_schema
 
 SCHEMA = answer_schema(["global_style"])  # the one category the planner is asked for

