@@ -1,5 +1,5 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script, for planner tests.
-Only the process boundary is faked: the openai client, its transport and our retries run for real."""
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script, for the planner's tests and the
+fault bench. Only the process boundary is faked: the openai client, its transport and our retries run for real."""
 
 from __future__ import annotations
 
