@@ -20,10 +20,9 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 console = Console()
 SECONDS_PER_DAY = 86_400
@@ -351,13 +350,14 @@ def run_progress(
     """A progress bar of episodes done, accepted, discarded, clips seen, device-days spent and left, and an
     ETA. The clips are counted in a thread of their own once the first episode runs (a million take seconds to
     list): the bar's total, and the clips' total beside the clips seen, show once the count is in."""
+    # The bar, the count and the ETA first and fixed; the figures after them wrap onto a second line in a
+    # narrow terminal (80 columns cut the budget left and the ETA off).
     columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
+        TextColumn("ETA"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[stats]}", table_column=Column(ratio=1, no_wrap=False)),
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("episodes", total=None, stats="")
@@ -381,9 +381,9 @@ def run_progress(
                 task,
                 completed=totals.accepted + totals.discarded,
                 stats=(
-                    f"[green]{totals.accepted} accepted[/] [red]{totals.discarded} discarded[/] {in_flight} running "
-                    f"| {seen} clips seen | {totals.spent_device_seconds / SECONDS_PER_DAY:.5f} {unit}-days spent, "
-                    f"{left:.5f} left"
+                    f"episodes: [green]{totals.accepted} accepted[/], [red]{totals.discarded} discarded[/], "
+                    f"{in_flight} running | {seen} clips seen | {unit}-days: "
+                    f"{totals.spent_device_seconds / SECONDS_PER_DAY:.5f} spent, {left:.5f} left"
                 ),
             )
 
