@@ -185,13 +185,15 @@ def print_checkpoint_use(round_: Any, out: Path) -> None:
 
 
 def episodes_table(rows: list[Any]) -> Table:
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("episode", no_wrap=True)  # an id to copy into `trace`: never folded
-    table.add_column("clip", no_wrap=True)
+    """One row per episode. No vertical rules, a clip's name cut short with an ellipsis, and the category above
+    the discard reason in one column, so that a row fits an 80-column terminal; the episode id, to copy into
+    `trace`, is never cut."""
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("episode", no_wrap=True)
+    table.add_column("clip", no_wrap=True, overflow="ellipsis", max_width=14)
     table.add_column("status", no_wrap=True)
-    for col in ("reason", "category"):
-        table.add_column(col, overflow="fold")
-    table.add_column("device-s", overflow="fold", justify="right")
+    table.add_column("category / reason", overflow="fold", min_width=15)
+    table.add_column("device-s", no_wrap=True, justify="right")
     for row in rows:
         e = row.episode
         colour = STATUS_COLOURS.get(e.status, "yellow")
@@ -202,8 +204,7 @@ def episodes_table(rows: list[Any]) -> Table:
             e.id,
             Path(e.clip_path).name,
             f"[{colour}]{e.status}[/]",
-            escape(e.reason or ""),
-            category,
+            category + (f"\n{escape(e.reason)}" if e.reason else ""),
             f"{row.device_seconds:.2f}",
         )
     return table

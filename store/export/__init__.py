@@ -111,7 +111,8 @@ def replace_if_changed(path: Path, result: ExportResult) -> Iterator[Path]:
 def run_export(
     fmt: str, samples: list[ExportSample], dataset_dir: Path, to: Path, embed: bool, shard_size: int
 ) -> ExportResult:
-    """The exporters are imported when used: parquet and webdataset need the `export` extra."""
+    """The exporters are imported when used: parquet needs pyarrow (in the base install), webdataset the
+    `export` extra."""
     if fmt == "diffsynth":
         from store.export.diffsynth_csv import export_diffsynth
 

@@ -4,6 +4,7 @@ a value is wrong."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def listed_ids(output: str) -> list[str]:
-    return [line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│ run-")]
+    return re.findall(r"^ ?(run-[\d-]+:\d+) ", output, flags=re.M)
 
 
 def test_trace_json_has_what_trace_prints(finished_run: Path) -> None:
