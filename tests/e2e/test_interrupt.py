@@ -28,9 +28,9 @@ def start_run(tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        # As from a terminal: a test run started in the background (nohup ... &) ignores SIGINT, the run would
-        # inherit that, and Python installs no Ctrl-C handler in a process that starts with SIGINT ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        # As from a terminal: a test run started in the background ignores SIGINT (and under nohup SIGHUP), the
+        # run would inherit that, and it rightly leaves a signal alone that its parent asked to be ignored.
+        preexec_fn=lambda: [signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGHUP)],
     )
 
 
