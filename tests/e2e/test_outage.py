@@ -23,7 +23,9 @@ def run(out: Path, config: Path, url: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    "down", [Reply(status=503), Reply(status=429, headers={"retry-after": "0"})], ids=["503", "429"]
+    "down",
+    [Reply(status=503), Reply(status=429, headers={"retry-after": "0"}), Reply(plan_json(), delay_s=60)],
+    ids=["503", "429", "hangs"],
 )
 def test_an_endpoint_that_is_down_stops_the_run_and_discards_nothing(down: Reply, tmp_path: Path) -> None:
     config = tmp_path / "small.yaml"
