@@ -5,6 +5,7 @@ result and charges nothing twice."""
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, insert, or_, update
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy import Select, bindparam, insert, or_, update
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -119,15 +120,29 @@ CALLS = ToolCall.__table__  # type: ignore[attr-defined]
 CHARGES = Charge.__table__  # type: ignore[attr-defined]
 
 
-def at_site(site: CallSite, tool: str) -> tuple[Any, ...]:
-    """Where the ToolCall row of one call site is: (episode or training round, node, attempt, tool) is unique."""
-    return (
-        CALLS.c.episode_id == site.episode_id,
-        CALLS.c.training_id == site.training_id,
-        CALLS.c.node == site.node,
-        CALLS.c.attempt == site.attempt,
-        CALLS.c.tool == tool,
+@functools.cache
+def at_site(has_episode: bool, has_training: bool) -> Select[Any]:
+    """The statement that finds a call site's ToolCall row, built once per kind of site (an episode's, a
+    training round's, the run's own) with the values as parameters: building it per call cost more than
+    running it."""
+
+    def column_is(column: Any, present: bool, name: str) -> Any:
+        return column == bindparam(name) if present else column.is_(None)
+
+    return select(CALLS).where(
+        column_is(CALLS.c.episode_id, has_episode, "episode_id"),
+        column_is(CALLS.c.training_id, has_training, "training_id"),
+        CALLS.c.node == bindparam("node"),
+        CALLS.c.attempt == bindparam("attempt"),
+        CALLS.c.tool == bindparam("tool"),
     )
+
+
+def row_at_site(conn: Connection, site: CallSite, tool: str) -> Row[Any] | None:
+    """The ToolCall row of one call site: (episode or training round, node, attempt, tool) is unique."""
+    where = {"episode_id": site.episode_id, "training_id": site.training_id, "node": site.node}
+    statement = at_site(site.episode_id is not None, site.training_id is not None)
+    return conn.execute(statement, {**where, "attempt": site.attempt, "tool": tool}).first()
 
 
 # The first call that ran with a content key and left a result another call may reuse. Built once, with the
@@ -197,7 +212,7 @@ class ToolCaller:
 
     def _call(self, tool: Tool, key: str, inp: BaseModel, site: CallSite) -> Any:
         with self.engine.connect() as conn:
-            done = conn.execute(select(CALLS).where(*at_site(site, tool.name))).first()
+            done = row_at_site(conn, site, tool.name)
             if done is not None and done.call_key == key and self._artifacts_present(done):
                 return self._result(tool, done._mapping)  # this very step already ran before a crash
             cached = conn.execute(REUSABLE, {"key": key}).first()
@@ -306,7 +321,8 @@ class ToolCaller:
         """The call's row and its charge, in one transaction. A step that ran before (its files vanished, or its
         input changed) has its row rewritten and the redone work added to its charge: one row per step."""
         with self.engine.begin() as conn:  # values as parameters, not .values(): statements built once
-            call_id = conn.execute(select(CALLS.c.id).where(*at_site(site, tool.name))).scalar() if redone else None
+            row = row_at_site(conn, site, tool.name) if redone else None
+            call_id = row.id if row is not None else None
             if call_id is None:
                 call_id = conn.execute(INSERT_CALL, with_defaults(ToolCall, fields)).scalar_one()
             else:
