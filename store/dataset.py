@@ -38,18 +38,8 @@ METADATA_COLUMNS = [
 ]
 
 
-# Each file operation here is a system call that lets the episode's other threads take the GIL, so the
-# commit of a sample makes no call it does not need: a folder is made only when missing, a temporary file
-# removed only when it is left over.
-
-
-def make_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    make_folder(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = mkstemp(dir=str(path.parent), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -64,7 +54,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def place_file(src: Path, dest: Path) -> None:
     """Hard-link when the dataset and artifacts share a disk (no copy), else copy; atomic either way."""
-    make_folder(dest.parent)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".tmp-{dest.name}")
     try:
         os.link(src, tmp)
