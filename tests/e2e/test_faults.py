@@ -93,7 +93,9 @@ def test_a_hung_tool_times_out_keeps_its_device_until_it_ends_and_the_retry_is_n
     def propagate(self, *args, **kw):  # type: ignore[no-untyped-def]
         if not hung.is_set():
             hung.set()
-            time.sleep(3.5)  # past the 2 s limit: the caller gives up on it, and it ends 1.5 s later
+            # Past the 2 s limit: the caller gives up on it, and it ends 3.5 s later, a margin that leaves the next
+            # call (queued up to ~1 s after the timeout on a loaded machine; 0.8 s seen) a clear wait.
+            time.sleep(5.5)
         return REAL_PROPAGATE(self, *args, **kw)
 
     monkeypatch.setattr(ExamplePropagator, "propagate", propagate)
