@@ -29,7 +29,7 @@ def _hue_name(hue: float) -> str:
 
 
 class MetricCaptioner:
-    spec_id = "cpu-metric-captioner-v3"  # v3: "an evenly lit", a wide or tall frame
+    spec_id = "cpu-metric-captioner-v4"  # v3: "an evenly lit", a wide or tall frame; v4: skin is no object
     reads_prompts = False  # it measures the frames: the prompt is not rendered for it
 
     def caption(self, request: CaptionRequest) -> str:

@@ -22,15 +22,26 @@ HUES: dict[str, tuple[tuple[int, int], ...]] = {
     "pink": ((155, 170),),
 }
 MIN_SATURATION, MIN_VALUE = 80, 50  # greyish or dark pixels have no colour to speak of
+# Skin in YCrCb (Chai and Ngan, 1999), light to dark: its hue is orange or red, so without this a face was
+# "the orange object" and was painted blue. A saturated orange or red object has Cr above 173.
+SKIN_CR, SKIN_CB = (133, 173), (77, 127)
 OBJECT_AREA = (0.004, 0.35)  # a coloured region between these fractions of the frame is one object
 TEXT_BAND = 0.2  # a subtitle sits in the top or bottom fifth of the frame
 PLAIN_BAND_GRADIENT = 40.0  # mean gradient magnitude below which a band is plain enough to read text on
 MEASURE_WIDTH = 320
 
 
-def _hue_mask(hsv: np.ndarray, colour: str) -> np.ndarray:
+def skin(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of skin tone (bool [H,W]): a person is never the coloured object an attribute edit recolours."""
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    cr, cb = ycrcb[..., 1], ycrcb[..., 2]
+    return (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+
+
+def _hue_mask(rgb: np.ndarray, colour: str) -> np.ndarray:
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
     hue = hsv[..., 0]
-    coloured = (hsv[..., 1] >= MIN_SATURATION) & (hsv[..., 2] >= MIN_VALUE)
+    coloured = (hsv[..., 1] >= MIN_SATURATION) & (hsv[..., 2] >= MIN_VALUE) & ~skin(rgb)
     in_range = np.zeros(hue.shape, bool)
     for lo, hi in HUES[colour]:
         in_range |= (hue >= lo) & (hue < hi)
@@ -41,7 +52,7 @@ def _hue_mask(hsv: np.ndarray, colour: str) -> np.ndarray:
 
 def colour_object(rgb: np.ndarray, colour: str) -> np.ndarray | None:
     """The largest connected region of `colour` (bool [H,W]) if it is object-sized, else None."""
-    mask = _hue_mask(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), colour)
+    mask = _hue_mask(rgb, colour)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n < 2:
         return None

@@ -122,7 +122,7 @@ CPU_CATEGORIES = frozenset({"global_style", "global_freeform", "local_attribute"
 class StyleEditor:
     """ImageEditor for the cpu profile. The seed places weather particles; everything else is deterministic."""
 
-    spec_id = "cpu-opencv-styles-v2"
+    spec_id = "cpu-opencv-styles-v3"  # v3: skin is never the object a recolour finds
     categories = CPU_CATEGORIES
 
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:

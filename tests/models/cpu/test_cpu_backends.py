@@ -13,7 +13,7 @@ from models.cpu.flow import clip_flows
 from models.cpu.metric_judge import MetricImageJudge, MetricVideoJudge, flicker_ratio
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.rule_planner import RulePlanner, fitting_options
-from models.cpu.scene_edits import parse_recolour, parse_subtitle, parse_weather
+from models.cpu.scene_edits import most_distinct_object, parse_recolour, parse_subtitle, parse_weather
 from models.cpu.styles import CPU_CATEGORIES, STYLES, StyleEditor, UnsupportedEditError, parse_style
 from models.cpu.temporal_filter import FlowTemporalFilter
 from models.protocols import CategoryUnfitError, JudgeRequest, PlanRequest
@@ -104,6 +104,23 @@ def test_recolour_changes_only_the_named_object_and_the_propagator_follows_it() 
     assert 100 <= np.median(last) < 130
     with pytest.raises(UnsupportedEditError, match="no green object"):
         StyleEditor().edit(frames[0], "Make the green object blue.", seed=0)
+
+
+def test_a_face_is_never_the_orange_object() -> None:
+    """Skin is orange or red in hue: a cpu run painted a talking head's face blue as "the orange object".
+    Faces of light and dark skin beside a small orange cone: the cone is the object; without it, none."""
+    frame = cv2.cvtColor(object_scene(1)[0], cv2.COLOR_RGB2GRAY)
+    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)  # the grey background alone
+    frame[10:70, 10:50] = (220, 170, 140)
+    frame[10:70, 60:100] = (140, 90, 60)
+    assert most_distinct_object(frame) is None
+    with pytest.raises(UnsupportedEditError, match="no orange object"):
+        StyleEditor().edit(frame, "Make the orange object blue.", seed=0)
+    frame[70:90, 120:140] = (255, 120, 0)
+    colour, mask = most_distinct_object(frame)  # type: ignore[misc]
+    assert colour == "orange" and mask[80, 130] and not mask[40:60].any()
+    edited = StyleEditor().edit(frame, "Make the orange object blue.", seed=0)
+    assert np.array_equal(edited[10:60, 10:100], frame[10:60, 10:100])  # the faces are untouched
 
 
 SUBTITLE = "Add the subtitle “Hello” at the bottom of the video."
