@@ -26,7 +26,16 @@ from agent.actor_pool import Pool
 from agent.budget import split_gpus
 from agent.config import ConfigError, RunConfig
 from agent.executors import Executed, LocalExecutor
-from agent.ray_cluster import CPUS_OF_A_CPU_ALGORITHM, CPUS_OF_OTHER_ACTORS, Ask, capacity, connect, fit, place
+from agent.ray_cluster import (
+    CPUS_OF_A_CPU_ALGORITHM,
+    CPUS_OF_OTHER_ACTORS,
+    RESOURCES,
+    Ask,
+    capacity,
+    connect,
+    fit,
+    place,
+)
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
@@ -168,7 +177,7 @@ class RayExecutor:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         ask, options = self.asks[group], actor_options(self.asks[group])
-        bundle = {r: v for r, v in (("CPU", ask.cpus), ("GPU", ask.gpus), ("memory", ask.memory)) if v}
+        bundle = {r: ask.amount(r) for r, _, _ in RESOURCES if ask.amount(r)}
         placed = placement_group([bundle]) if bundle else None
         if placed is not None:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placed)
