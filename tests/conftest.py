@@ -17,6 +17,7 @@ os.environ.pop("OPENAI_BASE_URL", None)
 from agent.config import RunConfig, deep_merge, load_config  # noqa: E402
 from agent.sources import sample_clips  # noqa: E402
 from bench.bad_inputs import write_bad_clips  # noqa: E402
+from bench.pg_server import free_port  # noqa: E402
 
 # Small enough that an episode takes well under a second on one core.
 SMALL: dict[str, Any] = {
@@ -67,16 +68,13 @@ def foreign_ray_cluster() -> Iterator[Path]:
     there for the module, so only this module's Ray calls see it; Ray processes started meanwhile (here
     and in subprocesses) see it too. Stopped by the PID of the `ray start` that runs it, never `ray stop`,
     which would stop every Ray on the machine."""
-    import socket
     import subprocess
     import sys
     import tempfile
     import time
 
     tmp = Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "RAY_TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled"}
     ray_cli = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1"]
     flags = ["--include-dashboard=false", "--disable-usage-stats", "--block"]

@@ -4,22 +4,15 @@ there in every frame, however the scene moves under them (issue 21: they used to
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
 from agent.quotas import default_categories
 from agent.runner import Factory
 from models.cpu.overlay import edit_region
+from store.video_io import read_video
 
 pytestmark = pytest.mark.slow
-
-
-def frames(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def test_a_text_only_run_accepts_subtitles_that_stay_where_they_are(small_config) -> None:  # type: ignore[no-untyped-def]
@@ -29,7 +22,7 @@ def test_a_text_only_run_accepts_subtitles_that_stay_where_they_are(small_config
     for record_path in (config.out / "dataset").glob("*/record.json"):
         record = json.loads(record_path.read_text())
         assert record["category"] == "text" and record["scores"]["video"]["region_stability"] >= 7
-        source, edited = (frames(record_path.parent / name) for name in ("source.mp4", "edited.mp4"))
+        source, edited = (read_video(record_path.parent / name)[0] for name in ("source.mp4", "edited.mp4"))
         # The changed region of each frame (changed pixels, the strip's holes filled, the codec's noise left out)
         # against the first frame's: the subtitle on its strip, in the same place in every frame.
         regions = [edit_region(s, e) for s, e in zip(source, edited, strict=True)]
