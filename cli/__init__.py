@@ -1,2 +1,2 @@
-"""What the command line shows: rich tables, the progress bar and trace printing. main.py parses flags and
-calls into agent/store; this package turns their records into text for a terminal."""
+"""The command line: one module per command (main.py puts them together), each parsing its flags and calling
+a plain function in agent/ or store/; render.py turns their records into text for a terminal."""

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -24,6 +24,19 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from agent.config import RunConfig
+    from agent.quotas import CategorySpec
+    from agent.runner import RunResult
+    from prompts.loader import PromptBook
+    from store.categories import CategoryFigures
+    from store.costs import GateSaving
+    from store.tables import HeldoutEvaluation, ToolCall, TrainingRun
+    from store.traces import EpisodeRow, EpisodeTrace, RunTotals
+    from tools.base import Tool
+
 console = Console()
 SECONDS_PER_DAY = 86_400
 STATUS_COLOURS = {"accepted": "green", "discarded": "red"}
@@ -34,7 +47,7 @@ def error_line(message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
-def backend_table(toolkit: dict[str, Any]) -> Table:
+def backend_table(toolkit: dict[str, Tool]) -> Table:
     table = Table(title="backends in use", show_header=True, header_style="bold")
     table.add_column("tool")
     table.add_column("backend")
@@ -43,7 +56,9 @@ def backend_table(toolkit: dict[str, Any]) -> Table:
     return table
 
 
-def category_status_table(categories: dict[str, Any], status: dict[str, str], shares: dict[str, float]) -> Table:
+def category_status_table(
+    categories: dict[str, CategorySpec], status: dict[str, str], shares: dict[str, float]
+) -> Table:
     """The taxonomy as configured: which categories will be planned, their share, and why the others will not."""
     table = Table(title="edit categories", show_header=True, header_style="bold")
     for col in ("category", "planned", "share", "target (min-max)", "why not"):
@@ -60,7 +75,7 @@ def category_status_table(categories: dict[str, Any], status: dict[str, str], sh
     return table
 
 
-def category_figures_table(rows: list[Any], unit: str) -> Table:
+def category_figures_table(rows: list[CategoryFigures], unit: str) -> Table:
     """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores. Short
     headers, no vertical rules, and whole words in each cell: it fits an 80-column terminal."""
     table = Table(title="by edit category", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -93,8 +108,8 @@ def per_accepted(total: float, accepted: int) -> str:
     return f"{total / accepted:.3f}" if accepted else "- (no accepted sample)"
 
 
-def gate_rows(table: Table, saving: Any, unit: str) -> None:
-    """The key-frame gate's saving (store/costs.py GateSaving) as rows of a two-column table."""
+def gate_rows(table: Table, saving: GateSaving, unit: str) -> None:
+    """The key-frame gate's saving as rows of a two-column table."""
     sources = ", ".join(
         f"{stage} {seconds:.2f} s ({'measured' if saving.measured[stage] else 'prior'})"
         for stage, seconds in saving.per_call.items()
@@ -108,7 +123,7 @@ def gate_rows(table: Table, saving: Any, unit: str) -> None:
     table.add_row("  projected per video call", sources)
 
 
-def gate_table(saving: Any, unit: str) -> Table:
+def gate_table(saving: GateSaving, unit: str) -> Table:
     table = Table(title=f"run {saving.run_id}: what the key-frame gate saved", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
@@ -116,7 +131,7 @@ def gate_table(saving: Any, unit: str) -> Table:
     return table
 
 
-def summary_table(result: Any, unit: str, saving: Any | None = None) -> Table:
+def summary_table(result: RunResult, unit: str, saving: GateSaving | None = None) -> Table:
     t = result.totals
     table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
     table.add_column("what", style="bold")
@@ -140,7 +155,7 @@ def summary_table(result: Any, unit: str, saving: Any | None = None) -> Table:
     return table
 
 
-def training_table(rounds: list[Any]) -> Table:
+def training_table(rounds: list[TrainingRun]) -> Table:
     table = Table(title="Editto training", show_header=True, header_style="bold")
     for col in ("round", "status", "steps", "trained on", "loss", "held-out loss", "ref. drop"):
         table.add_column(col, overflow="fold")
@@ -168,7 +183,7 @@ def training_table(rounds: list[Any]) -> Table:
     return table
 
 
-def print_checkpoint_use(round_: Any, out: Path) -> None:
+def print_checkpoint_use(round_: TrainingRun, out: Path) -> None:
     """Where a round's checkpoint is and which file each of its users loads, and the memory it was sized for."""
     card = json.loads(round_.card_json or "{}")
     if not round_.checkpoint_dir:
@@ -184,7 +199,7 @@ def print_checkpoint_use(round_: Any, out: Path) -> None:
         console.print(line, markup=False, soft_wrap=True)
 
 
-def episodes_table(rows: list[Any]) -> Table:
+def episodes_table(rows: list[EpisodeRow]) -> Table:
     """One row per episode. No vertical rules, a clip's name cut short with an ellipsis, and the category above
     the discard reason in one column, so that a row fits an 80-column terminal; the episode id, to copy into
     `trace`, is never cut."""
@@ -215,7 +230,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def call_json(c: Any) -> dict[str, Any]:
+def call_json(c: ToolCall) -> dict[str, Any]:
     row = c.model_dump(mode="json", exclude={"input_json", "output_json", "prompts_json"})
     return row | {
         "input": json.loads(c.input_json),
@@ -224,7 +239,7 @@ def call_json(c: Any) -> dict[str, Any]:
     }
 
 
-def episode_trace_json(tr: Any) -> dict[str, Any]:
+def episode_trace_json(tr: EpisodeTrace) -> dict[str, Any]:
     """The content `trace` prints, as data: the episode, its path, every call (prompts in full), verdicts
     and the sample. JSON columns are decoded, not nested as strings."""
     updates = [json.loads(ev.update_json) or {} for ev in tr.events]
@@ -239,7 +254,9 @@ def episode_trace_json(tr: Any) -> dict[str, Any]:
     }
 
 
-def training_trace_json(found: Any, calls: list[Any], evaluations: list[Any]) -> dict[str, Any]:
+def training_trace_json(
+    found: TrainingRun, calls: list[ToolCall], evaluations: list[HeldoutEvaluation]
+) -> dict[str, Any]:
     round_ = found.model_dump(mode="json")
     for key in [k for k in round_ if k.endswith("_json")]:
         round_[key.removesuffix("_json")] = json.loads(round_.pop(key) or "null")
@@ -254,7 +271,7 @@ def training_trace_json(found: Any, calls: list[Any], evaluations: list[Any]) ->
     }
 
 
-def templates_table(book: Any) -> Table:
+def templates_table(book: PromptBook) -> Table:
     table = Table(show_header=True, header_style="bold")
     for col in ("template", "origin", "sha256"):
         table.add_column(col)
@@ -264,7 +281,7 @@ def templates_table(book: Any) -> Table:
     return table
 
 
-def print_calls(calls: list[Any], prompts: bool) -> None:
+def print_calls(calls: list[ToolCall], prompts: bool) -> None:
     for call in calls:
         head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
         cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
@@ -284,7 +301,7 @@ def print_calls(calls: list[Any], prompts: bool) -> None:
                 console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
 
 
-def print_episode_trace(tr: Any, prompts: bool) -> None:
+def print_episode_trace(tr: EpisodeTrace, prompts: bool) -> None:
     e = tr.episode
     console.rule(f"episode {e.id}")
     console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}", markup=False)
@@ -304,7 +321,7 @@ def print_episode_trace(tr: Any, prompts: bool) -> None:
         console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}", markup=False)
 
 
-def shares_table(found: Any) -> Table:
+def shares_table(found: TrainingRun) -> Table:
     """A round's decision on the category mix: held-out score per category, shares before and after."""
     scores, counts = json.loads(found.category_scores_json or "{}"), json.loads(found.category_counts_json or "{}")
     before, after = json.loads(found.shares_before_json or "{}"), json.loads(found.shares_after_json or "{}")
@@ -325,7 +342,9 @@ def shares_table(found: Any) -> Table:
     return table
 
 
-def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], prompts: bool) -> None:
+def print_training_trace(
+    found: TrainingRun, calls: list[ToolCall], evaluations: list[HeldoutEvaluation], prompts: bool
+) -> None:
     console.print(training_table([found]))
     if found.shares_after_json:
         console.print(shares_table(found))
@@ -341,7 +360,7 @@ def print_training_trace(found: Any, calls: list[Any], evaluations: list[Any], p
             console.print(f"  {k}: {v}", markup=False)
 
 
-ProgressUpdate = Callable[[Any, int], None]  # (RunTotals, episodes in flight)
+ProgressUpdate = Callable[["RunTotals", int], None]  # (totals so far, episodes in flight)
 
 
 @contextmanager
@@ -373,7 +392,7 @@ def run_progress(
 
         counter = threading.Thread(target=count, name="count-clips", daemon=True)
 
-        def on_progress(totals: Any, in_flight: int) -> None:
+        def on_progress(totals: RunTotals, in_flight: int) -> None:
             if counter.ident is None and in_flight:  # once the first episode runs: it waits for nothing
                 counter.start()
             left = max(0.0, budget_device_seconds - totals.spent_device_seconds) / SECONDS_PER_DAY
@@ -403,7 +422,7 @@ def print_logs_of(logger: str) -> None:
     log.propagate = False
 
 
-def print_run_start(run_id: str, cfg: Any, toolkit: dict[str, Any], unit: str) -> None:
+def print_run_start(run_id: str, cfg: RunConfig, toolkit: dict[str, Tool], unit: str) -> None:
     console.print(
         f"[bold]Ditto agent[/] run [cyan]{run_id}[/] profile [cyan]{cfg.profile}[/] "
         f"budget {cfg.budget_gpu_days:g} {unit}-days into [cyan]{escape(str(cfg.out))}[/]"
@@ -413,7 +432,9 @@ def print_run_start(run_id: str, cfg: Any, toolkit: dict[str, Any], unit: str) -
         console.print(f"[dim]{cfg.profile} profile: device-seconds are CPU seconds of this process, not GPU time.[/]")
 
 
-def print_run_hints(result: Any, out: Any, run_id: str, episodes_per_clip: int, changed_templates: list[str]) -> None:
+def print_run_hints(
+    result: RunResult, out: Path, run_id: str, episodes_per_clip: int, changed_templates: list[str]
+) -> None:
     """What to do next: why a finished run finished, templates edited since the run used them, the resume."""
     if result.status == "finished":  # the plan ran out before the budget did
         console.print(
@@ -431,7 +452,7 @@ def print_run_hints(result: Any, out: Any, run_id: str, episodes_per_clip: int, 
         console.print(f"Interrupted. Continue with: python main.py --out {out} --resume {run_id}")
 
 
-def print_run_end(engine: Any, result: Any, unit: str) -> None:
+def print_run_end(engine: Engine, result: RunResult, unit: str) -> None:
     """The run's summary, what the key-frame gate saved, figures per category and the training rounds."""
     from store.categories import category_figures
     from store.costs import gate_saving

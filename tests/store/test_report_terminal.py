@@ -68,9 +68,12 @@ def test_traces_filter_by_category_since_and_sort_by_cost(finished_run: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("flag", "value", "named"),
-    [("--status", "bogus", "accepted"), ("--since", "yesterday", "--since"), ("--sort", "price", "--sort")],
+    ("flag", "value", "named", "exit_code"),
+    # A value outside --sort's choices is a usage error (typer's, exit 2), as for any flag of a fixed type.
+    [("--status", "bogus", "accepted", 1), ("--since", "yesterday", "--since", 1), ("--sort", "price", "--sort", 2)],
 )
-def test_traces_rejects_a_bad_value_by_name(finished_run: Path, flag: str, value: str, named: str) -> None:
+def test_traces_rejects_a_bad_value_by_name(
+    finished_run: Path, flag: str, value: str, named: str, exit_code: int
+) -> None:
     code, output = cli("traces", "--out", str(finished_run), flag, value)
-    assert code == 1 and named in output and value in output and "Traceback" not in output
+    assert code == exit_code and named in output and value in output and "Traceback" not in output

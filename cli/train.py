@@ -1,0 +1,38 @@
+"""`train`: one Editto training round by hand, on a run's accepted samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.options import DbOpt, OutOpt, fail
+from cli.render import console, print_checkpoint_use, training_table
+
+
+def train(
+    run: Annotated[str | None, typer.Option("--run", help="Train on this run's samples (default: the latest).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the run's training.steps).")] = None,
+    out: OutOpt = Path("out"),
+    db: DbOpt = None,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", metavar="", help="Fetch hub ids named in backends.")
+    ] = False,
+) -> None:
+    """Train Editto once on a run's accepted samples, from its last checkpoint, and evaluate it on held-out ones."""
+    from agent.config import ConfigError, resolve_run_config
+    from agent.training import TrainingError, train_by_hand
+
+    flags: dict[str, Any] = {"out": out, "allow_download": allow_download, **({"db_url": db} if db else {})}
+    try:
+        cfg, run_id, _ = resolve_run_config(out, db, run, False, None, None, flags)
+        if run_id is None:
+            raise fail(f"no run in {db or out / 'ditto.db'}")
+        done = train_by_hand(cfg, run_id, steps)
+    except (ConfigError, TrainingError, OSError, ValueError, ImportError) as err:
+        raise fail(str(err)) from err
+    console.print(training_table([done]))
+    print_checkpoint_use(done, cfg.out)
+    if done.status != "finished":
+        raise typer.Exit(1)
