@@ -2,7 +2,7 @@
 
     python main.py --budget-gpu-days 100
 
-Commands read what it did: traces, trace, prompts, report, export, train. Each lives in cli/; this file puts
+Commands read what it did: traces, trace, prompts, report, export, train, verify. Each lives in cli/; this file puts
 them together."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from cli import export, prompts, report, run, traces, train
+from cli import export, prompts, report, run, traces, train, verify
 
 app = typer.Typer(
     add_completion=False,
@@ -32,6 +32,7 @@ app.command("traces")(traces.traces)
 app.command("trace")(traces.trace)
 app.command("report")(report.report)
 app.command("export")(export.export)
+app.command("verify")(verify.verify)
 
 
 if __name__ == "__main__":

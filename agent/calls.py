@@ -248,8 +248,10 @@ class ToolCaller:
         raise self.outages.down(tool.name, backend)
 
     def _artifacts_present(self, row: Row[Any]) -> bool:
+        """Whether a recorded call's files are all there with their bytes: one gone or changed since (checked
+        against its name) is made again by running the call, as if it had never run."""
         refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []
-        return all(self.io.path(ref).is_file() for ref in refs)
+        return all(self.io.exists(ref) for ref in refs)
 
     def _record(
         self,

@@ -32,9 +32,16 @@ def open_store(out: Path, db: str | None) -> Engine:
 
 
 def run_or_latest(engine: Engine, run: str | None, out: Path) -> str:
+    from sqlmodel import Session
+
+    from store.tables import Run
     from store.traces import latest_run
 
-    run_id = run or (latest := latest_run(engine)) and latest.id
-    if not run_id:
+    if run is not None:
+        with Session(engine) as s:
+            if s.get(Run, run) is None:
+                raise fail(f"--run {run}: no such run in {out}")
+        return run
+    if (latest := latest_run(engine)) is None:
         raise fail(f"no run in {out}")
-    return run_id
+    return latest.id

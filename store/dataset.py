@@ -4,6 +4,7 @@ A sample's row and its files are committed together; a rerun of the same commit 
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -22,7 +23,7 @@ from sqlmodel import Session, col, select
 from store.artifacts import ArtifactStore
 from store.file_modes import mkstemp
 from store.tables import Episode, Sample, utcnow
-from store.traces import episode_lineage
+from store.traces import episode_lineage, latest_run
 
 METADATA_COLUMNS = [
     "sample_id",
@@ -53,18 +54,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def place_file(src: Path, dest: Path) -> None:
-    """Hard-link when the dataset and artifacts share a disk (no copy), else copy; atomic either way."""
+    """dest becomes a file of its own holding src's bytes, atomically: never a hard link, which would share
+    one inode, so that editing or truncating a dataset file would change the artifact it came from. Where
+    the file system can (btrfs, XFS, ...), copy_file_range shares the blocks (a reflink, as cp
+    --reflink=auto makes) and the copy costs no space until one of the two changes."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".tmp-{dest.name}")
+    tmp = dest.with_name(f".tmp-{dest.name}")  # one name: a copy a kill cut short is overwritten, not left
     try:
-        os.link(src, tmp)
-    except FileExistsError:  # left by a commit a kill cut short
-        tmp.unlink()
-        place_file(src, dest)
-        return
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            copy_bytes(fin.fileno(), fout.fileno(), os.fstat(fin.fileno()).st_size)
+            os.fsync(fout.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def copy_bytes(src: int, dest: int, size: int) -> None:
+    """In the kernel (a reflink where the file system shares blocks), or through Python where the kernel
+    cannot copy between these files."""
+    try:
+        while size > 0 and (n := os.copy_file_range(src, dest, size)) > 0:
+            size -= n
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+            raise
+        with open(src, "rb", closefd=False) as fin, open(dest, "wb", closefd=False) as fout:
+            shutil.copyfileobj(fin, fout)
 
 
 # The sample's folder layout, owned here: file name in the dataset folder for each artifact role.
@@ -98,7 +114,6 @@ def sample_id_of(episode_id: str) -> str:
 
 def sample_record(sample: AcceptedSample, lineage: dict[str, Any]) -> dict[str, Any]:
     """record.json: the one schema of a sample, read back by metadata.csv, exports and training."""
-    trained_on = ("source", "edited", "edited_keyframe")  # what Editto trains on, by content hash
     return {
         "sample_id": sample_id_of(sample.episode_id),
         "episode_id": sample.episode_id,
@@ -110,7 +125,7 @@ def sample_record(sample: AcceptedSample, lineage: dict[str, Any]) -> dict[str, 
         "caption": sample.caption,
         "fps": sample.fps,
         "control_strength": sample.control_strength,
-        "artifacts": {role: sample.artifacts[role] for role in trained_on},
+        "artifacts": dict(sample.artifacts),  # role -> sha256 of each file: Editto's inputs, and what verify checks
         "files": sorted(SAMPLE_FILES[role] for role in sample.artifacts),
         **lineage,
     }
@@ -122,7 +137,7 @@ def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, s
     sample_id = sample_id_of(sample.episode_id)
     folder = dataset_dir / sample_id
     for role, ref in sample.artifacts.items():
-        place_file(artifacts.path(ref), folder / SAMPLE_FILES[role])
+        place_file(artifacts.verified_path(ref), folder / SAMPLE_FILES[role])
     record = sample_record(sample, episode_lineage(engine, sample.episode_id))
     atomic_write_bytes(folder / "record.json", json.dumps(record, indent=2, sort_keys=True).encode())
     # metadata.csv lists the sample before its row commits: a kill in between leaves it listed with its
@@ -138,7 +153,8 @@ def commit_sample(engine: Engine, artifacts: ArtifactStore, dataset_dir: Path, s
             record_json=json.dumps(record),
         )
         if conn.execute(select(Sample.id).where(Sample.id == sample_id)).first() is None:
-            add_to_metadata_csv(engine, dataset_dir, row)
+            if dataset_run(engine) == sample.run_id:  # a resumed older run leaves the latest run's index alone
+                add_to_metadata_csv(engine, dataset_dir, row)
             conn.execute(insert(Sample), row.model_dump())
         conn.execute(finished(sample.episode_id, "accepted", None, None, sample.edit.get("category")))
     return sample_id
@@ -165,12 +181,16 @@ def discard_episode(engine: Engine, episode_id: str, reason: str, detail: str, c
         conn.execute(finished(episode_id, "discarded", reason, detail, category))
 
 
-def accepted_in_order(engine: Engine, run_id: str | None = None, newest_only: bool = False) -> list[Sample]:
+def accepted_in_order(
+    engine: Engine, run_id: str | None = None, newest_only: bool = False, oldest_only: bool = False
+) -> list[Sample]:
     """In order of acceptance, so that a sample's place (and whether it is held out) never changes;
-    `newest_only`: the last one alone (or none)."""
+    `newest_only` / `oldest_only`: the last / first one alone (or none)."""
     query = select(Sample).order_by(col(Sample.created_at), col(Sample.id))
     if newest_only:
         query = select(Sample).order_by(col(Sample.created_at).desc(), col(Sample.id).desc()).limit(1)
+    elif oldest_only:
+        query = query.limit(1)
     if run_id:
         query = query.where(Sample.run_id == run_id)
     with Session(engine) as s:
@@ -183,8 +203,11 @@ def sample_paths(sample: Sample) -> dict[str, str]:
     return {role: f"{sample.dataset_dir}/{name}" for role, name in SAMPLE_FILES.items() if name in files}
 
 
-def metadata_row(sample: Sample) -> dict[str, str]:
-    rec, paths = json.loads(sample.record_json), sample_paths(sample)
+def metadata_row(sample: Sample, folder: str = "") -> dict[str, str]:
+    """The sample's row; its paths relative to the dataset folder, or with `folder` (the dataset folder as
+    seen from where the CSV is) before them."""
+    rec = json.loads(sample.record_json)
+    paths = {role: os.path.join(folder, path) for role, path in sample_paths(sample).items()}
     return {
         "sample_id": sample.id,
         "source_path": paths["source"],
@@ -223,11 +246,12 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> int
 
 
 def add_to_metadata_csv(engine: Engine, dataset_dir: Path, sample: Sample) -> None:
-    """metadata.csv with `sample` appended (a commit reads and rewrites nothing else, so it costs the same at
-    a million samples), or rebuilt from the store when there is no usable file. Call it under index_lock."""
+    """metadata.csv with `sample` appended (a commit reads only the file's first and last rows, so it costs the
+    same at a million samples), or rebuilt from the store when the file is not the run's committed samples
+    (missing, other columns, cut short by a kill, or another run's). Call it under index_lock."""
     path = dataset_dir / "metadata.csv"
-    if not has_metadata_header(path):  # missing, or written with other columns
-        rewrite_metadata_csv(engine, dataset_dir, last=sample)
+    if not lists_the_runs_samples(engine, path, sample.run_id):
+        rewrite_metadata_csv(engine, dataset_dir, sample.run_id, last=sample)
         return
     with path.open("ab") as fh:
         fh.write(csv_bytes(METADATA_COLUMNS, [metadata_row(sample)], header=False))
@@ -235,37 +259,44 @@ def add_to_metadata_csv(engine: Engine, dataset_dir: Path, sample: Sample) -> No
         os.fsync(fh.fileno())
 
 
-def has_metadata_header(path: Path) -> bool:
-    header = csv_bytes(METADATA_COLUMNS, [])
-    if not path.is_file():
+def lists_the_runs_samples(engine: Engine, path: Path, run_id: str | None) -> bool:
+    """Whether metadata.csv lists the run's committed samples and nothing else. Commits append one at a time,
+    in the order of acceptance, and a file is rebuilt whole otherwise, so one that starts with the run's first
+    sample and ends with its newest lists them all: only its start and end are read."""
+    first, newest = accepted_in_order(engine, run_id, oldest_only=True), accepted_in_order(engine, run_id, True)
+    start = csv_bytes(METADATA_COLUMNS, [metadata_row(r) for r in first])
+    end = csv_bytes(METADATA_COLUMNS, [metadata_row(r) for r in newest], header=not newest)
+    if not path.is_file() or (size := path.stat().st_size) < len(start):
         return False
     with path.open("rb") as fh:
-        return fh.read(len(header)) == header
+        head = fh.read(len(start))
+        fh.seek(max(0, size - len(end)))
+        return head == start and fh.read() == end and (bool(newest) or size == len(end))
+
+
+def dataset_run(engine: Engine) -> str | None:
+    """The run whose samples are the dataset of an --out, in metadata.csv and every export unless --run
+    names another: the latest one started."""
+    latest = latest_run(engine)
+    return latest.id if latest else None
 
 
 def repair_metadata_csv(engine: Engine, dataset_dir: Path) -> bool:
-    """metadata.csv made whole before a run goes on and when it ends: rebuilt from the store if it is missing
-    or a kill cut its last commit short (the row half written, or written with no Sample row behind it).
-    Commits append one at a time, in the order of acceptance, so a sound file ends with the newest sample's
-    row; only its start and end are read. Returns whether it was rebuilt."""
-    path = dataset_dir / "metadata.csv"
+    """metadata.csv made whole before a run goes on and when it ends: rebuilt from the store when it does not
+    list the latest run's samples (missing, or a kill cut its last commit short: the row half written, or
+    written with no Sample row behind it). Returns whether it was rebuilt."""
     with index_lock(dataset_dir):
-        newest = accepted_in_order(engine, newest_only=True)
-        end = csv_bytes(METADATA_COLUMNS, [metadata_row(r) for r in newest], header=not newest)
-        if has_metadata_header(path):
-            size = path.stat().st_size
-            with path.open("rb") as fh:
-                fh.seek(max(0, size - len(end)))
-                if fh.read() == end and (newest or size == len(end)):
-                    return False
-        rewrite_metadata_csv(engine, dataset_dir)
+        run_id = dataset_run(engine)
+        if lists_the_runs_samples(engine, dataset_dir / "metadata.csv", run_id):
+            return False
+        rewrite_metadata_csv(engine, dataset_dir, run_id)
         return True
 
 
-def rewrite_metadata_csv(engine: Engine, dataset_dir: Path, last: Sample | None = None) -> int:
-    """The whole index from the store, in order of acceptance, with `last` (a sample whose row is not
+def rewrite_metadata_csv(engine: Engine, dataset_dir: Path, run_id: str | None, last: Sample | None = None) -> int:
+    """The run's whole index from the store, in order of acceptance, with `last` (a sample whose row is not
     committed yet) at the end. The caller holds index_lock."""
-    rows = [metadata_row(r) for r in accepted_in_order(engine) if last is None or r.id != last.id]
+    rows = [metadata_row(r) for r in accepted_in_order(engine, run_id) if last is None or r.id != last.id]
     return write_csv(dataset_dir / "metadata.csv", METADATA_COLUMNS, rows + ([metadata_row(last)] if last else []))
 
 
@@ -280,8 +311,13 @@ def index_lock(dataset_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def write_metadata_csv(engine: Engine, dataset_dir: Path) -> int:
-    """The whole index, rebuilt from the store (in order of acceptance). The rows are read inside the lock:
-    the last writer always writes the newest state."""
+def write_metadata_csv(engine: Engine, dataset_dir: Path, run_id: str, to: Path | None = None) -> int:
+    """The run's whole index, rebuilt from the store (in order of acceptance), as dataset_dir/metadata.csv or
+    as to/metadata.csv with its paths relative to `to`. The rows are read inside the lock: the last writer
+    always writes the newest state."""
+    if to is not None and to.resolve() != dataset_dir.resolve():
+        prefix = os.path.relpath(dataset_dir.resolve(), to.resolve())
+        rows = [metadata_row(r, prefix) for r in accepted_in_order(engine, run_id)]
+        return write_csv(to / "metadata.csv", METADATA_COLUMNS, rows)
     with index_lock(dataset_dir):
-        return rewrite_metadata_csv(engine, dataset_dir)
+        return rewrite_metadata_csv(engine, dataset_dir, run_id)

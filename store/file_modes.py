@@ -15,6 +15,7 @@ def _read_umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_read_umask()
+READ_ONLY_MODE = FILE_MODE & ~0o222  # artifacts: named by their bytes, so never written again
 
 
 def mkstemp(**kwargs: str) -> tuple[int, str]:

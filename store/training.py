@@ -1,6 +1,6 @@
 """The record of Editto training: rounds, their held-out evaluations, and each round's checkpoint folder
 (out/editto/<round>/: editto.safetensors, training_state.pt, card.json and the weights in diffusers' and
-DiffSynth-Studio's names), hard-linked from the artifacts."""
+DiffSynth-Studio's names), copied from the artifacts."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def publish_checkpoint(
     out: Path, training_id: str, files: dict[str, Path], card_name: str, card: dict[str, Any]
 ) -> Path:
     """The round's checkpoint as a folder a user can load or hand to another trainer: `files` (name ->
-    artifact) linked in, the card written beside them."""
+    artifact) copied in, the card written beside them."""
     folder = out / "editto" / training_id.replace(":", "-")
     for name, src in files.items():
         place_file(src, folder / name)

@@ -45,21 +45,35 @@ class ExportResult:
     skipped: dict[str, str] = field(default_factory=dict)  # sample id -> why it was left out
 
 
-def export_samples(engine: Engine, dataset_dir: Path, run_id: str, heldout_ids: set[str]) -> list[ExportSample]:
-    """The run's accepted samples in order of acceptance, each with its files and split."""
-    found = []
+def export_samples(
+    engine: Engine, dataset_dir: Path, run_id: str, heldout_ids: set[str]
+) -> tuple[list[ExportSample], dict[str, str]]:
+    """(the run's accepted samples in order of acceptance, each with its files and split; sample id -> why it
+    is left out). Every file an export reads is checked against the sha256 its record holds first: a sample
+    with a file changed or gone since it was committed is left out, with the command that restores it."""
+    found, broken = [], {}
     for sample in accepted_in_order(engine, run_id):
-        relpaths = sample_paths(sample)
-        found.append(
-            ExportSample(
-                id=sample.id,
-                record=json.loads(sample.record_json),
-                files={role: dataset_dir / rel for role, rel in relpaths.items()},
-                relpaths=relpaths,
-                split="heldout" if sample.id in heldout_ids else "train",
-            )
-        )
-    return found
+        record, relpaths = json.loads(sample.record_json), sample_paths(sample)
+        files = {role: dataset_dir / rel for role, rel in relpaths.items()}
+        if problems := changed_files(files, record["artifacts"]):
+            broken[sample.id] = f"{', '.join(problems)}: python main.py verify --out {dataset_dir.parent} --repair"
+            continue
+        split = "heldout" if sample.id in heldout_ids else "train"
+        found.append(ExportSample(id=sample.id, record=record, files=files, relpaths=relpaths, split=split))
+    return found, broken
+
+
+def changed_files(files: dict[str, Path], refs: dict[str, str]) -> list[str]:
+    """'<file> is missing' or '<file> changed since it was written' for each file whose bytes are not those of
+    its recorded artifact (a file without a recorded one, of a sample made before records named them all,
+    is not checked)."""
+    problems = []
+    for role, path in files.items():
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif role in refs and sha256_file(path) != refs[role].split(".")[0]:
+            problems.append(f"{path} changed since it was written")
+    return problems
 
 
 def same_file(a: Path, b: Path) -> bool:

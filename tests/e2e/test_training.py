@@ -68,7 +68,9 @@ def test_rounds_publish_checkpoints_and_continue_the_curriculum(trained_run: Pat
             "editto_diffsynth.safetensors",
         }
         assert json.loads((folder / "card.json").read_text())["step"] == card["step"]
-        assert (trained_run / "artifacts" / r.weights[:2] / r.weights).samefile(folder / "editto.safetensors")
+        weights = trained_run / "artifacts" / r.weights[:2] / r.weights
+        assert not weights.samefile(folder / "editto.safetensors")  # a copy: a user's edit leaves the store intact
+        assert weights.read_bytes() == (folder / "editto.safetensors").read_bytes()
 
 
 def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) -> None:

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from main import app
+from store.artifacts import sha256_file
 from store.dataset import (
     add_to_metadata_csv,
     atomic_write_bytes,
@@ -119,6 +120,13 @@ def test_diffsynth_export_cuts_a_pair_to_the_shorter_clip(run_copy: Path, tmp_pa
     frames, fps = read_video(edited)
     encode_video(frames[:13], fps, tmp_path / "short.mp4")
     os.replace(tmp_path / "short.mp4", edited)  # as a propagation retried at a lower memory level makes
+    with Session(open_engine(f"sqlite:///{run_copy / 'ditto.db'}")) as s:  # and its record names
+        row = s.get(Sample, sample.id)
+        assert row is not None
+        record = json.loads(row.record_json)
+        row.record_json = json.dumps(record | {"artifacts": record["artifacts"] | {"edited": sha256_file(edited)}})
+        s.add(row)
+        s.commit()
     to = tmp_path / "vace"
     export(run_copy, "--format", "diffsynth", "--to", str(to))
     rows = {r["video"]: r for r in csv.DictReader(open(to / "metadata_vace.csv", newline=""))}
@@ -238,7 +246,7 @@ def test_a_commit_cut_short_by_a_kill_is_listed_once_and_a_missing_index_rebuilt
 
 
 def test_placing_a_file_over_the_leftovers_of_a_killed_commit(tmp_path: Path) -> None:
-    """A kill between linking a sample's file under its temporary name and renaming it leaves that name
+    """A kill between copying a sample's file under its temporary name and renaming it leaves that name
     behind: the rerun of the commit places the file all the same, and leaves no temporary file."""
     src = tmp_path / "artifact.mp4"
     src.write_bytes(b"new bytes")
@@ -254,9 +262,54 @@ def test_placing_a_file_over_the_leftovers_of_a_killed_commit(tmp_path: Path) ->
 
 
 def test_dataset_files_are_readable_as_the_umask_says(finished_run: Path) -> None:
-    """On a shared cluster filesystem the dataset is for others too: mkstemp's 0600 made it its writer's alone."""
-    from store.file_modes import FILE_MODE
+    """On a shared cluster filesystem the dataset is for others too: mkstemp's 0600 made it its writer's alone.
+    Artifacts are the same, less the write bits."""
+    from store.file_modes import FILE_MODE, READ_ONLY_MODE
 
     files = [p for p in (finished_run / "dataset").rglob("*") if p.is_file()]
-    files += [p for p in (finished_run / "artifacts").rglob("*") if p.is_file()]
+    artifacts = [p for p in (finished_run / "artifacts").rglob("*") if p.is_file()]
     assert files and {stat.S_IMODE(p.stat().st_mode) for p in files} == {FILE_MODE}
+    assert artifacts and {stat.S_IMODE(p.stat().st_mode) for p in artifacts} == {READ_ONLY_MODE}
+
+
+def test_metadata_csv_and_every_export_list_the_same_samples_after_a_new_run(
+    finished_run: Path, run_copy: Path, tmp_path: Path
+) -> None:
+    """A second run on the same --out: metadata.csv and every export list the latest run's samples, the same ones
+    with the same held-out count; --run picks the earlier run, whose index the dataset folder no longer is."""
+    earlier = accepted(run_copy)
+    made_with = ["--config", str(finished_run.parent / "small.yaml")]
+    made_with += ["--source-dir", str(finished_run.parent / "sources")]
+    result = CliRunner().invoke(app, ["--out", str(run_copy), "--new-run", *made_with])
+    assert result.exit_code == 0, result.output
+    latest = [s for s in accepted(run_copy) if s.run_id != earlier[0].run_id]
+    ids = [s.id for s in latest]
+    assert len(ids) == len(earlier)  # every call reused: the same samples again, under the new run's ids
+
+    def rows(path: Path) -> list[dict[str, str]]:
+        return list(csv.DictReader(open(path, newline="")))
+
+    assert [r["sample_id"] for r in rows(run_copy / "dataset" / "metadata.csv")] == ids  # as the run left it
+    assert f"{len(ids)} samples listed" in export(run_copy)
+    assert [r["sample_id"] for r in rows(run_copy / "dataset" / "metadata.csv")] == ids
+    export(run_copy, "--format", "diffsynth")
+    vace = {
+        split: [r["video"].split("/")[0] for r in rows(run_copy / "dataset" / name)]
+        for split, name in (("train", "metadata_vace.csv"), ("heldout", "metadata_vace_heldout.csv"))
+    }
+    assert sorted(vace["train"] + vace["heldout"]) == sorted(ids)
+    export(run_copy, "--format", "parquet", "--to", str(tmp_path / "hf"))
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "hf" / "data").to_pydict()
+    assert sorted(table["sample_id"]) == sorted(ids) and table["split"].count("heldout") == len(vace["heldout"])
+    export(run_copy, "--format", "webdataset", "--to", str(tmp_path / "wds"))
+    manifest = json.loads((tmp_path / "wds" / "manifest.json").read_text())
+    assert sorted(i for shard in manifest.values() for i in shard["samples"]) == sorted(ids)
+
+    said = export(run_copy, "--format", "parquet", "--run", earlier[0].run_id, "--to", str(tmp_path / "earlier"))
+    assert f"{len(earlier)} samples" in said and f"the samples of run {earlier[0].run_id}" in said
+    exported = pq.read_table(tmp_path / "earlier" / "data").to_pydict()["sample_id"]
+    assert sorted(exported) == sorted(s.id for s in earlier)
+    refused = CliRunner().invoke(app, ["export", "--out", str(run_copy), "--run", earlier[0].run_id])
+    assert refused.exit_code == 1 and "--to DIR" in refused.output and len(refused.output.strip().splitlines()) <= 2
