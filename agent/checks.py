@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from agent.config import PLANNER_URL, ConfigError, RunConfig
+from agent.config import ConfigError, RunConfig, endpoint_url_name, endpoints
 from agent.errors import RunError
 from agent.sources import iter_clips
 from prompts.loader import PromptBook, PromptError
@@ -26,7 +26,8 @@ def check_run_inputs(cfg: RunConfig) -> None:
     check_out_folder(cfg.out)
     check_source_dir(cfg.source_dir)
     check_templates(cfg.prompts_dir)
-    check_planner_endpoint(cfg.backends.planner)
+    for step, url in endpoints(cfg.backends).items():
+        check_endpoint(step, url)
 
 
 def check_out_folder(out: Path) -> None:
@@ -61,21 +62,20 @@ def check_source_dir(source_dir: Path | None) -> None:
 ENDPOINT_CONNECT_S = 5.0  # a live endpoint accepts a connection at once, even when its model is busy
 
 
-def check_planner_endpoint(spec: dict[str, object]) -> None:
-    """Something listens at an OpenAI-compatible planner's URL (RunConfig checked its form): a server that is
+def check_endpoint(step: str, url: str) -> None:
+    """Something listens at an OpenAI-compatible endpoint's URL (RunConfig checked its form): a server that is
     not up fails here, in one line, instead of in every episode."""
-    if spec.get("kind") != "openai":
-        return
-    url = str(spec["base_url"])
+    name = endpoint_url_name(step)
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
         socket.create_connection((host, port), timeout=ENDPOINT_CONNECT_S).close()
     except socket.gaierror as err:
-        raise ConfigError(f"{PLANNER_URL} {url}: the host {host} is not known ({err.strerror})") from err
+        raise ConfigError(f"{name} {url}: the host {host} is not known ({err.strerror})") from err
     except OSError as err:
         why = "does not answer" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
-        raise ConfigError(f"{PLANNER_URL} {url}: {why}; start the endpoint first, or leave the flag out") from err
+        fix = "leave the flag out" if step == "planner" else f"configure another backends.{step}"
+        raise ConfigError(f"{name} {url}: {why}; start the endpoint first, or {fix}") from err
 
 
 def check_templates(prompts_dir: Path | None) -> None:

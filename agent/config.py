@@ -37,6 +37,19 @@ FLAG_NAMES = {
 
 
 PLANNER_URL = "--llm-base-url (backends.planner.base_url)"
+
+
+def endpoint_url_name(step: str) -> str:
+    """How a backend's endpoint URL is named to the user: by the flag that sets it, else by its config key."""
+    return PLANNER_URL if step == "planner" else f"backends.{step}.base_url"
+
+
+def endpoints(backends: BackendsConfig) -> dict[str, str]:
+    """Step -> the URL of each backend served at an OpenAI-compatible endpoint."""
+    specs = {step: getattr(backends, step) for step in type(backends).model_fields}
+    return {step: str(spec.get("base_url")) for step, spec in specs.items() if spec and spec.get("kind") == "openai"}
+
+
 BACKEND_PROBLEM = re.compile(r"^(backends\.\w+\.\w+): (.*)$")  # as models.registry.validate_backend words one
 
 
@@ -124,17 +137,17 @@ class RunConfig(BaseModel, extra="forbid"):
         return target_shares(self.categories, [c for c, why in self.category_status().items() if not why])
 
     @model_validator(mode="after")
-    def planner_url_is_http(self) -> RunConfig:
-        """The form of an endpoint's URL; agent.checks sees that something listens there before a run."""
-        if self.backends.planner.get("kind") == "openai":
-            url = str(self.backends.planner.get("base_url"))
+    def endpoint_urls_are_http(self) -> RunConfig:
+        """The form of each endpoint's URL; agent.checks sees that something listens there before a run."""
+        for step, url in endpoints(self.backends).items():
             parts = urlsplit(url)
             try:
                 parts.port  # noqa: B018 -- raises on a port that is not a number
             except ValueError:
                 parts = parts._replace(netloc="")
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{PLANNER_URL} {url}: not an http(s) URL such as http://127.0.0.1:8000/v1")
+                name = endpoint_url_name(step)
+                raise ValueError(f"{name} {url}: not an http(s) URL such as http://127.0.0.1:8000/v1")
         return self
 
     @field_validator("db_url")

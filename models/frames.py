@@ -1,14 +1,21 @@
-"""Small conversions between our uint8 [T,H,W,3] clips and what the model libraries take."""
+"""Small conversions between our uint8 [T,H,W,3] clips and what the model libraries take. Imports no torch:
+the endpoint backends use it on the cpu profile's import path."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
     dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if name not in dtypes:
         raise ValueError(f"dtype {name!r} is not one of {', '.join(dtypes)}")

@@ -37,15 +37,15 @@ class Correction:
 
 
 @dataclass(frozen=True)
-class PlanReply:
+class ModelReply:
     text: str  # the raw answer: a JSON object as text; the tool validates it
     # What the call cost and how it went (latency_s, prompt_tokens, completion_tokens, transport_retries,
-    # response_format); empty for a planner that calls no model.
+    # response_format); empty for a backend that calls no model.
     usage: dict[str, Any] = field(default_factory=dict)
 
 
-class PlannerUnavailableError(RuntimeError):
-    """The planner could not be reached (after its own retries); `usage` says what was tried."""
+class BackendUnavailableError(RuntimeError):
+    """A backend's model could not be reached (an endpoint, after its own retries); `usage` says what was tried."""
 
     def __init__(self, message: str, usage: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -63,6 +63,7 @@ class CaptionRequest:
     fps: float
     prompt: str  # the rendered caption template; the metric captioner ignores it
     answer_schema: AnswerSchema | None = None
+    corrections: tuple[Correction, ...] = ()  # earlier answers that failed validation, with their re-asks
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class JudgeRequest:
     instruction: str
     category: str | None = None  # the edit's category: a local edit is judged on leaving the rest alone
     answer_schema: AnswerSchema | None = None
+    corrections: tuple[Correction, ...] = ()  # earlier answers that failed validation, with their re-asks
 
 
 # Edits that change part of the frame; the rest are global. Judges hold them to different standards.
@@ -110,9 +112,11 @@ class CheckpointFiles:
 class Captioner(Protocol):
     spec_id: str
     reads_prompts: bool  # whether it reads the rendered prompt (a model); a metric captioner measures the frames
+    frames_shown: int  # frames of a video it shows the model as separate images (an endpoint); 0: the video whole
 
-    def caption(self, request: CaptionRequest) -> str:
-        """The raw answer: a JSON object {"caption": ...} as text. The tool validates it."""
+    def caption(self, request: CaptionRequest) -> ModelReply:
+        """The raw answer, a JSON object {"caption": ...} as text, and its usage. The tool validates it. Raises
+        BackendUnavailableError when the model cannot be reached."""
         ...
 
 
@@ -125,9 +129,9 @@ class Planner(Protocol):
     sees_frames: bool  # whether it reads request.frames (a vision-language model); others get the caption only
     reads_prompts: bool  # whether it reads the rendered prompts (a model); the rule planner reads the vocabulary
 
-    def plan(self, request: PlanRequest) -> PlanReply:
+    def plan(self, request: PlanRequest) -> ModelReply:
         """The raw answer and its usage: a plan, or {"does_not_fit": reason}, as JSON text. Raises
-        PlannerUnavailableError when the planner cannot be reached, CategoryUnfitError when it knows without
+        BackendUnavailableError when the planner cannot be reached, CategoryUnfitError when it knows without
         asking a model that no edit of request.category fits the clip (nothing to recolour, no room for text,
         every phrasing used), ValueError when the request cannot be answered otherwise."""
         ...
@@ -186,9 +190,11 @@ class Judge(Protocol):
     # The criteria a backend scores whatever the rubric asks (a metric judge measures its own); None: it
     # scores the criteria the rubric lists, as the request's answer schema requires.
     criteria: tuple[str, ...] | None
+    frames_shown: int  # frames of a video it shows the model as separate images (an endpoint); 0: the video whole
 
-    def judge(self, request: JudgeRequest) -> str:
-        """The raw answer: a JSON object {"scores": {...}, "reasons": {...}}. The tool validates it."""
+    def judge(self, request: JudgeRequest) -> ModelReply:
+        """The raw answer, a JSON object {"scores": {...}, "reasons": {...}}, and its usage. The tool validates
+        it. Raises BackendUnavailableError when the model cannot be reached."""
         ...
 
 

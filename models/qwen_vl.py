@@ -25,7 +25,7 @@ from xgrammar.contrib.hf import LogitsProcessor as GrammarLogitsProcessor
 from models.device_memory import raises_out_of_device_memory
 from models.frames import resample, resize, torch_dtype
 from models.pool import ModelPool
-from models.protocols import AnswerSchema, CaptionRequest, JudgeRequest, PlanReply, PlanRequest
+from models.protocols import AnswerSchema, CaptionRequest, Correction, JudgeRequest, ModelReply, PlanRequest
 
 
 class AnswerTruncatedError(RuntimeError):
@@ -85,6 +85,7 @@ class QwenVL:
     """One role of a shared Qwen2.5-VL: turns frames and a prompt into text."""
 
     reads_prompts = True  # every role reads its rendered prompt
+    frames_shown = 0  # a video goes to the model as a video (its frames paired in time), not as images
 
     def __init__(
         self,
@@ -146,15 +147,19 @@ class QwenVL:
             return_tensors="pt",
         ).to(self.device)
 
-    def generate(
+    def reply(
         self,
         prompt: str,
         schema: AnswerSchema | None,
         images: list[np.ndarray] = (),  # type: ignore[assignment]
         videos: list[np.ndarray] = (),  # type: ignore[assignment]
-    ) -> str:
-        """The answer to the prompt, greedy; with a schema, a JSON object that the schema accepts."""
-        return self.answer(prompt, schema, images, videos).text
+        corrections: tuple[Correction, ...] = (),
+    ) -> ModelReply:
+        """The answer to the prompt (and to each correction after it), greedy, with its usage; with a schema,
+        a JSON object that the schema accepts."""
+        started = time.monotonic()
+        answer = self.answer(prompt, schema, images, videos, turns=turns(corrections))
+        return ModelReply(answer.text, usage(answer, started))
 
     @raises_out_of_device_memory
     def answer(
@@ -194,23 +199,38 @@ class QwenVL:
         return Answer(text, int(inputs["input_ids"].shape[1]), len(answer))
 
 
+def turns(corrections: tuple[Correction, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((c.answer, c.reask) for c in corrections)
+
+
+def usage(answer: Answer, started: float) -> dict[str, float | int]:
+    return {
+        "latency_s": round(time.monotonic() - started, 3),
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+    }
+
+
 class QwenVLCaptioner(QwenVL):
-    def caption(self, request: CaptionRequest) -> str:
-        return self.generate(request.prompt, request.answer_schema, videos=[request.frames])
+    def caption(self, request: CaptionRequest) -> ModelReply:
+        videos = [request.frames]
+        return self.reply(request.prompt, request.answer_schema, videos=videos, corrections=request.corrections)
 
 
 class QwenVLImageJudge(QwenVL):
     criteria: ClassVar[None] = None  # scores what the rubric asks
 
-    def judge(self, request: JudgeRequest) -> str:
-        return self.generate(request.prompt, request.answer_schema, images=[request.source, request.edited])
+    def judge(self, request: JudgeRequest) -> ModelReply:
+        images = [request.source, request.edited]
+        return self.reply(request.prompt, request.answer_schema, images=images, corrections=request.corrections)
 
 
 class QwenVLVideoJudge(QwenVL):
     criteria: ClassVar[None] = None  # scores what the rubric asks
 
-    def judge(self, request: JudgeRequest) -> str:
-        return self.generate(request.prompt, request.answer_schema, videos=[request.source, request.edited])
+    def judge(self, request: JudgeRequest) -> ModelReply:
+        videos = [request.source, request.edited]
+        return self.reply(request.prompt, request.answer_schema, videos=videos, corrections=request.corrections)
 
 
 def plan_seed(request: PlanRequest) -> int:
@@ -240,19 +260,14 @@ class QwenVLPlanner(QwenVL):
         # keyed by it, and one resident model serves one call at a time. The temperature is keyed as an option.
         self.temperature = temperature
 
-    def plan(self, request: PlanRequest) -> PlanReply:
+    def plan(self, request: PlanRequest) -> ModelReply:
         started = time.monotonic()
         answer = self.answer(
             request.user_prompt,
             request.answer_schema,
             videos=[request.frames] if request.frames is not None else [],
             system=request.system_prompt,
-            turns=tuple((c.answer, c.reask) for c in request.corrections),
+            turns=turns(request.corrections),
             sampling=Sampling(self.temperature, plan_seed(request)) if self.temperature > 0 else None,
         )
-        usage = {
-            "latency_s": round(time.monotonic() - started, 3),
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-        }
-        return PlanReply(answer.text, usage)
+        return ModelReply(answer.text, usage(answer, started))

@@ -17,6 +17,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "captioner": {
         "metric": "models.cpu.metric_captioner:MetricCaptioner",
         "qwen2_5_vl": "models.qwen_vl:QwenVLCaptioner",
+        "openai": "models.vlm_openai:OpenAICaptioner",
     },
     "planner": {
         "rules": "models.cpu.rule_planner:RulePlanner",
@@ -42,10 +43,12 @@ BACKENDS: dict[str, dict[str, str]] = {
     "keyframe_judge": {
         "metric": "models.cpu.metric_judge:MetricImageJudge",
         "qwen2_5_vl": "models.qwen_vl:QwenVLImageJudge",
+        "openai": "models.vlm_openai:OpenAIImageJudge",
     },
     "video_judge": {
         "metric": "models.cpu.metric_judge:MetricVideoJudge",
         "qwen2_5_vl": "models.qwen_vl:QwenVLVideoJudge",
+        "openai": "models.vlm_openai:OpenAIVideoJudge",
     },
     "editto": {
         "wan_vace": "models.editto_trainer:EdittoTrainer",

@@ -17,9 +17,14 @@ def test_import_contracts_hold() -> None:
 
 
 def test_cpu_profile_never_imports_torch() -> None:
+    """Nor do the captioner, planner and judges at an endpoint: they need no torch either."""
+    endpoint = "{'kind': 'openai', 'base_url': 'http://127.0.0.1:9/v1'}"
+    roles = ("captioner", "planner", "keyframe_judge", "video_judge")
     code = (
         "import sys; from agent.config import load_config; from tools import build_toolkit; "
         "c = load_config('cpu'); build_toolkit(c.tools, c.backends); import main; "
+        f"e = load_config('cpu', overrides={{'backends': {{r: {endpoint} for r in {roles}}}}}); "
+        "build_toolkit(e.tools, e.backends); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

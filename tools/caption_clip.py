@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, create_model
 
-from models.protocols import Captioner, CaptionRequest
+from models.protocols import Captioner, CaptionRequest, Correction, ModelReply
+from tools.answers import AnswerError, ask_until_valid, parsed, reply_of
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 from tools.judge import text_pattern
-from tools.plan_instruction import parse_json_object
 
 FIRST_CHAR = r'[^\x00-\x20"\\]'  # a caption starts with something visible
 
@@ -17,6 +18,8 @@ FIRST_CHAR = r'[^\x00-\x20"\\]'  # a caption starts with something visible
 class CaptionClipConfig(BaseModel, extra="forbid"):
     # Bounds the answer, so a model decoding under the schema always closes it within max_new_tokens.
     max_chars: int = Field(1000, ge=1)
+    # Tries of an answer that does not validate (the re-ask names its problems), as tools.judge.parse_attempts.
+    parse_attempts: int = Field(2, ge=1)
 
 
 class CaptionClipInput(BaseModel, frozen=True, extra="forbid"):
@@ -36,8 +39,8 @@ def caption_answer(max_chars: int) -> type[BaseModel]:
 
 class CaptionClip:
     name: ClassVar[str] = "caption_clip"
-    version: ClassVar[str] = "2"  # 2: the answer is a JSON object decoded under its schema
-    templates: ClassVar[tuple[str, ...]] = ("caption_clip.j2",)
+    version: ClassVar[str] = "3"  # 3: an answer that does not parse is re-asked with its problems named
+    templates: ClassVar[tuple[str, ...]] = ("caption_clip.j2", "answer.reask.j2")
     Input, Output = CaptionClipInput, CaptionClipOutput
 
     def __init__(self, captioner: Captioner, config: CaptionClipConfig, resources: Resources) -> None:
@@ -49,15 +52,30 @@ class CaptionClip:
         frames, fps = ctx.io.read_video(inp.clip)
         # A captioner that reads no prompt (the metric one) gets none, and the trace shows none.
         prompt = (
-            ctx.render("caption_clip.j2", num_frames=len(frames), fps=round(fps, 2))
+            ctx.render(
+                "caption_clip.j2",
+                num_frames=len(frames),
+                fps=round(fps, 2),
+                frames_shown=min(self.captioner.frames_shown, len(frames)),
+            )
             if self.captioner.reads_prompts
             else ""
         )
         request = CaptionRequest(frames, fps, prompt, answer_schema=self.answer.model_json_schema())
-        raw = self.captioner.caption(request)
+
+        def ask(corrections: tuple[Correction, ...]) -> ModelReply:
+            asked = dataclasses.replace(request, corrections=corrections)
+            return reply_of(lambda: self.captioner.caption(asked), ctx, "captioner")
+
         try:
-            answer = self.answer.model_validate(parse_json_object(raw))
-        except (ValueError, ValidationError) as err:
+            answer = ask_until_valid(
+                ask,
+                lambda text: parsed(self.answer, text),
+                self.config.parse_attempts - 1,
+                ctx,
+                lambda problems: ctx.render("answer.reask.j2", problems=problems),
+            )
+        except AnswerError as err:
             raise ToolError(
                 "llm_schema", f"the captioner's answer does not fit the schema: {err}", field="caption"
             ) from err

@@ -1,19 +1,20 @@
 """Ditto step 7 and the key-frame gate: a judge scores an edit (0-10 per criterion, with reasons).
 It scores; policy decides. The judge decodes under the answer's JSON schema, so a model's answer parses;
-one that still does not (a backend that cannot constrain its decoding) is asked again, then recorded as a
-failure, never passed silently."""
+one that still does not (an endpoint that refused structured output) is asked again with its problems named,
+then recorded as a failure, never passed silently."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from models.protocols import LOCAL_CATEGORIES, Judge, JudgeRequest
+from models.protocols import LOCAL_CATEGORIES, Correction, Judge, JudgeRequest, ModelReply
+from tools.answers import AnswerError, ask_until_valid, parsed, reply_of
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError, Verdict
-from tools.plan_instruction import parse_json_object
 
 # A rubric template names its criteria in a header line, `{# criteria: a, b #}`: the answer schema requires
 # exactly those, so a rubric edited or overridden to score something else changes the schema with it.
@@ -30,7 +31,9 @@ def text_pattern(max_chars: int, first: str = "") -> str:
 
 
 class JudgeConfig(BaseModel, extra="forbid"):
-    parse_attempts: int = 2  # a sampled VLM answer may parse on the second try; more rarely helps
+    # Tries of an answer that does not validate (the re-ask names its problems); one fixes most slips of a model
+    # that could not decode under the schema, more rarely helps.
+    parse_attempts: int = Field(2, ge=1)
     # One short reason per criterion. The bound makes every answer finite, so a model decoding under the
     # schema always closes it within the backend's max_new_tokens (see README, "How judges are constrained").
     max_reason_chars: int = Field(200, ge=1)
@@ -99,19 +102,29 @@ class JudgeInput(BaseModel, frozen=True, extra="forbid"):
     category: str = ""  # the edit's category: the rubric and metric judges hold local and global edits apart
 
 
-def ask_judge(judge: Judge, request: JudgeRequest, answer: type[JudgeAnswer], attempts: int) -> Verdict:
-    """The judge's verdict. A backend that decodes under request.answer_schema always parses; the retries
-    are for backends that cannot (none in process today)."""
-    errors = []
-    for _ in range(attempts):
-        raw = judge.judge(request)
-        try:
-            return answer.model_validate(parse_json_object(raw)).verdict(judge.spec_id)
-        except ValidationError as err:  # name the field at fault, not just "1 validation error"
-            errors.extend(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3])
-        except ValueError as err:
-            errors.append(str(err).splitlines()[0])
-    raise ToolError("llm_schema", f"the judge's answer did not parse in {attempts} tries: {errors}", field="answer")
+def ask_judge(
+    judge: Judge, request: JudgeRequest, answer: type[JudgeAnswer], attempts: int, ctx: ToolContext
+) -> Verdict:
+    """The judge's verdict, asked up to `attempts` times. A backend that decodes under request.answer_schema
+    always parses; the re-asks are for one that cannot (an endpoint that refused structured output)."""
+
+    def ask(corrections: tuple[Correction, ...]) -> ModelReply:
+        return reply_of(lambda: judge.judge(dataclasses.replace(request, corrections=corrections)), ctx, "judge")
+
+    try:
+        verdict = ask_until_valid(
+            ask,
+            lambda text: parsed(answer, text),
+            attempts - 1,
+            ctx,
+            lambda problems: ctx.render("answer.reask.j2", problems=problems),
+        )
+    except AnswerError:
+        errors = [p for r in ctx.usage["rejected"] for p in r["problems"]]
+        raise ToolError(
+            "llm_schema", f"the judge's answer did not parse in {attempts} tries: {errors}", field="answer"
+        ) from None
+    return verdict.verdict(judge.spec_id)
 
 
 def score_edit(
@@ -128,6 +141,7 @@ def score_edit(
             target_description=inp.target_description,
             category=inp.category,
             local=inp.category in LOCAL_CATEGORIES,
+            frames_shown=min(judge.frames_shown, len(source)) if source.ndim == 4 else 0,  # a video's frames as images
         )
     answer = answer_model(judge, ctx, template, config)
     request = JudgeRequest(
@@ -138,13 +152,13 @@ def score_edit(
         category=inp.category or None,
         answer_schema=answer.model_json_schema(),
     )
-    return ask_judge(judge, request, answer, config.parse_attempts)
+    return ask_judge(judge, request, answer, config.parse_attempts, ctx)
 
 
 class JudgeKeyframe:
     name: ClassVar[str] = "judge_keyframe"
-    version: ClassVar[str] = "2"  # 2: answers decoded under the rubric's schema
-    templates: ClassVar[tuple[str, ...]] = ("judge_keyframe.j2",)
+    version: ClassVar[str] = "3"  # 3: an answer that does not parse is re-asked with its problems named
+    templates: ClassVar[tuple[str, ...]] = ("judge_keyframe.j2", "answer.reask.j2")
     Input, Output = JudgeInput, Verdict
 
     def __init__(self, judge: Judge, config: JudgeConfig, resources: Resources) -> None:
@@ -157,8 +171,8 @@ class JudgeKeyframe:
 
 class JudgeVideo:
     name: ClassVar[str] = "judge_video"
-    version: ClassVar[str] = "2"  # 2: answers decoded under the rubric's schema
-    templates: ClassVar[tuple[str, ...]] = ("judge_video.j2",)
+    version: ClassVar[str] = "3"  # 3: an answer that does not parse is re-asked with its problems named
+    templates: ClassVar[tuple[str, ...]] = ("judge_video.j2", "answer.reask.j2")
     Input, Output = JudgeInput, Verdict
 
     def __init__(self, judge: Judge, config: JudgeConfig, resources: Resources) -> None:

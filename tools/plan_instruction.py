@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from models.cpu.rule_planner import RulePlanner
-from models.protocols import CategoryUnfitError, Correction, Planner, PlannerUnavailableError, PlanReply, PlanRequest
+from models.protocols import CategoryUnfitError, ModelReply, Planner, PlanRequest
+from tools.answers import AnswerError, ask_until_valid, parse_json_object, reply_of
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
 MAX_INSTRUCTION_SENTENCES = 2
@@ -166,27 +167,6 @@ def planner_schema(category: str, config: PlanInstructionConfig) -> dict[str, An
     return {"anyOf": [answer_schema([category], config.max_words, config.max_target_sentences), unfit]}
 
 
-class AnswerError(ValueError):
-    """An answer that cannot be used; `problems` are told to the planner when it is asked again."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def parse_json_object(raw: str) -> dict:
-    """The first JSON object in a model's answer (models wrap JSON in prose or code fences)."""
-    start, end = raw.find("{"), raw.rfind("}")
-    if start < 0:
-        raise ValueError(f"no JSON object in the answer: {raw[:200]!r}")
-    if end < start:
-        raise ValueError("the JSON object in the answer is not closed (cut off?)")
-    value = json.loads(raw[start : end + 1])
-    if not isinstance(value, dict):
-        raise ValueError("the answer is JSON but not an object")
-    return value
-
-
 def same_instruction(a: str, b: str) -> bool:
     """Equal up to case, spacing and punctuation: 'Make it night.' repeats 'make it night'."""
     return re.findall(r"\w+", a.casefold()) == re.findall(r"\w+", b.casefold())
@@ -231,15 +211,6 @@ def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], cap
     return answer
 
 
-def record_usage(ctx: ToolContext, reply: PlanReply) -> None:
-    """Each model call's figures, and their totals, into the call's trace."""
-    if not reply.usage:
-        return  # a planner that calls no model
-    ctx.usage.setdefault("calls", []).append(reply.usage)
-    for key in ("latency_s", "prompt_tokens", "completion_tokens", "transport_retries"):
-        ctx.usage[key] = ctx.usage.get(key, 0) + (reply.usage.get(key) or 0)
-
-
 class PlanInstruction:
     name: ClassVar[str] = "plan_instruction"
     version: ClassVar[str] = "3"  # 3: frames for a vision-language planner; the answer that no edit fits
@@ -260,18 +231,17 @@ class PlanInstruction:
     def __call__(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanInstructionOutput:
         request = self.build_request(inp, ctx)
         allowed = [inp.category]  # one category is asked for; an answer in another is re-asked
-        for reask in range(self.config.max_reasks + 1):
-            reply = self.ask(self.planner, request, ctx)
-            try:
-                return self.output(validate_answer(reply.text, allowed, inp.avoid, inp.caption), self.planner)
-            except AnswerError as err:
-                ctx.usage.setdefault("rejected", []).append({"answer": reply.text[:500], "problems": err.problems})
-                if reask == self.config.max_reasks:
-                    break
-                message = ctx.render("plan_instruction.reask.j2", problems=err.problems, categories=allowed)
-                correction = Correction(answer=reply.text, reask=message)
-                request = dataclasses.replace(request, corrections=(*request.corrections, correction))
-        ctx.usage["fallback"] = self.fallback.spec_id
+        try:
+            answer = ask_until_valid(
+                lambda corrections: self.ask(self.planner, dataclasses.replace(request, corrections=corrections), ctx),
+                lambda text: validate_answer(text, allowed, inp.avoid, inp.caption),
+                self.config.max_reasks,
+                ctx,
+                lambda problems: ctx.render("plan_instruction.reask.j2", problems=problems, categories=allowed),
+            )
+            return self.output(answer, self.planner)
+        except AnswerError:
+            ctx.usage["fallback"] = self.fallback.spec_id
         reply = self.ask(self.fallback, request, ctx)
         try:
             answer = validate_answer(reply.text, allowed, inp.avoid, inp.caption)
@@ -332,16 +302,10 @@ class PlanInstruction:
         return system, user
 
     @staticmethod
-    def ask(planner: Planner, request: PlanRequest, ctx: ToolContext) -> PlanReply:
+    def ask(planner: Planner, request: PlanRequest, ctx: ToolContext) -> ModelReply:
         try:
-            reply = planner.plan(request)
+            return reply_of(lambda: planner.plan(request), ctx, field="planner")
         except CategoryUnfitError as err:  # a ValueError, but the episode goes on in another category
             raise ToolError("category_unfit", str(err), field="category") from err
-        except PlannerUnavailableError as err:
-            if err.usage:
-                record_usage(ctx, PlanReply("", err.usage))
-            raise ToolError("backend_unavailable", str(err), field="planner") from err
         except ValueError as err:
             raise ToolError("bad_input", str(err), field="avoid") from err
-        record_usage(ctx, reply)
-        return reply

@@ -11,7 +11,7 @@ import numpy as np
 
 from models.cpu.flow import clip_flows, mean_motion
 from models.cpu.scene_edits import most_distinct_object, plain_band
-from models.protocols import CaptionRequest
+from models.protocols import CaptionRequest, ModelReply
 
 HUE_NAMES = (
     (15, "red"),
@@ -31,8 +31,9 @@ def _hue_name(hue: float) -> str:
 class MetricCaptioner:
     spec_id = "cpu-metric-captioner-v4"  # v3: "an evenly lit", a wide or tall frame; v4: skin is no object
     reads_prompts = False  # it measures the frames: the prompt is not rendered for it
+    frames_shown = 0  # it shows no model anything
 
-    def caption(self, request: CaptionRequest) -> str:
+    def caption(self, request: CaptionRequest) -> ModelReply:
         frames = request.frames
         hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames[:: max(1, len(frames) // 8)]])
         value, sat = hsv[..., 2].mean() / 255, hsv[..., 1].mean() / 255
@@ -52,4 +53,4 @@ class MetricCaptioner:
         frame = "wide" if w >= h else "tall"
         article = "An" if light[0] in "aeiou" else "A"
         caption = f"{article} {light}, {pace} scene in a {frame} frame, {colour} in tone.{obj}{text}"
-        return json.dumps({"caption": caption})
+        return ModelReply(json.dumps({"caption": caption}))

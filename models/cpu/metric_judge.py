@@ -28,7 +28,7 @@ import numpy as np
 
 from models.cpu.flow import clip_flows, warp
 from models.cpu.overlay import edit_region
-from models.protocols import LOCAL_CATEGORIES, SCREEN_CATEGORIES, JudgeRequest
+from models.protocols import LOCAL_CATEGORIES, SCREEN_CATEGORIES, JudgeRequest, ModelReply
 
 STRONG_EDIT_LAB = 18.0  # mean CIELAB change at which an edit counts as fully visible (score 10)
 FLICKER_RATIO_ZERO = 3.0  # warped error this many times the source's own scores 0
@@ -166,14 +166,16 @@ def is_local(request: JudgeRequest) -> bool:
 class MetricImageJudge:
     spec_id = "cpu-metric-image-judge-v2"
     criteria = ("structure_preservation", "edit_strength")
+    frames_shown = 0  # it measures every pixel; it shows no model anything
 
-    def judge(self, request: JudgeRequest) -> str:
+    def judge(self, request: JudgeRequest) -> ModelReply:
         scores, reasons = image_scores(request.source, request.edited, is_local(request))
-        return json.dumps({"scores": scores, "reasons": reasons})
+        return ModelReply(json.dumps({"scores": scores, "reasons": reasons}))
 
 
 class MetricVideoJudge:
     spec_id = "cpu-metric-video-judge-v3"
+    frames_shown = 0  # it measures every frame; it shows no model anything
     criteria = (
         "structure_preservation",
         "edit_strength",
@@ -182,7 +184,7 @@ class MetricVideoJudge:
         "region_stability",
     )
 
-    def judge(self, request: JudgeRequest) -> str:
+    def judge(self, request: JudgeRequest) -> ModelReply:
         src, edit, local = request.source, request.edited, is_local(request)
         if src.shape != edit.shape:
             raise ValueError(f"source {src.shape} and edit {edit.shape} differ in shape")
@@ -214,4 +216,4 @@ class MetricVideoJudge:
             scores["region_stability"], reasons["region_stability"] = stability
         if text:
             reasons["temporal_consistency"] += " (outside the text's band, which holds still on the screen)"
-        return json.dumps({"scores": scores, "reasons": reasons})
+        return ModelReply(json.dumps({"scores": scores, "reasons": reasons}))

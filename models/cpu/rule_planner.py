@@ -8,7 +8,7 @@ import random
 import re
 from typing import Any
 
-from models.protocols import CategoryUnfitError, PlanReply, PlanRequest
+from models.protocols import CategoryUnfitError, ModelReply, PlanRequest
 
 
 def fitting_options(vocabulary: dict[str, Any], category: str, caption: str) -> list[tuple[str, str]]:
@@ -30,7 +30,7 @@ class RulePlanner:
     sees_frames = False  # it reads the caption's measures
     reads_prompts = False  # it draws from the vocabulary: the prompts are not rendered for it
 
-    def plan(self, request: PlanRequest) -> PlanReply:
+    def plan(self, request: PlanRequest) -> ModelReply:
         options = fitting_options(request.vocabulary, request.category, request.caption)
         if not options:
             raise CategoryUnfitError(f"no {request.category} edit of the vocabulary fits this clip ({request.caption})")
@@ -42,7 +42,7 @@ class RulePlanner:
         for instruction, target in options[request.slot :]:
             if instruction not in avoid:
                 answer = {"instruction": instruction, "category": request.category, "target_description": target}
-                return PlanReply(json.dumps(answer))
+                return ModelReply(json.dumps(answer))
         raise CategoryUnfitError(
             f"all {len(options)} {request.category} instructions of the vocabulary were already used for this clip"
         )

@@ -1,10 +1,18 @@
-"""Run configs stored by earlier versions still load."""
+"""Run configs stored by earlier versions still load; endpoints named in config are checked before a run."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from agent.config import RunConfig, load_config
+import pytest
+
+from agent.checks import check_endpoint
+from agent.config import ConfigError, RunConfig, endpoints, load_config
+from bench.pg_server import free_port
+from tools import build_toolkit
+
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 def test_a_config_stored_with_a_retired_key_still_loads() -> None:
@@ -12,3 +20,20 @@ def test_a_config_stored_with_a_retired_key_still_loads() -> None:
     appended to the file; those runs must resume."""
     stored = json.loads(load_config("cpu").model_dump_json())
     assert RunConfig.model_validate({**stored, "metadata_every": 10}) == RunConfig.model_validate(stored)
+
+
+def test_the_vlm_endpoint_config_serves_every_vlm_role_from_one_endpoint_and_loads_no_model() -> None:
+    cfg = load_config("full", CONFIGS / "vlm_endpoint.yaml")
+    roles = ("captioner", "planner", "keyframe_judge", "video_judge")
+    assert endpoints(cfg.backends) == dict.fromkeys(roles, "http://localhost:8000/v1")
+    toolkit = build_toolkit(cfg.tools, cfg.backends, wanted=["caption_clip", "judge_keyframe", "judge_video"])
+    assert {tool.backend_id for tool in toolkit.values()} == {"openai-chat:qwen2.5-vl-72b"}
+    assert {tool.resources.devices for tool in toolkit.values()} == {0}  # it holds no device of ours
+
+
+def test_a_judge_endpoint_that_is_not_http_or_not_up_is_refused_naming_its_key() -> None:
+    with pytest.raises(ConfigError, match="backends.video_judge.base_url ftp://x: not an http"):
+        load_config("cpu", overrides={"backends": {"video_judge": {"kind": "openai", "base_url": "ftp://x"}}})
+    port = free_port()  # nothing listens there
+    with pytest.raises(ConfigError, match=f"backends.keyframe_judge.base_url http://127.0.0.1:{port}/v1: .*refused"):
+        check_endpoint("keyframe_judge", f"http://127.0.0.1:{port}/v1")

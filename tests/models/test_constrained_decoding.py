@@ -81,13 +81,15 @@ def test_tiny_tokenizer_is_byte_level_with_every_byte_a_token() -> None:
     assert len(byte_tokens) == 256 and all(t in vocab for t in byte_tokens)  # any JSON text can be written
 
 
-def test_random_weights_write_garbage_without_the_schema(pool: ModelPool) -> None:
+def test_random_weights_write_garbage_without_the_schema(pool: ModelPool, ctx: ToolContext) -> None:
     judge = tiny_vl("video_judge", pool, max_new_tokens=48)
     request = JudgeRequest(clip(0), clip(1), "Score the edit as JSON.", "x")  # no answer schema
     answer = JudgeAnswer.for_criteria(KEYFRAME_CRITERIA, 8)
     with pytest.raises(ToolError) as err:
-        ask_judge(judge, request, answer, attempts=2)
+        ask_judge(judge, request, answer, 2, ctx)
     assert err.value.kind == "llm_schema" and "2 tries" in err.value.detail
+    # The second try was a re-ask: the garbage answer and what was wrong with it, as one more turn.
+    assert [p.name for p in ctx.rendered] == ["answer.reask.j2"] and len(ctx.usage["calls"]) == 2
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

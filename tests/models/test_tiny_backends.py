@@ -94,8 +94,10 @@ def test_qwen_vl_roles_share_one_model_and_answer_text(clip: np.ndarray, pool: M
     judge = backend("video_judge", pool, **spec)
     planner = backend("planner", pool, **spec)
     assert captioner.loaded is judge.loaded is planner.loaded  # one copy of the weights for every role
-    assert isinstance(captioner.caption(CaptionRequest(clip, 8.0, "Describe the video.")), str)
-    assert isinstance(backend("keyframe_judge", pool, **spec).judge(JudgeRequest(clip[0], clip[0], "Score.", "x")), str)
+    caption = captioner.caption(CaptionRequest(clip, 8.0, "Describe the video."))
+    verdict = backend("keyframe_judge", pool, **spec).judge(JudgeRequest(clip[0], clip[0], "Score.", "x"))
+    for reply in (caption, verdict):
+        assert isinstance(reply.text, str) and reply.usage["completion_tokens"] <= 8 < reply.usage["prompt_tokens"]
 
 
 LORA_RANK = 2

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from models.protocols import CaptionRequest
+from models.protocols import CaptionRequest, ModelReply
 from tests.contracts import Bench, Failure, ToolContract
 from tools.base import Resources
 from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput
 
 
 class SaysNothing:
-    spec_id, reads_prompts = "says-nothing", True
+    spec_id, reads_prompts, frames_shown = "says-nothing", True, 0
 
-    def caption(self, request: CaptionRequest) -> str:
-        return '{"caption": "   "}'
+    def caption(self, request: CaptionRequest) -> ModelReply:
+        return ModelReply('{"caption": "   "}')
 
 
 class Reads:
     """A captioner that reads its prompt, as a model does, and keeps what it was given."""
 
-    spec_id, reads_prompts = "reads", True
+    spec_id, reads_prompts, frames_shown = "reads", True, 0
 
-    def caption(self, request: CaptionRequest) -> str:
+    def caption(self, request: CaptionRequest) -> ModelReply:
         self.prompt = request.prompt
-        return '{"caption": "A clip."}'
+        return ModelReply('{"caption": "A clip."}')
 
 
 class TestCaptionClip(ToolContract):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from models.protocols import JudgeRequest
+from models.protocols import JudgeRequest, ModelReply
 from prompts.loader import PromptBook
 from tests.contracts import Bench, Failure, ToolContract
 from tools.base import Resources
@@ -13,11 +13,11 @@ from tools.judge import JudgeConfig, JudgeInput, JudgeKeyframe, JudgeVideo
 
 
 class Rambles:
-    spec_id = "rambles"
+    spec_id, frames_shown = "rambles", 0
     criteria = None  # scores what the rubric asks
 
-    def judge(self, request: JudgeRequest) -> str:
-        return "It looks lovely, 11 out of 10!"
+    def judge(self, request: JudgeRequest) -> ModelReply:
+        return ModelReply("It looks lovely, 11 out of 10!")
 
 
 class TestJudgeKeyframe(ToolContract):

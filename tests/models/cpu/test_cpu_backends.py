@@ -148,7 +148,9 @@ def test_the_video_judge_rejects_a_subtitle_that_slides_with_the_scene_and_says_
     layer = edited.astype(int) - frames[0]  # the subtitle and its strip, as the key frame gained them
     sliding = np.stack([np.clip(f + np.roll(layer, (-t, 2 * t), axis=(0, 1)), 0, 255) for t, f in enumerate(frames)])
     verdicts = {
-        name: json.loads(MetricVideoJudge().judge(JudgeRequest(frames, video.astype(np.uint8), "", SUBTITLE, "text")))
+        name: json.loads(
+            MetricVideoJudge().judge(JudgeRequest(frames, video.astype(np.uint8), "", SUBTITLE, "text")).text
+        )
         for name, video in (("steady", steady), ("sliding", sliding))
     }
     assert verdicts["steady"]["scores"]["region_stability"] >= 8
@@ -167,9 +169,9 @@ def test_a_local_edit_that_spills_over_the_frame_scores_low_on_preservation() ->
     frames = object_scene()
     recoloured = StyleEditor().edit(frames[0], "Make the red object blue.", seed=0)
     global_edit = STYLES["sepia"].apply(frames[0])
-    local = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], recoloured, "", "", "local_attribute")))
-    spilled = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], global_edit, "", "", "local_attribute")))
-    as_global = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], recoloured, "", "", "global_style")))
+    local = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], recoloured, "", "", "local_attribute")).text)
+    spilled = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], global_edit, "", "", "local_attribute")).text)
+    as_global = json.loads(MetricImageJudge().judge(JudgeRequest(frames[0], recoloured, "", "", "global_style")).text)
     assert local["scores"]["edit_strength"] > 8 and local["scores"]["structure_preservation"] > 8
     assert spilled["scores"]["structure_preservation"] < 2  # the whole frame changed
     assert as_global["scores"]["edit_strength"] < local["scores"]["edit_strength"]  # small for a global edit
@@ -194,9 +196,9 @@ def test_temporal_filter_reduces_flicker(frames: np.ndarray) -> None:
 
 def test_judges_score_no_edit_as_weak_and_a_real_edit_as_strong(frames: np.ndarray) -> None:
     judge = MetricImageJudge()
-    same = json.loads(judge.judge(JudgeRequest(frames[0], frames[0], "", "")))["scores"]
-    sepia = json.loads(judge.judge(JudgeRequest(frames[0], STYLES["sepia"].apply(frames[0]), "", "")))["scores"]
+    same = json.loads(judge.judge(JudgeRequest(frames[0], frames[0], "", "")).text)["scores"]
+    sepia = json.loads(judge.judge(JudgeRequest(frames[0], STYLES["sepia"].apply(frames[0]), "", "")).text)["scores"]
     noise = np.random.default_rng(0).integers(0, 255, frames[0].shape, dtype=np.uint8)
-    scrambled = json.loads(judge.judge(JudgeRequest(frames[0], noise, "", "")))["scores"]
+    scrambled = json.loads(judge.judge(JudgeRequest(frames[0], noise, "", "")).text)["scores"]
     assert same["edit_strength"] == 0 and sepia["edit_strength"] > 5
     assert sepia["structure_preservation"] > 8 and scrambled["structure_preservation"] < 2
