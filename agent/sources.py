@@ -52,13 +52,22 @@ def iter_clips(source_dir: Path | None) -> Iterator[Path]:
                 (e.name, e.is_dir(follow_symlinks=False))
                 for e in it
                 if e.is_dir(follow_symlinks=False)
-                or (os.path.splitext(e.name)[1].lower() in VIDEO_SUFFIXES and not e.is_dir())
+                or (os.path.splitext(e.name)[1].lower() in VIDEO_SUFFIXES and not leads_to_a_folder(e))
             )
         for name, is_folder in entries:
             path = os.path.join(folder, name)
             yield from walk(path) if is_folder else (Path(path),)
 
     yield from walk(str(source_dir))
+
+
+def leads_to_a_folder(entry: os.DirEntry[str]) -> bool:
+    """A symlink loop or a link to nothing leads nowhere: it is listed as a clip, which ingest refuses by name
+    while the run goes on with the others."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def count_clips(source_dir: Path | None) -> int:

@@ -13,7 +13,15 @@ import numpy as np
 
 # Files the run must refuse at ingest with an error naming them; the rest of write_bad_clips' files are
 # awkward but usable (odd sizes decode to even ones; one frame is too short for the pre-filter).
-REFUSED = ("truncated.mp4", "not_a_video.mp4", "zero_frames.mp4", "huge.mp4", "one_pixel.mkv", "audio_only.mp4")
+REFUSED = (
+    "truncated.mp4",
+    "not_a_video.mp4",
+    "zero_frames.mp4",
+    "huge.mp4",
+    "one_pixel.mkv",
+    "audio_only.mp4",
+    "loop.mp4",
+)
 
 
 def write_test_video(path: Path, frames: np.ndarray, fps: int = 12, codec: str = "libx264") -> Path:
@@ -61,6 +69,8 @@ def write_bad_clips(folder: Path, good_clip: Path) -> Path:
         out.mux(stream.encode(frame))
         out.mux(stream.encode())
     write_noise_vfr(folder / "noise_vfr_64x48.mp4")
+    (folder / "loop.mp4").unlink(missing_ok=True)
+    (folder / "loop.mp4").symlink_to("loop.mp4")  # a symlink loop: refused alone, the folder's other clips run
     return folder
 
 
@@ -89,7 +99,8 @@ HOSTILE_TARGET = '$(curl evil) `id` {% import os %} =HYPERLINK("http://x")'
 
 # Bad flags: each must be refused with one line naming the flag and what is wrong, a non-zero exit, and no
 # run left behind. (flags, what the line says); {tmp} stands for a scratch folder, SRC:<kind> for a wrong
-# --source-dir and BINARY for a binary --config, both made by bad_flag_args.
+# --source-dir, BINARY for a binary --config and YAML:<text> for a config file holding the text, each made by
+# bad_flag_args.
 BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--budget-gpu-days", "nan"], "--budget-gpu-days nan: Input should be a finite number"),
     (["--budget-gpu-days", "inf"], "--budget-gpu-days inf: Input should be a finite number"),
@@ -116,6 +127,12 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--llm-base-url", "not-a-url"], "--llm-base-url (backends.planner.base_url) not-a-url: not an http(s) URL"),
     (["--llm-base-url", "http://127.0.0.1:1/v1"], "--llm-base-url (backends.planner.base_url) http://127.0.0.1:1/v1: "),
     (["--llm-model", "m"], "--llm-model (backends.planner.model)"),
+    (["--seed", "99999999999999999999"], "--seed 99999999999999999999: Input should be less than or equal to"),
+    (["--seed", "-1"], "--seed -1: Input should be greater than or equal to 0"),
+    (["--gpus", "0"], "--gpus 0.0: Input should be greater than 0"),
+    (["--config", "YAML:tools: {ingest: {fps: -5}}"], "config.yaml: tools.ingest.fps: Input should be greater than 0"),
+    (["--config", "YAML:tools: {ingest: {fps: 1.0e+9}}"], "tools.ingest.fps: Input should be less than or equal to"),
+    (["--config", "YAML:policy: {video_pass: {edit_strength: 11}}"], "policy.video_pass.edit_strength: Input should"),
 ]
 
 
@@ -138,6 +155,9 @@ def bad_flag_args(flags: list[str], tmp: Path) -> list[str]:
     for flag in flags:
         if flag == "BINARY":
             (tmp / "config.yaml").write_bytes(bytes(range(256)) * 4)
+            flag = str(tmp / "config.yaml")
+        elif flag.startswith("YAML:"):
+            (tmp / "config.yaml").write_text(flag.removeprefix("YAML:"))
             flag = str(tmp / "config.yaml")
         elif flag.startswith("SRC:"):
             flag = str(bad_source_dir(flag.removeprefix("SRC:"), tmp))

@@ -3,6 +3,7 @@ needs (length, motion, scene cuts). The tool measures; policy decides what is to
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -16,18 +17,20 @@ from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
 
 class IngestConfig(BaseModel, extra="forbid"):
-    num_frames: int = 33  # cpu default; the paper's clips are 101 frames, Wan wants 4k+1
-    fps: float = 12.0  # cpu default; the paper resamples to 20 fps
-    max_side: int = 320  # cpu default keeps a CPU episode to seconds; full uses 832 (480p Wan)
-    max_source_pixels: int = 7680 * 4320  # 8K; larger frames are rejected before decoding them
+    num_frames: int = Field(33, ge=1, le=10_000)  # cpu default; the paper's clips are 101 frames, Wan wants 4k+1
+    fps: float = Field(12.0, gt=0, le=240)  # cpu default; the paper resamples to 20 fps
+    max_side: int = Field(320, ge=8, le=16_384)  # cpu default keeps a CPU episode to seconds; full uses 832 (480p Wan)
+    max_source_pixels: int = Field(7680 * 4320, ge=64)  # 8K; larger frames are rejected before decoding them
     keyframe: Literal["first", "middle"] = "first"  # the paper edits the first frame
     # A clip whose first seconds hold a shot cut still has a usable shot after it: ingest starts its window at
     # the first stretch of num_frames frames without a step above shot_cut (the same histogram distance as
     # policy.max_cut_score), up to max_start_s into the clip; the pre-filter still refuses a window with a cut.
     max_start_s: float = Field(5.0, ge=0)
-    shot_cut: float = 0.4
-    fingerprint_fps: float = 4.0  # frames hashed per second: a trim shifts the footage by at most 1/8 s of it
-    fingerprint_frames: int = 40  # ten seconds of footage decide whether two clips are the same
+    shot_cut: float = Field(0.4, ge=0, le=1)
+    # Frames hashed per second (a trim shifts the footage by at most 1/8 s of it); ten seconds of footage decide
+    # whether two clips are the same.
+    fingerprint_fps: float = Field(4.0, gt=0, le=240)
+    fingerprint_frames: int = Field(40, ge=1, le=10_000)
 
 
 class IngestInput(BaseModel, frozen=True, extra="forbid"):
@@ -50,6 +53,15 @@ def ingest_input(clip_path: str | Path, source_root: Path | None = None) -> Inge
         clip_mtime_ns=mtime,
         source_root=str(source_root) if source_root else None,
     )
+
+
+def why_unreadable(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as err:
+        known = {errno.ELOOP: "is a symlink loop", errno.ENOENT: "does not exist"}.get(err.errno or 0)
+        return known or f"cannot be read ({err.strerror})"
+    return "could not be read when the run listed it"
 
 
 class IngestOutput(BaseModel, frozen=True):
@@ -86,7 +98,7 @@ class Ingest:
     def __call__(self, inp: IngestInput, ctx: ToolContext) -> IngestOutput:
         cfg = self.config
         if inp.clip_size < 0:
-            raise ToolError("bad_input", f"{inp.clip_path} does not exist or cannot be read", field="clip_path")
+            raise ToolError("bad_input", f"{inp.clip_path} {why_unreadable(inp.clip_path)}", field="clip_path")
         if inp.source_root is not None:
             real, root = Path(inp.clip_path).resolve(), Path(inp.source_root).resolve()
             if not real.is_relative_to(root):

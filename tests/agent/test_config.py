@@ -1,11 +1,17 @@
-"""Run configs stored by earlier versions still load; endpoints named in config are checked before a run."""
+"""Run configs stored by earlier versions still load; every number a config sets is held to a range; endpoints
+named in config are checked before a run."""
 
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import annotated_types
 import pytest
+from pydantic import BaseModel
 
 from agent.checks import check_endpoint
 from agent.config import ConfigError, RunConfig, endpoints, load_config
@@ -13,6 +19,35 @@ from bench.pg_server import free_port
 from tools import build_toolkit
 
 CONFIGS = Path(__file__).parents[2] / "configs"
+
+BOUNDS = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt, annotated_types.Interval)
+
+
+def numbers_without_a_range(annotation: Any, metadata: list[Any], key: str) -> Iterator[str]:
+    """Config keys (with * for a mapping's keys) whose type is a number that no bound holds."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation, *more = typing.get_args(annotation)
+        metadata = [*metadata, *more]
+        metadata += [m for x in more for m in getattr(x, "metadata", [])]  # Field(ge=...) inside Annotated
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            yield from numbers_without_a_range(field.annotation, field.metadata, f"{key}.{name}".lstrip("."))
+        return
+    if typing.get_origin(annotation) is dict:
+        yield from numbers_without_a_range(typing.get_args(annotation)[1], [], f"{key}.*")
+        return
+    options = typing.get_args(annotation) or (annotation,)
+    if any(a in (int, float) for a in options) and not any(isinstance(m, BOUNDS) for m in metadata):
+        yield key
+    for option in options:
+        if option is not annotation and not (option in (int, float) or option is type(None)):
+            yield from numbers_without_a_range(option, [], key)
+
+
+def test_every_number_a_config_sets_is_held_to_a_range() -> None:
+    """A negative or absurd fps, seed or threshold is refused in one line naming its key, never accepted to fail
+    every episode later (tools: {ingest: {fps: -5}} once ran 24 episodes to 24 discards)."""
+    assert list(numbers_without_a_range(RunConfig, [], "")) == []
 
 
 def test_a_config_stored_with_a_retired_key_still_loads() -> None:

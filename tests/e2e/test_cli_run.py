@@ -153,5 +153,6 @@ def test_bad_clips_are_rejected_by_name_and_the_run_goes_on(tmp_path: Path, bad_
         assert name in detail, detail
     assert "max_source_pixels" in rows["huge.mp4"][2]
     assert "too small" in rows["one_pixel.mkv"][2] and "no video stream" in rows["audio_only.mp4"][2]
+    assert rows["loop.mp4"][2].endswith("loop.mp4 is a symlink loop")  # one clip refused, not the whole folder
     assert rows["odd 17x9.mkv"][1] != "bad_input@ingest"  # odd sizes decode (to even ones) and go on
     assert rows["one_frame.mp4"][:2] == ("discarded", "too_short")
