@@ -12,6 +12,7 @@ import os
 import typer
 
 from cli import export, prompts, report, run, traces, train, verify
+from cli.render import error_line
 
 app = typer.Typer(
     add_completion=False,
@@ -35,6 +36,17 @@ app.command("export")(export.export)
 app.command("verify")(verify.verify)
 
 
+def main() -> None:
+    """The command line, with the faults any command may meet said in one line: a damaged store."""
+    from store.engine import StoreDamaged
+
+    try:
+        app()
+    except StoreDamaged as err:
+        error_line(str(err))
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app()
+    main()

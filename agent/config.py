@@ -195,21 +195,23 @@ def check_db_url(url: str) -> str:
 
 
 def describe_errors(err: ValidationError, flags: Mapping[str, Any], where: str = "") -> str:
-    """One line: each problem named by the flag that set it, or by its key in the config."""
-    problems = []
+    """One line: each problem named by the flag that set it, or by its key in the config; keys with the same
+    problem (every backend of a profile whose extra is not installed) share it."""
+    problems: dict[str, list[str]] = {}  # problem -> what has it
     for e in err.errors():
         key, msg = ".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")
         value = "" if key == "db_url" else f" {e['input']}"  # a URL may carry a password
         if spec_key := BACKEND_PROBLEM.match(msg):  # a backend spec's option: named by its own key, no value
             key, msg, value = spec_key.group(1), spec_key.group(2), ""
         if not key:
-            problems.append(msg)
+            problems.setdefault(msg, [])
         elif key in FLAG_NAMES and key.split(".")[0] in flags or key in flags:
             flag = f"{FLAG_NAMES[key]} ({key})" if key in FLAG_NAMES else "--" + key.replace("_", "-")
-            problems.append(f"{flag}{value}: {msg}")
+            problems.setdefault(msg, []).append(f"{flag}{value}")
         else:
-            problems.append(f"{key}: {msg}")
-    return f"invalid config{where}: " + "; ".join(problems)
+            problems.setdefault(msg, []).append(key)
+    said = (f"{', '.join(named)}: {msg}" if named else msg for msg, named in problems.items())
+    return f"invalid config{where}: " + "; ".join(said)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ def report(
     engine = open_store(out, db)
     index = write_report(engine, out, run_or_latest(engine, run, out), out / "report")
     console.print(f"{index.episodes} episodes, {index.plots} plots in {index.path}")
+    if index.plots_note:
+        console.print(index.plots_note, markup=False)
     if open_it:
         import webbrowser
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import typing
+from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -104,7 +106,30 @@ def backend_class(step: str, kind: str) -> type:
     if kind not in BACKENDS[step]:
         raise BackendConfigError(f"backends.{step}.kind: {kind!r} is not one of {', '.join(BACKENDS[step])}")
     module, name = BACKENDS[step][kind].split(":")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as err:  # the cpu profile's install has no torch: say which extra brings it
+        extra = extra_providing(err.name) or "models"
+        raise BackendConfigError(
+            f"backends.{step}.kind: the {extra} extra is not installed (no module named {err.name}): "
+            f"pip install -e '.[{extra}]'"
+        ) from err
+
+
+def extra_providing(module: str | None) -> str | None:
+    """The extra of this project that installs `module` (torch: models, torchao: fp8), read from the installed
+    package's requirements, so no list here can go stale."""
+    try:
+        requirements = metadata.requires("ditto-agent") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        distribution = re.split(r"[\[<>=!~ ]", name.strip(), maxsplit=1)[0]
+        extra = re.search(r"extra == .([\w-]+).", marker)
+        if extra and distribution.lower().replace("-", "_") == (module or "").split(".")[0].lower():
+            return extra.group(1)
+    return None
 
 
 def options_model(cls: type) -> type[BaseModel]:

@@ -3,7 +3,9 @@ brings its schema up to date with the migrations in store/migrations (Alembic)."
 
 from __future__ import annotations
 
+import errno
 import functools
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +21,32 @@ from store import tables  # noqa: F401  (registers the tables on SQLModel.metada
 SQLITE_BUSY_TIMEOUT_S = 60  # concurrent episodes write from several threads; waiting beats failing
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 7_361_428_003  # a PostgreSQL advisory lock: one process migrates a shared store at a time
+
+
+class StoreDamaged(OSError):
+    """A SQLite store that SQLite cannot read (overwritten, truncated, a disk fault): an I/O error (EIO) that
+    names the file and what to do, raised in place of SQLAlchemy's error wherever a query meets it."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            errno.EIO,
+            f"{path} is damaged ({detail}): restore it from a backup, or keep what SQLite can still read: "
+            f"sqlite3 {path} .recover | sqlite3 {path}.recovered, then move {Path(path).name}.recovered into its "
+            f"place (python main.py verify then checks the files against it)",
+        )
+        self.path, self.detail = path, detail
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return StoreDamaged, (self.path, self.detail)
+
+    @staticmethod
+    def of(err: BaseException, path: str | None) -> StoreDamaged | None:
+        """The error SQLite raised as StoreDamaged, when it says the file is damaged (not locked or busy)."""
+        damaged = type(err) is sqlite3.DatabaseError and any(w in str(err) for w in ("malformed", "not a database"))
+        return StoreDamaged(path or "the SQLite store", str(err)) if damaged else None
 
 
 def open_engine(url: str, pool_size: int = 10, migrate_schema: bool = True) -> Engine:
@@ -37,6 +65,10 @@ def open_engine(url: str, pool_size: int = 10, migrate_schema: bool = True) -> E
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "handle_error")
+        def _name_a_damaged_file(context) -> StoreDamaged | None:  # type: ignore[no-untyped-def]
+            return StoreDamaged.of(context.original_exception, engine.url.database)
     elif pool_size == 0:  # SQLAlchemy's pool_size=0 would mean "no limit"
         engine = create_engine(url, poolclass=NullPool)
     else:

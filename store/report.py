@@ -34,6 +34,7 @@ class ReportIndex:
     path: Path
     episodes: int
     plots: int
+    plots_note: str  # why there are none, when there are none
 
 
 def script_json(data: Any) -> str:
@@ -124,4 +125,4 @@ def write_report(engine: Engine, out: Path, run_id: str, folder: Path) -> Report
         config=json.dumps(json.loads(data.run.config_json), indent=2, sort_keys=True),
     )
     atomic_write_bytes(folder / "index.html", html.encode())
-    return ReportIndex(folder / "index.html", len(data.episodes), len(plots))
+    return ReportIndex(folder / "index.html", len(data.episodes), len(plots), "" if plots else plots_note)

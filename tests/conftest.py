@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,21 @@ SMALL: dict[str, Any] = {
     "concurrency": 2,
     "budget_gpu_days": 1.0,
 }
+
+
+def run_main(*args: str, without: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`python main.py ARGS` at 80 columns, as a user's terminal runs it, in a Python where the modules
+    `without` names cannot be imported (as on an install without the extra that brings them)."""
+    blocked = "".join(f"sys.modules[{m!r}] = None; " for m in without)
+    run = "sys.argv = ['main.py', *sys.argv[1:]]; runpy.run_path('main.py', run_name='__main__')"
+    return subprocess.run(
+        [sys.executable, "-c", f"import runpy, sys; {blocked}{run}", *args],
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture

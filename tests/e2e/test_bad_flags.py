@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from bench.bad_inputs import BAD_FLAGS, bad_flag_args
 from main import app
+from tests.conftest import run_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +75,14 @@ def test_an_out_folder_the_user_cannot_write_is_named(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.strip() == f"error: --out {out}: cannot write in {locked} (Permission denied)"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("profile", ["tiny", "full"])
+def test_a_profile_whose_extra_is_not_installed_is_named_in_one_line(profile: str, tmp_path: Path) -> None:
+    """On the base install the model profiles ended in a 112-line traceback (No module named 'torch')."""
+    done = run_main("--profile", profile, "--out", str(tmp_path / "out"), without=("torch",))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stdout.count("\n") == 1 and not done.stderr, done.stdout + done.stderr
+    assert "the models extra is not installed (no module named torch): pip install -e '.[models]'" in done.stdout
+    assert "backends.propagator.kind" in done.stdout
+    assert not (tmp_path / "out").exists()
