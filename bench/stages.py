@@ -49,6 +49,7 @@ EXAMPLE_EDIT = {
     "local": "global_style" in LOCAL_CATEGORIES,
     "num_frames": 81,
     "fps": 16,
+    "frames_shown": 0,  # the in-process Qwen2.5-VL sees a video whole
 }
 # Alternatives counted beside each preset's choice (spec overrides of the stage's backend).
 ALTERNATIVES: dict[str, dict[str, list[dict[str, Any]]]] = {
