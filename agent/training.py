@@ -29,6 +29,7 @@ from store.training import (
     accepted_samples,
     category_scores,
     current_shares,
+    episode_clips,
     finish_training_run,
     first_eval_set,
     open_training_run,
@@ -94,11 +95,12 @@ def split_samples(engine: Engine, run_id: str, cfg: TrainingConfig) -> tuple[lis
     is held out), never train. A clip keeps its side as the run grows."""
     # Samples committed before their artifacts were recorded cannot be trained on; they are left out.
     samples = [s for s in accepted_samples(engine, run_id) if "artifacts" in json.loads(s.record_json)]
-    clips = list(dict.fromkeys(source_clip(s) for s in samples))
-    heldout_clips = {clip for k, clip in enumerate(clips) if policy.held_out(k, cfg)}
+    paths = episode_clips(engine, run_id)  # the same for a run's every sample, whichever version recorded it
+    clip = {s.id: paths.get(s.episode_id) or source_clip(s) for s in samples}
+    heldout_clips = {c for k, c in enumerate(dict.fromkeys(clip.values())) if policy.held_out(k, cfg)}
     return (
-        [s for s in samples if source_clip(s) not in heldout_clips],
-        [s for s in samples if source_clip(s) in heldout_clips],
+        [s for s in samples if clip[s.id] not in heldout_clips],
+        [s for s in samples if clip[s.id] in heldout_clips],
     )
 
 

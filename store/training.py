@@ -13,11 +13,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store.dataset import accepted_in_order, atomic_write_bytes, place_file
-from store.tables import HeldoutEvaluation, Sample, ToolCall, TrainingRun, utcnow
+from store.tables import Episode, HeldoutEvaluation, Sample, ToolCall, TrainingRun, utcnow
 
 
 def accepted_samples(engine: Engine, run_id: str) -> list[Sample]:
     return accepted_in_order(engine, run_id)
+
+
+def episode_clips(engine: Engine, run_id: str) -> dict[str, str]:
+    """Episode id -> the source clip's path as the run read it (a sample's record names it relative to the
+    source folder, or by its full path where an earlier version made the sample)."""
+    with Session(engine) as s:
+        return dict(s.exec(select(Episode.id, Episode.clip_path).where(Episode.run_id == run_id)).all())
 
 
 def samples_by_id(engine: Engine, ids: list[str]) -> list[Sample]:
