@@ -21,6 +21,7 @@ from tools.caption_clip import CaptionClipInput
 from tools.edit_keyframe import EditKeyframeInput
 from tools.enhance_temporal import EnhanceTemporalInput
 from tools.estimate_depth import EstimateDepthInput
+from tools.frame_window import SourceWindow
 from tools.ingest import ingest_input
 from tools.judge import JudgeInput
 from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput, same_instruction
@@ -228,44 +229,74 @@ def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, An
             memory_level=memory_level(state, "propagate"),
             control_strength=control_strength(state, runtime.context),
             category=state["edit"]["category"],
+            depth_video=state.get("depth_video"),
         ),
         state,
         "propagate",
     )
-    return {"edited_video": out.edited_video}
+    return {"edited_video": out.edited_video, "made_for": out.made_for.model_dump()}
+
+
+def made_for(state: EpisodeState) -> SourceWindow:
+    """The source frames the edited video was made for: as the video steps said, or, for an episode checkpointed
+    before they said it, the whole clip."""
+    if "made_for" in state:
+        return SourceWindow(**state["made_for"])
+    frames = state["ingest"]["num_frames"]
+    return SourceWindow(
+        clip=state["clip"],
+        depth_video=state.get("depth_video"),
+        keyframe_index=state["keyframe_index"],
+        start=0,
+        frames=frames,
+        of=frames,
+    )
 
 
 @records_failure
 def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    window = made_for(state)
     out = runtime.context.call(
         "enhance_temporal",
         EnhanceTemporalInput(
             video=state["edited_video"],
-            clip=state["clip"],
+            clip=window.clip,
             seed=state["seed"],
             memory_level=memory_level(state, "enhance_temporal"),
+            keyframe_index=window.keyframe_index,
+            depth_video=window.depth_video,
         ),
         state,
         "enhance_temporal",
     )
-    return {"enhanced_video": out.enhanced_video}
+    return {"enhanced_video": out.enhanced_video, "made_for": out.made_for.inside(window).model_dump()}
 
 
 @records_failure
 def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    return _judge(state, runtime, "judge_video", "video", state["clip"], state["enhanced_video"])
+    return _judge(state, runtime, "judge_video", "video", made_for(state).clip, state["enhanced_video"])
+
+
+def degraded(state: EpisodeState) -> dict[str, Any] | None:
+    """What a sample's making lowered to fit in memory, and the frames it holds; None when nothing was lowered."""
+    levels = {node: level for node, level in sorted(state.get("memory_levels", {}).items()) if level}
+    window = made_for(state)
+    if not levels and window.frames == window.of:
+        return None
+    return {"memory_levels": levels, "frames": window.frames, "source_frames": window.of, "start": window.start}
 
 
 def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     attempt = state.get("attempt", 0)
+    window = made_for(state)
     artifacts = {
-        "source": state["clip"],
+        "source": window.clip,
         "edited": state["enhanced_video"],
         "edited_keyframe": state["edited_keyframe"],
     }
-    if state.get("depth_video"):
-        artifacts["depth"] = state["depth_video"]  # type: ignore[assignment]
+    if window.depth_video:
+        artifacts["depth"] = window.depth_video
     sample = AcceptedSample(
         episode_id=state["episode_id"],
         run_id=ctx.run_id,
@@ -277,6 +308,7 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         fps=state["fps"],
         artifacts=artifacts,
         control_strength=control_strength(state, ctx),
+        degraded=degraded(state),
     )
     sample_id = commit_sample(ctx.engine, ctx.io, ctx.dataset_dir, sample)
     return {"decision": "accepted", "reason": "passed", "sample_id": sample_id}

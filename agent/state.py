@@ -45,6 +45,9 @@ class EpisodeState(EpisodeInput, total=False):
     depth_video: str | None
     edited_video: str
     enhanced_video: str
+    # The source frames the edited video was made for, frame for frame (tools.frame_window.SourceWindow): the
+    # clip, or the shorter window of it a backend made (fewer frames at a lower memory level, never stretched).
+    made_for: dict[str, Any]
     verdicts: Annotated[list[dict[str, Any]], operator.add]  # every judge verdict, in order
     failure: Failure | None
     decision: str  # accepted | discarded

@@ -41,6 +41,7 @@ from tools.caption_clip import CaptionClipInput, CaptionClipOutput
 from tools.edit_keyframe import EditKeyframeInput, EditKeyframeOutput
 from tools.enhance_temporal import EnhanceTemporalInput, EnhanceTemporalOutput
 from tools.estimate_depth import EstimateDepthInput, EstimateDepthOutput
+from tools.frame_window import SourceWindow
 from tools.ingest import FingerprintClipInput, FingerprintClipOutput, IngestInput, IngestOutput
 from tools.judge import JudgeInput
 from tools.plan_instruction import PlanAnswer, PlanInstructionInput
@@ -151,13 +152,21 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
     # The control strength each simulated video was made at, by its artifact (propagate, then enhance_temporal).
     strengths: dict[str, float | None] = {}
 
+    def whole(clip: str, depth_video: str | None, keyframe_index: int) -> SourceWindow:
+        """Every simulated video is made for all 81 frames of its clip."""
+        return SourceWindow(
+            clip=clip, depth_video=depth_video, keyframe_index=keyframe_index, start=0, frames=81, of=81
+        )
+
     def propagate(inp: PropagateInput, artifact: Any) -> PropagateOutput:
-        out = PropagateOutput(edited_video=artifact("video"))
+        made_for = whole(inp.clip, inp.depth_video, inp.keyframe_index)
+        out = PropagateOutput(edited_video=artifact("video"), made_for=made_for)
         strengths[out.edited_video] = inp.control_strength
         return out
 
     def enhance(inp: EnhanceTemporalInput, artifact: Any) -> EnhanceTemporalOutput:
-        out = EnhanceTemporalOutput(enhanced_video=artifact("video"))
+        made_for = whole(inp.clip, inp.depth_video, inp.keyframe_index)
+        out = EnhanceTemporalOutput(enhanced_video=artifact("video"), made_for=made_for)
         strengths[out.enhanced_video] = strengths.get(inp.video)
         return out
 

@@ -52,11 +52,6 @@ def crop_resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(covering[:, top : top + height, left : left + width])
 
 
-def match_clip(frames: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A model's output brought back to the frame count and size of the clip it was made for."""
-    return resize(resample(frames, len(like)), like.shape[2], like.shape[1])
-
-
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """Float [0,1] model output to uint8."""
     return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
@@ -69,8 +64,3 @@ def to_pil(frames: np.ndarray) -> list[Image.Image]:
 def wan_frame_count(frames: int) -> int:
     """Wan's VAE compresses time 4x: clips must be 4k+1 frames long."""
     return max(1, (frames - 1) // 4) * 4 + 1
-
-
-def frames_at_memory_level(frames: int, memory_level: int) -> int:
-    """Half the frames per level (at least 5), still 4k+1: the output is stretched back to the clip."""
-    return wan_frame_count(max(5, frames >> memory_level))

@@ -138,8 +138,8 @@ class Planner(Protocol):
 
 
 # memory_level: 0 runs as configured; after an out-of-memory error the agent retries at 1, 2, ... and a
-# backend spends less memory at each (a smaller working size, fewer frames generated, a tiled VAE).
-# Backends with nothing to save ignore it.
+# backend spends less memory at each (a smaller working size, a tiled VAE). A video step is also handed half the
+# frames per level (a shorter clip: tools/frame_window.py). Backends with nothing to save ignore it.
 
 
 class ImageEditor(Protocol):
@@ -159,6 +159,12 @@ class DepthEstimator(Protocol):
 class VideoPropagator(Protocol):
     spec_id: str
 
+    def frames_made(self, frames: int) -> int:
+        """How many frames it makes of a clip `frames` long, in one video, at most `frames` (most backends all of
+        them; Wan 4k+1, at most its num_frames). It is handed that many consecutive frames: time is never
+        resampled, so no frame is ever stretched or dropped within the clip it makes."""
+        ...
+
     def propagate(
         self,
         source: np.ndarray,
@@ -171,18 +177,25 @@ class VideoPropagator(Protocol):
         control_strength: float | None = None,
         category: str = "",
     ) -> np.ndarray:
-        """The edited video, the source's shape. control_strength weighs the control video (depth) in the
-        generation, 1 fully; None when there is none. category says what kind of edit the key frame carries
-        (a subtitle, an object's colour, a style); a backend that follows the prompt alone may ignore it."""
+        """The edited video, the source's shape (source has frames_made(len(source)) frames). control_strength
+        weighs the control video (depth) in the generation, 1 fully; None when there is none. category says what
+        kind of edit the key frame carries (a subtitle, an object's colour, a style); a backend that follows the
+        prompt alone may ignore it."""
         ...
 
 
 class VideoEnhancer(Protocol):
     spec_id: str
 
+    def frames_made(self, frames: int) -> int:
+        """As VideoPropagator.frames_made: how many frames of a video `frames` long it enhances in one pass."""
+        ...
+
     def enhance(
         self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
-    ) -> np.ndarray: ...
+    ) -> np.ndarray:
+        """The video enhanced, its shape (video has frames_made(len(video)) frames)."""
+        ...
 
 
 class Judge(Protocol):

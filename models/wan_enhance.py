@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from models.device_memory import raises_out_of_device_memory
-from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8
+from models.frames import resize, to_pil, to_uint8, wan_frame_count
 from models.pipelines import Attention, Denoiser, Quantization, place_pipeline, tile_vae
 from models.wan_vace import load_wan_pipeline
 
@@ -43,11 +43,16 @@ class WanVideoEnhancer:
         name = path.rstrip("/").split("/")[-1]
         self.spec_id = f"wan-v2v:{name}:{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}"
 
+    def frames_made(self, frames: int) -> int:
+        return wan_frame_count(frames)
+
     @raises_out_of_device_memory
     def enhance(
         self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
     ) -> np.ndarray:
-        frames = resize(resample(video, frames_at_memory_level(len(video), memory_level)), self.width, self.height)
+        if len(video) != self.frames_made(len(video)):
+            raise ValueError(f"the Wan enhancer makes 4k+1 frames: {len(video)} asked for")
+        frames = resize(video, self.width, self.height)
         with self.lock, torch.inference_mode():
             tile_vae(self.pipe, memory_level)
             out = self.pipe(
@@ -62,4 +67,4 @@ class WanVideoEnhancer:
                 output_type="np",
             ).frames[0]
         out = to_uint8(np.asarray(out))
-        return match_clip(out, video)
+        return resize(out, video.shape[2], video.shape[1])

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from models.device_memory import raises_out_of_device_memory
-from models.frames import frames_at_memory_level, match_clip, resample, resize, to_pil, to_uint8, wan_frame_count
+from models.frames import resize, to_pil, to_uint8, wan_frame_count
 from models.pipelines import (
     Attention,
     Denoiser,
@@ -87,6 +87,9 @@ class WanVacePropagator:
         lora = f"+lora:{lora_path.rstrip('/').split('/')[-1]}" if lora_path else ""
         self.spec_id = f"wan-vace:{name}{lora}:{steps}steps:cfg{guidance_scale}:shift{flow_shift}"
 
+    def frames_made(self, frames: int) -> int:
+        return min(wan_frame_count(frames), self.num_frames)
+
     @raises_out_of_device_memory
     def propagate(
         self,
@@ -102,8 +105,10 @@ class WanVacePropagator:
     ) -> np.ndarray:
         if depth is None or control_strength is None:
             raise ValueError("WanVACE propagation needs a depth video: configure backends.depth")
-        num_frames = frames_at_memory_level(self.num_frames, memory_level)
-        control = resize(depth_control(resample(depth, num_frames), control_strength), self.width, self.height)
+        num_frames = len(source)
+        if num_frames != self.frames_made(num_frames):
+            raise ValueError(f"WanVACE makes 4k+1 frames, at most {self.num_frames}: {num_frames} asked for")
+        control = resize(depth_control(depth, control_strength), self.width, self.height)
         reference = Image.fromarray(resize(edited_keyframe[None], self.width, self.height)[0])
         mask = [Image.new("L", (self.width, self.height), 255)] * num_frames  # generate every pixel
         with self.lock, torch.inference_mode():
@@ -123,4 +128,4 @@ class WanVacePropagator:
                 output_type="np",
             ).frames[0]
         out = to_uint8(np.asarray(frames))
-        return match_clip(out, source)
+        return resize(out, source.shape[2], source.shape[1])

@@ -106,6 +106,9 @@ class AcceptedSample:
     fps: float
     artifacts: dict[str, str]  # role (a key of SAMPLE_FILES) -> artifact ref; depth only when made
     control_strength: float | None = None  # weight of the depth control in its generation; None: no depth
+    # What was lowered to make it fit in memory (memory level per step) and the frames it holds of the source's
+    # (a shorter clip at the source's rate, never stretched); None: made as configured, every frame.
+    degraded: dict[str, Any] | None = None
 
 
 def sample_id_of(episode_id: str) -> str:
@@ -125,6 +128,7 @@ def sample_record(sample: AcceptedSample, lineage: dict[str, Any]) -> dict[str, 
         "caption": sample.caption,
         "fps": sample.fps,
         "control_strength": sample.control_strength,
+        "degraded": sample.degraded,
         "artifacts": dict(sample.artifacts),  # role -> sha256 of each file: Editto's inputs, and what verify checks
         "files": sorted(SAMPLE_FILES[role] for role in sample.artifacts),
         **lineage,

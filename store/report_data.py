@@ -24,6 +24,14 @@ VIDEO_OUTPUTS = {  # what the report links, by the tool and output field that ma
 }
 
 
+def media_refs(outputs: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    """The videos and key frame an episode's card shows. The source is the frames the edited video was made
+    for (a shorter run of the clip after an out-of-memory retry), so the two play side by side frame for frame."""
+    refs = {name: outputs.get(tool, {}).get(out) for name, (tool, out) in VIDEO_OUTPUTS.items()}
+    made_for = outputs.get("enhance_temporal", {}).get("made_for") or {}
+    return {**refs, "source": made_for.get("clip") or refs["source"]}
+
+
 @dataclass
 class ReportData:
     engine: Engine
@@ -116,7 +124,7 @@ def episode_view(e: Episode, calls: list[Any], updates: list[tuple[str, dict[str
         "cost_s": round(sum(c.device_seconds for c in calls if c.reused_call_id is None), 3),
         "attempts": attempts,
         "finished_at": e.finished_at.isoformat() if e.finished_at else None,
-        "refs": {name: outputs.get(tool, {}).get(out) for name, (tool, out) in VIDEO_OUTPUTS.items()},
+        "refs": media_refs(outputs),
     }
 
 

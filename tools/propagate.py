@@ -1,5 +1,6 @@
 """Ditto step 5: the edited video, generated from the edited key frame (reference), the depth video
-(structure) and the target description (prompt)."""
+(structure) and the target description (prompt). A backend that makes fewer frames than the clip holds makes
+them for a window of it, never stretched back (tools/frame_window.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from models.protocols import VideoPropagator
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.frame_window import SourceWindow, frames_to_make, window_of, window_start
 
 
 class PropagateInput(BaseModel, frozen=True, extra="forbid"):
@@ -18,20 +20,23 @@ class PropagateInput(BaseModel, frozen=True, extra="forbid"):
     depth: ArtifactRef | None
     prompt: str
     seed: int
-    memory_level: int = 0  # raised after an out-of-memory error: fewer frames generated, a tiled VAE
+    # Raised after an out-of-memory error: half the frames per level (a shorter clip), a tiled VAE.
+    memory_level: int = 0
     # Weight of the control video (the depth) in the generation: the edit category's, lowered on a retry after
     # the video judge named a shape criterion. None: no control video.
     control_strength: float | None = Field(None, ge=0, le=1)
     category: str = ""  # the edit's category: what kind of edit is carried (a subtitle stays on screen)
+    depth_video: ArtifactRef | None = None  # the depth as a video: cut with the source when fewer frames are made
 
 
 class PropagateOutput(BaseModel, frozen=True):
     edited_video: ArtifactRef
+    made_for: SourceWindow  # the source frames the video was made for, frame for frame
 
 
 class Propagate:
     name: ClassVar[str] = "propagate"
-    version: ClassVar[str] = "2"  # 2: control strength and category
+    version: ClassVar[str] = "3"  # 3: fewer frames are made for a window of the clip, never stretched
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = PropagateInput, PropagateOutput
 
@@ -44,11 +49,14 @@ class Propagate:
             raise ToolError(
                 "bad_input", f"key frame {inp.keyframe_index} is outside {len(source)} frames", field="keyframe_index"
             )
-        depth = ctx.io.read_array(inp.depth).astype("float32") if inp.depth else None
+        count = frames_to_make(self.propagator.frames_made, len(source), inp.memory_level)
+        start = window_start(inp.keyframe_index, len(source), count)
+        window = source[start : start + count]
+        depth = ctx.io.read_array(inp.depth).astype("float32")[start : start + count] if inp.depth else None
         video = self.propagator.propagate(
-            source,
+            window,
             ctx.io.read_image(inp.edited_keyframe),
-            inp.keyframe_index,
+            inp.keyframe_index - start,
             depth,
             inp.prompt,
             inp.seed,
@@ -56,8 +64,9 @@ class Propagate:
             control_strength=inp.control_strength,
             category=inp.category,
         )
-        if video.shape != source.shape:
+        if video.shape != window.shape:
             raise ToolError(
-                "tool_failed", f"the propagator returned {video.shape}, expected {source.shape}", field="edited_video"
+                "tool_failed", f"the propagator returned {video.shape}, expected {window.shape}", field="edited_video"
             )
-        return PropagateOutput(edited_video=ctx.io.write_video(video, fps, kind="edited_video"))
+        made_for = window_of(ctx, inp.clip, source, fps, inp.depth_video, inp.keyframe_index, start, count)
+        return PropagateOutput(edited_video=ctx.io.write_video(video, fps, kind="edited_video"), made_for=made_for)

@@ -81,6 +81,9 @@ class ExamplePropagator:
     def __init__(self, stabilise: float = 0.6) -> None:
         self.stabilise = stabilise  # weight of the flow-warped previous output where the flow is consistent
 
+    def frames_made(self, frames: int) -> int:
+        return frames  # any number: it carries the key frame's edit along the clip's own flow
+
     def propagate(
         self,
         source: np.ndarray,
@@ -89,7 +92,7 @@ class ExamplePropagator:
         depth: np.ndarray | None,
         prompt: str,
         seed: int,
-        memory_level: int = 0,  # a CPU-sized clip has nothing to save
+        memory_level: int = 0,  # nothing to save but frames, and the tool hands it fewer
         control_strength: float | None = None,  # structure comes from the source frames, not from a depth video
         category: str = "",
     ) -> np.ndarray:

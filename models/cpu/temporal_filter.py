@@ -27,9 +27,12 @@ class FlowTemporalFilter:
     def __init__(self, strength: float = 0.5) -> None:
         self.strength = strength  # 0 leaves the video as it is; 1 averages fully with both neighbours
 
+    def frames_made(self, frames: int) -> int:
+        return frames  # any number: each frame is filtered with its two neighbours
+
     def enhance(
         self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
-    ) -> np.ndarray:  # memory_level: a CPU filter has nothing to save
+    ) -> np.ndarray:  # memory_level: nothing to save but frames, and the tool hands it fewer
         frames = video.astype(np.float32)
         out = frames.copy()
         for t in range(len(frames)):

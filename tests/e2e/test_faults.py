@@ -24,6 +24,9 @@ from agent.runner import Factory
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.styles import StyleEditor
 from models.protocols import OutOfDeviceMemory
+from store.engine import open_engine
+from store.report_data import report_data
+from store.video_io import read_video
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.slow
@@ -73,6 +76,15 @@ def test_out_of_memory_retries_the_step_at_a_lower_memory_level(small_config, on
     edits = calls(out, "edit_keyframe")
     assert [json.loads(i)["memory_level"] for *_, i in edits] == [0, 0]  # only the failing step runs cheaper
     assert episodes(out) == [("accepted", None)]
+    # Half the frames, the source's first 8 at its rate: the sample holds them in both clips and says so.
+    (folder,) = (out / "dataset").glob("*/record.json")
+    record = json.loads(folder.read_text())
+    assert record["degraded"] == {"memory_levels": {"propagate": 1}, "frames": 8, "source_frames": 17, "start": 0}
+    source, fps = read_video(folder.parent / "source.mp4")
+    edited, edited_fps = read_video(folder.parent / "edited.mp4")
+    assert len(source) == len(edited) == 8 and fps == edited_fps == 12
+    (episode,) = report_data(open_engine(f"sqlite:///{out / 'ditto.db'}"), record["run_id"]).episodes
+    assert episode["refs"]["source"] == record["artifacts"]["source"]  # the report plays those 8 frames beside it
 
 
 def test_out_of_memory_at_every_level_discards_the_episode(small_config, one_clip, monkeypatch) -> None:

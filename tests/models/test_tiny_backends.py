@@ -16,6 +16,12 @@ from bench.bad_inputs import moving_frames  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
 from models.protocols import CaptionRequest, JudgeRequest  # noqa: E402
 from models.registry import build_backend  # noqa: E402
+from prompts.loader import PromptBook  # noqa: E402
+from store.artifacts import ArtifactStore  # noqa: E402
+from store.engine import open_engine  # noqa: E402
+from tools.base import Resources, ToolContext  # noqa: E402
+from tools.enhance_temporal import EnhanceTemporal, EnhanceTemporalInput  # noqa: E402
+from tools.propagate import Propagate, PropagateInput  # noqa: E402
 
 CPU = {"device": "cpu", "dtype": "float32"}
 
@@ -86,6 +92,53 @@ def test_wan_enhancer_keeps_shape(clip: np.ndarray, pool: ModelPool) -> None:
     enh = backend("enhancer", pool, kind="wan_v2v", path="tiny:wan_v2v", steps=4, strength=0.5, height=32, width=32)
     out = enh.enhance(clip, clip, "", seed=0)
     assert out.shape == clip.shape and out.dtype == np.uint8
+
+
+def test_wan_at_a_lower_memory_level_makes_a_shorter_clip_of_the_sources_own_frames(
+    clip: np.ndarray, pool: ModelPool, tmp_path: Path
+) -> None:
+    """Half the frames per level as a window around the key frame, at the clip's rate; the window of the source
+    and of its depth video come with the video, so no frame is stretched or repeated to fill the clip."""
+    ctx = ToolContext(io=ArtifactStore(tmp_path, open_engine(f"sqlite:///{tmp_path}/db.sqlite")), prompts=PromptBook())
+    wan = dict(path="tiny:wan_vace", steps=2, height=32, width=32)
+    propagate = Propagate(backend("propagator", pool, kind="wan_vace", num_frames=9, **wan), Resources())
+    enhance = EnhanceTemporal(
+        backend("enhancer", pool, kind="wan_v2v", path="tiny:wan_v2v", steps=4, strength=0.5, height=32, width=32),
+        Resources(),
+    )
+    depth = np.linspace(0, 1, clip[..., 0].size, dtype=np.float32).reshape(clip.shape[:3])
+    depth_video = ctx.io.write_video((depth[..., None].repeat(3, -1) * 255).astype(np.uint8), 8.0)
+    inp = PropagateInput(
+        clip=ctx.io.write_video(clip, 8.0),
+        edited_keyframe=ctx.io.write_image(clip[4]),
+        keyframe_index=4,
+        depth=ctx.io.write_array(depth),
+        prompt="a rabbit drawn in pencil",
+        seed=1,
+        control_strength=1.0,
+        depth_video=depth_video,
+    )
+    source, _ = ctx.io.read_video(inp.clip)
+    whole = propagate(inp, ctx)
+    assert whole.made_for.clip == inp.clip and whole.made_for.frames == 9
+
+    lowered = propagate(inp.model_copy(update={"memory_level": 1}), ctx)
+    made = lowered.made_for
+    assert (made.start, made.frames, made.of, made.keyframe_index) == (2, 5, 9, 2)  # 4k+1 frames, key frame centred
+    window, edited = ctx.io.read_video(made.clip)[0], ctx.io.read_video(lowered.edited_video)[0]
+    assert edited.shape == window.shape == (5, 48, 64, 3) and len(ctx.io.read_video(made.depth_video)[0]) == 5
+    assert np.abs(window.astype(int) - source[2:7]).mean() < 2  # the source's own frames 2-6, in order
+
+    enhanced = enhance(
+        EnhanceTemporalInput(video=whole.edited_video, clip=inp.clip, seed=0, memory_level=1, keyframe_index=4), ctx
+    )
+    assert (enhanced.made_for.start, enhanced.made_for.frames) == (2, 5)
+    assert ctx.io.read_video(enhanced.enhanced_video)[0].shape == (5, 48, 64, 3)
+
+    shorter = backend("propagator", pool, kind="wan_vace", num_frames=5, **wan)
+    assert [shorter.frames_made(n) for n in (9, 8, 5)] == [5, 5, 5]  # at most its num_frames, 4k+1
+    with pytest.raises(ValueError, match="4k\\+1 frames, at most 5: 9 asked for"):
+        shorter.propagate(clip, clip[0], 0, depth, "x", seed=1)
 
 
 def test_qwen_vl_roles_share_one_model_and_answer_text(clip: np.ndarray, pool: ModelPool) -> None:

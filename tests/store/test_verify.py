@@ -63,8 +63,8 @@ def test_reading_a_changed_artifact_names_it_as_an_io_error(tmp_path: Path) -> N
 
 def test_verify_finds_a_truncated_dataset_file_and_artifact_and_repair_restores_both(run_copy: Path) -> None:
     first, second = samples(run_copy)[:2]
-    (copy, _), = [(c, a) for c, a in files_of(run_copy, first).items() if c.name == "edited.mp4"]
-    (_, artifact), = [(c, a) for c, a in files_of(run_copy, second).items() if c.name == "edited.mp4"]
+    ((copy, _),) = [(c, a) for c, a in files_of(run_copy, first).items() if c.name == "edited.mp4"]
+    ((_, artifact),) = [(c, a) for c, a in files_of(run_copy, second).items() if c.name == "edited.mp4"]
     expected = {copy: copy.read_bytes(), artifact: artifact.read_bytes()}
     os.truncate(copy, 100)  # the user's dataset copy: its artifact stays whole
     os.chmod(artifact, 0o644)

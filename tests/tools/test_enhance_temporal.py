@@ -14,6 +14,9 @@ from tools.enhance_temporal import EnhanceTemporal, EnhanceTemporalInput
 class OneFrame:
     spec_id = "one-frame"
 
+    def frames_made(self, frames: int) -> int:
+        return frames
+
     def enhance(self, video: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
         return video[:1]
 
@@ -31,3 +34,12 @@ class TestEnhanceTemporal(ToolContract):
         out = bench.run("enhance_temporal", self.good_input(bench))
         video, _ = bench.io.read_video(bench.edited_video)
         assert bench.io.read_video(out.enhanced_video)[0].shape == video.shape
+
+    def test_a_lower_memory_level_enhances_a_window_around_the_key_frame(self, bench: Bench) -> None:
+        inp = self.good_input(bench).model_copy(update={"memory_level": 1, "keyframe_index": 4})
+        out = bench.run("enhance_temporal", inp)
+        made = out.made_for
+        assert (made.start, made.frames, made.of, made.keyframe_index) == (2, 5, 9, 2)  # centred on the key frame
+        video, _ = bench.io.read_video(bench.edited_video)
+        assert bench.io.read_video(out.enhanced_video)[0].shape == bench.io.read_video(made.clip)[0].shape
+        assert bench.io.read_video(out.enhanced_video)[0].shape == (5, *video.shape[1:])
