@@ -3,6 +3,7 @@ time, and compare it with an uninterrupted run of the same seed; feed a run ever
 clip; start runs with every bad flag, each of which must be refused in one line leaving no run behind.
 
     python -m bench.faults --kills 20
+    python -m bench.faults --quick --kills 1     # CI's size (tests/bench/test_faults.py)
 """
 
 from __future__ import annotations
@@ -160,15 +161,17 @@ def try_hostile_planner(folder: Path, config: Path) -> dict[str, int]:
     with ScriptedLLMServer([*map(Reply, bad), Reply(plan_json("Make it a watercolour."))]) as server:
         finish(start(out, config, "--llm-base-url", server.url, "--llm-model", "planner"))
     db = sqlite3.connect(out / "ditto.db")
-    plans = [json.loads(o) for (o,) in db.execute("select output_json from toolcall where tool = 'plan_instruction'")]
+    # A call without an output ended in an error (category_unfit, llm_schema): it planned nothing to count.
+    outputs = [o for (o,) in db.execute("select output_json from toolcall where tool = 'plan_instruction'")]
+    plans = [json.loads(o) for o in outputs if o is not None]
     prompts = "".join(p for (p,) in db.execute("select prompts_json from toolcall where tool = 'plan_instruction'"))
     kept = [p.read_text() for p in (out / "dataset").rglob("*") if p.suffix in (".csv", ".json")]
     return {
         "hostile planner answers served": len(bad),
-        "planner calls": len(plans),
+        "planner calls": len(outputs),
         "planner answers re-asked": prompts.count("plan_instruction.reask.j2"),
         "planner fallbacks to the rule planner": sum(
-            p is not None and p["planner"] != "openai-chat:planner" for p in plans
+            p["planner"] != "openai-chat:planner" for p in plans
         ),
         "episodes lost to the planner": db.execute(
             "select count(*) from episode where reason like '%@plan_instruction' or reason like '%@rewrite_instruction'"
@@ -177,21 +180,24 @@ def try_hostile_planner(folder: Path, config: Path) -> dict[str, int]:
     }
 
 
-def try_bad_flags(folder: Path) -> dict[str, int]:
-    """Each bad flag of bench/bad_inputs.py, and an --out the user cannot write (as root, without the
-    capabilities that let root ignore file modes): one line naming the flag, a non-zero exit, no run."""
+def try_bad_flags(folder: Path, every: int = 1) -> dict[str, int]:
+    """Each bad flag of bench/bad_inputs.py (every `every`-th), and an --out the user cannot write (as root,
+    without the capabilities that let root ignore file modes): one line saying what bench/bad_inputs.py says
+    it must (the flag, or the config key, and what is wrong), a non-zero exit, no run."""
     from bench.bad_inputs import BAD_FLAGS, bad_flag_args
 
     locked = folder / "locked"
     locked.mkdir()
     locked.chmod(0o555)
     as_plain_user = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-    cases = [(as_plain_user, ["--out", str(locked / "out")])]
-    for k, (flags, _) in enumerate(BAD_FLAGS):
-        (folder / f"flags-{k}").mkdir()
-        cases.append(([], ["--out", str(folder / f"flags-{k}" / "out"), *bad_flag_args(flags, folder / f"flags-{k}")]))
+    cases = [(as_plain_user, ["--out", str(locked / "out")], f"--out {locked / 'out'}: cannot write in {locked}")]
+    for k, (flags, says) in enumerate(BAD_FLAGS[::every]):
+        scratch = folder / f"flags-{k}"
+        scratch.mkdir()
+        args = ["--out", str(scratch / "out"), *bad_flag_args(flags, scratch)]
+        cases.append(([], args, says.replace("{tmp}", str(scratch))))
     refused = left_behind = 0
-    for prefix, args in cases:
+    for prefix, args, says in cases:
         done = subprocess.run(
             [*prefix, sys.executable, str(ROOT / "main.py"), *args],
             cwd=ROOT,
@@ -201,8 +207,7 @@ def try_bad_flags(folder: Path) -> dict[str, int]:
             timeout=300,
         )
         lines = (done.stdout + done.stderr).strip().splitlines()
-        flag = args[2] if len(args) > 2 else "--out"
-        refused += done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0]
+        refused += done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:") and says in lines[0]
         out = Path(args[1])
         left_behind += out.exists() and any(out.iterdir())
     return {
@@ -221,17 +226,19 @@ def write_config(folder: Path, name: str = "faults.yaml", **extra: object) -> Pa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="CI's size: 2 episodes a clip (not 6), every 8th bad flag")
     args = parser.parse_args()
+    size = {"episodes_per_clip": 2} if args.quick else {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        config = write_config(folder)
+        config = write_config(folder, **size)
         finish(start(folder / "straight", config))
         landed = run_with_kills(folder / "killed", config, args.kills)
         result = compare(folder / "killed", folder / "straight")
         ingest = {**SMALL_RUN["tools"]["ingest"], "max_source_pixels": 1280 * 720}  # type: ignore[index]
-        bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}))
+        bad = try_bad_inputs(folder, write_config(folder, "bad.yaml", tools={"ingest": ingest}, **size))
         planner = try_hostile_planner(folder, config)
-        flags = try_bad_flags(folder)
+        flags = try_bad_flags(folder, every=8 if args.quick else 1)
     injected = landed + bad["bad inputs tried"] + flags["bad flags tried"]
     figures = {
         "faults injected (kills + bad inputs + bad flags)": injected,

@@ -145,7 +145,7 @@ def main() -> None:
         for concurrency in args.concurrency:
             row, steps = measure(args.episodes, concurrency, Path(tmp))
             sys.stdout.write(row)
-        floor = langgraph_floor_ms(round(steps), Path(tmp))
+        floor = langgraph_floor_ms(round(steps), Path(tmp), episodes=min(300, args.episodes))
         sys.stdout.write(
             f"\nLangGraph alone, {round(steps)} nodes that do nothing per episode with the same checkpointer and "
             f"durability (not ours): {floor:.1f} ms per episode, median\n"

@@ -3,6 +3,7 @@
 headless Chromium.
 
     python -m bench.report_scale --episodes 10000
+    python -m bench.report_scale --episodes 60 --quick    # CI's size (tests/bench/test_report_scale.py)
 """
 
 from __future__ import annotations
@@ -71,11 +72,12 @@ def browse(index: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="CI's size: a run of 2 episodes a clip to clone, not 6")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         out = folder / "out"
-        finish(start(out, write_config(folder)))
+        finish(start(out, write_config(folder, **({"episodes_per_clip": 2} if args.quick else {}))))
         run_id = clone_episodes(out, args.episodes)
         t0 = time.perf_counter()
         index = write_report(open_engine(f"sqlite:///{out / 'ditto.db'}"), out, run_id, out / "report")
