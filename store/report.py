@@ -79,6 +79,8 @@ def _write_data(data: ReportData, io: ArtifactStore, folder: Path) -> None:
         "thresholds": {"keyframe": policy.get("keyframe_pass", {}), "video": policy.get("video_pass", {})},
     }
     atomic_write_bytes(folder / "data" / "index.js", f"window.DITTO_INDEX = {script_json(index)};\n".encode())
+    clips = f"DITTO_CLIPS({script_json(data.clips)});\n"  # loaded when the reader opens the per-clip list
+    atomic_write_bytes(folder / "data" / "clips.js", clips.encode())
     for stale in (folder / "data").glob("detail-*.js"):
         stale.unlink()
     for n in range(0, len(data.episodes), CHUNK):
@@ -122,6 +124,8 @@ def write_report(engine: Engine, out: Path, run_id: str, folder: Path) -> Report
         rounds=rounds,
         backends=data.backends,
         templates=data.templates,
+        categories=data.categories,
+        clips=len(data.clips),
         config=json.dumps(json.loads(data.run.config_json), indent=2, sort_keys=True),
     )
     atomic_write_bytes(folder / "index.html", html.encode())

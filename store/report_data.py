@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from store.report_diversity import InstructionStats, by_category, by_clip
 from store.tables import Episode, NodeEvent, Run, ToolCall, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import training_runs
@@ -42,6 +43,8 @@ class ReportData:
     backends: dict[str, str]  # tool -> backend
     templates: list[dict[str, str]]  # name, origin, sha256 of every template the run rendered
     rounds: list[TrainingRun] = field(default_factory=list)
+    categories: list[InstructionStats] = field(default_factory=list)  # the instructions' variety per category
+    clips: list[dict[str, Any]] = field(default_factory=list)  # each clip's instructions, least varied first
 
 
 def attempts_of(updates: list[tuple[str, dict[str, Any]]], feedback: dict[int, str]) -> list[dict[str, Any]]:
@@ -159,13 +162,16 @@ def report_data(engine: Engine, run_id: str) -> ReportData:
             ).all()
         )
         templates = _templates(s, run_id)
+    views = [episode_view(e, calls.get(e.id, []), updates.get(e.id, [])) for e in episodes]
     return ReportData(
         engine=engine,
         run=run,
         totals=run_totals(engine, run_id),
         unit="CPU" if run.profile in ("cpu", "tiny") else "GPU",
-        episodes=[episode_view(e, calls.get(e.id, []), updates.get(e.id, [])) for e in episodes],
+        episodes=views,
         backends=backends,
         templates=templates,
         rounds=training_runs(engine, run_id),
+        categories=by_category(views),
+        clips=by_clip([(e.clip_path, view) for e, view in zip(episodes, views, strict=True)]),
     )

@@ -152,6 +152,41 @@
     document.body.dataset.renders = String(++renders);
   }
 
+  // Instructions per clip, least varied first: data/clips.js is loaded the first time the list is opened.
+  const CLIP_PAGE = 25;
+  let clips = null;
+  let clipPage = 0;
+
+  window.DITTO_CLIPS = function (rows) {
+    clips = rows;
+    renderClips();
+  };
+
+  function renderClips() {
+    const pages = Math.max(1, Math.ceil(clips.length / CLIP_PAGE));
+    clipPage = Math.min(Math.max(clipPage, 0), pages - 1);
+    const rows = clips.slice(clipPage * CLIP_PAGE, (clipPage + 1) * CLIP_PAGE).map((c) =>
+      el("tr", {},
+        el("th", {}, c.clip),
+        el("td", {}, c.distinct + " distinct of " + c.instructions.length),
+        el("td", {}, el("ol", {}, ...c.instructions.map((i) =>
+          el("li", { class: i.status }, i.text, el("span", { class: "note" }, " " + (i.category || "") + ", " + i.status)))))));
+    $("clip-list").replaceChildren(el("table", { class: "clips" }, ...rows));
+    $("clips-shown").textContent = clips.length + " clips, page " + (clipPage + 1) + " of " + pages;
+    $("clips-prev").disabled = clipPage === 0;
+    $("clips-next").disabled = clipPage >= pages - 1;
+  }
+
+  const clipsBox = $("clips");
+  if (clipsBox) {
+    clipsBox.addEventListener("toggle", () => {
+      if (!clipsBox.open || clips || document.getElementById("clips-data")) return;
+      document.head.appendChild(el("script", { id: "clips-data", src: "data/clips.js" }));
+    });
+    $("clips-prev").addEventListener("click", () => { clipPage -= 1; renderClips(); });
+    $("clips-next").addEventListener("click", () => { clipPage += 1; renderClips(); });
+  }
+
   fillOptions();
   render();
 })();

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from main import app
 from store.engine import open_engine
 from store.report_data import attempts_of, report_data
+from store.report_diversity import instruction_stats
 from store.report_plots import PLOTS
 from store.traces import latest_run
 
@@ -99,3 +100,34 @@ def test_report_costs_add_up_to_the_run_total(finished_run: Path) -> None:
     assert sum(e["cost_s"] for e in data.episodes) == pytest.approx(total, abs=0.01)
     assert all(e["category"] and e["instruction"] for e in data.episodes if e["status"] == "accepted")
     assert all(plot(data) is None or plot(data).get_axes() for plot in PLOTS)
+
+
+def test_instruction_variety_counts_repeats_once_and_names_the_edits_commonest_words() -> None:
+    planned = [
+        {"instruction": "Make it look like a pencil sketch.", "status": "accepted"},
+        {"instruction": "make it look like a PENCIL sketch", "status": "discarded"},  # the same, told apart by case
+        {"instruction": "Make the sky look stormy.", "status": "accepted"},
+    ]
+    stats = instruction_stats("global_style", planned)
+    assert (stats.instructions, stats.distinct, stats.accepted) == (3, 2, 2)
+    assert stats.distinct_share == pytest.approx(2 / 3)
+    assert stats.commonest[:3] == [("look", 3), ("make", 3), ("like", 2)]  # 'it', 'a', 'the' are left out
+
+
+def test_report_shows_each_categorys_variety_and_each_clips_instructions(finished_run: Path) -> None:
+    result = CliRunner().invoke(app, ["report", "--out", str(finished_run)])
+    assert result.exit_code == 0, result.output
+    engine = open_engine(f"sqlite:///{finished_run / 'ditto.db'}")
+    run = latest_run(engine)
+    assert run is not None
+    data = report_data(engine, run.id)
+    planned = [e for e in data.episodes if e["instruction"]]
+    assert data.categories[-1].name == "all" and data.categories[-1].instructions == len(planned) > 0
+    assert sum(c.instructions for c in data.categories[:-1]) == len(planned)
+    html = (finished_run / "report" / "index.html").read_text()
+    for c in data.categories:
+        assert f"<th>{c.name}</th><td>{c.instructions}</td>" in html
+    clips = json.loads((finished_run / "report" / "data" / "clips.js").read_text()[len("DITTO_CLIPS(") : -3])
+    assert sorted(i["text"] for c in clips for i in c["instructions"]) == sorted(e["instruction"] for e in planned)
+    shares = [c["distinct"] / len(c["instructions"]) for c in clips]
+    assert shares == sorted(shares) and f"({len(clips)} clips, least varied first)" in html
