@@ -89,6 +89,12 @@ def test_report_plays_filters_plots_and_escapes_in_chromium(  # type: ignore[no-
     hostile = page.locator(f'article[id="{hostile_id}"] .instruction')
     assert hostile.inner_text() == HOSTILE
 
+    page.click("#clips summary")  # the per-clip instructions load from disk when opened
+    page.wait_for_selector(".clips")
+    planned = [e for e in index if e["clip"] != "cuts.mp4"]  # cuts.mp4 is discarded for its cuts before planning
+    assert page.locator(".clips tr").count() == len({e["clip"] for e in planned}) == 2
+    assert page.locator(".clips li").count() == len(planned)
+
     plots = page.locator("#plots img")
     assert plots.count() >= 5
     for k in range(plots.count()):
