@@ -75,6 +75,7 @@ def _write_data(data: ReportData, io: ArtifactStore, folder: Path) -> None:
         e["media"] = _media(io, e.pop("refs"), folder)
         summaries.append({key: e[key] for key in SUMMARY_KEYS} | {"attempts": len(e["attempts"]), "chunk": k // CHUNK})
     index = {
+        "run": data.run.id,  # labels are kept per run
         "episodes": summaries,
         "thresholds": {"keyframe": policy.get("keyframe_pass", {}), "video": policy.get("video_pass", {})},
     }
@@ -110,7 +111,7 @@ def write_report(engine: Engine, out: Path, run_id: str, folder: Path) -> Report
     plots, plots_note = _write_plots(data, folder)
     rounds = _training_views(engine, data, io, folder)
     _write_data(data, io, folder)
-    for asset in ("report.js", "report.css"):
+    for asset in ("report.js", "labels.js", "report.css"):
         shutil.copyfile(TEMPLATES / asset, folder / asset)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("index.html.j2").render(

@@ -43,6 +43,7 @@
 
   const $ = (id) => document.getElementById(id);
   const filters = { status: $("f-status"), category: $("f-category"), reason: $("f-reason"), attempts: $("f-attempts") };
+  const labels = window.DittoLabels;
 
   function fillOptions() {
     for (const [key, select] of Object.entries(filters)) {
@@ -52,13 +53,16 @@
       select.addEventListener("change", () => { page = 0; render(); });
     }
     $("sort").addEventListener("change", () => { page = 0; render(); });
+    $("f-label").addEventListener("change", () => { page = 0; render(); });
     $("prev").addEventListener("click", () => { page -= 1; render(); });
     $("next").addEventListener("click", () => { page += 1; render(); });
   }
 
   function selected() {
+    const wanted = $("f-label").value;
     let rows = index.filter((e) =>
-      Object.entries(filters).every(([key, select]) => !select.value || String(e[key]) === select.value));
+      Object.entries(filters).every(([key, select]) => !select.value || String(e[key]) === select.value) &&
+      (!wanted || ((labels.get(e.id) || {}).label || "none") === wanted));
     const sort = $("sort").value;
     if (sort !== "run") {
       const sign = sort === "cost-desc" ? -1 : 1;
@@ -103,6 +107,31 @@
     });
   }
 
+  // Accept / reject and a note: what this episode's edit should have been, for calibrating the judges.
+  function labelBar(e) {
+    if (!e.media.edited && !e.media.keyframe) return el("p", { class: "label-bar note" }, "nothing to label: no edit was made");
+    const theCase = () => ({
+      source: e.media.source, edited: e.media.edited, edited_keyframe: e.media.keyframe,
+      instruction: e.instruction, category: e.category,
+    });
+    const buttons = ["accept", "reject"].map((label) =>
+      el("button", { type: "button", class: "label " + label, "data-label": label }, label));
+    const note = el("input", { type: "text", class: "label-note", placeholder: "note", "aria-label": "note" });
+    note.value = (labels.get(e.id) || {}).note || "";
+    const show = () => {
+      const current = (labels.get(e.id) || {}).label || "";
+      buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.label === current)));
+    };
+    buttons.forEach((b) => b.addEventListener("click", () => {
+      const current = (labels.get(e.id) || {}).label || "";
+      labels.set(e.id, Object.assign(theCase(), { label: current === b.dataset.label ? "" : b.dataset.label }));
+      show();
+    }));
+    note.addEventListener("change", () => labels.set(e.id, Object.assign(theCase(), { note: note.value })));
+    show();
+    return el("div", { class: "label-bar" }, el("span", {}, "your label: "), ...buttons, note);
+  }
+
   function card(e) {
     const source = mediaFigure("video", e.media.source, "source");
     const edited = mediaFigure("video", e.media.edited, "edited");
@@ -125,7 +154,8 @@
       el("div", { class: "media" }, source, edited, keyframe, play),
       el("ol", { class: "attempts" }, ...e.attempts.map(attemptItem)),
       el("p", { class: "decision" }, "decision: ", el("b", { class: e.status }, e.status),
-        e.reason ? " (" + e.reason + ")" : "", e.detail ? ": " + e.detail : ""));
+        e.reason ? " (" + e.reason + ")" : "", e.detail ? ": " + e.detail : ""),
+      labelBar(e));
   }
 
   const loadWhenVisible = new IntersectionObserver((entries) => {
@@ -187,6 +217,35 @@
     $("clips-next").addEventListener("click", () => { clipPage += 1; renderClips(); });
   }
 
+  // The labels so far: their count, the download, and the judges' agreement with them per category.
+  function showLabels() {
+    const n = labels.count();
+    $("labels-count").textContent = n + " labelled (" + labels.count("accept") + " accept, " + labels.count("reject") +
+      " reject)" + (labels.stored() ? "" : "; this browser keeps no storage for this page: they last until it closes");
+    $("download-cases").disabled = n === 0;
+    const rows = labels.agreement(index);
+    if (!rows.length) { $("agreement").replaceChildren(); return; }
+    const pct = (a, b) => (b ? Math.round((100 * a) / b) + "%" : "-");
+    $("agreement").replaceChildren(
+      el("h3", {}, "The judges against your labels"),
+      el("table", { class: "agreement" },
+        el("tr", {}, ...["category", "labelled", "agree", "judges accepted, you rejected", "judges rejected, you accepted"]
+          .map((h) => el("th", {}, h))),
+        ...rows.map((r) => el("tr", { class: r.name === "all" ? "all" : null },
+          el("th", {}, r.name), el("td", {}, String(r.labelled)), el("td", {}, r.agree + " (" + pct(r.agree, r.labelled) + ")"),
+          el("td", {}, String(r.acceptedRejects)), el("td", {}, String(r.rejectedAccepts))))),
+      el("p", { class: "note" }, "Episodes a judge decided (accepted, or discarded by the key-frame or video judge) that you labelled."));
+  }
+
+  $("download-cases").addEventListener("click", () => {
+    const link = el("a", { href: URL.createObjectURL(new Blob([labels.casesCsv()], { type: "text/csv" })), download: "cases.csv" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  });
+  labels.onChange(showLabels);
+
   fillOptions();
+  showLabels();
   render();
 })();

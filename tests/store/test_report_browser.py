@@ -1,9 +1,11 @@
 """The report in real headless Chromium (Debian's, driven by Playwright): opened from disk, its videos
 load and play side by side, a filter changes what is shown, the plots render, and an instruction with a
-<script> in it is shown as text, never run. The screenshot is kept."""
+<script> in it is shown as text, never run. The screenshot is kept. Spot-check labels clicked on it persist
+and download as a case folder."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -136,3 +138,54 @@ def test_report_plays_filters_plots_and_escapes_in_chromium(  # type: ignore[no-
     first = page.locator("article.episode").first.get_attribute("id")
     assert next(e for e in index if e["id"] == first)["cost_s"] == costs[0]
     assert errors == []
+
+
+def test_spot_check_labels_persist_and_download_as_a_case_folder(  # type: ignore[no-untyped-def]
+    run_copy: Path, browser, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["report", "--out", str(run_copy)])
+    assert result.exit_code == 0, result.output
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto((run_copy / "report" / "index.html").as_uri())
+    page.wait_for_function("document.body.dataset.renders === '1'")
+    accepted = page.locator("article.episode.accepted")
+    assert accepted.count() >= 3
+    ids = [accepted.nth(k).get_attribute("id") for k in range(3)]
+    for k, label in enumerate(("accept", "accept", "reject")):
+        accepted.nth(k).locator(f"button.{label}").click()
+    note = 'half the seat is still blue, "mostly" right'  # a comma and quotes: the CSV quotes the cell
+    accepted.nth(2).locator(".label-note").fill(note)
+    accepted.nth(2).locator(".label-note").press("Tab")
+
+    page.reload()  # kept in the browser: a reload (or a report written again) shows them
+    page.wait_for_function("document.body.dataset.renders === '1'")
+    pressed = page.locator("article.episode button[aria-pressed=true]")
+    assert [pressed.nth(k).get_attribute("data-label") for k in range(pressed.count())] == [
+        "accept",
+        "accept",
+        "reject",
+    ]
+    assert page.locator("#labels-count").inner_text().startswith("3 labelled (2 accept, 1 reject)")
+    all_row = page.locator(".agreement tr.all td")
+    assert [all_row.nth(k).inner_text() for k in range(4)] == ["3", "2 (67%)", "1", "0"]  # the judges accepted all 3
+    page.select_option("#f-label", "reject")
+    page.wait_for_function("document.body.dataset.renders === '2'")
+    assert [a.get_attribute("id") for a in page.locator("article.episode").all()] == [ids[2]]
+
+    with page.expect_download() as download:
+        page.click("#download-cases")
+    cases = tmp_path / "labels" / "cases.csv"
+    cases.parent.mkdir()
+    download.value.save_as(cases)
+    assert download.value.suggested_filename == "cases.csv" and errors == []
+    with cases.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["source", "edited", "instruction", "category", "label", "note", "edited_keyframe"]
+    assert [r["label"] for r in rows] == ["accept", "accept", "reject"] and rows[2]["note"] == note
+    for row in rows:  # absolute paths into the run's artifacts: the csv works from any folder
+        assert all(
+            Path(row[k]).is_absolute() and Path(row[k]).is_file() for k in ("source", "edited", "edited_keyframe")
+        )
+        assert row["instruction"] and row["category"]
