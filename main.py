@@ -13,6 +13,7 @@ import typer
 
 from cli import export, prompts, report, run, traces, train, verify
 from cli.render import error_line
+from cli.signals import exit_past_running_tools
 
 app = typer.Typer(
     add_completion=False,
@@ -37,14 +38,19 @@ app.command("verify")(verify.verify)
 
 
 def main() -> None:
-    """The command line, with the faults any command may meet said in one line: a damaged store."""
+    """The command line, with the faults any command may meet said in one line (a damaged store), and an exit
+    that leaves no episode thread to Python's shutdown (cli/signals.py)."""
     from store.engine import StoreDamaged
 
     try:
-        app()
-    except StoreDamaged as err:
-        error_line(str(err))
-        raise SystemExit(1) from None
+        try:
+            app()
+        except StoreDamaged as err:
+            error_line(str(err))
+            raise SystemExit(1) from None
+    except SystemExit as end:
+        exit_past_running_tools(end.code)
+        raise
 
 
 if __name__ == "__main__":
