@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,14 +18,10 @@ from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Column, Table
+from rich.padding import Padding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task
+from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -75,10 +74,12 @@ def category_status_table(
     return table
 
 
-def category_figures_table(rows: list[CategoryFigures], unit: str) -> Table:
+def category_figures_table(rows: list[CategoryFigures], unit: str, of: str | None = None) -> Table:
     """Per edit category: episodes, acceptance, attempts, cost per accepted sample and mean judge scores. Short
-    headers, no vertical rules, and whole words in each cell: it fits an 80-column terminal."""
-    table = Table(title="by edit category", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    headers, no vertical rules, and whole words in each cell: it fits an 80-column terminal. `of`: whose
+    episodes they are (a run, and the filters that chose them)."""
+    title = f"{of}: by edit category" if of else "by edit category"
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("category", no_wrap=True)
     for col in ("eps.", "acc.", "rate", "tries", "s/acc.", "judge"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -125,8 +126,8 @@ def gate_rows(table: Table, saving: GateSaving, unit: str) -> None:
 
 def gate_table(saving: GateSaving, unit: str) -> Table:
     table = Table(title=f"run {saving.run_id}: what the key-frame gate saved", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("what", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
     gate_rows(table, saving, unit)
     return table
 
@@ -134,14 +135,14 @@ def gate_table(saving: GateSaving, unit: str) -> Table:
 def summary_table(result: RunResult, unit: str, saving: GateSaving | None = None) -> Table:
     t = result.totals
     table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("what", style="bold", overflow="fold")  # words wrap; a path or id is folded, never cut
+    table.add_column("value", overflow="fold")
     table.add_row("clips seen", str(t.clips_seen))
     table.add_row("episodes", str(t.episodes))
     table.add_row("accepted", str(t.accepted))
     table.add_row("discarded", str(t.discarded))
     for reason, n in sorted(t.discarded_by_reason.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  discarded: {reason}", str(n))
+        table.add_row(f"  discarded: {escape(readable_reason(reason))}", str(n))
     for tool, seconds in sorted(t.device_seconds_by_tool.items(), key=lambda kv: -kv[1]):
         table.add_row(f"device-seconds: {tool}", f"{seconds:.2f}")
     table.add_row(
@@ -199,11 +200,20 @@ def print_checkpoint_use(round_: TrainingRun, out: Path) -> None:
         console.print(line, markup=False, soft_wrap=True)
 
 
-def episodes_table(rows: list[EpisodeRow]) -> Table:
+def readable_reason(reason: str) -> str:
+    """A discard reason as the tables show it, in words that wrap between them in a narrow column
+    (video_judge:edit_propagation,region_stability: 'video judge: edit propagation, region stability'); a file
+    name in it stays as it is. `traces --reason` takes either form."""
+    parts = re.split(r"([:,@])", reason)
+    words = [p.replace("_", " ") if re.fullmatch(r"[a-z][a-z0-9_]*", p) else p for p in parts]
+    return re.sub(r"([:,])(?=\S)", r"\1 ", "".join(words))
+
+
+def episodes_table(rows: list[EpisodeRow], title: str | None = None) -> Table:
     """One row per episode. No vertical rules, a clip's name cut short with an ellipsis, and the category above
-    the discard reason in one column, so that a row fits an 80-column terminal; the episode id, to copy into
-    `trace`, is never cut."""
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    the discard reason in one column, in words that wrap between them, so that a row fits an 80-column
+    terminal; the episode id, to copy into `trace`, is never cut."""
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("episode", no_wrap=True)
     table.add_column("clip", no_wrap=True, overflow="ellipsis", max_width=14)
     table.add_column("status", no_wrap=True)
@@ -219,7 +229,7 @@ def episodes_table(rows: list[EpisodeRow]) -> Table:
             e.id,
             Path(e.clip_path).name,
             f"[{colour}]{e.status}[/]",
-            category + (f"\n{escape(e.reason)}" if e.reason else ""),
+            category + (f"\n{escape(readable_reason(e.reason))}" if e.reason else ""),
             f"{row.device_seconds:.2f}",
         )
     return table
@@ -281,42 +291,76 @@ def templates_table(book: PromptBook) -> Table:
     return table
 
 
+def shown_value(value: Any) -> str:
+    """A field of a call's input or output as text to read (`--json` keeps it as it is): strings as they are, a
+    number to 4 figures, nothing as '-', a list as its items, a mapping one 'key: value' a line."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {shown_value(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(map(shown_value, value)) or "-"
+    return "-" if value is None else str(value)
+
+
+def fields_table(sections: dict[str, dict[str, Any]]) -> Table:
+    """Sections of named fields ('in', 'out') as three columns: section, field, value; a long value wraps in its
+    column, between words, and an unbroken one (a path, a hash) is folded, never cut."""
+    table = Table(box=None, show_header=False, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("section", style="dim", no_wrap=True)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for section, fields in sections.items():
+        for k, (name, value) in enumerate(fields.items()):
+            table.add_row(section if k == 0 else "", name, shown_value(value))
+    return table
+
+
 def print_calls(calls: list[ToolCall], prompts: bool) -> None:
     for call in calls:
-        head = f"[bold]{call.node}[/] / {call.tool} v{call.tool_version} [dim]{call.backend}[/] attempt {call.attempt}"
-        cost = "reused from cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
+        tool = f"{call.tool} v{call.tool_version} ({escape(call.backend)})"
+        head = f"[bold]{call.node}[/]: {tool}, attempt {call.attempt}"
+        cost = "reused from the cache, not charged" if call.reused_call_id else f"{call.device_seconds:.3f} device-s"
         cost += f", queued {call.queued_s:.3f} s" if call.queued_s else ""
-        console.print(f"\n{head}  ({cost})")
-        console.print(f"  input:  {call.input_json}", markup=False)
-        if call.output_json:
-            console.print(f"  output: {call.output_json}", markup=False)
+        console.print(f"\n{head}: {cost}")
+        sections = {"in": json.loads(call.input_json), "out": json.loads(call.output_json or "null") or {}}
+        console.print(Padding(fields_table(sections), (0, 0, 0, 2)))
         if call.error_kind:
             where = f"{call.error_field}: " if call.error_field else ""
             console.print(f"  error {call.error_kind}: {where}{call.error_detail}", style="red", markup=False)
         for p in json.loads(call.prompts_json):
             data = p["name"].endswith(".yaml")  # a vocabulary the call read: named, not printed in every trace
             kind = "data" if data else "prompt"
-            console.print(f"  {kind} {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})")
+            console.print(f"  {kind} {p['name']} ({p['origin']}, sha256 {p['sha256'][:12]})", markup=False)
             if prompts and not data:
-                console.print("    " + p["text"].replace("\n", "\n    "), markup=False)
+                console.print(Padding(Text(p["text"]), (0, 0, 0, 4)))
 
 
 def print_episode_trace(tr: EpisodeTrace, prompts: bool) -> None:
+    """The episode as text to read; `trace --json` has the same as data."""
     e = tr.episode
     console.rule(f"episode {e.id}")
-    console.print(f"clip {e.clip_path}  variant {e.variant}  seed {e.seed}", markup=False)
+    console.print(f"clip {e.clip_path}, variant {e.variant}, seed {e.seed}", markup=False)
     console.print("path: " + " -> ".join(ev.node for ev in tr.events))
     print_calls(tr.calls, prompts)
     for ev in tr.events:
         update = json.loads(ev.update_json) or {}
         for verdict in update.get("verdicts", []):
             console.print(f"\n[bold]{verdict['stage']} verdict[/] (attempt {verdict['attempt']}, {verdict['judge']})")
+            scores = Table(box=None, show_header=False, padding=(0, 1, 0, 0), pad_edge=False)
+            scores.add_column("criterion", no_wrap=True)
+            scores.add_column("score", justify="right", no_wrap=True)
+            scores.add_column("reason", overflow="fold")
             for k, v in verdict["scores"].items():
-                console.print(f"  {k}: {v}  {verdict['reasons'].get(k, '')}", markup=False)
+                scores.add_row(k, f"{v:g}", verdict["reasons"].get(k, ""))
+            console.print(Padding(scores, (0, 0, 0, 2)))
     colour = STATUS_COLOURS.get(e.status, "yellow")
-    console.print(f"\ndecision: [{colour}]{e.status}[/] {escape(e.reason or '')}")
+    reason = f" {escape(readable_reason(e.reason))} ({escape(e.reason)})" if e.reason else ""
+    console.print(f"\ndecision: [{colour}]{e.status}[/]{reason}")
     if e.detail:
-        console.print(f"  {e.detail}", markup=False)
+        console.print(Padding(Text(e.detail), (0, 0, 0, 2)))
     if tr.sample:
         console.print(f"sample: {tr.sample.id} in dataset/{tr.sample.dataset_dir}", markup=False)
 
@@ -363,24 +407,90 @@ def print_training_trace(
 ProgressUpdate = Callable[["RunTotals", int], None]  # (totals so far, episodes in flight)
 
 
+class SteadyEta:
+    """Seconds until the run ends: whichever comes first, the plan's last episode, the budget spent or
+    --max-samples accepted, at the run's pace since this process started. Estimated again whenever the run
+    moves on, and counted down in between, so it neither jumps nor stands still while episodes finish in
+    bursts (rich's own estimate, over the last 30 s of such a count, jumped from 0:00:01 to 0:03:24)."""
+
+    def __init__(self, budget_s: float, max_samples: int | None) -> None:
+        self.budget_s, self.max_samples = budget_s, max_samples
+        self.started = time.monotonic()
+        self.first: RunTotals | None = None
+        self.estimate: tuple[float, float | None, tuple[float, ...]] | None = None  # (when, seconds left, at what)
+
+    def moved(self, totals: RunTotals, planned: int | None) -> None:
+        """The run's figures now: a new estimate when they changed."""
+        now = time.monotonic()
+        progress = (totals.accepted, totals.discarded, totals.spent_device_seconds, planned or 0)
+        if self.estimate is None or self.estimate[2] != progress:
+            self.estimate = (now, self.at_this_pace(totals, planned, now - self.started), progress)
+
+    def seconds_left(self) -> float | None:
+        if self.estimate is None or self.estimate[1] is None:
+            return None
+        when, left, _ = self.estimate
+        return max(0.0, left - (time.monotonic() - when))
+
+    def at_this_pace(self, totals: RunTotals, planned: int | None, elapsed: float) -> float | None:
+        first = self.first = self.first or totals
+        done = totals.accepted + totals.discarded
+        paces = [  # (what is left, how much of it this process has done in `elapsed`)
+            (planned - done if planned else None, done - first.accepted - first.discarded),
+            (self.budget_s - totals.spent_device_seconds, totals.spent_device_seconds - first.spent_device_seconds),
+            (self.max_samples - totals.accepted if self.max_samples else None, totals.accepted - first.accepted),
+        ]
+        left = [max(0.0, todo) * elapsed / did for todo, did in paces if todo is not None and did > 0]
+        return min(left) if left else None
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class EtaColumn(ProgressColumn):
+    """The ETA, counted down at every refresh of the display."""
+
+    def __init__(self, eta: SteadyEta) -> None:
+        super().__init__()
+        self.eta = eta
+
+    def render(self, task: Task) -> Text:
+        return Text(f"episodes, ETA {clock(self.eta.seconds_left())}")
+
+
+class RunProgress(Progress):
+    """Two lines whatever the figures: the bar, its count and the ETA, then the run's figures in words (on a
+    second line, which wraps between words only past 80 columns: 80 columns had cut the figures, or wrapped the
+    one line two or three ways as they changed)."""
+
+    def __init__(self, *columns: Any, **options: Any) -> None:
+        self.figures = Text("")  # before Progress's own __init__, which draws the display once
+        super().__init__(*columns, **options)
+
+    def get_renderables(self) -> Iterator[Any]:
+        yield self.make_tasks_table(self.tasks)
+        yield self.figures
+
+
 @contextmanager
 def run_progress(
-    budget_device_seconds: float, unit: str, episodes_per_clip: int, count_clips: Callable[[], int]
+    budget_device_seconds: float,
+    unit: str,
+    episodes_per_clip: int,
+    count_clips: Callable[[], int],
+    max_samples: int | None = None,
 ) -> Iterator[ProgressUpdate]:
-    """A progress bar of episodes done, accepted, discarded, clips seen, device-days spent and left, and an
-    ETA. The clips are counted in a thread of their own once the first episode runs (a million take seconds to
-    list): the bar's total, and the clips' total beside the clips seen, show once the count is in."""
-    # The bar, the count and the ETA first and fixed; the figures after them wrap onto a second line in a
-    # narrow terminal (80 columns cut the budget left and the ETA off).
-    columns = (
-        BarColumn(bar_width=16),
-        MofNCompleteColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[stats]}", table_column=Column(ratio=1, no_wrap=False)),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("episodes", total=None, stats="")
+    """A progress bar of episodes done and the ETA, and below it the episodes accepted, discarded and running,
+    clips seen and device-days spent of the budget. The clips are counted in a thread of their own once the
+    first episode runs (a million take seconds to list): the bar's total, and the clips' total beside the clips
+    seen, show once the count is in."""
+    eta = SteadyEta(budget_device_seconds, max_samples)
+    with RunProgress(BarColumn(bar_width=24), MofNCompleteColumn(), EtaColumn(eta), console=console) as bar:
+        task = bar.add_task("episodes", total=None)
         clips: list[int] = []
 
         def count() -> None:
@@ -395,17 +505,16 @@ def run_progress(
         def on_progress(totals: RunTotals, in_flight: int) -> None:
             if counter.ident is None and in_flight:  # once the first episode runs: it waits for nothing
                 counter.start()
-            left = max(0.0, budget_device_seconds - totals.spent_device_seconds) / SECONDS_PER_DAY
+            planned = clips[0] * episodes_per_clip if clips else None
             seen = f"{totals.clips_seen} of {clips[0]}" if clips else f"{totals.clips_seen}"
-            bar.update(
-                task,
-                completed=totals.accepted + totals.discarded,
-                stats=(
-                    f"episodes: [green]{totals.accepted} accepted[/], [red]{totals.discarded} discarded[/], "
-                    f"{in_flight} running | {seen} clips seen | {unit}-days: "
-                    f"{totals.spent_device_seconds / SECONDS_PER_DAY:.5f} spent, {left:.5f} left"
-                ),
+            budget = budget_device_seconds / SECONDS_PER_DAY
+            decimals = max(0, 3 - math.ceil(math.log10(budget)))  # three figures of the budget, in plain digits
+            bar.figures = Text.from_markup(
+                f"[green]{totals.accepted} accepted[/], [red]{totals.discarded} discarded[/], {in_flight} running; "
+                f"clips {seen}; {unit}-days {totals.spent_device_seconds / SECONDS_PER_DAY:.{decimals}f} of {budget:g}"
             )
+            eta.moved(totals, planned)
+            bar.update(task, completed=totals.accepted + totals.discarded)
 
         try:
             yield on_progress

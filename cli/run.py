@@ -149,7 +149,7 @@ def execute(factory: Factory, unit: str) -> tuple[RunResult, int]:
     cfg = factory.cfg
     count = partial(count_clips, cfg.source_dir)
     with (
-        run_progress(cfg.budget_device_seconds, unit, cfg.episodes_per_clip, count) as on_progress,
+        run_progress(cfg.budget_device_seconds, unit, cfg.episodes_per_clip, count, cfg.max_samples) as on_progress,
         stop_signals_as_interrupt() as stops,
     ):
         try:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from cli.options import DbOpt, OutOpt, fail, open_store
+from cli.options import DbOpt, OutOpt, fail, open_store, run_or_latest
 from cli.render import (
     category_figures_table,
     console,
@@ -26,9 +26,11 @@ from cli.render import (
 def traces(
     out: OutOpt = Path("out"),
     db: DbOpt = None,
-    run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="This run (default: the latest).")] = None,
     status: Annotated[str | None, typer.Option(help="accepted | discarded | running")] = None,
-    reason: Annotated[str | None, typer.Option(help="Discard reasons containing this text.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Discard reasons containing this text (as stored or as shown).")
+    ] = None,
     category: Annotated[str | None, typer.Option(help="Only this edit category (e.g. local_attribute).")] = None,
     since: Annotated[
         str | None, typer.Option(help="Episodes started since: an ISO date or time (UTC), or an age: 30m, 2h, 1d.")
@@ -36,26 +38,35 @@ def traces(
     sort: Annotated[Literal["run", "cost"], typer.Option(help="run (in run order) | cost (costliest first)")] = "run",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
 ) -> None:
-    """List episodes with their category, decision, reason and device-seconds, figures per edit category, and
-    what the key-frame gate saved."""
+    """List a run's episodes with their category, decision, reason and device-seconds, figures per edit
+    category, what the key-frame gate saved and the training rounds. Filters apply to every table: with one,
+    the figures are those of the episodes it keeps (the gate and training tables, of the whole run, are left
+    out)."""
     from store.categories import category_figures
     from store.costs import gate_saving
-    from store.traces import latest_run, list_episodes
+    from store.traces import list_episodes
     from store.training import training_runs
 
     engine = open_store(out, db)
+    run_id = run_or_latest(engine, run, out)
     try:
-        rows = list_episodes(engine, run, status, reason, limit, category, parse_since(since), sort == "cost")
+        rows = list_episodes(engine, run_id, status, reason, None, category, parse_since(since), sort == "cost")
     except ValueError as err:
         raise fail(f"--status: {err}") from err
-    console.print(episodes_table(rows))
-    console.print(f"{len(rows)} episodes")
-    if shown := run or (latest.id if (latest := latest_run(engine)) else None):
-        figures = [f for f in category_figures(engine, shown) if category in (None, f.category)]
-        console.print(category_figures_table(figures, "device"))
-        saving = gate_saving(engine, shown)
-        console.print(gate_table(saving, "CPU" if saving.profile in ("cpu", "tiny") else "GPU"))
-    if rounds := training_runs(engine, run):
+    filters = {"status": status, "reason": reason, "category": category, "since": since}
+    chosen = " ".join(f"--{k} {v}" for k, v in filters.items() if v is not None)
+    title = f"run {run_id}" + (f", {chosen}" if chosen else "")
+    console.print(episodes_table(rows[:limit], title))
+    shown = f", the first {limit} shown (--limit)" if len(rows) > limit else ""
+    console.print(f"{len(rows)} episode{'' if len(rows) == 1 else 's'}{shown}")
+    kept = {r.episode.id for r in rows} if chosen else None
+    if figures := category_figures(engine, run_id, kept):
+        console.print(category_figures_table(figures, "device", title))
+    if chosen:
+        return
+    saving = gate_saving(engine, run_id)
+    console.print(gate_table(saving, "CPU" if saving.profile in ("cpu", "tiny") else "GPU"))
+    if rounds := training_runs(engine, run_id):
         console.print(training_table(rounds))
 
 

@@ -73,9 +73,10 @@ class CategoryFigures:
         return self.attempts / self.episodes if self.episodes else None
 
 
-def category_figures(engine: Engine, run_id: str) -> list[CategoryFigures]:
-    """One row per category the run's episodes were planned as (admitted as, when never planned)."""
-    episodes = run_episodes(engine, run_id)
+def category_figures(engine: Engine, run_id: str, only: set[str] | None = None) -> list[CategoryFigures]:
+    """One row per category the run's episodes (those in `only`, when given) were planned as (admitted as, when
+    never planned)."""
+    episodes = [e for e in run_episodes(engine, run_id) if only is None or e.id in only]
     with Session(engine) as s:
         costs = dict(
             s.exec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,12 +61,14 @@ def list_episodes(
     run_id: str | None = None,
     status: str | None = None,
     reason: str | None = None,
-    limit: int = 200,
+    limit: int | None = 200,
     category: str | None = None,
     since: datetime | None = None,
     by_cost: bool = False,
 ) -> list[EpisodeRow]:
-    """Episodes in run order, or the costliest first; `since` compares with when they started (UTC)."""
+    """Episodes in run order, or the costliest first; `since` compares with when they started (UTC). `reason`
+    matches a reason as stored or as tables show it (`video judge: edit propagation` finds
+    `video_judge:edit_propagation,region_stability`)."""
     if status is not None and status not in EPISODE_STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(EPISODE_STATUSES)}")
     cost = (
@@ -81,7 +84,7 @@ def list_episodes(
     if status:
         query = query.where(Episode.status == status)
     if reason:
-        query = query.where(col(Episode.reason).contains(reason))
+        query = query.where(col(Episode.reason).like(reason_pattern(reason), escape="\\"))
     if category:  # what it was planned as; what it was admitted for until then
         planned = col(Episode.planned_category)
         query = query.where((planned == category) | (planned.is_(None) & (col(Episode.category) == category)))
@@ -90,6 +93,14 @@ def list_episodes(
     query = query.order_by(spent.desc()) if by_cost else query.order_by(col(Episode.run_id), col(Episode.index))
     with Session(engine) as s:
         return [EpisodeRow(e, float(c)) for e, c in s.exec(query.limit(limit)).all()]
+
+
+def reason_pattern(text: str) -> str:
+    """A LIKE pattern for reasons containing `text`, written as stored or as shown: a space after a separator
+    dropped, any other space standing for the underscore it replaced."""
+    plain = re.sub(r"([:,@])\s+", r"\1", text.strip())
+    escaped = plain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped.replace(' ', '_')}%"
 
 
 @dataclass

@@ -16,9 +16,10 @@ PRIORS = {"propagate": 40.0, "enhance_temporal": 30.0, "judge_video": 2.0}
 
 
 def test_every_attempt_the_gate_stops_saves_the_prior_cost_of_the_video_stages(small_config) -> None:  # type: ignore[no-untyped-def]
-    # No key frame can pass (edit_strength is at most 10), so no video stage is ever measured: the priors apply.
+    # No key frame can pass (a criterion the metric judge does not score fails: policy.failing_criteria), so no
+    # video stage is ever measured: the priors apply.
     cfg = small_config(
-        policy={"keyframe_pass": {"edit_strength": 11.0}, "max_attempts": 2, "prior_stage_device_seconds": PRIORS},
+        policy={"keyframe_pass": {"never_scored": 0.0}, "max_attempts": 2, "prior_stage_device_seconds": PRIORS},
         episodes_per_clip=1,
     )
     factory = Factory(cfg)
