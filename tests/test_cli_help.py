@@ -15,5 +15,5 @@ def test_help_in_80_columns_shows_flags_as_flags_and_the_main_job_without_a_comm
     assert "[OPTIONS] [COMMAND [ARGS]...]" in text and "Without a command it runs the factory" in " ".join(text.split())
     flags = [line for line in text.splitlines() if any(f in line for f in ("--new-run", "--print-config", "-v "))]
     assert len(flags) == 3 and not any("<bool>" in line for line in flags), flags
-    # The traces command's docstring breaks after "and"; the help wraps at the terminal's width instead.
-    assert any("per edit category, and what the" in line for line in text.splitlines()), text
+    # The traces command's docstring breaks after "per"; the help wraps at the terminal's width instead.
+    assert any("figures per edit category, what the" in line for line in text.splitlines()), text
