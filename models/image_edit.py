@@ -21,6 +21,7 @@ from models.pipelines import (
     Attention,
     Denoiser,
     Quantization,
+    attention_mark,
     check_quantization,
     load_pipeline,
     place_pipeline,
@@ -28,11 +29,14 @@ from models.pipelines import (
 )
 
 
-def _load(cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool, denoiser: Denoiser) -> Any:
+def _load(
+    cls_name: str, path: str, device: str, dtype: str, cpu_offload: bool, denoiser: Denoiser
+) -> tuple[Any, Attention]:
+    """The placed pipeline, and the attention backend that runs (models/pipelines.set_attention)."""
     check_quantization("editor", device, denoiser.quantization)
     pipe = load_pipeline(cls_name, path, dtype)
-    prepare_denoiser(pipe, "editor", device, denoiser)
-    return place_pipeline(pipe, device, cpu_offload)
+    attention = prepare_denoiser(pipe, "editor", device, denoiser)
+    return place_pipeline(pipe, device, cpu_offload), attention
 
 
 def fixed_shift(pipe: Any, shift: float) -> None:
@@ -76,13 +80,14 @@ class QwenImageEditor:
         quantization: Quantization = "none",
     ) -> None:
         denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
-        self.pipe = _load("QwenImageEditPipeline", path, device, dtype, cpu_offload, denoiser)
+        self.pipe, runs = _load("QwenImageEditPipeline", path, device, dtype, cpu_offload, denoiser)
         if flow_shift is not None:
             fixed_shift(self.pipe, flow_shift)
         self.steps, self.true_cfg_scale, self.negative_prompt = steps, true_cfg_scale, negative_prompt
         self.target_area = target_area  # the pipeline works at ~1 megapixel; tiny models need far less
         self.lock = threading.Lock()
-        self.spec_id = f"qwen-image-edit:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{true_cfg_scale}"
+        name = path.rstrip("/").split("/")[-1]
+        self.spec_id = f"qwen-image-edit:{name}:{steps}steps:cfg{true_cfg_scale}{attention_mark(runs)}"
 
     @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
@@ -118,11 +123,12 @@ class FluxKontextEditor:
         quantization: Quantization = "none",
     ) -> None:
         denoiser = Denoiser(attention=attention, quantization=quantization)
-        self.pipe = _load("FluxKontextPipeline", path, device, dtype, cpu_offload, denoiser)
+        self.pipe, runs = _load("FluxKontextPipeline", path, device, dtype, cpu_offload, denoiser)
         self.steps, self.guidance_scale, self.max_side = steps, guidance_scale, max_side
         self.max_sequence_length = max_sequence_length  # T5 tokens of the instruction
         self.lock = threading.Lock()
-        self.spec_id = f"flux-kontext:{path.rstrip('/').split('/')[-1]}:{steps}steps:cfg{guidance_scale}"
+        name = path.rstrip("/").split("/")[-1]
+        self.spec_id = f"flux-kontext:{name}:{steps}steps:cfg{guidance_scale}{attention_mark(runs)}"
 
     @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Loading a diffusers pipeline from a local folder and placing it on its device, for every backend; and what
 the fast preset does to a pipeline's denoiser before placing it: a distillation LoRA fused into its weights,
-an attention backend of diffusers' dispatcher, FP8 weights and activations (torchao)."""
+an attention backend of diffusers' dispatcher (SageAttention's 8-bit kernels), FP8 weights and activations
+(torchao)."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,11 +15,15 @@ import torch
 from models.frames import torch_dtype
 from models.registry import BackendConfigError
 
-# diffusers' attention dispatcher: PyTorch's SDPA, flash-attn 2, SageAttention (8-bit QK, from thu-ml's build).
+# diffusers' attention dispatcher: PyTorch's SDPA, flash-attn 2, SageAttention2 (INT8 QK, FP8 PV; diffusers takes
+# sageattention>=2.1.1, which thu-ml publishes as source only: README, "The full profile").
 Attention = Literal["native", "flash", "sage"]
 # "fp8": FP8 (e4m3) weights and dynamically scaled per-row FP8 activations for the denoiser's block linears.
 Quantization = Literal["none", "fp8"]
 FP8_CAPABILITY = (8, 9)  # Ada and Hopper: the first NVIDIA GPUs with FP8 tensor cores (torchao asserts the same)
+VaeDtype = Literal["float32", "bfloat16"]
+
+log = logging.getLogger(__name__)
 
 
 def load_pipeline(cls_name: str, path: str, dtype: str) -> Any:
@@ -53,14 +59,28 @@ def fuse_lora(pipe: Any, lora_path: str, lora_scale: float) -> None:
     pipe.unload_lora_weights()  # the weights stay fused; the adapter bookkeeping goes
 
 
-def set_attention(model: Any, backend: Attention, step: str) -> None:
-    """The denoiser's attention through diffusers' dispatcher; a backend whose package is missing is an error
-    naming the option, before any work starts. Set on every denoiser, `native` included: diffusers also makes
-    the last backend set the process-wide default, which would leak into a model that set none."""
-    try:
-        model.set_attention_backend(backend)
-    except (RuntimeError, ValueError) as err:
-        raise BackendConfigError(f"backends.{step}.attention: {backend!r}: {str(err).splitlines()[0]}") from None
+def set_attention(model: Any, backend: Attention, step: str, device: str) -> Attention:
+    """The denoiser's attention through diffusers' dispatcher, and the backend it runs. Where the kernel asked for
+    cannot run (its package missing or too old, or `device` no CUDA GPU), PyTorch's attention runs instead, with
+    one warning line naming the option and why: the same model, slower. The backend that runs is part of the
+    backend's spec_id, so a call's record and cache key say which it was. Set on every denoiser, `native`
+    included: diffusers also makes the last backend set the process-wide default, which would leak into a model
+    that set none."""
+    why_not = None if backend == "native" else attention_unavailable(device)
+    if why_not is None:
+        try:
+            model.set_attention_backend(backend)
+            return backend
+        except RuntimeError as err:  # diffusers' requirement check: the kernel's package is missing or too old
+            why_not = str(err).splitlines()[0]
+    log.warning("backends.%s.attention: %r cannot run here (%s): PyTorch's attention instead", step, backend, why_not)
+    model.set_attention_backend("native")
+    return "native"
+
+
+def attention_unavailable(device: str) -> str | None:
+    """Why the flash and sage kernels cannot run on `device`, or None: both are CUDA-only."""
+    return None if torch.device(device).type == "cuda" else f"device {device!r} is not a CUDA GPU"
 
 
 def fp8_unsupported(device: str) -> str | None:
@@ -127,10 +147,17 @@ class Denoiser:
     quantization: Quantization = "none"
 
 
-def prepare_denoiser(pipe: Any, step: str, device: str, denoiser: Denoiser) -> None:
-    """In this order: the LoRA fused in the full-precision weights, the attention backend, then FP8."""
+def prepare_denoiser(pipe: Any, step: str, device: str, denoiser: Denoiser) -> Attention:
+    """In this order: the LoRA fused in the full-precision weights, the attention backend, then FP8. Returns the
+    attention backend that runs (set_attention)."""
     if denoiser.lora_path:
         fuse_lora(pipe, denoiser.lora_path, denoiser.lora_scale)
-    set_attention(pipe.transformer, denoiser.attention, step)
+    attention = set_attention(pipe.transformer, denoiser.attention, step, device)
     if denoiser.quantization == "fp8":
         quantize_fp8(pipe.transformer, device, step)
+    return attention
+
+
+def attention_mark(attention: Attention) -> str:
+    """What a backend's spec_id adds for the attention that runs: nothing for PyTorch's own."""
+    return "" if attention == "native" else f":attn-{attention}"

@@ -1,19 +1,40 @@
 """The temporal enhancer with diffusers' WanVideoToVideoPipeline: the generated video is re-noised a
 little and denoised again with an empty prompt (the paper: Wan2.2's low-noise expert, 40-step schedule
 with shift 12, only the last 4 steps, CFG 3). The fast preset fuses a step-and-CFG-distilled LoRA and runs the
-same last steps at guidance_scale 1: one transformer pass per step."""
+same last steps at guidance_scale 1: one transformer pass per step. `vae_dtype` as for propagation
+(models/wan_vace.py)."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import torch
 
 from models.device_memory import raises_out_of_device_memory
 from models.frames import resize, to_pil, to_uint8, wan_frame_count
-from models.pipelines import Attention, Denoiser, Quantization, place_pipeline, tile_vae
+from models.pipelines import Attention, Denoiser, Quantization, VaeDtype, attention_mark, place_pipeline, tile_vae
 from models.wan_vace import load_wan_pipeline
+
+
+def enhance_video(
+    pipe: Any, frames: np.ndarray, prompt: str, steps: int, strength: float, guidance_scale: float, seed: int
+) -> np.ndarray:
+    """One re-noise-and-denoise call as the backend makes it (bench/gpu_costs.py times this too), at the frames'
+    own size; frames as floats in [0, 1]."""
+    with torch.inference_mode():
+        return pipe(
+            video=to_pil(frames),
+            prompt=prompt,
+            height=frames.shape[1],
+            width=frames.shape[2],
+            num_inference_steps=steps,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="np",
+        ).frames[0]
 
 
 class WanVideoEnhancer:
@@ -33,15 +54,19 @@ class WanVideoEnhancer:
         lora_scale: float = 1.0,
         attention: Attention = "native",
         quantization: Quantization = "none",
+        vae_dtype: VaeDtype = "float32",
     ) -> None:
         denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
-        pipe = load_wan_pipeline("WanVideoToVideoPipeline", path, dtype, flow_shift, "enhancer", device, denoiser)
+        pipe, runs = load_wan_pipeline(
+            "WanVideoToVideoPipeline", path, dtype, vae_dtype, flow_shift, "enhancer", device, denoiser
+        )
         self.pipe = place_pipeline(pipe, device, cpu_offload)
         self.steps, self.strength, self.guidance_scale = steps, strength, guidance_scale
         self.height, self.width = height, width
         self.lock = threading.Lock()
         name = path.rstrip("/").split("/")[-1]
-        self.spec_id = f"wan-v2v:{name}:{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}"
+        settings = f"{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}{attention_mark(runs)}"
+        self.spec_id = f"wan-v2v:{name}:{settings}"
 
     def frames_made(self, frames: int) -> int:
         return wan_frame_count(frames)
@@ -53,18 +78,8 @@ class WanVideoEnhancer:
         if len(video) != self.frames_made(len(video)):
             raise ValueError(f"the Wan enhancer makes 4k+1 frames: {len(video)} asked for")
         frames = resize(video, self.width, self.height)
-        with self.lock, torch.inference_mode():
+        with self.lock:
             tile_vae(self.pipe, memory_level)
-            out = self.pipe(
-                video=to_pil(frames),
-                prompt=prompt,
-                height=self.height,
-                width=self.width,
-                num_inference_steps=self.steps,
-                strength=self.strength,
-                guidance_scale=self.guidance_scale,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-            ).frames[0]
+            out = enhance_video(self.pipe, frames, prompt, self.steps, self.strength, self.guidance_scale, seed)
         out = to_uint8(np.asarray(out))
         return resize(out, video.shape[2], video.shape[1])

@@ -1,7 +1,9 @@
 """Propagation with diffusers' WanVACEPipeline: the edited key frame is the reference image, the depth
 video is the control, the target description is the prompt (Ditto step 5). A distillation LoRA
 (CausVid, lightx2v) can be fused for few-step sampling; at guidance_scale 1 diffusers runs no CFG (one
-transformer pass per step). FP8 and the attention backend: models/pipelines.py.
+transformer pass per step). FP8 and the attention backend: models/pipelines.py. The VAE runs in float32 unless
+`vae_dtype: bfloat16` (the fast preset): about half the time and memory of a video's encodes and decode, at a
+difference from float32 that tests/models/test_fast_preset.py bounds on the tiny model.
 
 The control strength weighs the depth alone: its frames are blended toward VACE's neutral grey, the input
 VACE is given for frames it should generate with no control, so at 0 the video follows only the reference
@@ -19,11 +21,13 @@ import torch
 from PIL import Image
 
 from models.device_memory import raises_out_of_device_memory
-from models.frames import resize, to_pil, to_uint8, wan_frame_count
+from models.frames import resize, to_pil, to_uint8, torch_dtype, wan_frame_count
 from models.pipelines import (
     Attention,
     Denoiser,
     Quantization,
+    VaeDtype,
+    attention_mark,
     check_quantization,
     load_pipeline,
     place_pipeline,
@@ -33,18 +37,30 @@ from models.pipelines import (
 
 
 def load_wan_pipeline(
-    cls_name: str, path: str, dtype: str, flow_shift: float | None, step: str, device: str, denoiser: Denoiser
-) -> Any:
-    """The pipeline with its denoiser prepared (LoRA, attention, quantization), not yet placed."""
+    cls_name: str,
+    path: str,
+    dtype: str,
+    vae_dtype: VaeDtype,
+    flow_shift: float | None,
+    step: str,
+    device: str,
+    denoiser: Denoiser,
+) -> tuple[Any, Attention]:
+    """The pipeline with its denoiser prepared (LoRA, attention, quantization), not yet placed, and the attention
+    backend that runs."""
     check_quantization(step, device, denoiser.quantization)
     pipe = load_pipeline(cls_name, path, dtype)
-    pipe.vae.to(torch.float32)  # Wan's VAE is unstable in half precision
+    prepare_wan_pipeline(pipe, vae_dtype, flow_shift)
+    return pipe, prepare_denoiser(pipe, step, device, denoiser)
+
+
+def prepare_wan_pipeline(pipe: Any, vae_dtype: VaeDtype, flow_shift: float | None) -> None:
+    """The VAE in its dtype (the checkpoint's dtype is the denoiser's), the scheduler at the shift asked for."""
+    pipe.vae.to(torch_dtype(vae_dtype))
     if flow_shift is not None:
         pipe.scheduler = type(pipe.scheduler).from_config(
             pipe.scheduler.config, shift=flow_shift, flow_shift=flow_shift
         )
-    prepare_denoiser(pipe, step, device, denoiser)
-    return pipe
 
 
 NEUTRAL = 0.5  # VACE's "no control here": its preprocessing fills frames to generate freely with 0 in [-1, 1]
@@ -53,6 +69,36 @@ NEUTRAL = 0.5  # VACE's "no control here": its preprocessing fills frames to gen
 def depth_control(depth: np.ndarray, strength: float) -> np.ndarray:
     """The control video (uint8 [T,H,W,3]) of a depth video in [0, 1], blended toward neutral grey by strength."""
     return to_uint8(NEUTRAL + strength * (depth.astype(np.float32) - NEUTRAL))[..., None].repeat(3, axis=-1)
+
+
+def generate_video(
+    pipe: Any,
+    control: np.ndarray,
+    reference: np.ndarray,
+    prompt: str,
+    negative_prompt: str,
+    steps: int,
+    guidance_scale: float,
+    seed: int,
+) -> np.ndarray:
+    """One VACE call as the backend makes it (bench/gpu_costs.py times this too): every pixel of every frame of
+    the control video's size generated, the reference frame beside it; frames as floats in [0, 1]."""
+    frames, height, width = control.shape[:3]
+    with torch.inference_mode():
+        return pipe(
+            video=to_pil(control),
+            mask=[Image.new("L", (width, height), 255)] * frames,  # generate every pixel
+            reference_images=[Image.fromarray(reference)],
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=height,
+            width=width,
+            num_frames=frames,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="np",
+        ).frames[0]
 
 
 class WanVacePropagator:
@@ -75,9 +121,12 @@ class WanVacePropagator:
         cpu_offload: bool = False,
         attention: Attention = "native",
         quantization: Quantization = "none",
+        vae_dtype: VaeDtype = "float32",
     ) -> None:
         denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
-        pipe = load_wan_pipeline("WanVACEPipeline", path, dtype, flow_shift, "propagator", device, denoiser)
+        pipe, runs = load_wan_pipeline(
+            "WanVACEPipeline", path, dtype, vae_dtype, flow_shift, "propagator", device, denoiser
+        )
         self.pipe = place_pipeline(pipe, device, cpu_offload)
         self.device, self.steps, self.guidance_scale = device, steps, guidance_scale
         self.height, self.width, self.num_frames = height, width, wan_frame_count(num_frames)
@@ -85,7 +134,7 @@ class WanVacePropagator:
         self.lock = threading.Lock()
         name = path.rstrip("/").split("/")[-1]
         lora = f"+lora:{lora_path.rstrip('/').split('/')[-1]}" if lora_path else ""
-        self.spec_id = f"wan-vace:{name}{lora}:{steps}steps:cfg{guidance_scale}:shift{flow_shift}"
+        self.spec_id = f"wan-vace:{name}{lora}:{steps}steps:cfg{guidance_scale}:shift{flow_shift}{attention_mark(runs)}"
 
     def frames_made(self, frames: int) -> int:
         return min(wan_frame_count(frames), self.num_frames)
@@ -109,23 +158,11 @@ class WanVacePropagator:
         if num_frames != self.frames_made(num_frames):
             raise ValueError(f"WanVACE makes 4k+1 frames, at most {self.num_frames}: {num_frames} asked for")
         control = resize(depth_control(depth, control_strength), self.width, self.height)
-        reference = Image.fromarray(resize(edited_keyframe[None], self.width, self.height)[0])
-        mask = [Image.new("L", (self.width, self.height), 255)] * num_frames  # generate every pixel
-        with self.lock, torch.inference_mode():
+        reference = resize(edited_keyframe[None], self.width, self.height)[0]
+        with self.lock:
             tile_vae(self.pipe, memory_level)
-            frames = self.pipe(
-                video=to_pil(control),
-                mask=mask,
-                reference_images=[reference],
-                prompt=prompt,
-                negative_prompt=self.negative_prompt,
-                height=self.height,
-                width=self.width,
-                num_frames=num_frames,
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance_scale,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-            ).frames[0]
+            frames = generate_video(
+                self.pipe, control, reference, prompt, self.negative_prompt, self.steps, self.guidance_scale, seed
+            )
         out = to_uint8(np.asarray(frames))
         return resize(out, source.shape[2], source.shape[1])
