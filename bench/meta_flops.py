@@ -1,12 +1,13 @@
 """Counting FLOPs of real model classes at real size on the meta device (no memory, no GPU), one function per
-model part, for bench/flops.py. Configs are the published ones, in bench/flops_models.yaml. A denoiser's
-forward also reports the FLOPs of the linears FP8 quantization takes (models/pipelines.fp8_linears): a stage
-that runs them in FP8 counts those at the FP8 peak."""
+model part, for bench/flops.py. Configs are the published ones, in bench/flops_models.yaml. The count is split
+by how bench/flops.py prices it: a denoiser's forward reports the FLOPs of the linears FP8 quantization takes
+(models/pipelines.fp8_linears) and of its attention (8-bit kernels run it at their own rate); a VAE's FLOPs and
+a VLM's answer tokens (generated one at a time) are reported apart too."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,26 +40,35 @@ VACE_LAYERS = {"vace-1.3b": list(range(0, 30, 2)), "vace-14b": list(range(0, 40,
 
 @dataclass(frozen=True)
 class Flops:
-    """FLOPs of a call, and the part of them done by linears FP8 can take (all of it bf16 unless quantized)."""
+    """FLOPs of a call, and parts of them: those of linears FP8 can take (none unless the stage quantizes), of a
+    denoiser's attention, of VAE encodes and decodes, and of answer tokens a VLM generates one at a time."""
 
     total: float
     fp8: float = 0.0
+    attention: float = 0.0
+    vae: float = 0.0
+    decode: float = 0.0
 
     def __add__(self, other: Flops | float) -> Flops:
         if isinstance(other, Flops):
-            return Flops(self.total + other.total, self.fp8 + other.fp8)
-        return Flops(self.total + other, self.fp8)
+            return Flops(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return replace(self, total=self.total + other)
 
     __radd__ = __add__
 
     def __mul__(self, times: float) -> Flops:
-        return Flops(self.total * times, self.fp8 * times)
+        return Flops(*(getattr(self, f.name) * times for f in fields(self)))
 
     __rmul__ = __mul__
 
     def run_in(self, quantization: str) -> Flops:
         """What runs in FP8 under a backend's `quantization` option."""
-        return self if quantization == "fp8" else Flops(self.total)
+        return self if quantization == "fp8" else replace(self, fp8=0.0)
+
+
+# On the meta device scaled_dot_product_attention decomposes into batched matmuls, and a DiT's linears are
+# addmm/mm: the denoisers' attention is the FLOPs of these ops (checked per module: bench/RESULTS.md).
+ATTENTION_OPS = ("bmm", "scaled_dot_product")
 
 
 def counted(work: Callable[[], Any], grad: bool = False) -> float:
@@ -69,18 +79,29 @@ def counted(work: Callable[[], Any], grad: bool = False) -> float:
 
 
 def counted_denoiser(model: torch.nn.Module, work: Callable[[], Any]) -> Flops:
-    """All FLOPs of `work`, and those of the model's FP8-able linears (2 x inputs x outputs per token)."""
+    """All FLOPs of `work`, those of the model's FP8-able linears (2 x inputs x outputs per token), and those of
+    its attention."""
     fp8 = [0.0]
 
     def count(linear: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         fp8[0] += 2.0 * args[0].numel() * linear.out_features
 
     hooks = [m.register_forward_pre_hook(count) for m in fp8_linears(model).values()]
+    counter = FlopCounterMode(display=False)
     try:
-        return Flops(counted(work), fp8[0])
+        with counter, torch.no_grad():
+            work()
     finally:
         for hook in hooks:
             hook.remove()
+    ops = counter.get_flop_counts()["Global"]
+    attention = sum(n for op, n in ops.items() if any(name in str(op) for name in ATTENTION_OPS))
+    return Flops(float(counter.get_total_flops()), fp8[0], float(attention))
+
+
+def vae_flops(work: Callable[[], Any]) -> Flops:
+    flops = counted(work)
+    return Flops(flops, vae=flops)
 
 
 def resident_bytes(model: torch.nn.Module, quantization: str = "none", dtype_bytes: int = 2) -> float:
@@ -172,13 +193,13 @@ def wan_vae() -> Any:
 
 
 @cache
-def wan_vae_encode(frames: int, height: int, width: int) -> float:
-    return counted(lambda: wan_vae().encode(empty(1, 3, frames, height, width)))
+def wan_vae_encode(frames: int, height: int, width: int) -> Flops:
+    return vae_flops(lambda: wan_vae().encode(empty(1, 3, frames, height, width)))
 
 
 @cache
-def wan_vae_decode(latent_frames: int, height: int, width: int) -> float:
-    return counted(lambda: wan_vae().decode(empty(1, 16, latent_frames, height // 8, width // 8)))
+def wan_vae_decode(latent_frames: int, height: int, width: int) -> Flops:
+    return vae_flops(lambda: wan_vae().decode(empty(1, 16, latent_frames, height // 8, width // 8)))
 
 
 @cache
@@ -230,11 +251,11 @@ def qwen_image_vae_model() -> Any:
 
 
 @cache
-def qwen_image_vae(height: int, width: int) -> float:
+def qwen_image_vae(height: int, width: int) -> Flops:
     """One encode of the condition image and one decode of the result."""
     vae = qwen_image_vae_model()
-    encode = counted(lambda: vae.encode(empty(1, 3, 1, height, width)))
-    return encode + counted(lambda: vae.decode(empty(1, 16, 1, height // 8, width // 8)))
+    encode = vae_flops(lambda: vae.encode(empty(1, 3, 1, height, width)))
+    return encode + vae_flops(lambda: vae.decode(empty(1, 16, 1, height // 8, width // 8)))
 
 
 @cache
@@ -265,13 +286,13 @@ def flux_forward(height: int, width: int, quick: bool = False) -> Flops:
 
 
 @cache
-def flux_encoders_and_vae(height: int, width: int, quick: bool = False) -> float:
+def flux_encoders_and_vae(height: int, width: int, quick: bool = False) -> Flops:
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel
 
     vae = on_meta(AutoencoderKL, **MODELS["flux_vae"]["config"])
     clip = on_meta(CLIPTextModel, config=CLIPTextConfig(**config("clip_l", quick)))
-    coding = counted(lambda: vae.encode(empty(1, 3, height, width))) + counted(
+    coding = vae_flops(lambda: vae.encode(empty(1, 3, height, width))) + vae_flops(
         lambda: vae.decode(empty(1, 16, height // 8, width // 8))
     )
     text = counted(lambda: clip(input_ids=torch.zeros(1, 77, dtype=torch.long, device=META)))
@@ -326,9 +347,10 @@ def qwen_vl_prefill(tokens: int, quick: bool = False) -> float:
 
 def qwen_vl_call(
     grids: list[tuple[int, int, int]], text_tokens: int, answer_tokens: int, quick: bool = False
-) -> tuple[float, float]:
+) -> tuple[Flops, float]:
     """(FLOPs, decode bytes): vision tower per image/video, prefill, and the answer token by token (its
-    FLOPs as the prefill of the longer sequence minus the shorter; its bytes as every LM weight per token)."""
+    FLOPs, `decode`, as the prefill of the longer sequence minus the shorter; its bytes as every LM weight per
+    token)."""
     vision = sum(qwen_vl_vision(g, quick) for g in grids)
     prompt = text_tokens + sum(t * h * w // 4 for t, h, w in grids)  # 2x2 patches merge into one token
     prefill = qwen_vl_prefill(prompt, quick)
@@ -337,7 +359,7 @@ def qwen_vl_call(
     weight_bytes = (
         sum(p.numel() for p in model.model.language_model.parameters()) * 2 + model.lm_head.weight.numel() * 2
     )
-    return vision + prefill + decode, weight_bytes * answer_tokens
+    return Flops(vision + prefill + decode, decode=decode), weight_bytes * answer_tokens
 
 
 # --- Depth Anything V2 ------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """What a policy costs per accepted sample: whole simulated runs through the real run loop, graph, nodes,
 policy and ledger (bench/simulate.py), charged at a preset's GPU-seconds per call (bench/costs_<preset>.yaml,
-written by bench/flops.py).
+written by bench/flops.py), at the preset's own clip size and episodes per clip.
 
-Scenarios, each over the same episodes and pass rates:
+First what ships: the full profile's policy with the preset, per card (H100, H200: which one the preset's weights
+fit alone, and what a run pays where SageAttention2 is missing), and which preset fits which card. Then, on the
+card the preset's figure is for, scenarios, each over the same episodes and pass rates:
   (a) the paper's order: no key-frame gate (its judge is neither consulted nor charged), the video judge
       only at the end, no retries;
   (b) with the key-frame gate, no retries;
@@ -13,12 +15,12 @@ then sensitivity tables over the pass rates, and
   (e) videos whose edit fights the depth control (--shape-conflict of the good key frames): discarded, or made
       again from the same key frame at a lower control strength (the full profile's lower_control_on).
 max_attempts stays the full profile's in every scenario, so every scenario plans the same instructions for the
-same episodes (paired comparisons). The last line is the cost of the policy (d) recommends:
-`GPU-min per accepted: X`.
+same episodes (paired comparisons). The last line is the shipped policy's cost, naming the card:
+`GPU-min per accepted: X (...)`.
 
-    python -m bench.policy                       # the paper preset at 480p: about 3 minutes
-    python -m bench.policy --setting paper --preset fast
-    python -m bench.policy --episodes 400 --setting paper --keyframe 0.6 --video 0.8
+    python -m bench.policy                       # the fast preset (1280x720x101): about 5 minutes here
+    python -m bench.policy --setting paper --preset fast      # the same, saying which clip size it must be
+    python -m bench.policy --preset fast_480p --episodes 400 --keyframe 0.6 --video 0.8
     python -m bench.policy --quick               # a few episodes per cell and a smaller grid: seconds
 """
 
@@ -27,12 +29,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from itertools import product
+from pathlib import Path
 from typing import Any
 
+from agent.config import load_config
 from bench.sim import CRITERION, PassRates
-from bench.simulate import Outcome, full_policy, simulate, stage_costs
+from bench.simulate import Outcome, full_policy, headline_card, preset_costs, simulate
+
+PRESETS = ("fast", "fast_480p", "paper", "full")  # bench/stages.PRESETS (bench.stages imports torch)
+SETTINGS = {"paper": "1280x720x101", "ours": "832x480x81"}  # --setting: Ditto-1M's clip size, and Wan2.1's 480p
 
 GATE_OFF: dict[str, Any] = {"keyframe_pass": {}}  # no criterion to fail: every key frame goes on to video
 ATTEMPTS = (1, 2, 3)
@@ -66,7 +75,7 @@ def scenarios() -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
 SHAPE_CONFLICT = 0.2  # (e)'s share of good key frames whose video fails on shape, when --shape-conflict is 0
 
 
-def shape_conflicts(episodes: int, rates: PassRates, costs: dict[str, float]) -> str:
+def shape_conflicts(episodes: int, rates: PassRates, costs: dict[str, float], run: Callable[..., Outcome]) -> str:
     """(e): the same episodes under (b), a shape failure discarded or retried at a lower control strength."""
     rates = replace(rates, shape_conflict=rates.shape_conflict or SHAPE_CONFLICT)
     lines = (
@@ -78,7 +87,7 @@ def shape_conflicts(episodes: int, rates: PassRates, costs: dict[str, float]) ->
     lines += "| --- | --- | --- | --- | --- | --- | --- |\n"
     for name, lower_on in (("discard", []), ("lower the control strength", ["shape_fidelity"])):
         t = time.perf_counter()
-        outcome = simulate(episodes, rates, costs, {"judge_attempts": 1, "lower_control_on": lower_on})
+        outcome = run(episodes, rates, costs, {"judge_attempts": 1, "lower_control_on": lower_on})
         lines += row(name, outcome, time.perf_counter() - t)
     return lines
 
@@ -95,6 +104,32 @@ def row(name: str, o: Outcome, seconds: float) -> str:
     )
 
 
+def shipped(preset: str, costs: dict[str, Any], outcome: Outcome, fallback: Outcome | None, seconds: float) -> str:
+    """The shipped policy's cost with the preset on every card, and which card the preset's weights fit."""
+    lines = "| card | the preset's weights on one card | GPU-min / accepted | GPU-days / 1M accepted "
+    lines += f"| {'PyTorch attention (no SageAttention2): GPU-min / accepted | ' if fallback else ''}wall s |\n"
+    lines += "| --- | --- | --- | --- |" + (" --- |" if fallback else "") + " --- |\n"
+    for card, left in costs["gb_left"].items():
+        fit = f"fit, {left:.0f} GB left for activations" if left > 0 else f"{-left:.0f} GB over: do not fit"
+        o = outcome.priced(costs["seconds_per_call"][card])
+        cells = [card, fit, f"{o.minutes_per_accepted:.2f}", f"{o.days_per_million:,.0f}"]
+        if fallback:
+            cells.append(f"{fallback.priced(costs['without_sage'][card]).minutes_per_accepted:.2f}")
+        lines += "| " + " | ".join(cells) + f" | {seconds:.0f} |\n"
+    return lines
+
+
+def fit_table() -> str:
+    """Which preset's weights fit which card alone (bench/costs_<preset>.yaml; activations come on top)."""
+    table = {p: preset_costs(p) for p in PRESETS}
+    cards = list(next(iter(table.values()))["gb_left"])
+    lines = "| preset | clip | " + " | ".join(cards) + " |\n|" + " --- |" * (2 + len(cards)) + "\n"
+    for preset, costs in table.items():
+        cells = [f"fits ({left:+.0f} GB)" if left > 0 else f"no ({left:+.0f} GB)" for left in costs["gb_left"].values()]
+        lines += f"| {preset} | {costs['size']} | " + " | ".join(cells) + " |\n"
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=500, help="episodes per scenario (a)-(c)")
@@ -103,35 +138,62 @@ def main() -> None:
     )
     parser.add_argument("--sensitivity-episodes", type=int, default=50, help="episodes per sensitivity cell")
     parser.add_argument("--retry-episodes", type=int, default=300, help="episodes per rewrite-rate cell")
-    parser.add_argument("--setting", choices=["ours", "paper"], default="ours", help="stage costs at which size")
-    parser.add_argument("--preset", choices=["paper", "fast"], default="paper", help="stage costs of which preset")
+    parser.add_argument("--preset", choices=PRESETS, default="fast", help="configs/<preset>.yaml ('full': none)")
+    parser.add_argument(
+        "--setting",
+        choices=SETTINGS,
+        help="the clip size the figures must be for ('paper': 1280x720x101, 'ours': 480x832x81); a preset that "
+        "runs another is refused",
+    )
     parser.add_argument("--quick", action="store_true", help="a few episodes per cell, one or two cells per table")
     defaults = PassRates()
     for name in ("keyframe", "video", "retry_keyframe", "retry_video", "judge_noise", "shape_conflict", "control_fix"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     args = parser.parse_args()
+    costs_file = preset_costs(args.preset)
+    size = costs_file["size"]
+    if args.setting and SETTINGS[args.setting] != size:
+        runs_it = [p for p in PRESETS if preset_costs(p)["size"] == SETTINGS[args.setting]]
+        parser.error(f"--setting {args.setting}: the {args.preset} preset runs {size}; at that size: {runs_it}")
     if args.quick:
         vars(args).update(QUICK)
     grid_of = QUICK_GRID if args.quick else FULL_GRID
     rates = PassRates(**{k: getattr(args, k) for k in vars(defaults)})
-    costs = stage_costs(args.setting, args.preset)
+    card = headline_card(costs_file)
+    costs = costs_file["seconds_per_call"][card]
+    config = costs_file["config"]
+    per_clip = load_config("full", Path(config) if config else None).episodes_per_clip
+    run = partial(simulate, episodes_per_clip=per_clip)  # what the preset plans per source clip
     out = sys.stdout
-    out.write(
-        f"stage GPU-seconds per call ({args.preset} preset, {args.setting} size): {costs}\npass rates: {rates}\n\n"
+    where = (
+        f"{args.preset} preset ({config or 'the full profile alone'}, clips of {size}, {per_clip} episodes per clip)"
     )
+    out.write(f"The shipped policy (the full profile's) with the {where}, {args.episodes} episodes:\n\n")
+    started = time.perf_counter()
+    ship = run(args.episodes, rates, costs, {})
+    fallback = ship if "without_sage" in costs_file else None
+    out.write(shipped(args.preset, costs_file, ship, fallback, time.perf_counter() - started))
+    out.write("\nWhich preset's weights fit one card (bench.flops; one stage's activations come on top):\n\n")
+    out.write(fit_table())
+    out.write(f"\nOn one {card}: stage GPU-seconds per call {costs}\npass rates: {rates}\n\n")
     header = "| scenario | episodes | accepted | calls | GPU-min / accepted | GPU-days / 1M accepted | wall s |\n"
     out.write(header + "| --- | --- | --- | --- | --- | --- | --- |\n")
-    started = time.perf_counter()
-    # (judge_attempts, key-frame threshold) -> outcome and wall seconds at --episodes: (b) and (c) are cells
-    # of (d)'s grid, run once.
-    runs: dict[tuple[int, float], tuple[Outcome, float]] = {}
+    # (judge_attempts, key-frame threshold) -> outcome and wall seconds at --episodes: the shipped policy, (b) and
+    # (c) are cells of (d)'s grid, run once.
     profile_threshold = full_policy()["keyframe_pass"][CRITERION]
+    runs: dict[tuple[int, float], tuple[Outcome, float]] = {
+        (full_policy()["judge_attempts"], profile_threshold): (ship, time.perf_counter() - started)
+    }
     for name, (policy, uncharged) in scenarios().items():
         t = time.perf_counter()
-        outcome = simulate(args.episodes, rates, costs, policy, uncharged)
+        key = (policy["judge_attempts"], profile_threshold)
+        if not uncharged and key in runs:
+            out.write(row(name, *runs[key]))
+            continue
+        outcome = run(args.episodes, rates, costs, policy, uncharged)
         out.write(row(name, outcome, time.perf_counter() - t))
         if not uncharged:
-            runs[policy["judge_attempts"], profile_threshold] = outcome, time.perf_counter() - t
+            runs[key] = outcome, time.perf_counter() - t
     grid_episodes = args.grid_episodes or args.episodes
     grid: dict[tuple[int, float], Outcome] = {}
     attempts_list, thresholds = grid_of["attempts"], grid_of["thresholds"]
@@ -141,14 +203,14 @@ def main() -> None:
             continue
         t = time.perf_counter()
         policy = {"judge_attempts": attempts, **keyframe_policy(threshold)}
-        grid[attempts, threshold] = simulate(grid_episodes, rates, costs, policy)
+        grid[attempts, threshold] = run(grid_episodes, rates, costs, policy)
         if grid_episodes == args.episodes:
             runs[attempts, threshold] = grid[attempts, threshold], time.perf_counter() - t
     best = min(grid, key=lambda k: grid[k].minutes_per_accepted)
     if best not in runs:  # a smaller grid: its best is run again on the scenarios' episodes
         t = time.perf_counter()
         policy = {"judge_attempts": best[0], **keyframe_policy(best[1])}
-        runs[best] = simulate(args.episodes, rates, costs, policy), time.perf_counter() - t
+        runs[best] = run(args.episodes, rates, costs, policy), time.perf_counter() - t
     name = f"(d) best: judge_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}"
     out.write(row(name, *runs[best]))
     out.write(
@@ -167,7 +229,7 @@ def main() -> None:
         cells = []
         for video in grid_of["video"]:
             cell = replace(rates, keyframe=kf, video=video)
-            cells.append(" / ".join(f"{simulate(n, cell, costs, *p).minutes_per_accepted:.1f}" for p in named.values()))
+            cells.append(" / ".join(f"{run(n, cell, costs, *p).minutes_per_accepted:.1f}" for p in named.values()))
         out.write(f"| {kf:g} | " + " | ".join(cells) + " |\n")
     out.write(
         f"\nsensitivity to the rewrite's key-frame pass rate, GPU-min per accepted, (b) / (c) "
@@ -176,17 +238,18 @@ def main() -> None:
     )
     b_policy, c_policy = (named[k] for k in list(named)[1:])
     # (b) never rewrites, so the rewrite's pass rate cannot change it: run once.
-    b = simulate(args.retry_episodes, rates, costs, *b_policy).minutes_per_accepted
+    b = run(args.retry_episodes, rates, costs, *b_policy).minutes_per_accepted
     cells = []
     for retry in grid_of["retry"]:
-        c = simulate(args.retry_episodes, replace(rates, retry_keyframe=retry), costs, *c_policy)
+        c = run(args.retry_episodes, replace(rates, retry_keyframe=retry), costs, *c_policy)
         cells.append(f"{b:.2f} / {c.minutes_per_accepted:.2f}")
     out.write("| (b) / (c) | " + " | ".join(cells) + " |\n")
-    out.write(shape_conflicts(args.retry_episodes, rates, costs))
+    out.write(shape_conflicts(args.retry_episodes, rates, costs, run))
     out.write(f"\nsimulated in {time.perf_counter() - started:.0f} s\n")
     recommended = f"judge_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}"
-    out.write(f"recommended ({args.preset} preset, {args.setting} size): {recommended}\n")
-    out.write(f"GPU-min per accepted: {runs[best][0].minutes_per_accepted:.2f}\n")
+    out.write(f"(d)'s grid would choose: {recommended}, {runs[best][0].minutes_per_accepted:.2f} GPU-min\n")
+    what = f"the shipped policy; {args.preset} preset, {size}, one {card}"
+    out.write(f"GPU-min per accepted: {ship.minutes_per_accepted:.2f} ({what})\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """GPU memory the weights of a preset's models take when they stay resident, counted from the real classes
-built on the meta device (exact parameter counts; bf16 2 bytes, FP8 block linears 1 byte, Wan's VAE in fp32
-as the backends load it). Activations come on top: bench/gpu_costs.py measures the peak of each stage."""
+built on the meta device (exact parameter counts; bf16 2 bytes, FP8 block linears 1 byte, Wan's VAE in its
+`vae_dtype` as the backends load it), and whether they fit a card. Activations come on top: bench/gpu_costs.py
+measures the peak of each stage."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.meta_flops import (
+    MODELS,
     depth_model,
     flux_transformer,
     qwen_image_transformer,
@@ -19,8 +21,6 @@ from bench.meta_flops import (
     wan_vae,
 )
 from bench.stages import preset_backends, wan_size
-
-GPUS = {"H200 (141 GB)": 141e9, "H100 (80 GB)": 80e9}
 
 
 @dataclass
@@ -52,7 +52,10 @@ def parts(preset: str) -> list[Part]:
         off = bool(spec.get("cpu_offload"))
         out.append(Part(step, name, gb(wan_transformer(model, vace), q), off))
         out.append(Part(step, "UMT5-XXL text encoder", gb(t5_model("umt5_xxl")), off))
-        out.append(Part(step, "Wan VAE (fp32)", gb(wan_vae(), dtype_bytes=4), off))
+        vae_bytes = 2 if spec.get("vae_dtype") == "bfloat16" else 4
+        out.append(
+            Part(step, f"Wan VAE ({'bf16' if vae_bytes == 2 else 'fp32'})", gb(wan_vae(), dtype_bytes=vae_bytes), off)
+        )
     return out
 
 
@@ -67,3 +70,10 @@ def fp8(quantization: str) -> str:
 def resident_gb(preset: str) -> float:
     """GB of weights held on the GPU at all times (offloaded models count only while they run)."""
     return sum(p.gb for p in parts(preset) if not p.offloaded)
+
+
+def gb_left(preset: str, card: str) -> float:
+    """GB of the card left for activations once the resident weights and the largest offloaded model are on it."""
+    rows = parts(preset)
+    largest = max((p.gb for p in rows if p.offloaded), default=0.0)
+    return MODELS["devices"][card]["memory_gb"] - resident_gb(preset) - largest

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,23 @@ BENCH = Path(__file__).parent
 SECONDS_PER_DAY = 86_400
 
 
-def stage_costs(setting: str = "ours", preset: str = "paper", directory: Path = BENCH) -> dict[str, float]:
-    """GPU-seconds per call of each tool of a preset, from bench/costs_<preset>.yaml (bench/flops.py)."""
-    return dict(yaml.safe_load((directory / f"costs_{preset}.yaml").read_text())["seconds_per_call"][setting])
+def preset_costs(preset: str, directory: Path = BENCH) -> dict[str, Any]:
+    """bench/costs_<preset>.yaml (bench/flops.py): the preset's size, which cards its weights fit, and GPU-seconds
+    per call of each tool on each card (`without_sage`: where the preset's SageAttention falls back)."""
+    return yaml.safe_load((directory / f"costs_{preset}.yaml").read_text())
+
+
+def headline_card(costs: dict[str, Any]) -> str:
+    """The card a preset's figure is for: the first one (the smallest) its weights fit on alone."""
+    return next((card for card, left in costs["gb_left"].items() if left > 0), list(costs["gb_left"])[-1])
+
+
+def stage_costs(preset: str = "paper", card: str | None = None, fallback: bool = False) -> dict[str, float]:
+    """GPU-seconds per call of each tool of a preset on a card (default: its headline card); with `fallback`, on
+    PyTorch's attention where the preset asks for SageAttention."""
+    costs = preset_costs(preset)
+    table = costs["without_sage" if fallback and "without_sage" in costs else "seconds_per_call"]
+    return dict(table[card or headline_card(costs)])
 
 
 def full_policy() -> dict[str, Any]:
@@ -44,6 +58,11 @@ class Outcome:
     accepted: int
     calls: dict[str, int]  # tool -> calls that ran
     device_seconds: float
+    uncharged: tuple[str, ...] = ()  # tools called but not charged
+
+    def priced(self, costs: dict[str, float]) -> Outcome:
+        """The same run charged at other GPU-seconds per call (another card, another attention kernel)."""
+        return replace(self, device_seconds=charged(self.calls, costs, self.uncharged))
 
     @property
     def minutes_per_accepted(self) -> float:
@@ -126,9 +145,12 @@ def simulate(
     with sim_factory(episodes, rates, policy, episodes_per_clip, root) as factory:
         result = factory.execute()
         calls = calls_that_ran(factory.engine, factory.run.id)
-    seconds = sum(n * costs.get(tool, 0.0) for tool, n in calls.items() if tool not in uncharged)
     episodes_run = result.totals.accepted + result.totals.discarded
-    return Outcome(episodes_run, result.totals.accepted, calls, seconds)
+    return Outcome(episodes_run, result.totals.accepted, calls, charged(calls, costs, uncharged), uncharged)
+
+
+def charged(calls: dict[str, int], costs: dict[str, float], uncharged: tuple[str, ...] = ()) -> float:
+    return sum(n * costs.get(tool, 0.0) for tool, n in calls.items() if tool not in uncharged)
 
 
 def _fast_tmp() -> str | None:

@@ -26,19 +26,26 @@ from bench.meta_flops import (
     wan_vae_decode,
     wan_vae_encode,
 )
+from models.frames import wan_frame_count
 from models.protocols import LOCAL_CATEGORIES
 from prompts.loader import PromptBook
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PRESETS = ("paper", "fast")
-# Clip sizes (height, width, frames), key-frame sizes (height, width), the key-frame editors' working area
-# (Qwen-Image-Edit's pipeline works at ~1 MP, FluxKontextEditor at 1024 px on the longer side) and the frames
-# Qwen2.5-VL sees of a video (models/qwen_vl.py samples 16), per setting.
-SETTINGS: dict[str, dict[str, Any]] = {
-    "ours": {"clip": (480, 832, 81), "keyframe": (468, 832), "edit_side": 1024, "vl_frames": 16},
-    "paper": {"clip": (720, 1280, 101), "keyframe": (720, 1280), "edit_side": 1024, "vl_frames": 16},  # Ditto-1M
-    # --quick: every code path at tiny sizes on models cut to a layer or two (flops_models.yaml `quick`)
-    "tiny": {"clip": (32, 64, 9), "keyframe": (32, 64), "edit_side": 64, "vl_frames": 2, "quick": True},
+# Each preset is a config file over the full profile (`full` is the profile alone: the paper's settings at 480p,
+# without a LoRA file) and states its own clip size, which is what its figures are for.
+PRESETS: dict[str, Path | None] = {
+    "fast": CONFIGS / "fast.yaml",
+    "fast_480p": CONFIGS / "fast_480p.yaml",
+    "paper": CONFIGS / "paper.yaml",
+    "full": None,
+}
+# --quick: every code path at tiny sizes on models cut to a layer or two (flops_models.yaml `quick`)
+QUICK_SIZES: dict[str, Any] = {
+    "clip": (32, 64, 9),
+    "keyframe": (32, 64),
+    "edit_side": 64,
+    "vl_frames": 2,
+    "quick": True,
 }
 EDITTO = (480, 832, 73)  # the released Editto training script's size
 EXAMPLE_EDIT = {
@@ -46,10 +53,17 @@ EXAMPLE_EDIT = {
     "target_description": "A watercolour painting of the same scene, soft washes of colour, paper texture, "
     "the same people and motion as the source",
     "category": "global_style",
+    "category_description": "the whole frame restyled as an art medium or a film look",
     "local": "global_style" in LOCAL_CATEGORIES,
     "num_frames": 81,
     "fps": 16,
     "frames_shown": 0,  # the in-process Qwen2.5-VL sees a video whole
+    "max_words": 30,
+    "max_target_sentences": 3,
+    "caption": "A woman in a red coat walks a brown dog along a wet city street at dusk; shop windows glow "
+    "orange behind them and cars pass on the right. The camera follows at walking pace.",
+    "avoid": [],
+    "sees_frames": True,
 }
 # Alternatives counted beside each preset's choice (spec overrides of the stage's backend).
 ALTERNATIVES: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -68,22 +82,48 @@ ALTERNATIVES: dict[str, dict[str, list[dict[str, Any]]]] = {
         "enhancer": [{"steps": 40, "strength": 0.1, "flow_shift": 12.0}],
     },
 }
+ALTERNATIVES["fast_480p"] = ALTERNATIVES["fast"]
 
 
 @dataclass
 class Stage:
     tool: str  # the graph's tool this stage is a call of
     name: str  # the model and its settings
-    setting: str
+    size: str  # the clip size it runs at, e.g. 1280x720x101
     flops: Flops
-    decode_bytes: float = 0.0
+    decode_bytes: float = 0.0  # weights read per answer token, times the answer's tokens
+    decode_tokens: int = 0  # answer tokens generated one at a time
+    attention: str = "native"  # the denoiser's attention kernel (a backend's `attention` option)
     default: bool = True  # what the preset runs; alternatives are listed for comparison
 
 
 @cache
+def preset_config(preset: str) -> Any:
+    """The preset's RunConfig, validated as a run validates it."""
+    return load_config("full", PRESETS[preset])
+
+
 def preset_backends(preset: str) -> dict[str, dict[str, Any]]:
-    """The preset's backend specs, validated as a run validates them."""
-    return load_config("full", CONFIGS / f"{preset}.yaml").backends.model_dump()
+    return preset_config(preset).backends.model_dump()
+
+
+def preset_sizes(preset: str) -> dict[str, Any]:
+    """The clip (height, width, frames) the preset's propagator makes, the key frame the editor is given (the
+    ingested clip's first frame: a 16:9 source at the ingest's longest side) and the frames the VLM sees."""
+    cfg = preset_config(preset)
+    spec = cfg.backends.propagator
+    side = cfg.tools.ingest.max_side
+    return {
+        "clip": (spec["height"], spec["width"], wan_frame_count(spec["num_frames"])),
+        "keyframe": (round(side * 9 / 16), side),
+        "edit_side": 1024,  # Qwen-Image-Edit works at ~1 MP, FluxKontextEditor at 1024 px on the longer side
+        "vl_frames": cfg.backends.video_judge.get("video_frames", 16),
+    }
+
+
+def size_name(sizes: dict[str, Any]) -> str:
+    height, width, frames = sizes["clip"]
+    return f"{width}x{height}x{frames}"
 
 
 def prompt_tokens(template: str) -> int:
@@ -106,7 +146,8 @@ def passes(guidance: float) -> int:
 
 
 def fp8_mark(spec: dict[str, Any]) -> str:
-    return ", FP8" if spec.get("quantization") == "fp8" else ""
+    fp8 = ", FP8" if spec.get("quantization") == "fp8" else ""
+    return fp8 + (", SageAttention" if spec.get("attention") == "sage" else "")
 
 
 def propagate(spec: dict[str, Any], sizes: dict[str, Any], reference: bool = True) -> Flops:
@@ -163,7 +204,7 @@ def edit(spec: dict[str, Any], sizes: dict[str, Any]) -> Flops:
     height, width = qwen_image_size(*sizes["keyframe"], sizes["edit_side"])
     vl_tokens = TOKENS["chat_overhead"] + TOKENS["qwen_image_template_drop"] + TOKENS["instruction"]
     grid = vl_grid(height, width, 1, 12845056)  # the pipeline's processor allows up to 12.8 MP
-    encoder_flops, _ = qwen_vl_call([grid], vl_tokens, 0, quick)
+    encoder_flops = qwen_vl_call([grid], vl_tokens, 0, quick)[0]
     text = grid[1] * grid[2] // 4 + vl_tokens - TOKENS["qwen_image_template_drop"]
     # True CFG (above 1): the negative prompt is encoded with the image too, and every step runs twice.
     n = 2 if spec.get("true_cfg_scale", 4.0) > 1 else 1
@@ -186,30 +227,76 @@ STAGE_OF = {  # backend step -> (tool, FLOPs, name)
 }
 
 
-def stages(preset: str, settings: tuple[str, ...] = ("ours", "paper"), alternatives: bool = True) -> list[Stage]:
+def vl_stage(
+    tool: str,
+    name: str,
+    size: str,
+    grids: list[tuple[int, int, int]],
+    templates: tuple[str, ...],
+    answer: str,
+    quick: bool,
+) -> Stage:
+    """A Qwen2.5-VL call: the images or videos, the rendered templates as its prompt, an answer of TOKENS[answer]."""
+    tokens = TOKENS[answer]
+    flops, decode_bytes = qwen_vl_call(grids, sum(prompt_tokens(t) for t in templates), tokens, quick)
+    return Stage(tool, name, size, flops, decode_bytes, tokens)
+
+
+def stages(preset: str, quick: bool = False, alternatives: bool = True) -> list[Stage]:
+    """Every neural stage of the preset at its own size (`quick`: at tiny sizes, on models cut short)."""
     backends = preset_backends(preset)
-    out: list[Stage] = []
-    for setting in settings:
-        sizes = SETTINGS[setting]
-        clip, keyframe = sizes["clip"], sizes["keyframe"]
-        kf = vl_grid(*keyframe, 1, 448 * 448)
-        video = vl_grid(*clip[:2], sizes["vl_frames"], 448 * 448)
-        quick = sizes.get("quick", False)
-        caption = qwen_vl_call([video], prompt_tokens("caption_clip.j2"), TOKENS["caption_answer"], quick)
-        frames = f"{sizes['vl_frames']} frames"
-        out.append(Stage("caption_clip", f"Qwen2.5-VL-7B caption, {frames}", setting, Flops(caption[0]), caption[1]))
-        for step in ("editor", "propagator", "enhancer"):
-            tool, flops, name = STAGE_OF[step]
-            out.append(Stage(tool, name(backends[step]), setting, flops(backends[step], sizes)))  # type: ignore[operator]
-            for change in ALTERNATIVES[preset].get(step, []) if alternatives else []:
-                spec = {**backends[step], **change}
-                out.append(Stage(tool, name(spec), setting, flops(spec, sizes), default=False))  # type: ignore[operator]
-        judge = qwen_vl_call([kf, kf], prompt_tokens("judge_keyframe.j2"), TOKENS["judge_keyframe_answer"], quick)
-        out.append(Stage("judge_keyframe", "Qwen2.5-VL-7B, 2 images", setting, Flops(judge[0]), judge[1]))
-        depth = clip[2] * depth_frame(*clip[:2], quick)
-        out.append(Stage("estimate_depth", f"Depth Anything V2 Large, {clip[2]} frames", setting, Flops(depth)))
-        judge = qwen_vl_call([video, video], prompt_tokens("judge_video.j2"), TOKENS["judge_video_answer"], quick)
-        out.append(Stage("judge_video", f"Qwen2.5-VL-7B, 2 videos x {frames}", setting, Flops(judge[0]), judge[1]))
+    sizes = QUICK_SIZES if quick else preset_sizes(preset)
+    size = size_name(sizes)
+    clip, keyframe = sizes["clip"], sizes["keyframe"]
+    kf = vl_grid(*keyframe, 1, 448 * 448)
+    video = vl_grid(*clip[:2], sizes["vl_frames"], 448 * 448)
+    frames = f"{sizes['vl_frames']} frames"
+    plan = ("plan_instruction.system.j2", "plan_instruction.user.j2")  # it sees the clip's frames, as the captioner
+    out = [
+        vl_stage(
+            "caption_clip",
+            f"Qwen2.5-VL-7B caption, {frames}",
+            size,
+            [video],
+            ("caption_clip.j2",),
+            "caption_answer",
+            quick,
+        ),
+        vl_stage("plan_instruction", f"Qwen2.5-VL-7B plan, {frames}", size, [video], plan, "plan_answer", quick),
+    ]
+    for step in ("editor", "propagator", "enhancer"):
+        tool, flops, name = STAGE_OF[step]
+        spec = backends[step]
+        out.append(Stage(tool, name(spec), size, flops(spec, sizes), attention=spec.get("attention", "native")))  # type: ignore[operator]
+        for change in ALTERNATIVES.get(preset, {}).get(step, []) if alternatives else []:
+            alt = {**spec, **change}
+            out.append(
+                Stage(tool, name(alt), size, flops(alt, sizes), attention=alt.get("attention", "native"), default=False)
+            )  # type: ignore[operator]
+    out.append(
+        vl_stage(
+            "judge_keyframe",
+            "Qwen2.5-VL-7B, 2 images",
+            size,
+            [kf, kf],
+            ("judge_keyframe.j2",),
+            "judge_keyframe_answer",
+            quick,
+        )
+    )
+    depth = clip[2] * depth_frame(*clip[:2], quick)
+    out.append(Stage("estimate_depth", f"Depth Anything V2 Large, {clip[2]} frames", size, Flops(depth)))
+    out.append(
+        vl_stage(
+            "judge_video",
+            f"Qwen2.5-VL-7B, 2 videos x {frames}",
+            size,
+            [video, video],
+            ("judge_video.j2",),
+            "judge_video_answer",
+            quick,
+        )
+    )
     return out
 
 
@@ -219,11 +306,11 @@ def editto_stages() -> list[Stage]:
     latent = wan_latent_frames(frames) + 1  # with the reference frame, as the curriculum starts
     step = editto_train_step("vace-14b", latent, height, width)
     coding = 3 * wan_vae_encode(frames, height, width) + wan_vae_encode(1, height, width)
-    train = step + coding + t5_encoder("umt5_xxl", TOKENS["wan_text"])
-    out = [Stage("train_editto", "VACE-14B one step fwd+bwd, 480x832x73", "ours", Flops(train))]
+    train = coding + step + t5_encoder("umt5_xxl", TOKENS["wan_text"])
+    out = [Stage("train_editto", "VACE-14B one step fwd+bwd, 480x832x73", "832x480x73", train)]
     for steps, cfg in ((4, 1.2), (50, 5.0)):
         spec = {"path": "Wan2.1-VACE-14B-diffusers", "steps": steps, "guidance_scale": cfg}
         name = f"Editto (VACE-14B) {steps} steps CFG {cfg:g}, 480x832x73"
         flops = propagate(spec, {"clip": EDITTO}, reference=False)
-        out.append(Stage("edit_with_editto", name, "ours", flops, default=steps == 4))
+        out.append(Stage("edit_with_editto", name, "832x480x73", flops, default=steps == 4))
     return out

@@ -297,7 +297,7 @@ def test_both_presets_validate_and_a_bad_value_is_a_one_line_error_naming_it(tmp
     from agent.config import ConfigError, load_config
     from bench.stages import CONFIGS
 
-    for preset in ("paper", "fast"):
+    for preset in ("paper", "fast", "fast_480p"):
         load_config("full", CONFIGS / f"{preset}.yaml")
     fast = yaml.safe_load((CONFIGS / "fast.yaml").read_text())
     fast["backends"]["propagator"]["quantization"] = "fp16"
@@ -307,3 +307,39 @@ def test_both_presets_validate_and_a_bad_value_is_a_one_line_error_naming_it(tmp
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match=r"backends.enhancer.attention: Input should be 'native', 'flash' or 'sage'"):
         load_config("full", CONFIGS / "fast.yaml", overrides={"backends": {"enhancer": {"attention": "flash3"}}})
+
+
+@pytest.mark.parametrize(
+    "preset, clip", [("fast", (720, 1280, 101)), ("fast_480p", (480, 832, 81)), ("paper", (720, 1280, 101))]
+)
+def test_each_preset_states_the_clip_it_makes_and_its_figures_are_for_that_clip(preset: str, clip: tuple) -> None:
+    """The sizes a run uses are the preset file's own (not the full profile's defaults underneath), the same at
+    every stage, and bench.stages prices the preset at them."""
+    from agent.config import load_config
+    from bench.stages import PRESETS, preset_sizes
+
+    cfg = load_config("full", PRESETS[preset])
+    height, width, frames = clip
+    assert (cfg.backends.propagator["height"], cfg.backends.propagator["width"]) == (height, width)
+    assert (cfg.backends.enhancer["height"], cfg.backends.enhancer["width"]) == (height, width)
+    assert cfg.backends.propagator["num_frames"] == cfg.tools.ingest.num_frames == cfg.policy.min_frames == frames
+    assert cfg.tools.ingest.max_side == width
+    assert preset_sizes(preset)["clip"] == clip
+
+
+def test_the_480p_fast_preset_differs_from_the_720p_one_only_in_its_sizes() -> None:
+    import yaml
+
+    from bench.stages import PRESETS
+
+    fast, small = (yaml.safe_load(PRESETS[p].read_text()) for p in ("fast", "fast_480p"))
+    sizes = {"height", "width", "num_frames", "fps", "max_side", "min_frames", "prior_stage_device_seconds"}
+
+    def without_sizes(node):  # type: ignore[no-untyped-def]
+        return {k: without_sizes(v) for k, v in node.items() if k not in sizes} if isinstance(node, dict) else node
+
+    assert without_sizes(fast) == without_sizes(small)
+    assert (
+        fast["backends"]["propagator"]["attention"] == "sage"
+        and fast["backends"]["enhancer"]["vae_dtype"] == "bfloat16"
+    )
