@@ -20,7 +20,8 @@ How a call's FLOPs become GPU-seconds (`priced`), on each card of flops_models.y
 - every VAE at the Wan VAE's measured throughput (8.5% of the bf16 peak, an H200 run) until a GPU measures the
   bf16 one;
 - a VLM's answer at eager PyTorch's batch-1 decode rate (25.5 tokens/s: CPU-bound), one call at a time, as
-  models/qwen_vl.py generates.
+  models/qwen_vl.py generates; or, for the same model at a vLLM server that batches the episodes' requests
+  (`kind: openai`), at a server's batched throughput (`vlm_at_endpoint` in the costs file).
 The `lowest s` columns are the floor instead: every FLOP at its dtype's peak and every decoded token's weight
 reads at full HBM bandwidth. `bench/costs_<preset>.yaml` gets the priced seconds, per tool and card (and, for a
 preset that asks for SageAttention, what a run that falls back to PyTorch's attention pays), for bench/policy.py.
@@ -58,25 +59,30 @@ def lowest_seconds(stage: Stage, card: str) -> float:
     return compute + stage.decode_bytes / (spec["hbm_tb_s"] * 1e12)
 
 
-def priced_seconds(stage: Stage, card: str, mfu: float) -> float:
-    """GPU-seconds a call is priced at (the module's docstring says how)."""
+def priced_seconds(stage: Stage, card: str, mfu: float, endpoint: bool = False) -> float:
+    """GPU-seconds a call is priced at (the module's docstring says how); with `endpoint`, a VLM's answer at a
+    batching server's rate."""
     spec, f = MODELS["devices"][card], stage.flops
     sage = f.attention if stage.attention == "sage" else 0.0
     bf16 = f.total - f.fp8 - sage - f.vae - f.decode
     seconds = bf16 / (spec["bf16_tflops"] * 1e12 * mfu) + f.fp8 / (spec["fp8_tflops"] * 1e12 * mfu)
     seconds += sage / (ACHIEVED["sage_attention_tflops"] * 1e12) + f.vae / (ACHIEVED["vae_tflops"] * 1e12)
-    return seconds + stage.decode_tokens / ACHIEVED["decode_tokens_per_s"]
+    rate = ACHIEVED["endpoint_decode_tokens_per_s" if endpoint else "decode_tokens_per_s"]
+    return seconds + stage.decode_tokens / rate
 
 
 def costs_path(directory: Path, preset: str) -> Path:
     return directory / f"costs_{preset}.yaml"
 
 
-def per_tool(table: list[Stage], card: str, mfu: float, fallback: bool = False) -> dict[str, float]:
+def per_tool(
+    table: list[Stage], card: str, mfu: float, fallback: bool = False, endpoint: bool = False
+) -> dict[str, float]:
     """Seconds per call of each graph tool (the preset's choice of each stage); with `fallback`, on PyTorch's
-    attention wherever the preset asks for SageAttention (what a run without the kernel pays)."""
+    attention wherever the preset asks for SageAttention (what a run without the kernel pays); with `endpoint`,
+    the VLM roles at a batching server."""
     chosen = [replace(s, attention="native") if fallback else s for s in table + editto_stages() if s.default]
-    return {s.tool: round(priced_seconds(s, card, mfu), 2) for s in chosen}
+    return {s.tool: round(priced_seconds(s, card, mfu, endpoint), 2) for s in chosen}
 
 
 def config_name(preset: str) -> str | None:
@@ -97,6 +103,7 @@ def write_costs(path: Path, preset: str, table: list[Stage], mfu: float) -> None
     body["seconds_per_call"] = {card: per_tool(table, card, mfu) for card in CARDS}
     if any(s.attention == "sage" for s in table if s.default):
         body["without_sage"] = {card: per_tool(table, card, mfu, fallback=True) for card in CARDS}
+    body["vlm_at_endpoint"] = {card: per_tool(table, card, mfu, endpoint=True) for card in CARDS}
     path.write_text(header + yaml.safe_dump(body, sort_keys=False))
 
 

@@ -18,7 +18,7 @@ max_attempts stays the full profile's in every scenario, so every scenario plans
 same episodes (paired comparisons). The last line is the shipped policy's cost, naming the card:
 `GPU-min per accepted: X (...)`.
 
-    python -m bench.policy                       # the fast preset (1280x720x101): about 5 minutes here
+    python -m bench.policy                       # the fast preset (1280x720x101): about 15 minutes here
     python -m bench.policy --setting paper --preset fast      # the same, saying which clip size it must be
     python -m bench.policy --preset fast_480p --episodes 400 --keyframe 0.6 --video 0.8
     python -m bench.policy --quick               # a few episodes per cell and a smaller grid: seconds
@@ -107,14 +107,17 @@ def row(name: str, o: Outcome, seconds: float) -> str:
 def shipped(preset: str, costs: dict[str, Any], outcome: Outcome, fallback: Outcome | None, seconds: float) -> str:
     """The shipped policy's cost with the preset on every card, and which card the preset's weights fit."""
     lines = "| card | the preset's weights on one card | GPU-min / accepted | GPU-days / 1M accepted "
-    lines += f"| {'PyTorch attention (no SageAttention2): GPU-min / accepted | ' if fallback else ''}wall s |\n"
-    lines += "| --- | --- | --- | --- |" + (" --- |" if fallback else "") + " --- |\n"
+    lines += (
+        f"| {'PyTorch attention (no SageAttention2) | ' if fallback else ''}VLM roles at a vLLM server | wall s |\n"
+    )
+    lines += "| --- | --- | --- | --- |" + (" --- |" if fallback else "") + " --- | --- |\n"
     for card, left in costs["gb_left"].items():
         fit = f"fit, {left:.0f} GB left for activations" if left > 0 else f"{-left:.0f} GB over: do not fit"
         o = outcome.priced(costs["seconds_per_call"][card])
         cells = [card, fit, f"{o.minutes_per_accepted:.2f}", f"{o.days_per_million:,.0f}"]
         if fallback:
             cells.append(f"{fallback.priced(costs['without_sage'][card]).minutes_per_accepted:.2f}")
+        cells.append(f"{outcome.priced(costs['vlm_at_endpoint'][card]).minutes_per_accepted:.2f}")
         lines += "| " + " | ".join(cells) + f" | {seconds:.0f} |\n"
     return lines
 
@@ -248,7 +251,9 @@ def main() -> None:
     out.write(f"\nsimulated in {time.perf_counter() - started:.0f} s\n")
     recommended = f"judge_attempts {best[0]}, key-frame {CRITERION} >= {best[1]:g}"
     out.write(f"(d)'s grid would choose: {recommended}, {runs[best][0].minutes_per_accepted:.2f} GPU-min\n")
-    what = f"the shipped policy; {args.preset} preset, {size}, one {card}"
+    left = costs_file["gb_left"][card]
+    on = f"one {card}" if left > 0 else f"one {card}, whose memory its weights exceed by {-left:.0f} GB"
+    what = f"the shipped policy; {args.preset} preset, {size}, {on}"
     out.write(f"GPU-min per accepted: {ship.minutes_per_accepted:.2f} ({what})\n")
 
 
