@@ -4,16 +4,40 @@ the instruction encoded by the text encoder, which visits the device only while 
 
 from __future__ import annotations
 
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
 from PIL import Image
 
 from models.frames import consecutive, crop_resize, to_pil
-from models.protocols import Triplet
+from models.protocols import Triplet, TripletFiles
 
 MAX_PROMPT_TOKENS = 512  # what WanVACEPipeline.__call__ encodes a prompt to, at training as at inference
+
+
+def read_first_frames(path: Path, count: int) -> np.ndarray:
+    """The first `count` frames of a video (all of a shorter one), uint8 RGB: only what Editto takes is
+    decoded, so a round reads each sample's window, not its whole clip."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(stream), count)]
+    if not frames:
+        raise ValueError(f"{path}: no video frames")
+    return np.stack(frames)
+
+
+def load_triplet(files: TripletFiles, num_frames: int) -> Triplet:
+    reference = np.asarray(Image.open(files.reference).convert("RGB"))
+    return Triplet(
+        read_first_frames(files.source, num_frames),
+        read_first_frames(files.edited, num_frames),
+        reference,
+        files.instruction,
+    )
 
 
 class EdittoInputs:

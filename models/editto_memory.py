@@ -14,17 +14,23 @@ parameter counts and activation arithmetic (not a measurement; no GPU has checke
   recomputed during backward (its full count, plus about 4 units of gradients);
 - 10% on top for the allocator's fragmentation and kernels' workspace.
 
-`python -m models.editto_memory` prints the table README shows for Wan2.1-VACE-14B."""
+Data-parallel over N workers with FSDP2 (models/editto_parallel.py), a worker holds 1/N of the transformer's
+weights and of the training state; it gathers one block's weights whole while it computes it and the next
+while it waits (FSDP2's prefetch: two blocks), and the weights outside the blocks (embeddings, head) for the
+whole pass. The VAE, the text encoder and the activations are each worker's own: one sample a worker.
+
+`python -m models.editto_memory` prints the tables README shows for Wan2.1-VACE-14B."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 GIB = 2**30
 MARGIN = 1.10
+WIDEST = 1024  # the most workers a refusal looks at for a width that fits
 FROZEN_BLOCK_UNITS, LORA_BLOCK_EXTRA_UNITS, GRADIENT_UNITS = 18, 14, 4
 
 
@@ -40,6 +46,8 @@ class ModelSize:
     num_layers: int
     vace_blocks: int
     patch: tuple[int, int, int]
+    block_params: int = 0  # the largest block's (each is gathered whole while it runs, when sharded)
+    outside_blocks_params: int = 0  # embeddings and head: gathered whole for the whole pass, when sharded
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class TrainingShape:
     gradient_checkpointing: bool
     offload_text_encoder: bool
     weight_bytes: int = 2  # bf16
+    workers: int = 1  # data-parallel workers the transformer and its training state are sharded across
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,12 @@ class MemoryEstimate:
     activations_gib: float
     peak_gib: float
     tokens: int
+    workers: int = 1
 
     def line(self) -> str:
+        each = f" per worker of {self.workers}" if self.workers > 1 else ""
         return (
-            f"~{self.peak_gib:.1f} GiB estimated peak (weights {self.weights_gib:.1f}, training state "
+            f"~{self.peak_gib:.1f} GiB estimated peak{each} (weights {self.weights_gib:.1f}, training state "
             f"{self.training_state_gib:.1f}, activations {self.activations_gib:.1f} for {self.tokens} tokens, +10%)"
         )
 
@@ -82,19 +93,38 @@ def estimate(model: ModelSize, shape: TrainingShape) -> MemoryEstimate:
         activations = (model.num_layers + model.vace_blocks + 1 + GRADIENT_UNITS) * unit + context_block
     else:
         activations = model.num_layers * frozen_block + model.vace_blocks * context_block
-    frozen = model.transformer_params * shape.weight_bytes + model.vae_params * 4
+    n = shape.workers
+    transformer = model.transformer_params / n
+    if n > 1:
+        transformer += (2 * model.block_params + model.outside_blocks_params) * (n - 1) / n
+    frozen = transformer * shape.weight_bytes + model.vae_params * 4
     if not shape.offload_text_encoder:
         frozen += model.text_encoder_params * shape.weight_bytes
-    state = shape.trained_values * 16
+    state = shape.trained_values * 16 / n
     total = (frozen + state + activations) * MARGIN
-    return MemoryEstimate(frozen / GIB, state / GIB, activations / GIB, total / GIB, tokens)
+    return MemoryEstimate(frozen / GIB, state / GIB, activations / GIB, total / GIB, tokens, n)
 
 
-def refusal(peak: MemoryEstimate, shape: TrainingShape, device: str, free_gib: float, total_gib: float) -> str | None:
-    """One line naming what to change when the estimate does not fit the device's free memory, else None."""
+def refusal(model: ModelSize, shape: TrainingShape, device: str, free_gib: float, total_gib: float) -> str | None:
+    """One line naming what to change when the estimate does not fit the device's free memory, else None:
+    the fewest workers whose share would fit, where sharding alone makes it fit."""
+    peak = estimate(model, shape)
     if peak.peak_gib <= free_gib:
         return None
-    if not shape.gradient_checkpointing:
+    fits = next(
+        (
+            n
+            for n in range(shape.workers + 1, WIDEST + 1)
+            if estimate(model, replace(shape, workers=n)).peak_gib <= free_gib
+        ),
+        None,
+    )
+    if fits is not None:
+        share = estimate(model, replace(shape, workers=fits)).peak_gib
+        change = (
+            f"train on {fits} GPUs or more (~{share:.1f} GiB each): --gpus {fits}, or backends.editto workers: {fits}"
+        )
+    elif not shape.gradient_checkpointing:
         change = "set gradient_checkpointing: true in backends.editto"
     elif not shape.offload_text_encoder:
         change = "set offload_text_encoder: true in backends.editto"
@@ -140,8 +170,14 @@ WAN_VAE_PARAMS = 126_892_531  # AutoencoderKLWan (Wan2.1_VAE), counted from its 
 
 def size_of(transformer: Any, text_encoder_params: int, vae_params: int) -> ModelSize:
     cfg = transformer.config
+    base = {n: p.numel() for n, p in transformer.named_parameters() if ".lora_" not in n}
+    blocks: dict[str, int] = {}
+    for name, count in base.items():
+        if name.startswith(("blocks.", "vace_blocks.")):
+            block = ".".join(name.split(".")[:2])
+            blocks[block] = blocks.get(block, 0) + count
     return ModelSize(
-        transformer_params=sum(p.numel() for n, p in transformer.named_parameters() if ".lora_" not in n),
+        transformer_params=sum(base.values()),
         text_encoder_params=text_encoder_params,
         vae_params=vae_params,
         dim=cfg.num_attention_heads * cfg.attention_head_dim,
@@ -149,6 +185,8 @@ def size_of(transformer: Any, text_encoder_params: int, vae_params: int) -> Mode
         num_layers=cfg.num_layers,
         vace_blocks=len(cfg.vace_layers),
         patch=tuple(cfg.patch_size),
+        block_params=max(blocks.values(), default=0),
+        outside_blocks_params=sum(base.values()) - sum(blocks.values()),
     )
 
 
@@ -192,11 +230,28 @@ def table(gpus_gib: tuple[float, ...]) -> str:
     return "\n".join(lines)
 
 
+SHARDED_ROWS = (ROWS[0], ROWS[3], ROWS[2])  # what sharding changes most: the recipe, at 720p, without checkpointing
+
+
+def width_table(widths: tuple[int, ...]) -> str:
+    """A worker's estimated peak at each data-parallel width, FSDP-sharded."""
+    model = wan_vace_14b()
+    head = "| Editto, Wan2.1-VACE-14B, per worker | HxWxT | " + " | ".join(f"{n} GPU{'s' * (n > 1)}" for n in widths)
+    lines = [head + " |", "|" + " --- |" * (2 + len(widths))]
+    for what, h, w, t, lora, checkpointing, offload in SHARDED_ROWS:
+        shape = TrainingShape(h, w, t, lora_values(model, 128), lora, checkpointing, offload)
+        peaks = [estimate(model, replace(shape, workers=n)).peak_gib for n in widths]
+        lines.append(f"| {what} | {h}x{w}x{t} | " + " | ".join(f"{p:.0f} GiB" for p in peaks) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Editto's estimated training memory at 14B, per GPU size.")
     # What nvidia-smi reports for an 80 GB H100 (81559 MiB) and a 141 GB H200 (143771 MiB).
     parser.add_argument("--gpu-gib", type=float, nargs="+", default=[79.6, 140.4])
-    sys.stdout.write(table(tuple(parser.parse_args(argv).gpu_gib)) + "\n")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 8, 64])
+    args = parser.parse_args(argv)
+    sys.stdout.write(table(tuple(args.gpu_gib)) + "\n\n" + width_table(tuple(args.workers)) + "\n")
 
 
 if __name__ == "__main__":

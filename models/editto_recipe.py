@@ -83,6 +83,32 @@ class FlowMatchSchedule:
         return [self.at(int((k + 0.5) * NUM_TRAIN_TIMESTEPS / count)) for k in range(count)]
 
 
+@dataclass(frozen=True)
+class SampleDraw:
+    """What one sample of a global batch is: which example, whether the reference frame is fed, the noise
+    level, and the seed of its noise. Drawn for the whole batch from one generator that every data-parallel
+    worker holds in the same state, so a sample is the same whichever worker computes it: any width trains
+    the same samples in the same order."""
+
+    example: int
+    keep_reference: bool
+    noise: NoiseDraw
+    noise_seed: int
+
+
+def draw_global_batch(
+    generator: torch.Generator, examples: int, size: int, drop_probability: float, schedule: FlowMatchSchedule
+) -> list[SampleDraw]:
+    draws = []
+    for _ in range(size):
+        example = int(torch.randint(examples, (1,), generator=generator))
+        keep_reference = bool(torch.rand((), generator=generator) >= drop_probability)
+        noise = schedule.draw(generator)
+        noise_seed = int(torch.randint(2**62, (1,), generator=generator))
+        draws.append(SampleDraw(example, keep_reference, noise, noise_seed))
+    return draws
+
+
 def train_in_float32(module: torch.nn.Module, dtype: torch.dtype) -> None:
     """A fully trained layer of a bf16 model kept in float32 (a master copy in place: an AdamW step of 1e-4
     on a weight of 0.1 would round away in bf16); its input is cast up and its output back down."""

@@ -2,10 +2,19 @@
 it with DiffSynth-Studio (models/editto_recipe.py has each choice and its source): a rank-128 LoRA on the
 context blocks' attention and feed-forward linears, kept in float32 on a bf16 model; Wan's shifted
 timesteps and DiffSynth's per-timestep loss weight; the first frames of each clip, crop-resized; gradient
-checkpointing; the text encoder off the device while the transformer trains. The modality curriculum (ours)
-drops the edited reference frame with a probability that rises over training. A checkpoint holds the
-trained weights, the optimizer and RNG state and the settings they were trained with, so a resumed run
-continues bit-exactly; each is also written in diffusers' and DiffSynth-Studio's names."""
+checkpointing; the text encoder off the device while the transformer trains; a global batch of 64 samples
+per optimizer step, as the release's 64 GPUs with one sample each, reached by accumulation on fewer. The
+modality curriculum (ours) drops the edited reference frame with a probability that rises over training.
+
+With `workers` above 1 a round trains data-parallel on that many devices with Ray Train, the transformer and
+its training state sharded by FSDP2 (models/editto_parallel.py); this process then keeps a copy of the model
+for the held-out evaluation only. Every width trains the same samples in the same order, so a round gives
+the same losses on 1 worker or 8, up to the order floating-point sums are taken in.
+
+A checkpoint holds the trained weights, the optimizer state keyed by parameter name, the RNG and the
+settings, whole (one file each, whatever the width that wrote it), so a round resumes on any width and a
+resumed run continues bit-exactly on the same one; each is also written in diffusers' and DiffSynth-Studio's
+names."""
 
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from models.device_memory import raises_out_of_device_memory
 from models.editto_formats import consumers, diffsynth_names, diffusers_names, lora_scaled
-from models.editto_inputs import EdittoInputs
+from models.editto_inputs import EdittoInputs, load_triplet
 from models.editto_memory import MemoryEstimate, TrainingShape, estimate, refusal, size_of
 from models.editto_recipe import (
     CONTEXT_LINEARS,
@@ -35,9 +45,11 @@ from models.editto_recipe import (
     FlowMatchSchedule,
     NoiseDraw,
     content_seed,
+    draw_global_batch,
     train_in_float32,
 )
-from models.frames import to_pil, to_uint8, torch_dtype, wan_frame_count
+from models.editto_state import optimizer_state, read_training_state, set_optimizer_state, trained_state
+from models.frames import crop_resize, to_pil, to_uint8, torch_dtype, wan_frame_count
 from models.pipelines import load_pipeline
 from models.protocols import (
     EDITTO_CARD,
@@ -47,17 +59,30 @@ from models.protocols import (
     EDITTO_WEIGHTS,
     CheckpointFiles,
     Triplet,
+    TripletFiles,
 )
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the id of the untrained weights
+PER_DEVICE_BATCH = 1  # one sample a device at a time, as DiffSynth's trainer and the release: see global_step
 
 
 @dataclass
 class TrainState:
-    step: int = 0
+    step: int = 0  # optimizer steps, of global_batch samples each
     samples_seen: int = 0
     last_loss: float | None = None
+
+
+@dataclass
+class Sharding:
+    """Where this copy of the model sits among data-parallel workers, and the collectives they share
+    (models/editto_parallel.py makes one in each Ray Train worker)."""
+
+    rank: int
+    size: int
+    sum_across: Callable[[torch.Tensor], torch.Tensor]  # all-reduce: the sum over the workers
+    sync_gradients: Callable[[bool], None]  # whether the next backward averages gradients across workers
 
 
 def sha256_file(path: Path) -> str:
@@ -87,6 +112,10 @@ class EdittoTrainer:
         curriculum_start: int = 0,
         curriculum_end: int = 5000,
         curriculum_shape: Literal["linear", "cosine"] = "linear",
+        global_batch: int = 64,
+        workers: int = 1,
+        checkpoint_every: int = 10,
+        max_failures: int = 2,
         gradient_checkpointing: bool = True,
         offload_text_encoder: bool = True,
         eval_draws: int = 4,
@@ -94,8 +123,18 @@ class EdittoTrainer:
         guidance_scale: float = 5.0,
         seed: int = 0,
     ) -> None:
+        self.options = {k: v for k, v in locals().items() if k != "self"}  # what a worker builds its copy from
         if lora_rank and trainable is not None:
             raise ValueError("backends.editto: `trainable` trains layers in full; it needs lora_rank: null")
+        if workers < 1 or global_batch < 1 or global_batch % workers:
+            divisors = [n for n in range(1, global_batch + 1) if global_batch % n == 0]
+            raise ValueError(
+                f"backends.editto: global_batch {global_batch} is not a whole number of samples per worker on "
+                f"{workers} workers: use a width that divides it ({', '.join(map(str, divisors))})"
+            )
+        self.workers, self.global_batch = workers, global_batch
+        self.accumulation = global_batch // (workers * PER_DEVICE_BATCH)
+        self.checkpoint_every, self.max_failures = checkpoint_every, max_failures
         self.pipe = load_pipeline("WanVACEPipeline", path, dtype)  # in host memory until it is known to fit
         self.dtype = torch_dtype(dtype)  # the frozen weights'; what trains is float32
         self.pipe.vae.to(torch.float32)
@@ -114,8 +153,10 @@ class EdittoTrainer:
             self.pipe.transformer.enable_gradient_checkpointing()
         self.offload_text_encoder = offload_text_encoder and device != "cpu"
         self.memory = self._check_memory(gradient_checkpointing)
-        for part in ("transformer", "vae") + (() if self.offload_text_encoder else ("text_encoder",)):
-            getattr(self.pipe, part).to(device)
+        self.sharding: Sharding | None = None  # set in a data-parallel worker
+        self.placed = False
+        if workers == 1:  # with more, this copy waits in host memory until the evaluation needs it
+            self.place()
         self.initial = {n: p.detach().cpu().clone() for n, p in self.trained.items()}
         self.inputs = EdittoInputs(self.pipe, device, height, width, self.offload_text_encoder)
         self._fresh_optimizer()
@@ -137,12 +178,13 @@ class EdittoTrainer:
             "timestep_shift": timestep_shift,
             "loss_weighting": loss_weighting,
             "size": f"{self.num_frames}x{height}x{width}",
+            "global_batch": global_batch,
         }
         self.changed_on_resume: dict[str, Any] = {}
         c = self.curriculum
         self.spec_id = (
             f"editto:{name}:{method}:lr{lr}:{self.num_frames}x{height}x{width}:shift{timestep_shift}:"
-            f"{loss_weighting}:curriculum{c.start_step}-{c.end_step}{c.shape}"
+            f"{loss_weighting}:curriculum{c.start_step}-{c.end_step}{c.shape}:batch{global_batch}"
         )
 
     def _make_trainable(
@@ -182,16 +224,43 @@ class EdittoTrainer:
             gradient_checkpointing,
             self.offload_text_encoder,
             self.dtype.itemsize,
+            self.workers,
         )
         counts = [sum(p.numel() for p in m.parameters()) for m in (pipe.text_encoder, pipe.vae)]
-        peak = estimate(size_of(pipe.transformer, *counts), shape)
+        model = size_of(pipe.transformer, *counts)
+        peak = estimate(model, shape)
         log.info("Editto on %s: %s", self.device, peak.line())
         if self.device.startswith("cuda"):
             free, total = torch.cuda.mem_get_info(torch.device(self.device))
-            refused = refusal(peak, shape, self.device, free / 2**30, total / 2**30)
+            refused = refusal(model, shape, self.device, free / 2**30, total / 2**30)
             if refused:
                 raise ValueError(refused)
         return peak
+
+    def place(self) -> None:
+        """The model on its device: the transformer and the VAE, and the text encoder unless it visits only to
+        encode."""
+        for part in ("transformer", "vae") + (() if self.offload_text_encoder else ("text_encoder",)):
+            getattr(self.pipe, part).to(self.device)
+        self.placed = True
+
+    def park(self) -> None:
+        """The model back in host memory, so that the data-parallel workers have the devices to themselves."""
+        if self.placed and self.device != "cpu":
+            for part in ("transformer", "vae", "text_encoder"):
+                getattr(self.pipe, part).to("cpu")
+            torch.cuda.empty_cache()
+        self.placed = False
+
+    def shard(self, sharding: Sharding, shard_transformer: Callable[[torch.nn.Module], None]) -> None:
+        """This copy as one of `sharding.size` data-parallel workers: the transformer (frozen weights and
+        trained ones) split across them by `shard_transformer`, the rest on this worker's device."""
+        self.sharding = sharding
+        shard_transformer(self.pipe.transformer)
+        self.place()
+        names = set(self.trained)
+        self.trained = {n: p for n, p in self.pipe.transformer.named_parameters() if n in names}
+        self._fresh_optimizer()
 
     def _fresh_optimizer(self) -> None:
         self.optimizer = torch.optim.AdamW(self.trained.values(), lr=self.lr)  # weight decay 0.01, as DiffSynth's
@@ -233,74 +302,141 @@ class EdittoTrainer:
         with torch.no_grad():
             return self.inputs.condition(triplet, self.num_frames, keep_reference)
 
-    def train_step(self, triplet: Triplet) -> float:
+    def global_step(self, examples: Sequence[TripletFiles]) -> float:
+        """One optimizer step on `global_batch` samples. Every worker draws the whole batch from the same
+        generator and computes every `workers`-th sample of it, one at a time (the curriculum makes samples
+        with and without the reference frame, of two lengths, that do not stack), accumulating the gradient
+        of the batch's mean loss; the workers average their gradients once, at the last. Returns the batch's
+        mean loss."""
+        sharding = self.sharding
+        rank, size = (sharding.rank, sharding.size) if sharding else (0, 1)
         drop = self.curriculum.drop_probability(self.state.step)
-        keep_reference = bool(torch.rand((), generator=self.generator) >= drop)
-        condition = self.condition(triplet, keep_reference)
-        loss = self.flow_matching_loss(triplet, condition, self.schedule.draw(self.generator), self.generator)
+        draws = draw_global_batch(self.generator, len(examples), self.global_batch, drop, self.schedule)
+        mine = draws[rank::size]
+        batch = [load_triplet(examples[d.example], self.num_frames) for d in mine]
+        self.inputs.encode_prompts({t.instruction for t in batch})  # one visit of the text encoder a step
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = torch.zeros((), dtype=torch.float64)
+        for k, (draw, triplet) in enumerate(zip(mine, batch, strict=True)):
+            if sharding:
+                sharding.sync_gradients(k == len(mine) - 1)
+            noise = torch.Generator("cpu").manual_seed(draw.noise_seed)
+            loss = self.flow_matching_loss(triplet, self.condition(triplet, draw.keep_reference), draw.noise, noise)
+            (loss / len(mine)).backward()
+            total += loss.detach().double().cpu()
+        if sharding:
+            total = sharding.sum_across(total)
         self.optimizer.step()
         self.state.step += 1
-        self.state.samples_seen += 1
-        self.state.last_loss = loss.item()
+        self.state.samples_seen += self.global_batch
+        self.state.last_loss = float(total) / self.global_batch
         return self.state.last_loss
 
     @raises_out_of_device_memory
     def train(
         self,
-        triplets: list[Triplet],
+        examples: list[TripletFiles],
         steps: int,
         resume: CheckpointFiles | None,
         save_to: Path,
-        heldout: list[Triplet] | None = None,
+        heldout: list[TripletFiles] | None = None,
     ) -> dict[str, Any]:
-        """`steps` steps from `resume` (None: the base model), then the held-out flow-matching loss. A failure
-        anywhere leaves the model marked untrusted: the next call starts again from a checkpoint."""
-        if not triplets:
+        """`steps` optimizer steps from `resume` (None: the base model), here or on `workers` data-parallel
+        workers, then the held-out flow-matching losses. A failure anywhere leaves the model marked untrusted:
+        the next call starts again from a checkpoint."""
+        if not examples:
             raise ValueError("no training samples")
         with self.lock:
-            if resume is None and (self.weights_id, self.state_id) != (BASE, BASE):
-                self.reset()
-            elif resume is not None and resume.id != self.state_id:
-                self.restore(resume)
-            self.weights_id = self.state_id = None  # moved from here on, until saved
-            log.info("Editto round of %d steps on %s: %s", steps, self.device, self.memory.line())
-            picks = [int(k) for k in torch.randint(len(triplets), (steps,), generator=self.generator)]
-            self.inputs.prompts.clear()  # this round's instructions only: they live in host memory
-            heldout = heldout or []
-            self.inputs.encode_prompts({triplets[k].instruction for k in picks} | {t.instruction for t in heldout})
-            losses = [self.train_step(triplets[k]) for k in picks]
-            card = self.save(save_to)
-            held = [self.eval_loss(t) for t in heldout]
-            card.update(
-                mean_loss=float(np.mean(losses)),
-                heldout_flow_losses=held,
-                heldout_flow_loss=float(np.mean(held)) if held else None,
+            log.info(
+                "Editto round of %d steps of %d samples (%d workers x %d x %d accumulated) on %s: %s",
+                steps,
+                self.global_batch,
+                self.workers,
+                PER_DEVICE_BATCH,
+                self.accumulation,
+                self.device,
+                self.memory.line(),
             )
+            if self.workers > 1:
+                card = self._train_on_workers(examples, steps, resume, save_to)
+            else:
+                card = self._train_here(examples, steps, resume, save_to)
+            card.update(self.heldout_losses(heldout or []))
             (save_to / EDITTO_CARD).write_text(json.dumps(card, indent=2))
-            self.weights_id = self.state_id = sha256_file(save_to / EDITTO_WEIGHTS)
-            self.changed_on_resume = {}  # said on the round that resumed; the next continues as it is
             return card
+
+    def _train_here(
+        self, examples: list[TripletFiles], steps: int, resume: CheckpointFiles | None, save_to: Path
+    ) -> dict[str, Any]:
+        if resume is None and (self.weights_id, self.state_id) != (BASE, BASE):
+            self.reset()
+        elif resume is not None and resume.id != self.state_id:
+            self.restore(resume)
+        self.weights_id = self.state_id = None  # moved from here on, until saved
+        self.inputs.prompts.clear()  # this round's instructions only: they live in host memory
+        losses = [self.global_step(examples) for _ in range(steps)]
+        card = self.save(save_to)
+        card.update(round_card(losses, restarts=[]))
+        self.weights_id = self.state_id = sha256_file(save_to / EDITTO_WEIGHTS)
+        self.changed_on_resume = {}  # said on the round that resumed; the next continues as it is
+        return card
+
+    def _train_on_workers(
+        self, examples: list[TripletFiles], steps: int, resume: CheckpointFiles | None, save_to: Path
+    ) -> dict[str, Any]:
+        from models.editto_parallel import fit_round
+
+        self.weights_id = self.state_id = None
+        self.park()
+        card = fit_round(self, examples, steps, resume, save_to)
+        self._load_weights(save_to / EDITTO_WEIGHTS)  # for the evaluation, in this process
+        self.weights_id = sha256_file(save_to / EDITTO_WEIGHTS)  # the optimizer state stays the workers'
+        return card
+
+    def heldout_losses(self, heldout: list[TripletFiles]) -> dict[str, Any]:
+        """Each held-out sample's deterministic flow-matching loss without the reference frame (what Editto
+        is for) and with it (what the curriculum trains on early), and their means."""
+        if heldout and not self.placed:
+            self.place()
+        triplets = [load_triplet(files, self.num_frames) for files in heldout]
+        self.inputs.encode_prompts({t.instruction for t in triplets})
+        without = [self.eval_loss(t, keep_reference=False) for t in triplets]
+        with_reference = [self.eval_loss(t, keep_reference=True) for t in triplets]
+        return {
+            "heldout_flow_losses": without,
+            "heldout_flow_loss": float(np.mean(without)) if without else None,
+            "heldout_flow_losses_with_reference": with_reference,
+            "heldout_flow_loss_with_reference": float(np.mean(with_reference)) if with_reference else None,
+        }
 
     @raises_out_of_device_memory
     def edit(
-        self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int
+        self,
+        source: np.ndarray,
+        instruction: str,
+        checkpoint: CheckpointFiles,
+        seed: int,
+        reference: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Editto at inference, as infer_ditto.py runs it: the clip's first `num_frames` frames (crop-resized)
-        as VACE context, the instruction as prompt, no reference. Returns (those source frames, the edit)."""
+        as VACE context, the instruction as prompt, and the edited reference frame (crop-resized) where one is
+        given. Returns (those source frames, the edit)."""
         h, w = self.height, self.width
         window = self.inputs.window(source, self.num_frames)
         with self.lock:
+            if not self.placed:
+                self.place()
             if checkpoint.id != self.weights_id:
                 self.weights_id = self.state_id = None
                 self._load_weights(checkpoint.weights)
                 self.weights_id = checkpoint.id
             self.inputs.encode_prompts({instruction, ""})
+            references = to_pil(crop_resize(reference[None], w, h)) if reference is not None else None
             with torch.inference_mode():
                 frames = self.pipe(
                     video=to_pil(window),
                     mask=[Image.new("L", (w, h), 255)] * len(window),
+                    reference_images=references,
                     prompt_embeds=self.inputs.prompt_embeds(instruction),
                     negative_prompt_embeds=self.inputs.prompt_embeds(""),
                     height=h,
@@ -325,16 +461,38 @@ class EdittoTrainer:
             ]
         return float(np.mean(losses))
 
-    def save(self, folder: Path) -> dict[str, Any]:
+    def save(self, folder: Path, exports: bool = True) -> dict[str, Any]:
+        """The checkpoint, whole, in `folder` (by the first worker; every worker takes part in gathering the
+        shards), and its card."""
+        sharded = self.sharding is not None
+        state = trained_state(self.trained)
+        optimizer = optimizer_state(self.pipe.transformer, self.optimizer, sharded)
+        card = {
+            **asdict(self.state),
+            **self.settings,
+            "spec": self.spec,
+            "workers": self.workers,
+            "per_device_batch": PER_DEVICE_BATCH,
+            "accumulation": self.accumulation,
+            "reference_drop_probability": self.curriculum.drop_probability(self.state.step),
+            "trained_parameters": len(self.trained),
+            "trained_values": sum(t.numel() for t in state.values()),
+            "estimated_peak_gib": round(self.memory.peak_gib, 1),
+            "changed_on_resume": self.changed_on_resume,
+            "base_model": self.spec_id,
+            "consumers": {name: asdict(c) for name, c in consumers(self.lora).items()},
+        }
+        if sharded and self.sharding.rank != 0:  # type: ignore[union-attr]
+            return card
         folder.mkdir(parents=True, exist_ok=True)
-        state = {n: p.detach().cpu().contiguous() for n, p in self.trained.items()}
         save_file(state, folder / EDITTO_WEIGHTS)
-        exported = lora_scaled(state, self.lora_scale) if self.lora else state
-        save_file(diffusers_names(exported, self.lora), folder / EDITTO_DIFFUSERS)
-        save_file(diffsynth_names(exported), folder / EDITTO_DIFFSYNTH)
+        if exports:
+            exported = lora_scaled(state, self.lora_scale) if self.lora else state
+            save_file(diffusers_names(exported, self.lora), folder / EDITTO_DIFFUSERS)
+            save_file(diffsynth_names(exported), folder / EDITTO_DIFFSYNTH)
         torch.save(
             {
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": optimizer,
                 "generator": self.generator.get_state(),
                 **asdict(self.state),
                 "spec": self.spec,
@@ -342,18 +500,6 @@ class EdittoTrainer:
             },
             folder / EDITTO_TRAINING_STATE,
         )
-        card = {
-            **asdict(self.state),
-            **self.settings,
-            "spec": self.spec,
-            "reference_drop_probability": self.curriculum.drop_probability(self.state.step),
-            "trained_parameters": len(self.trained),
-            "trained_values": sum(p.numel() for p in self.trained.values()),
-            "estimated_peak_gib": round(self.memory.peak_gib, 1),
-            "changed_on_resume": self.changed_on_resume,
-            "base_model": self.spec_id,
-            "consumers": {name: asdict(c) for name, c in consumers(self.lora).items()},
-        }
         (folder / EDITTO_CARD).write_text(json.dumps(card, indent=2))
         return card
 
@@ -364,15 +510,20 @@ class EdittoTrainer:
             raise ValueError(f"{weights} lacks {len(missing)} trained parameters, e.g. {missing[0]}")
         with torch.no_grad():
             for name, param in self.trained.items():
-                param.copy_(saved[name])
+                if hasattr(param, "device_mesh"):  # a shard: this worker's part of the whole
+                    from torch.distributed.tensor import distribute_tensor
+
+                    param.copy_(distribute_tensor(saved[name].to(param.dtype), param.device_mesh, param.placements))
+                else:
+                    param.copy_(saved[name])
 
     def restore(self, checkpoint: CheckpointFiles) -> None:
-        """Weights, optimizer, RNG and step of a checkpoint: training continues as if never stopped. The
-        learning rate and curriculum are the configured ones, applied on purpose: where the checkpoint was
-        trained with others, a warning names them and the card records them."""
+        """Weights, optimizer, RNG and step of a checkpoint, written at any width: training continues as if
+        never stopped. The learning rate and curriculum are the configured ones, applied on purpose: where the
+        checkpoint was trained with others, a warning names them and the card records them."""
         if checkpoint.training_state is None:
             raise ValueError(f"checkpoint {checkpoint.id} has no training state to resume from")
-        extra = torch.load(checkpoint.training_state, weights_only=True)
+        extra = read_training_state(checkpoint.training_state, list(self.trained))
         saved_spec = extra.get("spec")
         if saved_spec is not None and saved_spec != self.spec:
             raise ValueError(
@@ -381,8 +532,8 @@ class EdittoTrainer:
             )
         self.weights_id = self.state_id = None
         self._load_weights(checkpoint.weights)
-        self.optimizer.load_state_dict(extra["optimizer"])
-        for group in self.optimizer.param_groups:  # load_state_dict brought back the saved rate
+        set_optimizer_state(self.pipe.transformer, self.optimizer, extra["optimizer"], self.sharding is not None)
+        for group in self.optimizer.param_groups:  # the saved state brought back the saved rate
             group["lr"] = self.lr
         self.generator.set_state(extra["generator"])
         self.state = TrainState(extra["step"], extra["samples_seen"], extra["last_loss"])
@@ -397,3 +548,9 @@ class EdittoTrainer:
                 self.changed_on_resume,
             )
         self.weights_id = self.state_id = checkpoint.id
+
+
+def round_card(losses: list[float], restarts: list[int]) -> dict[str, Any]:
+    """What a round adds to its checkpoint's card: each step's loss (the global batch's mean) and the steps a
+    restarted worker group resumed from."""
+    return {"step_losses": losses, "mean_loss": float(np.mean(losses)) if losses else None, "resumed_at": restarts}

@@ -93,6 +93,18 @@ class Triplet:
     instruction: str
 
 
+@dataclass(frozen=True)
+class TripletFiles:
+    """One accepted sample as its files: the trainer reads a sample only when it draws it, so a round over
+    many samples holds few in memory, and each data-parallel worker reads only its share from the shared
+    store."""
+
+    source: Path  # the VACE context video
+    edited: Path  # the target video
+    reference: Path  # the edited key frame (an image)
+    instruction: str
+
+
 # An Editto checkpoint's files, as the trainer writes them and the published folder holds them.
 EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD = "editto.safetensors", "training_state.pt", "card.json"
 # ... and the trained weights again, in the names diffusers and DiffSynth-Studio load (models/editto_formats.py).
@@ -224,20 +236,27 @@ class EdittoModel(Protocol):
 
     def train(
         self,
-        triplets: list[Triplet],
+        examples: list[TripletFiles],
         steps: int,
         resume: CheckpointFiles | None,
         save_to: Path,
-        heldout: list[Triplet] | None = None,
+        heldout: list[TripletFiles] | None = None,
     ) -> dict[str, Any]:
-        """Train `steps` steps from `resume` (None: from the base model) and write editto.safetensors,
-        training_state.pt, card.json and the exports for diffusers and DiffSynth-Studio into `save_to`; then
-        the deterministic flow-matching loss of each `heldout` triplet (reference dropped). Returns the card."""
+        """Train `steps` optimizer steps of the global batch from `resume` (None: from the base model) and
+        write editto.safetensors, training_state.pt, card.json and the exports for diffusers and DiffSynth-Studio
+        into `save_to`; then the deterministic flow-matching loss of each `heldout` sample, with the edited
+        reference frame and without it. Returns the card."""
         ...
 
     def edit(
-        self, source: np.ndarray, instruction: str, checkpoint: CheckpointFiles, seed: int
+        self,
+        source: np.ndarray,
+        instruction: str,
+        checkpoint: CheckpointFiles,
+        seed: int,
+        reference: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Edit from the instruction alone (no reference frame): (the frames of `source` Editto edits, at its
-        size, and their edit, of the same shape)."""
+        """Edit from the instruction, and the edited reference frame where one is given (None: the
+        instruction alone, as Editto is meant to be used): (the frames of `source` Editto edits, at its size,
+        and their edit, of the same shape)."""
         ...

@@ -83,6 +83,10 @@ OUTPUT_NEUTRAL: dict[str, str] = {
     "request_timeout_s": "how long one try of a request may take; an answer that arrives is the same",
     "deadline_s": "how long all tries of a request may take",
     "max_attempts": "how often a request that got no answer is tried again",
+    "workers": "how many devices share Editto's global batch: the same samples in the same order, summed in "
+    "another order (floating-point rounding only)",
+    "checkpoint_every": "how often a data-parallel round saves its progress for a restarted worker to continue",
+    "max_failures": "how often Ray Train restarts a round's failed workers before the round fails",
 }
 
 

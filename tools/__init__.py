@@ -133,9 +133,17 @@ def tool_resources(name: str, backends: BackendsConfig) -> Resources:
     """A tool's resources from config alone, without loading its backend (to size its actor pool)."""
     if name not in TOOL_BACKENDS:
         return Ingest.resources
-    # a training round may rightly take hours: no time limit unless the spec sets one
-    untimed = {"timeout_s": None} if name == "train_editto" else {}
-    return _resources(getattr(backends, TOOL_BACKENDS[name]) or {}, **untimed)
+    spec = getattr(backends, TOOL_BACKENDS[name]) or {}
+    if name != "train_editto":
+        return _resources(spec)
+    # A training round may rightly take hours: no time limit unless the spec sets one. Data-parallel, it holds
+    # its workers' devices for the whole call (charged workers x devices x seconds); the process that starts
+    # it keeps the share it asks for (the held-out evaluation runs there).
+    one = _resources(spec, timeout_s=None)
+    workers = spec.get("workers", 1)
+    return one.model_copy(
+        update={"devices": one.devices * workers, "gpus": one.gpus if one.gpus is not None else one.devices}
+    )
 
 
 def shared_model_pools(backends: BackendsConfig, tools: Iterable[str]) -> dict[str, str]:

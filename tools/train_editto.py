@@ -1,6 +1,7 @@
 """Ditto step 8: Editto, the instruction-only video editor, trained on accepted samples (train_editto), and
-its edit of a clip from the instruction alone, which the held-out evaluation judges (edit_with_editto).
-Both tools share one resident model, so an evaluation right after training loads nothing."""
+its edit of a clip from the instruction (and the edited reference frame, where given), which the held-out
+evaluation judges (edit_with_editto). Both tools share one resident model, so an evaluation right after
+training loads nothing."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from models.protocols import (
     EDITTO_WEIGHTS,
     CheckpointFiles,
     EdittoModel,
-    Triplet,
+    TripletFiles,
 )
 from tools.base import ArtifactRef, Resources, ToolContext, ToolError
 
@@ -56,11 +57,12 @@ class TrainEdittoOutput(BaseModel, frozen=True):
     card: dict[str, Any]  # step, samples seen, loss, reference-drop probability, settings, consumers
     exports: dict[str, ArtifactRef]  # file name (EXPORTS) -> the weights in that consumer's names
     heldout_losses: tuple[float, ...]  # per held-out example, in order: deterministic, reference dropped
+    heldout_losses_with_reference: tuple[float, ...]  # ... and with the edited reference frame fed
 
 
 class TrainEditto:
     name: ClassVar[str] = "train_editto"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = TrainEdittoInput, TrainEdittoOutput
 
@@ -72,10 +74,10 @@ class TrainEditto:
             raise ToolError("bad_input", "no accepted samples to train on", field="examples")
         if inp.steps < 1:
             raise ToolError("bad_input", f"steps must be at least 1, not {inp.steps}", field="steps")
-        triplets, heldout = [triplet(e, ctx) for e in inp.examples], [triplet(e, ctx) for e in inp.heldout]
+        examples, heldout = [files_of(e, ctx) for e in inp.examples], [files_of(e, ctx) for e in inp.heldout]
         resume = inp.resume_from.files(ctx) if inp.resume_from else None
-        with ctx.io.scratch_dir() as folder:
-            card = self.model.train(triplets, inp.steps, resume, folder, heldout)
+        with ctx.io.scratch_dir() as folder:  # in the shared store: data-parallel workers write the checkpoint here
+            card = self.model.train(examples, inp.steps, resume, folder, heldout)
             missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
             if missing:
                 raise ToolError("tool_failed", f"the trainer wrote no {', '.join(missing)}", field="checkpoint")
@@ -85,17 +87,23 @@ class TrainEditto:
             )
             exports = {name: ctx.io.adopt_file(folder / name, kind="editto_export") for name in EXPORTS}
         losses = tuple(card.get("heldout_flow_losses", ()))
-        if len(losses) != len(heldout):
+        with_reference = tuple(card.get("heldout_flow_losses_with_reference", ()))
+        if not len(losses) == len(with_reference) == len(heldout):
             raise ToolError("tool_failed", f"{len(losses)} held-out losses for {len(heldout)} examples", field="card")
-        return TrainEdittoOutput(checkpoint=checkpoint, card=card, exports=exports, heldout_losses=losses)
+        return TrainEdittoOutput(
+            checkpoint=checkpoint,
+            card=card,
+            exports=exports,
+            heldout_losses=losses,
+            heldout_losses_with_reference=with_reference,
+        )
 
 
-def triplet(example: TrainingExample, ctx: ToolContext) -> Triplet:
-    return Triplet(
-        ctx.io.read_video(example.source)[0],
-        ctx.io.read_video(example.edited)[0],
-        ctx.io.read_image(example.reference),
-        example.instruction,
+def files_of(example: TrainingExample, ctx: ToolContext) -> TripletFiles:
+    """The sample's files in the store, which the trainer reads where it runs (each data-parallel worker
+    reads only the samples it draws)."""
+    return TripletFiles(
+        ctx.io.path(example.source), ctx.io.path(example.edited), ctx.io.path(example.reference), example.instruction
     )
 
 
@@ -104,6 +112,7 @@ class EditWithEdittoInput(BaseModel, frozen=True, extra="forbid"):
     clip: ArtifactRef
     instruction: str
     seed: int
+    reference: ArtifactRef | None = None  # the edited key frame, fed as VACE's reference; None: instruction alone
 
 
 class EditWithEdittoOutput(BaseModel, frozen=True):
@@ -113,7 +122,7 @@ class EditWithEdittoOutput(BaseModel, frozen=True):
 
 class EditWithEditto:
     name: ClassVar[str] = "edit_with_editto"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     templates: ClassVar[tuple[str, ...]] = ()
     Input, Output = EditWithEdittoInput, EditWithEdittoOutput
 
@@ -122,7 +131,9 @@ class EditWithEditto:
 
     def __call__(self, inp: EditWithEdittoInput, ctx: ToolContext) -> EditWithEdittoOutput:
         source, fps = ctx.io.read_video(inp.clip)
-        window, edited = self.model.edit(source, inp.instruction, inp.checkpoint.files(ctx, with_state=False), inp.seed)
+        reference = ctx.io.read_image(inp.reference) if inp.reference else None
+        checkpoint = inp.checkpoint.files(ctx, with_state=False)
+        window, edited = self.model.edit(source, inp.instruction, checkpoint, inp.seed, reference)
         if edited.shape != window.shape:
             raise ToolError(
                 "tool_failed", f"Editto returned {edited.shape} for frames of {window.shape}", field="edited_video"

@@ -20,7 +20,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from models.protocols import EDITTO_DIFFSYNTH, EDITTO_DIFFUSERS, Triplet  # noqa: E402
 from models.tiny import materialize  # noqa: E402
-from tests.models.test_editto_trainer import trainer  # noqa: E402
+from tests.models.test_editto_trainer import as_files, trainer  # noqa: E402
 
 RANK, ALPHA = 4, 8  # alpha != rank: the exports must carry the scale alpha/rank that neither loader reads
 
@@ -30,8 +30,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     rng = np.random.default_rng(1)
     src = (rng.random((9, 32, 32, 3)) * 255).astype(np.uint8)
     t = trainer(lora_rank=RANK, lora_alpha=ALPHA, lr=5e-2, seed=7)
-    folder = tmp_path_factory.mktemp("editto") / "round"
-    t.train([Triplet(src, 255 - src, 255 - src[0], "invert the colours")], 2, None, folder)
+    folder = tmp_path_factory.mktemp("editto")
+    t.train(
+        [as_files(Triplet(src, 255 - src, 255 - src[0], "invert the colours"), folder / "sample")],
+        2,
+        None,
+        folder / "round",
+    )
+    folder = folder / "round"
     return t, folder
 
 

@@ -52,6 +52,8 @@ MODEL = ModelSize(
     num_layers=40,
     vace_blocks=8,
     patch=(1, 2, 2),
+    block_params=404_000_000,
+    outside_blocks_params=235_000_000,
 )
 
 
@@ -64,17 +66,32 @@ def test_the_memory_estimate_refuses_in_one_line_naming_what_to_change() -> None
     ours = estimate(MODEL, shape())
     assert ours.tokens == 20 * 30 * 52  # 19 latent frames + the reference, 480/16 x 832/16
     assert 60 < ours.peak_gib < 80
-    assert refusal(ours, shape(), "cuda:0", free_gib=79.0, total_gib=79.2) is None
+    assert refusal(MODEL, shape(), "cuda:0", free_gib=79.0, total_gib=79.2) is None
     without = estimate(MODEL, shape(gradient_checkpointing=False))
     assert without.activations_gib > 5 * ours.activations_gib
-    line = refusal(without, shape(gradient_checkpointing=False), "cuda:0", free_gib=139.0, total_gib=139.8)
+    line = refusal(MODEL, shape(gradient_checkpointing=False), "cuda:0", free_gib=139.0, total_gib=139.8)
     assert line and "\n" not in line and "gradient_checkpointing: true" in line and "cuda:0" in line
     kept = estimate(MODEL, shape(offload_text_encoder=False))
     assert kept.weights_gib - ours.weights_gib == pytest.approx(5.7e9 * 2 / 2**30)
-    line = refusal(kept, shape(offload_text_encoder=False), "cuda:0", free_gib=ours.peak_gib, total_gib=79.2)
+    line = refusal(
+        MODEL, shape(offload_text_encoder=False, workers=64), "cuda:0", free_gib=ours.peak_gib / 3, total_gib=79.2
+    )
     assert line and "offload_text_encoder: true" in line
-    line = refusal(ours, shape(), "cuda:1", free_gib=40.0, total_gib=40.0)
+    line = refusal(MODEL, shape(), "cuda:1", free_gib=10.0, total_gib=10.0)
     assert line and "num_frames (73)" in line
+
+
+def test_sharding_splits_weights_and_training_state_and_a_refusal_names_the_width_that_fits() -> None:
+    one, eight = estimate(MODEL, shape()), estimate(MODEL, shape(workers=8))
+    # a worker holds 1/8 of the transformer, plus the two blocks and the rest it gathers whole while they run
+    gathered = (2 * MODEL.block_params + MODEL.outside_blocks_params) * 7 / 8 * 2 / 2**30
+    assert eight.weights_gib == pytest.approx(one.weights_gib - 17e9 * 2 * 7 / 8 / 2**30 + gathered)
+    assert eight.training_state_gib == pytest.approx(one.training_state_gib / 8)
+    assert eight.activations_gib == one.activations_gib  # one sample a worker, whatever the width
+    line = refusal(MODEL, shape(), "cuda:0", free_gib=40.0, total_gib=40.0)
+    widths = [n for n in range(2, 65) if estimate(MODEL, shape(workers=n)).peak_gib <= 40.0]
+    assert line and "\n" not in line and f"--gpus {widths[0]}" in line and widths[0] > 2
+    assert refusal(MODEL, shape(workers=widths[0]), "cuda:0", free_gib=40.0, total_gib=40.0) is None
 
 
 def test_readme_shows_what_the_estimate_prints(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """Editto training on the tiny VACE model: it learns, trains only what it should, follows its curriculum,
-resumes bit-exactly from a checkpoint, starts again from a checkpoint after a failure, trains at the
-configured rate after a resume, and keeps small steps in float32 on a bf16 model."""
+accumulates the global batch, resumes bit-exactly from a checkpoint, starts again from a checkpoint after a
+failure, trains at the configured rate after a resume, and keeps small steps in float32 on a bf16 model."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ pytestmark = [pytest.mark.tiny, pytest.mark.slow]
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from models.editto_inputs import load_triplet  # noqa: E402
 from models.editto_recipe import Curriculum  # noqa: E402
 from models.editto_trainer import EdittoTrainer, sha256_file  # noqa: E402
 from models.frames import consecutive, crop_resize  # noqa: E402
 from models.protocols import EDITTO_TRAINING_STATE as TRAINING_STATE  # noqa: E402
 from models.protocols import EDITTO_WEIGHTS as WEIGHTS  # noqa: E402
-from models.protocols import CheckpointFiles, Triplet  # noqa: E402
+from models.protocols import CheckpointFiles, Triplet, TripletFiles  # noqa: E402
 from models.tiny import materialize  # noqa: E402
+from store.video_io import encode_video, read_video  # noqa: E402
 
 
 def trainer(**kw: object) -> EdittoTrainer:
@@ -39,19 +41,31 @@ def trainer(**kw: object) -> EdittoTrainer:
         "eval_draws": 2,
         "edit_steps": 2,
         "guidance_scale": 1.0,
+        "global_batch": 1,
         **kw,
     }
     return EdittoTrainer(str(materialize("wan_vace")), **args)  # type: ignore[arg-type]
 
 
+def as_files(triplet: Triplet, folder: Path) -> TripletFiles:
+    """A triplet as the store holds it: two videos and the edited key frame."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    encode_video(triplet.source, 12.0, folder / "source.mp4")
+    encode_video(triplet.edited, 12.0, folder / "edited.mp4")
+    cv2.imwrite(str(folder / "reference.png"), cv2.cvtColor(triplet.reference, cv2.COLOR_RGB2BGR))
+    return TripletFiles(folder / "source.mp4", folder / "edited.mp4", folder / "reference.png", triplet.instruction)
+
+
 @pytest.fixture(scope="module")
-def triplets() -> list[Triplet]:
+def triplets(tmp_path_factory: pytest.TempPathFactory) -> list[TripletFiles]:
     rng = np.random.default_rng(0)
-    out = []
+    out, root = [], tmp_path_factory.mktemp("triplets")
     for i, text in enumerate(("invert the colours", "make it darker")):
         src = (rng.random((11, 32, 48, 3)) * 255).astype(np.uint8)  # longer and wider than Editto's 9x32x32
         edited = 255 - src if i == 0 else src // 3
-        out.append(Triplet(src, edited, edited[0], text))
+        out.append(as_files(Triplet(src, edited, edited[0], text), root / str(i)))
     return out
 
 
@@ -65,14 +79,15 @@ def test_curriculum_schedules() -> None:
     assert cos.drop_probability(15) == pytest.approx(0.5) and cos.drop_probability(12) < lin.drop_probability(12)
 
 
-def test_loss_falls_and_only_the_lora_adapters_change(triplets: list[Triplet]) -> None:
+def test_loss_falls_and_only_the_lora_adapters_change(triplets: list[TripletFiles]) -> None:
     t = trainer(lr=2e-2)
-    before_eval = t.eval_loss(triplets[0])
-    assert t.eval_loss(triplets[0]) == before_eval  # deterministic: fixed timesteps and noise per sample
+    sample = load_triplet(triplets[0], 9)
+    before_eval = t.eval_loss(sample)
+    assert t.eval_loss(sample) == before_eval  # deterministic: fixed timesteps and noise per sample
     before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters()}
     for _ in range(8):
-        t.train_step(triplets[0])
-    assert t.eval_loss(triplets[0]) < 0.9 * before_eval
+        t.global_step(triplets[:1])
+    assert t.eval_loss(sample) < 0.9 * before_eval
     changed = {n for n, p in t.pipe.transformer.named_parameters() if not torch.equal(p, before[n])}
     assert changed == set(t.trained)
     assert all(n.startswith("vace_blocks.") and (".lora_A." in n or ".lora_B." in n) for n in changed)
@@ -82,29 +97,31 @@ def test_loss_falls_and_only_the_lora_adapters_change(triplets: list[Triplet]) -
     } | {"ffn.net.0.proj", "ffn.net.2"}
 
 
-def test_checkpoint_resumes_bit_exactly(tmp_path: Path, triplets: list[Triplet]) -> None:
+def test_checkpoint_resumes_bit_exactly(tmp_path: Path, triplets: list[TripletFiles]) -> None:
     straight = trainer(seed=3)
-    losses = [straight.train_step(triplets[i % 2]) for i in range(4)]
+    losses = [straight.global_step(triplets) for _ in range(4)]
     first = trainer(seed=3)
-    for i in range(2):
-        first.train_step(triplets[i % 2])
+    for _ in range(2):
+        first.global_step(triplets)
     first.save(tmp_path / "ckpt")
     card = json.loads((tmp_path / "ckpt" / "card.json").read_text())
     assert card["step"] == 2 and card["reference_drop_probability"] == pytest.approx(0.1)
     resumed = trainer(seed=99)  # the checkpoint's RNG state wins over the seed
     resumed.restore(files(tmp_path / "ckpt"))
-    assert [resumed.train_step(triplets[i % 2]) for i in range(2, 4)] == losses[2:]
+    assert [resumed.global_step(triplets) for _ in range(2)] == losses[2:]
     for name, param in resumed.trained.items():
         assert torch.equal(param, straight.trained[name])
 
 
-def test_rounds_continue_from_a_checkpoint_and_base_means_base(tmp_path: Path, triplets: list[Triplet]) -> None:
-    t = trainer(seed=5)
+def test_rounds_continue_from_a_checkpoint_and_base_means_base(tmp_path: Path, triplets: list[TripletFiles]) -> None:
+    t = trainer(seed=5, global_batch=2)  # each step accumulates two samples
     card = t.train(triplets, 2, None, tmp_path / "r1", heldout=[triplets[1]])
-    assert card["step"] == 2 and card["mean_loss"] > 0 and len(card["heldout_flow_losses"]) == 1
+    assert card["step"] == 2 and card["samples_seen"] == 4 and card["accumulation"] == 2
+    assert len(card["step_losses"]) == 2 and card["mean_loss"] > 0 and len(card["heldout_flow_losses"]) == 1
+    assert card["heldout_flow_losses_with_reference"] != card["heldout_flow_losses"]
     card = t.train(triplets, 1, files(tmp_path / "r1"), tmp_path / "r2")  # held in memory: no reload
-    assert card["step"] == 3 and card["samples_seen"] == 3
-    fresh = trainer(seed=5)
+    assert card["step"] == 3 and card["samples_seen"] == 6
+    fresh = trainer(seed=5, global_batch=2)
     fresh.train(triplets, 1, files(tmp_path / "r1"), tmp_path / "r2b")  # another process: loads r1
     assert sha256_file(tmp_path / "r2b" / WEIGHTS) == sha256_file(tmp_path / "r2" / WEIGHTS)
     again = t.train(triplets, 2, None, tmp_path / "again", heldout=[triplets[1]])  # from the base model again
@@ -115,21 +132,21 @@ def test_rounds_continue_from_a_checkpoint_and_base_means_base(tmp_path: Path, t
 
 
 def test_a_failed_round_is_retried_from_its_checkpoint(
-    tmp_path: Path, triplets: list[Triplet], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, triplets: list[TripletFiles], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A round that fails on its second step (a bad clip, out of memory) must not leave its first step in the
     model: the retry starts from the checkpoint, as a fresh process would."""
     t = trainer(seed=2)
     t.train(triplets, 2, None, tmp_path / "r1")
-    real_step, taken = t.train_step, []
+    real_step, taken = t.global_step, []
 
-    def fails_on_the_second(triplet: Triplet) -> float:
+    def fails_on_the_second(examples: list[TripletFiles]) -> float:
         taken.append(1)
         if len(taken) == 2:
             raise RuntimeError("a bad clip")
-        return real_step(triplet)
+        return real_step(examples)
 
-    monkeypatch.setattr(t, "train_step", fails_on_the_second)
+    monkeypatch.setattr(t, "global_step", fails_on_the_second)
     with pytest.raises(RuntimeError, match="a bad clip"):
         t.train(triplets, 3, files(tmp_path / "r1"), tmp_path / "r2")
     monkeypatch.undo()
@@ -141,7 +158,7 @@ def test_a_failed_round_is_retried_from_its_checkpoint(
 
 
 def test_a_resume_trains_at_the_configured_rate_and_says_what_changed(
-    tmp_path: Path, triplets: list[Triplet], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, triplets: list[TripletFiles], caplog: pytest.LogCaptureFixture
 ) -> None:
     trainer(seed=4, lr=3e-3).train(triplets, 1, None, tmp_path / "r1")
     slow = trainer(seed=4, lr=1e-5, curriculum_end=40)
@@ -160,22 +177,22 @@ def test_a_resume_trains_at_the_configured_rate_and_says_what_changed(
         trainer(lora_rank=8).restore(files(tmp_path / "r1"))
 
 
-def test_a_bf16_model_trains_float32_adapters_whose_small_steps_survive(triplets: list[Triplet]) -> None:
+def test_a_bf16_model_trains_float32_adapters_whose_small_steps_survive(triplets: list[TripletFiles]) -> None:
     t = trainer(dtype="bfloat16", lr=1e-4)
     assert all(p.dtype == torch.float32 for p in t.trained.values())
     assert t.pipe.transformer.vace_blocks[0].attn1.to_q.base_layer.weight.dtype == torch.bfloat16
     before = {n: p.detach().clone() for n, p in t.trained.items() if ".lora_A." in n}
     for _ in range(2):  # lora_B leaves zero on the first step; lora_A gets a gradient from the second
-        t.train_step(triplets[0])
+        t.global_step(triplets[:1])
     for name, old in before.items():
         large = old.abs() >= 0.0625  # where a bf16 weight's rounding step (2.4e-4 and up) exceeds a 1e-4 step
         assert large.any() and (t.trained[name][large] != old[large]).float().mean() > 0.9, name
 
 
-def test_the_projections_option_keeps_a_float32_master_copy(triplets: list[Triplet]) -> None:
+def test_the_projections_option_keeps_a_float32_master_copy(triplets: list[TripletFiles]) -> None:
     t = trainer(dtype="bfloat16", lr=1e-4, lora_rank=None)
     before = {n: p.detach().clone() for n, p in t.pipe.transformer.named_parameters()}
-    t.train_step(triplets[0])
+    t.global_step(triplets[:1])
     changed = {n for n, p in t.pipe.transformer.named_parameters() if not torch.equal(p, before[n])}
     assert changed == set(t.trained) and all(".proj_in." in n or ".proj_out." in n for n in changed)
     assert all(t.trained[n].dtype == torch.float32 for n in changed)
@@ -184,11 +201,14 @@ def test_the_projections_option_keeps_a_float32_master_copy(triplets: list[Tripl
     assert (t.trained[weight][large] != before[weight][large]).float().mean() > 0.9
 
 
-def test_edit_from_the_instruction_alone_uses_the_checkpoint(tmp_path: Path, triplets: list[Triplet]) -> None:
+def test_edit_from_the_instruction_alone_uses_the_checkpoint(tmp_path: Path, triplets: list[TripletFiles]) -> None:
     t = trainer(seed=1, lr=5e-2)
-    source = triplets[0].source
+    source = read_video(triplets[0].source)[0]
     base = CheckpointFiles("base", Path("unused"), None)
     window, before = t.edit(source, "invert the colours", base, seed=0)
+    reference = load_triplet(triplets[0], 9).reference
+    with_reference = t.edit(source, "invert the colours", base, seed=0, reference=reference)[1]
+    assert with_reference.shape == before.shape and not np.array_equal(with_reference, before)
     # the first 9 frames as they are, centre-cropped to 32x32: no time warp, no stretching
     assert np.array_equal(window, crop_resize(consecutive(source, 9), 32, 32))
     assert before.shape == window.shape == (9, 32, 32, 3) and before.dtype == np.uint8
