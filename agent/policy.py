@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, NonNegativeFloat
+from pydantic import BaseModel, Field, NonNegativeFloat, model_validator
 
 Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control", "discard"]
 Score = Annotated[float, Field(ge=0, le=10)]  # a judge's threshold, on the judges' 0-10 scale
@@ -68,12 +70,25 @@ class PolicyConfig(BaseModel, extra="forbid"):
 
 
 class TrainingConfig(BaseModel, extra="forbid"):
+    @model_validator(mode="before")
+    @classmethod
+    def eval_samples_is_gone(cls, data: Any) -> Any:
+        """A run stored before issue 30 set eval_samples (a fixed size of the evaluation set); the set now
+        grows to steer_min_samples per category. Said, then dropped, so such a run resumes."""
+        if isinstance(data, dict) and "eval_samples" in data:
+            logging.getLogger(__name__).warning(
+                "training.eval_samples is no longer read: the held-out set grows until every category has "
+                "training.steer_min_samples judged samples (README, Training Editto)"
+            )
+            data = {k: v for k, v in data.items() if k != "eval_samples"}
+        return data
+
     every: int | None = Field(None, ge=1)  # a round per N newly accepted samples (--train-every); None: by hand
     steps: int = Field(200, ge=1)  # training steps per round
     # Every 5th source clip (in order of its first accepted sample) is held out: none of its samples is trained on.
     heldout_every: int = Field(5, ge=2)
-    eval_samples: int = Field(4, ge=0)  # held-out samples evaluated by every round: drawn once, across categories
-    # A category steers the mix only on at least this many judged held-out samples (agent/training.py).
+    # Held-out samples judged per category before the evaluation set stops growing and the mix is steered: one
+    # noisy edit should not move the mix, and an early round with one sample should not fix the set for good.
     steer_min_samples: int = Field(2, ge=1)
     # How far one round moves the category shares toward Editto's weakest categories (1: all the way): half
     # keeps one noisy evaluation from swinging the mix.
@@ -192,3 +207,35 @@ def should_train(accepted: int, accepted_at_last_round: int, cfg: TrainingConfig
     if any of them may be trained on."""
     trainable = sum(not held_out(k, cfg) for k in range(accepted))
     return cfg.every is not None and trainable > 0 and accepted - accepted_at_last_round >= cfg.every
+
+
+SteeringEvaluation = Literal["with reference", "instruction alone"]
+
+
+def steering_evaluation(drop_probability: float) -> SteeringEvaluation:
+    """The held-out evaluation the category mix is steered by: the one that matches what the curriculum feeds
+    most at the round's last step. While the edited reference frame is kept more often than dropped, Editto
+    is learning to carry a given edit through the video; its instruction-alone edits are then mostly a task
+    it has not been trained for, poor in every category, and steering on them chases noise."""
+    return "with reference" if drop_probability < 0.5 else "instruction alone"
+
+
+def grow_heldout_set(
+    current: list[str], failed: set[str], heldout: list[tuple[str, str]], categories: list[str], minimum: int
+) -> list[str]:
+    """The next round's held-out set while it grows: the samples it has (so rounds stay comparable), and for
+    each category of the mix with fewer than `minimum` that can still be judged (`failed` ones cannot), its
+    next held-out samples in order of acceptance. `heldout`: (sample id, category) of every held-out sample."""
+    chosen = list(current)
+    category_of = dict(heldout)
+    have = Counter(category_of.get(i) for i in chosen if i not in failed)
+    for sample_id, category in heldout:
+        if category in categories and sample_id not in chosen and have[category] < minimum:
+            chosen.append(sample_id)
+            have[category] += 1
+    return chosen
+
+
+def heldout_complete(judged: dict[str, int], categories: list[str], minimum: int) -> bool:
+    """Whether every category of the mix has `minimum` judged held-out samples: the set is frozen then."""
+    return all(judged.get(c, 0) >= minimum for c in categories)

@@ -11,12 +11,15 @@ refused when several run here (Ray would pick the latest one it wrote down, aliv
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.config import ConfigError, RunConfig
+
+log = logging.getLogger("agent.ray_pools")  # the logger the CLI shows first: which Ray a run uses
 
 # What an actor reserves when neither its backend spec nor pools.<tool> says: a CPU algorithm works a whole
 # core; a model on a GPU (or an endpoint elsewhere) needs a CPU only to feed it. Ray does not cap what an
@@ -78,6 +81,28 @@ def connect(cfg: RunConfig) -> tuple[str, bool]:
         f"{have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)",
         False,
     )
+
+
+def training_workers(cfg: RunConfig) -> int:
+    """Devices an Editto round trains on (backends.editto workers): above 1, data-parallel on Ray Train."""
+    return int((cfg.backends.editto or {}).get("workers", 1))
+
+
+def connect_for_training(cfg: RunConfig) -> Callable[[], None]:
+    """A data-parallel Editto round runs on Ray Train, on the Ray this process is connected to: where none is,
+    one is started or joined as the flags say (connect), its line logged. Returns what lets it go again
+    (nothing where this process did not start it)."""
+    if training_workers(cfg) <= 1:
+        return lambda: None
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError("backends.editto workers above 1 trains on Ray Train: pip install -e '.[scale]'") from err
+    if ray.is_initialized():
+        return lambda: None
+    said, owned = connect(cfg)
+    log.info(said)
+    return ray.shutdown if owned else (lambda: None)
 
 
 def capacity() -> list[dict[str, float]]:

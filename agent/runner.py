@@ -26,6 +26,7 @@ from agent.episodes import Ended, EpisodeRunner
 from agent.errors import OutageStop, RunError
 from agent.graph import build_graph
 from agent.plan import PendingEpisodes, episode_input
+from agent.ray_cluster import connect_for_training
 from agent.sources import SourceScreen, iter_clips
 from store.checkpoints import open_checkpointer
 from store.dataset import repair_metadata_csv
@@ -109,6 +110,7 @@ class Factory:
             self.context = open_context(cfg, self.engine, self.run.id, tools, executor, executor.toolkit)
         else:
             self.context = open_context(cfg, self.engine, self.run.id, tools)
+        self.let_ray_go = connect_for_training(cfg) if cfg.training.every else (lambda: None)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
         self.episodes = EpisodeRunner(build_graph(self.checkpointer), self.context, self.checkpointer)
         self.nothing_to_train_at = -1  # accepted count at which a due round found nothing to train on
@@ -149,6 +151,7 @@ class Factory:
             return self._execute(on_progress)
         finally:
             self.caller.executor.close()
+            self.let_ray_go()
             self.lock.release()
 
     def _execute(self, on_progress: ProgressCallback | None) -> RunResult:

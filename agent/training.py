@@ -1,12 +1,16 @@
 """A training round of Editto (Ditto step 8), a run-level step the supervisor starts every N accepted
 samples or a user starts by hand: train on the accepted samples through call() (cached, traced, charged),
-then let the checkpoint edit held-out samples from the instruction alone and have the video judge score
-them. A round killed halfway resumes as planned and charges nothing twice.
+then let the checkpoint edit held-out samples, from the instruction alone and from the instruction and the
+edited reference frame, and have the video judge score both. A round killed halfway resumes as planned and
+charges nothing twice.
 
 Held out are all the samples of every `heldout_every`-th source clip (in order of first acceptance), so no
-clip is on both sides. The evaluation set is drawn once from them, across categories, when a round first
-has any, and every later round evaluates the same samples: the deterministic flow-matching loss (no
-reference), the judge's scores and CLIP scores, each with the number of samples it rests on."""
+clip is on both sides. The evaluation set grows from round to round, keeping the samples it has, until
+every category of the mix has `steer_min_samples` judged samples in it; then it is frozen, and every later
+round evaluates the same samples. Each round records, for both evaluations, the deterministic flow-matching
+loss, the judge's scores and CLIP scores, each with the number of samples it rests on. The category mix is
+steered only once the set is frozen, by the evaluation that matches where the curriculum is
+(policy.steering_evaluation)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from agent.calls import CallSite
 from agent.config import RunConfig
 from agent.context import RunContext, open_context
 from agent.policy import TrainingConfig
+from agent.ray_cluster import connect_for_training
 from store.engine import open_engine
 from store.tables import Run, Sample, TrainingRun
 from store.training import (
@@ -31,11 +36,12 @@ from store.training import (
     current_shares,
     episode_clips,
     finish_training_run,
-    first_eval_set,
+    judged_per_category,
+    last_heldout_set,
     open_training_run,
     publish_checkpoint,
     record_evaluation,
-    record_flow_loss,
+    record_flow_losses,
     samples_by_id,
     training_run,
 )
@@ -78,17 +84,6 @@ def category(sample: Sample) -> str:
     return json.loads(sample.record_json).get("category", "")
 
 
-def draw_eval_set(heldout: list[Sample], size: int) -> list[str]:
-    """Up to `size` held-out sample ids, stratified by category: the earliest of each category first (by
-    name), then the second of each, ..., so every category with a held-out sample is scored."""
-    by_category: dict[str, list[str]] = {}
-    for s in heldout:
-        by_category.setdefault(category(s), []).append(s.id)
-    rounds = max((len(v) for v in by_category.values()), default=0)
-    spread = [by_category[c][k] for k in range(rounds) for c in sorted(by_category) if k < len(by_category[c])]
-    return spread[:size]
-
-
 def split_samples(engine: Engine, run_id: str, cfg: TrainingConfig) -> tuple[list[Sample], list[Sample]]:
     """The run's samples Editto may use, split into (train, held out) by source clip: all the samples of
     every `heldout_every`-th clip, counted in order of each clip's first accepted sample (the first clip
@@ -118,13 +113,30 @@ def plan_round(ctx: RunContext, trigger: str, steps: int | None = None) -> Train
     None when there is nothing to train on yet."""
     cfg = ctx.config.training
     train, heldout = split_samples(ctx.engine, ctx.run_id, cfg)
-    eval_set = first_eval_set(ctx.engine, ctx.run_id) or draw_eval_set(heldout, cfg.eval_samples)
+    last = last_heldout_set(ctx.engine, ctx.run_id)
+    if last is not None and last.frozen:
+        eval_set = last.sample_ids
+    else:
+        eval_set = policy.grow_heldout_set(
+            last.sample_ids if last else [],
+            last.failed if last else set(),
+            [(s.id, category(s)) for s in heldout],
+            list(ctx.config.target_shares()),
+            cfg.steer_min_samples,
+        )
     trained_on = [s.id for s in train if s.id not in eval_set]  # even were heldout_every changed since the draw
     if not trained_on:
         log.warning("no sample to train on yet (the clips' first of every %d is held out)", cfg.heldout_every)
         return None
     return open_training_run(
-        ctx.engine, ctx.run_id, trigger, steps or cfg.steps, len(train) + len(heldout), trained_on, eval_set
+        ctx.engine,
+        ctx.run_id,
+        trigger,
+        steps or cfg.steps,
+        len(train) + len(heldout),
+        trained_on,
+        eval_set,
+        heldout_frozen=bool(last and last.frozen),
     )
 
 
@@ -168,10 +180,19 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
         EDITTO_CARD,
         {**trained.card, "training_run": round_.id, "trained_on": len(examples)},
     )
-    for sample, loss in zip(heldout, trained.heldout_losses, strict=True):
-        record_flow_loss(ctx.engine, round_.id, sample.id, loss)
-        evaluate_heldout(ctx, round_.id, checkpoint, sample)
-    shares = decide_shares(ctx.engine, ctx.config, ctx.run_id, round_.id)
+    losses = zip(heldout, trained.heldout_losses, trained.heldout_losses_with_reference, strict=True)
+    for sample, loss, loss_with_reference in losses:
+        record_flow_losses(ctx.engine, round_.id, sample.id, loss, loss_with_reference)
+        for with_reference in (False, True):
+            evaluate_heldout(ctx, round_.id, checkpoint, sample, with_reference)
+    shares = decide_shares(
+        ctx.engine,
+        ctx.config,
+        ctx.run_id,
+        round_.id,
+        trained.card["reference_drop_probability"],
+        bool(round_.heldout_frozen),
+    )
     return finish_training_run(
         ctx.engine,
         round_.id,
@@ -182,7 +203,10 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
             card=trained.card,
             checkpoint_dir=str(folder.relative_to(ctx.config.out)),
             category_scores=shares.scores,
+            category_scores_with_reference=shares.scores_with_reference,
             category_counts=shares.counts,
+            heldout_frozen=shares.frozen,
+            steered_by=shares.steered_by,
             shares_before=shares.before,
             shares_after=shares.after,
         ),
@@ -191,33 +215,49 @@ def run_round(ctx: RunContext, round_: TrainingRun) -> TrainingRun:
 
 @dataclass(frozen=True)
 class ShareDecision:
-    scores: dict[str, float]  # held-out score of each category that steered the mix
-    counts: dict[str, int]  # held-out samples judged per category, steering or not
+    scores: dict[str, float]  # held-out score of each category, edited from the instruction alone
+    scores_with_reference: dict[str, float]  # ... and from the instruction and the edited reference frame
+    counts: dict[str, int]  # held-out samples judged (both ways) per category
+    frozen: bool  # every category of the mix had enough judged samples: the held-out set is fixed from now on
+    steered_by: policy.SteeringEvaluation | None  # None: steering waited for the held-out set
     before: dict[str, float]  # the shares so far
     after: dict[str, float]  # the shares from now on
 
 
-def decide_shares(engine: Engine, cfg: RunConfig, run_id: str, training_id: str) -> ShareDecision:
+def decide_shares(
+    engine: Engine, cfg: RunConfig, run_id: str, training_id: str, drop_probability: float, was_frozen: bool
+) -> ShareDecision:
     """The mix moves toward the categories Editto edits worst, by training.share_rate, within each category's
-    min and max share. Only a category with at least training.steer_min_samples judged held-out samples
-    steers; the others keep their share (one noisy edit should not move the mix)."""
-    all_scores, counts = category_scores(engine, training_id)
-    enough = cfg.training.steer_min_samples
-    scores = {c: v for c, v in all_scores.items() if counts[c] >= enough}
-    if too_few := sorted(set(all_scores) - set(scores)):
-        log.info("categories with fewer than %d held-out samples do not steer the mix: %s", enough, too_few)
+    min and max share, once the held-out set has training.steer_min_samples judged samples of every category
+    of the mix (until then the shares stay and the round says it waits). The scores are those of the
+    evaluation that matches where the curriculum is (policy.steering_evaluation); a category with fewer
+    judged samples than that keeps its share."""
+    minimum, categories = cfg.training.steer_min_samples, list(cfg.target_shares())
+    counts = judged_per_category(engine, training_id)
+    without, with_reference = category_scores(engine, training_id, False), category_scores(engine, training_id, True)
     before = current_shares(engine, run_id) or cfg.target_shares()
+    frozen = was_frozen or policy.heldout_complete(counts, categories, minimum)
+    if not frozen:
+        log.info("steering waits until every category has %d judged held-out samples: %s", minimum, counts)
+        return ShareDecision(without, with_reference, counts, False, None, before, before)
+    steered_by = policy.steering_evaluation(drop_probability)
+    chosen = with_reference if steered_by == "with reference" else without
+    scores = {c: v for c, v in chosen.items() if counts.get(c, 0) >= minimum}
     bounds = {c: (cfg.categories[c].min_share, cfg.categories[c].max_share) for c in before}
     after = quotas.shift_shares(before, scores, bounds, cfg.training.share_rate)
-    log.info("category shares after %s: %s (held-out scores %s)", training_id, after, scores)
-    return ShareDecision(scores, counts, before, after)
+    log.info("category shares after %s, steered %s: %s (held-out scores %s)", training_id, steered_by, after, scores)
+    return ShareDecision(without, with_reference, counts, True, steered_by, before, after)
 
 
-def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckpoint, sample: Sample) -> None:
-    """Editto edits the sample's source from its instruction alone; the video judge scores the result
-    against the same instruction and target description as the accepted sample."""
+def evaluate_heldout(
+    ctx: RunContext, training_id: str, checkpoint: EdittoCheckpoint, sample: Sample, with_reference: bool
+) -> None:
+    """Editto edits the sample's source from its instruction, and its edited key frame when `with_reference`;
+    the video judge scores the result against the same instruction and target description as the accepted
+    sample."""
     record = json.loads(sample.record_json)
-    site = CallSite(ctx.run_id, None, f"evaluate {sample.id}", 0, training_id=training_id)
+    node = f"evaluate {sample.id}" + (" with reference" if with_reference else "")
+    site = CallSite(ctx.run_id, None, node, 0, training_id=training_id)
     edited: str | None = None
     try:
         made = ctx.caller.call(
@@ -227,6 +267,7 @@ def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckp
                 clip=record["artifacts"]["source"],
                 instruction=record["instruction"],
                 seed=record["seeds"]["seed"],
+                reference=record["artifacts"]["edited_keyframe"] if with_reference else None,
             ),
             site,
         )
@@ -247,9 +288,9 @@ def evaluate_heldout(ctx: RunContext, training_id: str, checkpoint: EdittoCheckp
             text = record["target_description"]
             metrics = ctx.caller.call("score_clip", ScoreClipInput(video=edited, text=text), site).scores
     except ToolError as err:
-        record_evaluation(ctx.engine, training_id, sample.id, edited, None, str(err))
+        record_evaluation(ctx.engine, training_id, sample.id, with_reference, edited, None, str(err))
         return
-    record_evaluation(ctx.engine, training_id, sample.id, edited, verdict.model_dump(), None, metrics)
+    record_evaluation(ctx.engine, training_id, sample.id, with_reference, edited, verdict.model_dump(), None, metrics)
 
 
 class TrainingError(Exception):
@@ -263,8 +304,12 @@ def train_by_hand(cfg: RunConfig, run_id: str, steps: int | None) -> TrainingRun
     with Session(engine) as s:
         if s.get(Run, run_id) is None:
             raise TrainingError(f"no run {run_id!r} in {cfg.resolved_db_url}")
-    ctx = open_context(cfg, engine, run_id, TRAINING_TOOLS)
-    planned = plan_round(ctx, "by hand", steps)
-    if planned is None:
-        raise TrainingError(f"run {run_id} has no accepted sample to train on (the first is held out)")
-    return run_round(ctx, planned)
+    let_ray_go = connect_for_training(cfg)
+    try:
+        ctx = open_context(cfg, engine, run_id, TRAINING_TOOLS)
+        planned = plan_round(ctx, "by hand", steps)
+        if planned is None:
+            raise TrainingError(f"run {run_id} has no accepted sample to train on (the first is held out)")
+        return run_round(ctx, planned)
+    finally:
+        let_ray_go()

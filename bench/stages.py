@@ -300,13 +300,18 @@ def stages(preset: str, quick: bool = False, alternatives: bool = True) -> list[
     return out
 
 
+def editto_sample(height: int, width: int, frames: int, quick: bool = False) -> Flops:
+    """One training sample of Editto: the transformer's forward and backward (the reference frame in, as the
+    curriculum starts), the VAE encodes of both clips and the reference, the instruction's text encoding."""
+    latent = wan_latent_frames(frames) + 1
+    step = editto_train_step("tiny" if quick else "vace-14b", latent, height, width)
+    coding = 3 * wan_vae_encode(frames, height, width) + wan_vae_encode(1, height, width)
+    return coding + step + t5_encoder("umt5_xxl", TOKENS["wan_text"], quick)
+
+
 def editto_stages() -> list[Stage]:
     """Editto's training step, and editing with it few-step (a distilled Editto) and at 50 steps CFG 5."""
-    height, width, frames = EDITTO
-    latent = wan_latent_frames(frames) + 1  # with the reference frame, as the curriculum starts
-    step = editto_train_step("vace-14b", latent, height, width)
-    coding = 3 * wan_vae_encode(frames, height, width) + wan_vae_encode(1, height, width)
-    train = coding + step + t5_encoder("umt5_xxl", TOKENS["wan_text"])
+    train = editto_sample(*EDITTO)
     out = [Stage("train_editto", "VACE-14B one step fwd+bwd, 480x832x73", "832x480x73", train)]
     for steps, cfg in ((4, 1.2), (50, 5.0)):
         spec = {"path": "Wan2.1-VACE-14B-diffusers", "steps": steps, "guidance_scale": cfg}

@@ -157,31 +157,66 @@ def summary_table(result: RunResult, unit: str, saving: GateSaving | None = None
 
 
 def training_table(rounds: list[TrainingRun]) -> Table:
+    """One row per round: its steps and global batch, losses, where the curriculum is, the held-out set (growing
+    or frozen) and which evaluation steered the mix, and the held-out scores of both evaluations (from the
+    instruction alone, and with the edited reference frame)."""
+    from store.training import heldout_set_line
+
     table = Table(title="Editto training", show_header=True, header_style="bold")
-    for col in ("round", "status", "steps", "trained on", "loss", "held-out loss", "ref. drop"):
+    for col in ("round", "status", "steps", "global batch", "trained on", "loss", "held-out loss", "ref. drop"):
         table.add_column(col, overflow="fold")
+    table.add_column("held-out set, steering", min_width=16)
     table.add_column("held-out scores (samples)", min_width=30)
     for r in rounds:
         card = json.loads(r.card_json or "{}")
-        counts = json.loads(r.eval_counts_json or "{}")
-        scores = "\n".join(
-            f"{k} {v:g} ({counts.get(k, '?')})" for k, v in json.loads(r.eval_scores_json or "{}").items()
-        )
         table.add_row(
             r.id.rsplit(":", 1)[-1],
             f"[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
             f"+{r.steps} = {card.get('step', '?')}",
+            global_batch(card),
             str(len(json.loads(r.train_samples_json))),
             f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
-            f"{r.heldout_loss:.4f} ({counts.get('flow_loss', '?')})" if r.heldout_loss is not None else "",
+            heldout_losses(r),
             f"{card['reference_drop_probability']:.2f}" if "reference_drop_probability" in card else "",
-            scores or (r.error or ""),
+            heldout_set_line(r),
+            heldout_scores(r) or escape(r.error or ""),
         )
     if finished := [r for r in rounds if r.checkpoint_dir]:
         peak = json.loads(finished[-1].card_json or "{}").get("estimated_peak_gib")
         memory = f"; a step's estimated peak memory ~{peak} GiB" if peak is not None else ""
         table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}{memory}"
     return table
+
+
+def global_batch(card: dict[str, Any]) -> str:
+    """'64 = 8 x 1 x 8': samples an optimizer step, as workers x per-device batch x accumulation."""
+    if "global_batch" not in card:
+        return ""
+    return f"{card['global_batch']} = {card['workers']} x {card['per_device_batch']} x {card['accumulation']}"
+
+
+def heldout_losses(r: TrainingRun) -> str:
+    counts = json.loads(r.eval_counts_json or "{}")
+    counts_with = json.loads(r.eval_counts_with_reference_json or "{}")
+    lines = []
+    if r.heldout_loss is not None:
+        lines.append(f"alone {r.heldout_loss:.4f} ({counts.get('flow_loss', '?')})")
+    if r.heldout_loss_with_reference is not None:
+        lines.append(f"w/ ref. {r.heldout_loss_with_reference:.4f} ({counts_with.get('flow_loss', '?')})")
+    return "\n".join(lines)
+
+
+def heldout_scores(r: TrainingRun) -> str:
+    lines = []
+    for title, scores_json, counts_json in (
+        ("instruction alone", r.eval_scores_json, r.eval_counts_json),
+        ("with reference", r.eval_scores_with_reference_json, r.eval_counts_with_reference_json),
+    ):
+        scores, counts = json.loads(scores_json or "{}"), json.loads(counts_json or "{}")
+        if scores:
+            lines.append(f"[bold]{title}[/]")
+            lines += [f"{escape(k)} {v:g} ({counts.get(k, '?')})" for k, v in scores.items()]
+    return "\n".join(lines)
 
 
 def print_checkpoint_use(round_: TrainingRun, out: Path) -> None:
@@ -274,8 +309,10 @@ def training_trace_json(
         "training_round": round_,
         "calls": [call_json(c) for c in calls],
         "evaluations": [
-            ev.model_dump(mode="json", exclude={"scores_json", "reasons_json"})
-            | {"scores": json.loads(ev.scores_json or "null"), "reasons": json.loads(ev.reasons_json or "null")}
+            {
+                k.removesuffix("_json"): json.loads(v or "null") if k.endswith("_json") else v
+                for k, v in ev.model_dump(mode="json").items()
+            }
             for ev in evaluations
         ],
     }
@@ -366,23 +403,33 @@ def print_episode_trace(tr: EpisodeTrace, prompts: bool) -> None:
 
 
 def shares_table(found: TrainingRun) -> Table:
-    """A round's decision on the category mix: held-out score per category, shares before and after."""
-    scores, counts = json.loads(found.category_scores_json or "{}"), json.loads(found.category_counts_json or "{}")
+    """A round's decision on the category mix: held-out score per category in both evaluations (the one that
+    steered marked), shares before and after."""
+    scores = json.loads(found.category_scores_json or "{}")
+    scores_with = json.loads(found.category_scores_with_reference_json or "{}")
+    counts = json.loads(found.category_counts_json or "{}")
     before, after = json.loads(found.shares_before_json or "{}"), json.loads(found.shares_after_json or "{}")
-    table = Table(title="category shares: moved toward what Editto does worst", header_style="bold")
-    for col in ("category", "held-out score (samples)", "share before", "share after"):
-        table.add_column(col, no_wrap=col == "category")
-    for name in sorted(set(before) | set(after) | set(scores)):
-        n = counts.get(name)
-        score = (
-            f"{scores[name]:.2f} ({n if n is not None else '?'})"
-            if name in scores
-            else f"- ({n} held out: too few to steer)"
-            if n
-            else "- (none held out)"
-        )
+    steered = found.steered_by
+    title = (
+        f"category shares, moved by the evaluation {steered}"
+        if steered
+        else "category shares: unchanged, steering waits for the held-out set"
+    )
+    table = Table(title=title, header_style="bold", caption="scores: the held-out judge's mean (* steered)")
+    alone = "alone" + (" *" if steered == "instruction alone" else "")
+    with_reference = "w/ ref." + (" *" if steered == "with reference" else "")
+    for col in ("category", alone, with_reference, "judged", "share before", "share after"):
+        table.add_column(col, no_wrap=True)
+    for name in sorted(set(before) | set(after) | set(scores) | set(scores_with)):
         old, new = before.get(name), after.get(name)
-        table.add_row(name, score, f"{old:.1%}" if old is not None else "", f"{new:.1%}" if new is not None else "")
+        table.add_row(
+            name,
+            f"{scores[name]:.2f}" if name in scores else "-",
+            f"{scores_with[name]:.2f}" if name in scores_with else "-",
+            str(counts.get(name, 0)),
+            f"{old:.1%}" if old is not None else "",
+            f"{new:.1%}" if new is not None else "",
+        )
     return table
 
 
@@ -395,13 +442,24 @@ def print_training_trace(
     print_calls(calls, prompts)
     for ev in evaluations:
         console.print(f"\n[bold]held-out {escape(ev.sample_id)}[/]")
-        if ev.error:
-            console.print(f"  error: {ev.error}", style="red", markup=False)
-        reasons = json.loads(ev.reasons_json or "{}")
-        for k, v in json.loads(ev.scores_json or "{}").items():
-            console.print(f"  {k}: {v}  {reasons.get(k, '')}", markup=False)
-        for k, v in json.loads(ev.metrics_json or "{}").items():
-            console.print(f"  {k}: {v}", markup=False)
+        for title, scores, reasons, metrics, error in (
+            ("instruction alone", ev.scores_json, ev.reasons_json, ev.metrics_json, ev.error),
+            (
+                "with reference",
+                ev.scores_with_reference_json,
+                ev.reasons_with_reference_json,
+                ev.metrics_with_reference_json,
+                ev.error_with_reference,
+            ),
+        ):
+            console.print(f"  {title}:", markup=False)
+            if error:
+                console.print(f"    error: {error}", style="red", markup=False)
+            why = json.loads(reasons or "{}")
+            for k, v in json.loads(scores or "{}").items():
+                console.print(f"    {k}: {v}  {why.get(k, '')}", markup=False)
+            for k, v in json.loads(metrics or "{}").items():
+                console.print(f"    {k}: {v}", markup=False)
 
 
 ProgressUpdate = Callable[["RunTotals", int], None]  # (totals so far, episodes in flight)

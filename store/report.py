@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from store.artifacts import ArtifactStore
 from store.dataset import atomic_write_bytes
 from store.report_data import ReportData, report_data
-from store.training import evaluations
+from store.training import evaluations, heldout_set_line
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHUNK = 200  # episodes per detail file: a page of the list needs one or two of them
@@ -57,10 +57,15 @@ def _training_views(engine: Engine, data: ReportData, io: ArtifactStore, folder:
             "scores": json.loads(r.eval_scores_json or "{}"),
             "counts": json.loads(r.eval_counts_json or "{}"),  # how many samples each mean rests on
             "heldout_loss": r.heldout_loss,
+            "scores_with_reference": json.loads(r.eval_scores_with_reference_json or "{}"),
+            "counts_with_reference": json.loads(r.eval_counts_with_reference_json or "{}"),
+            "heldout_loss_with_reference": r.heldout_loss_with_reference,
+            "heldout_set": heldout_set_line(r),
             "checkpoint": r.checkpoint_dir,
             "error": r.error,
             "evaluations": [
-                {"sample_id": ev.sample_id, "video": _media(io, {"v": ev.edited_video}, folder)["v"]}
+                {"sample_id": ev.sample_id}
+                | _media(io, {"video": ev.edited_video, "video_with_reference": ev.edited_video_with_reference}, folder)
                 for ev in evaluations(engine, r.id)
             ],
         }

@@ -131,15 +131,25 @@ class TrainingRun(SQLModel, table=True):
     resume_from: str | None = None  # the TrainingRun whose checkpoint this round continued
     train_samples_json: str  # sample ids trained on
     heldout_samples_json: str  # sample ids evaluated, never trained on
+    # Whether that set is fixed: every category had training.steer_min_samples judged held-out samples in it
+    # after this round (or a round before); until then each round adds samples, and steering waits.
+    heldout_frozen: bool | None = None
     checkpoint_dir: str | None = None  # relative to --out: editto.safetensors, training_state.pt, card.json
     weights: str | None = None  # artifact ref of editto.safetensors
     training_state: str | None = None  # artifact ref of training_state.pt
     card_json: str | None = None  # steps, samples seen, loss, reference-drop probability
-    eval_scores_json: str | None = None  # mean held-out score per criterion
+    eval_scores_json: str | None = None  # mean held-out score per criterion, edited from the instruction alone
     eval_counts_json: str | None = None  # how many held-out samples each of those means (and the loss) rests on
     heldout_loss: float | None = None  # mean deterministic flow-matching loss of the held-out samples, no reference
-    category_scores_json: str | None = None  # mean held-out score per edit category
-    category_counts_json: str | None = None  # held-out samples judged per edit category
+    category_scores_json: str | None = None  # mean held-out score per edit category, instruction alone
+    category_counts_json: str | None = None  # held-out samples judged per edit category (both evaluations)
+    # The same, edited from the instruction and the edited reference frame (what the curriculum feeds early on).
+    eval_scores_with_reference_json: str | None = None
+    eval_counts_with_reference_json: str | None = None
+    heldout_loss_with_reference: float | None = None
+    category_scores_with_reference_json: str | None = None
+    # Which evaluation moved the category shares: 'with reference' | 'instruction alone'; None: steering waited.
+    steered_by: str | None = None
     shares_before_json: str | None = None  # the category shares episodes were admitted by before this round
     shares_after_json: str | None = None  # ... and after it: moved toward the categories Editto does worst
     error: str | None = None
@@ -148,7 +158,8 @@ class TrainingRun(SQLModel, table=True):
 
 
 class HeldoutEvaluation(SQLModel, table=True):
-    """Editto's edit of one held-out sample from its instruction alone, and the video judge's verdict."""
+    """Editto's edit of one held-out sample from its instruction alone and from its instruction and edited
+    reference frame, and the video judge's verdict on each."""
 
     __table_args__ = (UniqueConstraint("training_id", "sample_id"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -160,3 +171,10 @@ class HeldoutEvaluation(SQLModel, table=True):
     metrics_json: str | None = None  # CLIP-T and CLIP-F, where a CLIP backend is configured
     flow_loss: float | None = None  # the checkpoint's deterministic flow-matching loss on it, no reference
     error: str | None = None
+    # The same, Editto given the edited key frame as its reference too.
+    edited_video_with_reference: str | None = None
+    scores_with_reference_json: str | None = None
+    reasons_with_reference_json: str | None = None
+    metrics_with_reference_json: str | None = None
+    flow_loss_with_reference: float | None = None
+    error_with_reference: str | None = None

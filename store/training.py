@@ -47,10 +47,17 @@ def training_run(engine: Engine, training_id: str) -> TrainingRun | None:
 
 
 def open_training_run(
-    engine: Engine, run_id: str, trigger: str, steps: int, accepted: int, train_ids: list[str], heldout_ids: list[str]
+    engine: Engine,
+    run_id: str,
+    trigger: str,
+    steps: int,
+    accepted: int,
+    train_ids: list[str],
+    heldout_ids: list[str],
+    heldout_frozen: bool = False,
 ) -> TrainingRun:
     """The round left running by a crash, if any (it resumes as it was planned); else a new round that
-    continues from the last finished one."""
+    continues from the last finished one. `heldout_frozen`: the held-out set was fixed before this round."""
     with Session(engine, expire_on_commit=False) as s:
         rounds = s.exec(select(TrainingRun).where(TrainingRun.run_id == run_id).order_by(col(TrainingRun.index))).all()
         for r in rounds:
@@ -68,18 +75,53 @@ def open_training_run(
             resume_from=finished[-1].id if finished else None,
             train_samples_json=json.dumps(train_ids),
             heldout_samples_json=json.dumps(heldout_ids),
+            heldout_frozen=heldout_frozen,
         )
         s.add(row)
         s.commit()
         return row
 
 
-def first_eval_set(engine: Engine, run_id: str) -> list[str] | None:
-    """The held-out samples the run's first round with any was evaluated on: every later round evaluates
-    the same ones, so rounds compare like with like. None before any."""
+@dataclass(frozen=True)
+class HeldoutSet:
+    """The held-out samples the last finished round evaluated, whether they are fixed for good, and those whose
+    evaluation failed there (they stay in the set, as rounds compare like with like, but do not count)."""
+
+    sample_ids: list[str]
+    frozen: bool
+    failed: set[str]
+
+
+def last_heldout_set(engine: Engine, run_id: str) -> HeldoutSet | None:
+    """None before any round has finished."""
     with Session(engine) as s:
-        rounds = s.exec(select(TrainingRun).where(TrainingRun.run_id == run_id).order_by(col(TrainingRun.index))).all()
-    return next((ids for r in rounds if (ids := json.loads(r.heldout_samples_json))), None)
+        last = s.exec(
+            select(TrainingRun)
+            .where(TrainingRun.run_id == run_id, TrainingRun.status == "finished")
+            .order_by(col(TrainingRun.index).desc())
+        ).first()
+        if last is None:
+            return None
+        rows = s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == last.id)).all()
+    failed = {ev.sample_id for ev in rows if not judged(ev)}
+    return HeldoutSet(json.loads(last.heldout_samples_json), bool(last.heldout_frozen), failed)
+
+
+def heldout_set_line(r: TrainingRun) -> str:
+    """What a round says of its held-out set: '4 samples, frozen; steered by the evaluation with reference', or
+    '3 samples, growing (judged: global_style 2, text 1); steering waits'."""
+    size = len(json.loads(r.heldout_samples_json))
+    if r.status != "finished":
+        return f"{size} samples"
+    if r.heldout_frozen:
+        return f"{size} samples, frozen; steered by the evaluation {r.steered_by}"
+    judged = ", ".join(f"{c} {n}" for c, n in json.loads(r.category_counts_json or "{}").items())
+    return f"{size} samples, growing (judged: {judged or 'none'}); steering waits"
+
+
+def judged(ev: HeldoutEvaluation) -> bool:
+    """Both evaluations of the sample have the judge's verdict."""
+    return bool(ev.scores_json) and bool(ev.scores_with_reference_json)
 
 
 def current_shares(engine: Engine, run_id: str) -> dict[str, float] | None:
@@ -107,25 +149,34 @@ def record_evaluation(
     engine: Engine,
     training_id: str,
     sample_id: str,
+    with_reference: bool,
     edited_video: str | None,
     verdict: dict[str, Any] | None,
     error: str | None,
     metrics: dict[str, float] | None = None,
 ) -> None:
+    """One of a held-out sample's two evaluations: Editto's edit with the edited reference frame, or without."""
+    suffix = "_with_reference" if with_reference else ""
+    values = {
+        "edited_video": edited_video,
+        "error": error,
+        "scores_json": json.dumps(verdict["scores"]) if verdict else None,
+        "reasons_json": json.dumps(verdict["reasons"]) if verdict else None,
+        "metrics_json": json.dumps(metrics) if metrics else None,
+    }
     with Session(engine) as s:
         row = _evaluation_row(s, training_id, sample_id)
-        row.edited_video, row.error = edited_video, error
-        row.scores_json = json.dumps(verdict["scores"]) if verdict else None
-        row.reasons_json = json.dumps(verdict["reasons"]) if verdict else None
-        row.metrics_json = json.dumps(metrics) if metrics else None
+        for name, value in values.items():
+            column = name.replace("_json", f"{suffix}_json") if name.endswith("_json") else name + suffix
+            setattr(row, column, value)
         s.add(row)
         s.commit()
 
 
-def record_flow_loss(engine: Engine, training_id: str, sample_id: str, loss: float) -> None:
+def record_flow_losses(engine: Engine, training_id: str, sample_id: str, loss: float, with_reference: float) -> None:
     with Session(engine) as s:
         row = _evaluation_row(s, training_id, sample_id)
-        row.flow_loss = loss
+        row.flow_loss, row.flow_loss_with_reference = loss, with_reference
         s.add(row)
         s.commit()
 
@@ -157,35 +208,52 @@ def means(values: dict[str, list[float]]) -> tuple[dict[str, float], dict[str, i
     )
 
 
-def mean_scores(engine: Engine, training_id: str) -> tuple[dict[str, float], dict[str, int]]:
+def mean_scores(engine: Engine, training_id: str, with_reference: bool) -> tuple[dict[str, float], dict[str, int]]:
     """Per criterion (judge and CLIP) and for the flow-matching loss (`flow_loss`): the mean over the round's
-    held-out samples, and how many samples it rests on."""
+    held-out samples of one of the two evaluations, and how many samples it rests on."""
     per_criterion: dict[str, list[float]] = {}
     for ev in evaluations(engine, training_id):
-        both = {**json.loads(ev.scores_json or "{}"), **json.loads(ev.metrics_json or "{}")}
-        if ev.flow_loss is not None:
-            both["flow_loss"] = ev.flow_loss
+        scores, metrics, loss = (
+            (ev.scores_with_reference_json, ev.metrics_with_reference_json, ev.flow_loss_with_reference)
+            if with_reference
+            else (ev.scores_json, ev.metrics_json, ev.flow_loss)
+        )
+        both = {**json.loads(scores or "{}"), **json.loads(metrics or "{}")}
+        if loss is not None:
+            both["flow_loss"] = loss
         for name, score in both.items():
             per_criterion.setdefault(name, []).append(score)
     return means(per_criterion)
 
 
-def category_scores(engine: Engine, training_id: str) -> tuple[dict[str, float], dict[str, int]]:
-    """Mean held-out score per edit category (each sample's mean over the judge's criteria, averaged over
-    the category's samples), and how many samples each rests on."""
+def category_scores(engine: Engine, training_id: str, with_reference: bool) -> dict[str, float]:
+    """Mean held-out score per edit category in one of the two evaluations (each sample's mean over the judge's
+    criteria, averaged over the category's samples)."""
     per_category: dict[str, list[float]] = {}
+    for ev, category in _evaluations_by_category(engine, training_id):
+        scores = json.loads((ev.scores_with_reference_json if with_reference else ev.scores_json) or "{}")
+        if scores and category:
+            per_category.setdefault(category, []).append(sum(scores.values()) / len(scores))
+    return means(per_category)[0]
+
+
+def judged_per_category(engine: Engine, training_id: str) -> dict[str, int]:
+    """Held-out samples per edit category that the judge scored in both evaluations of the round."""
+    counts: dict[str, int] = {}
+    for ev, category in _evaluations_by_category(engine, training_id):
+        if judged(ev) and category:
+            counts[category] = counts.get(category, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _evaluations_by_category(engine: Engine, training_id: str) -> list[tuple[HeldoutEvaluation, str | None]]:
     with Session(engine) as s:
         rows = s.exec(
             select(HeldoutEvaluation, Sample)
             .join(Sample, col(Sample.id) == col(HeldoutEvaluation.sample_id))
             .where(HeldoutEvaluation.training_id == training_id)
         ).all()
-    for ev, sample in rows:
-        scores = json.loads(ev.scores_json or "{}")
-        category = json.loads(sample.record_json).get("category")
-        if scores and category:
-            per_category.setdefault(category, []).append(sum(scores.values()) / len(scores))
-    return means(per_category)
+    return [(ev, json.loads(sample.record_json).get("category")) for ev, sample in rows]
 
 
 def publish_checkpoint(
@@ -208,27 +276,38 @@ class RoundOutcome:
     card: dict[str, Any] | None = None
     checkpoint_dir: str | None = None
     error: str | None = None
-    category_scores: dict[str, float] | None = None
-    category_counts: dict[str, int] | None = None  # held-out samples judged per category
+    category_scores: dict[str, float] | None = None  # instruction alone
+    category_scores_with_reference: dict[str, float] | None = None
+    category_counts: dict[str, int] | None = None  # held-out samples judged (both ways) per category
+    heldout_frozen: bool | None = None  # the held-out set is fixed from now on
+    steered_by: str | None = None  # which evaluation moved the shares; None: steering waited
     shares_before: dict[str, float] | None = None
     shares_after: dict[str, float] | None = None  # the category shares the next episodes are admitted by
 
 
 def finish_training_run(engine: Engine, training_id: str, outcome: RoundOutcome) -> TrainingRun:
-    scores, counts = mean_scores(engine, training_id) if outcome.status == "finished" else (None, None)
+    finished = outcome.status == "finished"
+    scores, counts = mean_scores(engine, training_id, False) if finished else (None, None)
+    with_reference, counts_with = mean_scores(engine, training_id, True) if finished else (None, None)
     loss = scores.pop("flow_loss", None) if scores is not None else None
+    loss_with = with_reference.pop("flow_loss", None) if with_reference is not None else None
     as_json = {k: json.dumps(v) if v is not None else None for k, v in vars(outcome).items()}
     with Session(engine, expire_on_commit=False) as s:
         row = s.get(TrainingRun, training_id)
         assert row is not None
         row.status, row.error, row.checkpoint_dir = outcome.status, outcome.error, outcome.checkpoint_dir
         row.weights, row.training_state = outcome.weights, outcome.training_state
-        row.card_json = json.dumps(outcome.card) if outcome.card is not None else None
+        row.card_json = as_json["card"]
         row.eval_scores_json = json.dumps(scores) if scores is not None else None
         row.eval_counts_json = json.dumps(counts) if counts is not None else None
         row.heldout_loss = loss
+        row.eval_scores_with_reference_json = json.dumps(with_reference) if with_reference is not None else None
+        row.eval_counts_with_reference_json = json.dumps(counts_with) if counts_with is not None else None
+        row.heldout_loss_with_reference = loss_with
         row.category_scores_json = as_json["category_scores"]
+        row.category_scores_with_reference_json = as_json["category_scores_with_reference"]
         row.category_counts_json = as_json["category_counts"]
+        row.heldout_frozen, row.steered_by = outcome.heldout_frozen, outcome.steered_by
         row.shares_before_json, row.shares_after_json = as_json["shares_before"], as_json["shares_after"]
         row.finished_at = utcnow()
         s.add(row)

@@ -104,3 +104,13 @@ def test_the_gpu_script_splits_a_pass_by_kind_of_work() -> None:
     }
     split = bench.split_by_kind(lambda: model(**inputs))
     assert split["bf16 matmul"] > 0 and split["attention"] > 0 and split["fp8 matmul"] == 0
+
+
+def test_editto_rounds_quick_prints_each_gpu_count_and_the_evaluation() -> None:
+    lines = bench("editto_rounds", "--quick", "--gpus", "1", "8")
+    assert lines[0].startswith("Editto round, full profile: 8 steps x 64 samples")
+    assert [line.split(" | ")[1] for line in lines if line.startswith("| 1 |") or line.startswith("| 8 |")] == [
+        "1 x 1 x 64",
+        "8 x 1 x 8",
+    ]
+    assert lines[-1].startswith("held-out evaluation after it, on one GPU: 16 samples")

@@ -1,5 +1,7 @@
 """The closed loop: a round whose held-out evaluation scores one category low makes the following episodes
-contain more of that category, within its bounds, and the decision is recorded on the round."""
+contain more of that category, within its bounds, and the decision is recorded on the round. The evaluation
+that steers is the one matching the curriculum (with the reference frame early, from the instruction alone
+late), and nothing steers until every category has enough judged held-out samples."""
 
 from __future__ import annotations
 
@@ -57,8 +59,13 @@ def admit_and_accept(engine, cfg: RunConfig, run_id: str, start: int, count: int
 
 
 def run_with(
-    tmp_path: Path, low_scores: bool, steer_min_samples: int = 2
+    tmp_path: Path,
+    low: dict[bool, str | None],
+    steer_min_samples: int = 2,
+    drop_probability: float = 1.0,
 ) -> tuple[Counter[str], dict[str, float], object]:
+    """A round whose rigged judge scores every category 9 but `low[with_reference]`, which scores 2, in the
+    evaluation with the reference frame (True) and without it (False); then 20 more episodes admitted."""
     training = {"share_rate": 0.5, "steer_min_samples": steer_min_samples}
     cfg = load_config("cpu", None, {"out": tmp_path, "concurrency": 1, "training": training})
     tmp_path.mkdir(parents=True)
@@ -66,35 +73,39 @@ def run_with(
     with Session(engine) as s:
         s.add(Run(id="r", profile="cpu", budget_device_seconds=1.0, seed=0, config_json="{}"))
         s.commit()
-    before = admit_and_accept(engine, cfg, "r", 0, 20)
-    assert before[LOW] >= 1
-    heldout = [f"s{i:05d}" for i in range(20)]
-    round_ = open_training_run(engine, "r", "every 20 accepted", 1, 20, heldout[1:], heldout)
-    for sample_id in heldout:  # the rigged judge: every category scores 9, local_attribute scores 2
+    before = admit_and_accept(engine, cfg, "r", 0, 40)
+    assert min(before[c] for c in cfg.target_shares()) >= 2  # every category of the mix has 2 to judge
+    heldout = [f"s{i:05d}" for i in range(40)]
+    round_ = open_training_run(engine, "r", "every 40 accepted", 1, 40, heldout[1:], heldout)
+    for sample_id in heldout:
         with Session(engine) as s:
             category = json.loads(s.get(Sample, sample_id).record_json)["category"]
-        score = 2.0 if low_scores and category == LOW else 9.0
-        verdict = {"scores": {"edit_strength": score, "temporal_consistency": score}, "reasons": {}}
-        record_evaluation(engine, round_.id, sample_id, None, verdict, None)
-    shares = decide_shares(engine, cfg, "r", round_.id)
+        for with_reference in (False, True):
+            score = 2.0 if category == low[with_reference] else 9.0
+            verdict = {"scores": {"edit_strength": score, "temporal_consistency": score}, "reasons": {}}
+            record_evaluation(engine, round_.id, sample_id, with_reference, None, verdict, None)
+    shares = decide_shares(engine, cfg, "r", round_.id, drop_probability, was_frozen=False)
     done = finish_training_run(
         engine,
         round_.id,
         RoundOutcome(
             "finished",
             category_scores=shares.scores,
+            category_scores_with_reference=shares.scores_with_reference,
             category_counts=shares.counts,
+            heldout_frozen=shares.frozen,
+            steered_by=shares.steered_by,
             shares_before=shares.before,
             shares_after=shares.after,
         ),
     )
-    after = admit_and_accept(engine, cfg, "r", 20, 20)
+    after = admit_and_accept(engine, cfg, "r", 40, 20)
     return after, shares.after, done
 
 
 def test_a_category_editto_does_badly_gets_more_episodes_within_its_bounds(tmp_path: Path) -> None:
-    rigged, shares, done = run_with(tmp_path / "rigged", low_scores=True)
-    fair, fair_shares, _ = run_with(tmp_path / "fair", low_scores=False)
+    rigged, shares, done = run_with(tmp_path / "rigged", {False: LOW, True: None})
+    fair, fair_shares, _ = run_with(tmp_path / "fair", {False: None, True: None})
     cfg = load_config("cpu", None, {"out": tmp_path})
     assert rigged[LOW] > fair[LOW]  # the following episodes contain more of it
     assert shares[LOW] > cfg.target_shares()[LOW] and shares[LOW] <= cfg.categories[LOW].max_share
@@ -103,17 +114,33 @@ def test_a_category_editto_does_badly_gets_more_episodes_within_its_bounds(tmp_p
     recorded = json.loads(done.category_scores_json)
     assert recorded[LOW] == 2.0 and json.loads(done.shares_after_json) == shares
     assert json.loads(done.shares_before_json) == pytest.approx(cfg.target_shares())
+    assert done.steered_by == "instruction alone" and done.heldout_frozen  # the curriculum is done (drop 1.0)
 
 
-def test_a_category_with_too_few_heldout_samples_does_not_steer(tmp_path: Path) -> None:
-    _, shares, done = run_with(tmp_path / "few", low_scores=True, steer_min_samples=50)
+def test_early_in_the_curriculum_the_evaluation_with_the_reference_steers(tmp_path: Path) -> None:
+    """Low from the instruction alone (a task not yet trained) but fine with the reference: early on, the
+    with-reference evaluation steers and leaves LOW be; the other category it scores low gains instead."""
+    other = "text"
+    _, early, done = run_with(tmp_path / "early", {False: LOW, True: other}, drop_probability=0.2)
+    _, late, _ = run_with(tmp_path / "late", {False: LOW, True: other}, drop_probability=0.8)
+    cfg = load_config("cpu", None, {"out": tmp_path})
+    assert done.steered_by == "with reference"
+    assert early[other] > cfg.target_shares()[other] and early[LOW] <= cfg.target_shares()[LOW] + 1e-6
+    assert late[LOW] > cfg.target_shares()[LOW] and late[other] <= cfg.target_shares()[other] + 1e-6
+    console = Console(width=200, record=True)
+    console.print(shares_table(done))
+    assert "by the evaluation with reference" in console.export_text()
+
+
+def test_steering_waits_until_every_category_has_enough_judged_samples(tmp_path: Path) -> None:
+    _, shares, done = run_with(tmp_path / "few", {False: LOW, True: LOW}, steer_min_samples=50)
     cfg = load_config("cpu", None, {"out": tmp_path})
     assert shares == pytest.approx(cfg.target_shares(), abs=1e-5)  # one bad category on a few samples moves nothing
     counts = json.loads(done.category_counts_json)
-    assert counts[LOW] >= 1 and json.loads(done.category_scores_json) == {}  # counted, not steering
+    assert counts[LOW] >= 1 and not done.heldout_frozen and done.steered_by is None  # counted, not steering
     console = Console(width=200, record=True)
     console.print(shares_table(done))
-    assert f"({counts[LOW]} held out: too few to steer)" in console.export_text()
+    assert "steering waits for the held-out set" in console.export_text()
 
 
 def test_an_episode_started_before_categories_gets_them_when_resumed(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent import policy
 from agent.config import ConfigError, load_config
 from agent.policy import (
     PolicyConfig,
@@ -166,3 +167,45 @@ def test_training_config_errors_name_the_key() -> None:
         load_config("cpu", None, {"training": {"heldout_every": 1}})
     with pytest.raises(ConfigError, match="backends.editto"):
         load_config("cpu", None, {"training": {"every": 2}, "backends": {"editto": None}})
+
+
+@pytest.mark.parametrize(
+    ("drop", "steered_by"),
+    [(0.0, "with reference"), (0.49, "with reference"), (0.5, "instruction alone"), (1.0, "instruction alone")],
+)
+def test_the_evaluation_that_steers_is_the_one_the_curriculum_feeds_most(drop: float, steered_by: str) -> None:
+    assert policy.steering_evaluation(drop) == steered_by
+
+
+HELD_OUT = [("s1", "style"), ("s2", "text"), ("s3", "style"), ("s4", "style"), ("s5", "text"), ("s6", "off")]
+
+
+@pytest.mark.parametrize(
+    ("current", "failed", "grown"),
+    [
+        ([], set(), ["s1", "s2", "s3", "s5"]),  # the first two of each category of the mix, in order
+        (["s3"], set(), ["s3", "s1", "s2", "s5"]),  # what the set has stays, first
+        (["s1", "s3"], {"s1"}, ["s1", "s3", "s2", "s4", "s5"]),  # a failed one stays but does not count
+        (["s1", "s2", "s3", "s5"], set(), ["s1", "s2", "s3", "s5"]),  # complete: nothing to add
+    ],
+)
+def test_the_heldout_set_grows_to_the_minimum_of_each_category(
+    current: list[str], failed: set[str], grown: list[str]
+) -> None:
+    assert policy.grow_heldout_set(current, failed, HELD_OUT, ["style", "text"], 2) == grown
+
+
+@pytest.mark.parametrize(
+    ("judged", "complete"),
+    [({"style": 2, "text": 2}, True), ({"style": 3, "text": 1}, False), ({"style": 2}, False), ({}, False)],
+)
+def test_the_heldout_set_is_complete_when_every_category_has_its_minimum(
+    judged: dict[str, int], complete: bool
+) -> None:
+    assert policy.heldout_complete(judged, ["style", "text"], 2) is complete
+
+
+def test_a_run_stored_with_eval_samples_still_loads_and_says_it_is_not_read(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="agent.policy"):
+        assert TrainingConfig.model_validate({"eval_samples": 4, "steps": 3}).steps == 3
+    assert "eval_samples is no longer read" in caplog.text

@@ -98,7 +98,7 @@ def test_more_actors_per_pool_charge_the_same_and_decide_the_same(tmp_path: Path
 def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("torch")
     clip = {"clip_scorer": {"kind": "clip", "path": "tiny:clip", "device": "cpu", "dtype": "float32"}}
-    training = {"every": 2, "steps": 3, "heldout_every": 3, "eval_samples": 1}
+    training = {"every": 2, "steps": 3, "heldout_every": 3, "steer_min_samples": 1}
     pools = {**POOLS, "editto": {"gpus": 1, "cpus": 0}, "score_clip": {"cpus": 0}}
     cfg = small_config(
         executor="ray", pools=pools, concurrency=1, training=training, backends=clip, episodes_per_clip=1

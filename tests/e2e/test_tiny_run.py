@@ -47,7 +47,7 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(
     pipeline_call = WanVACEPipeline.__call__
 
     def recording_call(pipe, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if kwargs.get("reference_images"):  # propagation (Editto's edits have no reference frame)
+        if kwargs.get("prompt") is not None:  # propagation (Editto's edits pass their prompts encoded)
             controls.append(np.stack([np.asarray(frame, np.float32) for frame in kwargs["video"]]))
         return pipeline_call(pipe, *args, **kwargs)
 
@@ -55,7 +55,7 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(
     out = tmp_path / "out"
     config = tmp_path / "tiny.yaml"
     strengths = {name: {"control_strength": 0.25} for name in default_categories()}
-    config.write_text(yaml.safe_dump({"training": {"steps": 2, "eval_samples": 1}, "categories": strengths}))
+    config.write_text(yaml.safe_dump({"training": {"steps": 2}, "categories": strengths}))
     result = run(
         "--profile", "tiny", "--config", str(config), "--out", str(out), "--train-every", "1", "--max-samples", "3"
     )

@@ -1,5 +1,6 @@
 """Editto training inside a run: the supervisor trains at the right counts, through call(), charged once;
-each round resumes the last checkpoint, publishes a checkpoint folder, and stores held-out scores."""
+each round resumes the last checkpoint, publishes a checkpoint folder, records its global batch, and stores
+held-out scores with and without the edited reference frame, on a held-out set that grows round by round."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from store.tables import Charge, HeldoutEvaluation, Run, Sample, ToolCall, Train
 from store.training import training_runs  # noqa: E402
 
 EVERY = 2
-TRAINING = {"every": EVERY, "steps": 3, "heldout_every": 3, "eval_samples": 1}
+TRAINING = {"every": EVERY, "steps": 3, "heldout_every": 3}
+BATCH = 2  # the cpu profile's global_batch: two samples a step, accumulated on one worker
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def test_rounds_publish_checkpoints_and_continue_the_curriculum(trained_run: Pat
     rounds = training_runs_at(trained_run)
     for k, r in enumerate(rounds, start=1):
         card = json.loads(r.card_json)
-        assert card["step"] == TRAINING["steps"] * k and card["samples_seen"] == TRAINING["steps"] * k
+        assert card["step"] == TRAINING["steps"] * k and card["samples_seen"] == TRAINING["steps"] * k * BATCH
+        assert (card["global_batch"], card["workers"], card["per_device_batch"], card["accumulation"]) == (2, 1, 1, 2)
+        assert len(card["step_losses"]) == TRAINING["steps"]
         assert card["reference_drop_probability"] == pytest.approx(card["step"] / 100)  # cpu: linear over 100 steps
         folder = trained_run / r.checkpoint_dir
         assert {p.name for p in folder.iterdir()} == {
@@ -73,7 +77,7 @@ def test_rounds_publish_checkpoints_and_continue_the_curriculum(trained_run: Pat
         assert weights.read_bytes() == (folder / "editto.safetensors").read_bytes()
 
 
-def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) -> None:
+def test_heldout_samples_are_never_trained_on_and_are_scored_both_ways(trained_run: Path) -> None:
     from store.engine import open_engine
 
     engine = open_engine(f"sqlite:///{trained_run / 'ditto.db'}")
@@ -83,27 +87,38 @@ def test_heldout_samples_are_never_trained_on_and_are_scored(trained_run: Path) 
         clips = list(dict.fromkeys(clip[x.id] for x in samples))
         heldout_clips = {c for k, c in enumerate(clips) if k % TRAINING["heldout_every"] == 0}
         rounds = s.exec(select(TrainingRun).order_by(TrainingRun.index)).all()
-        first_eval = json.loads(rounds[0].heldout_samples_json)
+        previous: list[str] = []
         for r in rounds:
             assert not heldout_clips & {clip[i] for i in json.loads(r.train_samples_json)}  # by clip, not sample
-            assert json.loads(r.heldout_samples_json) == first_eval  # the same held-out set every round
+            evaluated = json.loads(r.heldout_samples_json)
+            assert evaluated[: len(previous)] == previous  # the set keeps what it has while it grows
+            previous = evaluated
+            # Too few held-out samples for every category of the mix: the set is still growing, nothing steers.
+            assert not r.heldout_frozen and r.steered_by is None
+            assert json.loads(r.shares_after_json) == json.loads(r.shares_before_json)
             evals = s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == r.id)).all()
-            assert [e.sample_id for e in evals] == first_eval and len(first_eval) == 1  # eval_samples=1
-            assert clip[evals[0].sample_id] in heldout_clips
-            scores = json.loads(evals[0].scores_json)
-            assert set(scores) == {
-                "structure_preservation",
-                "edit_strength",
-                "temporal_consistency",
-                "edit_propagation",
-                "region_stability",
-            }
-            metrics = json.loads(evals[0].metrics_json)  # the paper's names, beside the judge's criteria
-            assert set(metrics) == {"CLIP-T", "CLIP-F"} and -100 <= metrics["CLIP-T"] <= 100
-            assert json.loads(r.eval_scores_json) == {**scores, **metrics}
-            assert evals[0].flow_loss is not None and r.heldout_loss == pytest.approx(evals[0].flow_loss, abs=1e-4)
-            assert json.loads(r.eval_counts_json) == {name: 1 for name in [*scores, *metrics, "flow_loss"]}
-            assert (trained_run / "artifacts" / evals[0].edited_video[:2] / evals[0].edited_video).is_file()
+            assert [e.sample_id for e in evals] == evaluated and evaluated
+            assert all(clip[e.sample_id] in heldout_clips for e in evals)
+            for suffix in ("", "_with_reference"):
+                scores = json.loads(getattr(evals[0], f"scores{suffix}_json"))
+                assert set(scores) == {
+                    "structure_preservation",
+                    "edit_strength",
+                    "temporal_consistency",
+                    "edit_propagation",
+                    "region_stability",
+                }
+                metrics = json.loads(getattr(evals[0], f"metrics{suffix}_json"))  # the paper's names, beside them
+                assert set(metrics) == {"CLIP-T", "CLIP-F"} and -100 <= metrics["CLIP-T"] <= 100
+                means = json.loads(getattr(r, f"eval_scores{suffix}_json"))
+                assert set(means) == {*scores, *metrics}
+                counts = json.loads(getattr(r, f"eval_counts{suffix}_json"))
+                assert counts == {name: len(evals) for name in [*scores, *metrics, "flow_loss"]}
+                edited = getattr(evals[0], f"edited_video{suffix}")
+                assert (trained_run / "artifacts" / edited[:2] / edited).is_file()
+            assert evals[0].edited_video != evals[0].edited_video_with_reference  # two edits, not one shown twice
+            assert evals[0].flow_loss is not None and evals[0].flow_loss_with_reference is not None
+            assert r.heldout_loss == pytest.approx(sum(e.flow_loss for e in evals) / len(evals), abs=1e-4)
 
 
 def test_training_is_charged_once_to_the_run(trained_run: Path) -> None:
@@ -113,8 +128,9 @@ def test_training_is_charged_once_to_the_run(trained_run: Path) -> None:
         "left join charge c on c.tool_call_id = t.id where t.training_id is not null"
     ).fetchall()
     tools = [r[0] for r in rows]
-    rounds = con.execute("select count(*) from trainingrun").fetchone()[0]
-    assert tools.count("train_editto") == rounds and tools.count("edit_with_editto") == rounds
+    sets = [json.loads(h) for (h,) in con.execute("select heldout_samples_json from trainingrun").fetchall()]
+    assert tools.count("train_editto") == len(sets)
+    assert tools.count("edit_with_editto") == sum(2 * len(h) for h in sets)  # with the reference and without
     assert all(r[2] == r[1] for r in rows if r[3] is None)  # every call that ran has its one charge
     assert all(r[1] > 0 for r in rows if r[0] == "train_editto")
 
@@ -145,8 +161,10 @@ def test_a_round_killed_halfway_resumes_without_charging_twice(trained_run: Path
         again = s.get(TrainingRun, last_id)
         assert again.status == "finished" and again.weights == weights
         assert len(s.exec(select(Charge)).all()) == charges  # the recorded calls were reused, not rerun
+        evaluated = json.loads(again.heldout_samples_json)
         assert s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == last_id)).first() is not None
-        assert len(s.exec(select(ToolCall).where(ToolCall.training_id == last_id)).all()) == 4
+        # one training call, and per held-out sample an edit, a verdict and CLIP scores, with and without reference
+        assert len(s.exec(select(ToolCall).where(ToolCall.training_id == last_id)).all()) == 1 + 6 * len(evaluated)
 
 
 def training_runs_at(out: Path) -> list[TrainingRun]:
@@ -177,13 +195,111 @@ def test_train_by_hand_continues_from_the_last_checkpoint(trained_run: Path, tmp
     shown = CliRunner().invoke(app, ["trace", new.id, "--out", str(out)], catch_exceptions=False).output
     assert "train_editto" in shown and "edit_with_editto" in shown and "held-out" in shown
     assert "category shares" in shown and "share after" in shown  # the round's decision on the mix
+    assert "steering waits" in shown and "growing" in shown and "with reference" in shown
     assert sum(json.loads(new.shares_after_json).values()) == pytest.approx(1.0, abs=1e-4)
     assert set(json.loads(new.category_scores_json)) <= set(json.loads(new.shares_after_json))
     CliRunner().invoke(app, ["report", "--out", str(out)], catch_exceptions=False)
     page = (out / "report" / "index.html").read_text()
-    assert "held-out edits from the instruction alone" in page and f"{new.heldout_loss:.4f} (1)" in page
+    assert "held-out edits from the instruction alone, and with the edited reference frame" in page
+    evaluated = len(json.loads(new.heldout_samples_json))
+    assert f"{new.heldout_loss:.4f} ({evaluated}) / {new.heldout_loss_with_reference:.4f} ({evaluated})" in page
 
 
 def test_train_by_hand_names_a_missing_run(trained_run: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--out", str(trained_run), "--run", "run-nope"])
     assert result.exit_code == 1 and "run-nope" in result.output
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (this test's Ray: its raylet, and the workers that raylet starts)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def kill_a_worker_after_the_first_checkpoint(out: Path, killed: list[int]) -> None:
+    """SIGKILL one Ray Train worker of this process's Ray once Ray Train has taken a checkpoint of the round
+    (its checkpoint manager writes down what it has), as a crashed or preempted GPU worker dies."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + 600
+    snapshot = "artifacts/.tmp-*/.ray-train/editto/checkpoint_manager_snapshot.json"
+    while time.monotonic() < deadline and not list(out.glob(snapshot)):
+        time.sleep(0.05)
+    for pid in descendants(os.getpid()):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"RayTrainWorker" in title:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_two_workers_train_as_one_with_accumulation_survive_a_killed_worker_and_resume_at_another_width(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --gpus 2` on the cpu profile: two gloo workers with Ray Train, the transformer sharded by FSDP2,
+    one sample each a step (global batch 2). One worker is killed after the round's first saved step; Ray
+    Train starts the workers again from it. The round's losses are those of one worker accumulating the same
+    two samples a step, the round is charged once for 2 devices, and its checkpoint, written by 2 workers,
+    resumes on 1 as the one-worker lineage does."""
+    import shutil
+    import threading
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(trained_run, one)
+    shutil.copytree(trained_run, two)
+    steps = "4"  # a checkpoint after each of the first three: the kill lands before the round ends
+    alone = CliRunner().invoke(app, ["train", "--out", str(one), "--steps", steps], catch_exceptions=False)
+    assert alone.exit_code == 0, alone.output
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, args=(two, killed), daemon=True)
+    killer.start()
+    shared = CliRunner().invoke(
+        app, ["train", "--out", str(two), "--steps", steps, "--gpus", "2"], catch_exceptions=False
+    )
+    killer.join(5)
+    assert shared.exit_code == 0, shared.output
+    assert "Ray: started one for this run" in shared.output
+    assert killed, "no Ray Train worker was found to kill"
+    first, second = training_runs_at(one)[-1], training_runs_at(two)[-1]
+    card_one, card_two = json.loads(first.card_json), json.loads(second.card_json)
+    assert (card_two["workers"], card_two["accumulation"], card_one["workers"], card_one["accumulation"]) == (
+        2,
+        1,
+        1,
+        2,
+    )
+    assert card_two["resumed_at"] and card_two["resumed_at"][0] >= 1  # the restarted workers continued, not restarted
+    assert card_two["step_losses"] == pytest.approx(card_one["step_losses"], rel=1e-4)
+    assert card_two["step"] == card_one["step"]
+    con = db(two)
+    (charges, devices, seconds) = con.execute(
+        "select count(c.id), t.devices, t.device_seconds from toolcall t join charge c on c.tool_call_id = t.id "
+        "where t.tool = 'train_editto' and t.training_id = ?",
+        (second.id,),
+    ).fetchone()
+    assert (charges, devices) == (1, 2) and seconds > 0
+    # The width changes back to 1: the 2-worker checkpoint resumes as the 1-worker one does.
+    for out in (one, two):
+        again = CliRunner().invoke(app, ["train", "--out", str(out), "--steps", "1"], catch_exceptions=False)
+        assert again.exit_code == 0, again.output
+    after_one, after_two = (json.loads(training_runs_at(o)[-1].card_json) for o in (one, two))
+    assert after_two["workers"] == 1 and after_two["step"] == card_two["step"] + 1
+    assert after_two["step_losses"] == pytest.approx(after_one["step_losses"], rel=1e-4)
