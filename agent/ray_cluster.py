@@ -56,7 +56,7 @@ def connect(cfg: RunConfig) -> tuple[str, bool]:
             address="local",
             num_gpus=cfg.gpus,
             include_dashboard=False,
-            runtime_env={"env_vars": {"PYTHONPATH": code}},
+            runtime_env={"env_vars": {"PYTHONPATH": code}, "worker_process_setup_hook": QUIET_HOOK},
         )
         have = ray.cluster_resources()
         return (
@@ -74,13 +74,24 @@ def connect(cfg: RunConfig) -> tuple[str, bool]:
                 f"--ray-address auto: {len(running)} Ray clusters run on this machine ({', '.join(running)}); "
                 "name one: --ray-address HOST:PORT"
             )
-    ray.init(address=address)  # a cluster: every machine has the project installed
+    ray.init(address=address, runtime_env={"worker_process_setup_hook": QUIET_HOOK})  # every machine has the project
     have, address = ray.cluster_resources(), ray.get_runtime_context().gcs_address
     return (
         f"Ray: joined the cluster at {address} ({len([n for n in ray.nodes() if n['Alive']])} nodes, "
         f"{have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs)",
         False,
     )
+
+
+QUIET_HOOK = "agent.ray_cluster.quiet_ray_train_cleaner"  # run by every Ray worker process of the run
+
+
+def quiet_ray_train_cleaner() -> None:
+    """Ray Train's placement-group cleaner asks Ray's state API, which needs the dashboard (ray[default], not
+    installed: 1.6 GB of memory at idle), whether the round's controller lives, every two seconds, and warns
+    each time it cannot: thousands of lines over a round. Its only job, freeing a dead controller's
+    placement groups, is Ray's own when the run's Ray stops."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def training_workers(cfg: RunConfig) -> int:

@@ -63,7 +63,7 @@ def main() -> None:
     out.write("| --- | --- | --- | --- |\n")
     for n in args.gpus:
         split = f"{n} x 1 x {batch // n}" if batch % n == 0 else f"{n}: does not divide {batch}"
-        out.write(f"| {n} | {split} | {hours(train_s / n)} | {train_s / n * n / 3600:.1f} |\n")
+        out.write(f"| {n} | {split} | {hours(train_s / n)} | {train_s / 3600:.1f} |\n")
     out.write(
         f"\nheld-out evaluation after it, on one GPU: {heldout} samples ({training.steer_min_samples} of each of "
         f"{len(cfg.target_shares())} categories) x 2 edits ({edit['steps']} steps, CFG {edit['guidance_scale']:g}): "

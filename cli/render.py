@@ -157,66 +157,72 @@ def summary_table(result: RunResult, unit: str, saving: GateSaving | None = None
 
 
 def training_table(rounds: list[TrainingRun]) -> Table:
-    """One row per round: its steps and global batch, losses, where the curriculum is, the held-out set (growing
-    or frozen) and which evaluation steered the mix, and the held-out scores of both evaluations (from the
-    instruction alone, and with the edited reference frame)."""
+    """One row per round, to fit 80 columns: its steps and where the curriculum is, the global batch (workers x
+    per device x accumulated) and the samples trained on, its loss, the held-out losses and mean judge scores
+    of both evaluations (from the instruction alone / with the edited reference frame), and the held-out set:
+    growing (steering waits) or frozen (and which evaluation steered). `trace` shows every criterion."""
     from store.training import heldout_set_line
 
-    table = Table(title="Editto training", show_header=True, header_style="bold")
-    for col in ("round", "status", "steps", "global batch", "trained on", "loss", "held-out loss", "ref. drop"):
-        table.add_column(col, overflow="fold")
-    table.add_column("held-out set, steering", min_width=16)
-    table.add_column("held-out scores (samples)", min_width=30)
+    table = Table(
+        title="Editto training", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    table.caption = (
+        "drop: the curriculum's chance of dropping the reference frame\n"
+        "batch: workers x per device x accumulated, on N samples\n"
+        "held-out: from the instruction alone / with the reference (samples)"
+    )
+    for col in ("round", "steps", "batch", "loss", "held-out\nloss", "held-out\njudge"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("held-out set", overflow="fold", min_width=16)
     for r in rounds:
         card = json.loads(r.card_json or "{}")
+        drop = card.get("reference_drop_probability")
+        loss_counts = json.loads(r.eval_counts_json or "{}")
         table.add_row(
-            r.id.rsplit(":", 1)[-1],
-            f"[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
-            f"+{r.steps} = {card.get('step', '?')}",
-            global_batch(card),
-            str(len(json.loads(r.train_samples_json))),
+            f"{r.id.rsplit(':', 1)[-1]}\n[{'green' if r.status == 'finished' else 'red'}]{r.status}[/]",
+            f"+{r.steps} = {card.get('step', '?')}" + (f"\ndrop {drop:.2f}" if drop is not None else ""),
+            f"{global_batch(card)}\non {len(json.loads(r.train_samples_json))}",
             f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
-            heldout_losses(r),
-            f"{card['reference_drop_probability']:.2f}" if "reference_drop_probability" in card else "",
-            heldout_set_line(r),
-            heldout_scores(r) or escape(r.error or ""),
+            both_ways(r.heldout_loss, r.heldout_loss_with_reference, loss_counts.get("flow_loss"), 4),
+            heldout_judge(r),
+            escape(r.error or "") if r.status == "failed" else heldout_set_line(r),
         )
     if finished := [r for r in rounds if r.checkpoint_dir]:
         peak = json.loads(finished[-1].card_json or "{}").get("estimated_peak_gib")
         memory = f"; a step's estimated peak memory ~{peak} GiB" if peak is not None else ""
-        table.caption = f"latest checkpoint: {finished[-1].checkpoint_dir}{memory}"
+        table.caption += f"\nlatest checkpoint: {finished[-1].checkpoint_dir}{memory}"
     return table
 
 
 def global_batch(card: dict[str, Any]) -> str:
-    """'64 = 8 x 1 x 8': samples an optimizer step, as workers x per-device batch x accumulation."""
+    """'64=8x1x8': samples an optimizer step, as workers x per-device batch x accumulation."""
     if "global_batch" not in card:
         return ""
-    return f"{card['global_batch']} = {card['workers']} x {card['per_device_batch']} x {card['accumulation']}"
+    return f"{card['global_batch']}={card['workers']}x{card['per_device_batch']}x{card['accumulation']}"
 
 
-def heldout_losses(r: TrainingRun) -> str:
+def both_ways(alone: float | None, with_reference: float | None, samples: int | None, digits: int) -> str:
+    """'1.7334 /' over '1.6916 (2)': a held-out figure from the instruction alone and with the reference."""
+    if alone is None and with_reference is None:
+        return ""
+    shown = [f"{v:.{digits}f}" if v is not None else "-" for v in (alone, with_reference)]
+    return f"{shown[0]} /\n{shown[1]} ({samples if samples is not None else '?'})"
+
+
+def heldout_judge(r: TrainingRun) -> str:
+    """The mean of the judge's criteria over the held-out samples, both ways; the paper's CLIP-T apart."""
+    alone, with_reference = (json.loads(x or "{}") for x in (r.eval_scores_json, r.eval_scores_with_reference_json))
     counts = json.loads(r.eval_counts_json or "{}")
-    counts_with = json.loads(r.eval_counts_with_reference_json or "{}")
-    lines = []
-    if r.heldout_loss is not None:
-        lines.append(f"alone {r.heldout_loss:.4f} ({counts.get('flow_loss', '?')})")
-    if r.heldout_loss_with_reference is not None:
-        lines.append(f"w/ ref. {r.heldout_loss_with_reference:.4f} ({counts_with.get('flow_loss', '?')})")
-    return "\n".join(lines)
+    samples = max((n for k, n in counts.items() if k != "flow_loss"), default=None)
+    shown = both_ways(judge_mean(alone), judge_mean(with_reference), samples, 2)
+    if "CLIP-T" in alone or "CLIP-T" in with_reference:
+        shown += f"\nCLIP-T {alone.get('CLIP-T', '-')} /\n{with_reference.get('CLIP-T', '-')}"
+    return shown
 
 
-def heldout_scores(r: TrainingRun) -> str:
-    lines = []
-    for title, scores_json, counts_json in (
-        ("instruction alone", r.eval_scores_json, r.eval_counts_json),
-        ("with reference", r.eval_scores_with_reference_json, r.eval_counts_with_reference_json),
-    ):
-        scores, counts = json.loads(scores_json or "{}"), json.loads(counts_json or "{}")
-        if scores:
-            lines.append(f"[bold]{title}[/]")
-            lines += [f"{escape(k)} {v:g} ({counts.get(k, '?')})" for k, v in scores.items()]
-    return "\n".join(lines)
+def judge_mean(scores: dict[str, float]) -> float | None:
+    judged = [v for k, v in scores.items() if not k.startswith("CLIP-")]  # CLIP-T and CLIP-F: another scale
+    return sum(judged) / len(judged) if judged else None
 
 
 def print_checkpoint_use(round_: TrainingRun, out: Path) -> None:

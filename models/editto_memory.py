@@ -105,20 +105,22 @@ def estimate(model: ModelSize, shape: TrainingShape) -> MemoryEstimate:
     return MemoryEstimate(frozen / GIB, state / GIB, activations / GIB, total / GIB, tokens, n)
 
 
-def refusal(model: ModelSize, shape: TrainingShape, device: str, free_gib: float, total_gib: float) -> str | None:
+def refusal(
+    model: ModelSize,
+    shape: TrainingShape,
+    device: str,
+    free_gib: float,
+    total_gib: float,
+    global_batch: int | None = None,
+) -> str | None:
     """One line naming what to change when the estimate does not fit the device's free memory, else None:
-    the fewest workers whose share would fit, where sharding alone makes it fit."""
+    the fewest workers whose share would fit (among those that divide `global_batch`, when given), where
+    sharding alone makes it fit."""
     peak = estimate(model, shape)
     if peak.peak_gib <= free_gib:
         return None
-    fits = next(
-        (
-            n
-            for n in range(shape.workers + 1, WIDEST + 1)
-            if estimate(model, replace(shape, workers=n)).peak_gib <= free_gib
-        ),
-        None,
-    )
+    widths = [n for n in range(shape.workers + 1, WIDEST + 1) if global_batch is None or global_batch % n == 0]
+    fits = next((n for n in widths if estimate(model, replace(shape, workers=n)).peak_gib <= free_gib), None)
     if fits is not None:
         share = estimate(model, replace(shape, workers=fits)).peak_gib
         change = (

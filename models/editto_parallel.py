@@ -66,7 +66,7 @@ def fit_round(
     """Train the round on `trainer.workers` Ray Train workers; the whole checkpoint and its card land in
     `save_to`, which every worker must see (the shared store). Returns the card."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
@@ -83,6 +83,9 @@ def fit_round(
             storage_path=str(save_to / ".ray-train"),
             failure_config=FailureConfig(max_failures=trainer.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # Ray Train says INFO once a step a worker ("Reporting training result"): 16k steps x 64 workers.
+            # The first worker logs the round's progress at each checkpoint instead (report_checkpoint).
+            logging_config=LoggingConfig(log_level="WARNING"),
         ),
     )
     try:
@@ -109,6 +112,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     from models.editto_trainer import EdittoTrainer, Sharding, round_card
 
+    quiet_worker()
     context = ray.train.get_context()
     rank, size = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -141,6 +145,24 @@ def train_worker(config: dict[str, Any]) -> None:
         (save_to / EDITTO_CARD).write_text(json.dumps(card, indent=2))
 
 
+def quiet_worker() -> None:
+    """N workers print what one process would N times: the libraries' loading bars are left out, and Ray
+    Train's line per report and worker (its module logs under its file's path, past LoggingConfig's level).
+    FSDP2 warns that a Wan block returns a view that an in-place op would cut from its pre-backward hook;
+    diffusers' WanVACE forward adds block outputs out of place, and tests/e2e/test_training.py checks that
+    2 workers' steps are 1 worker's."""
+    import warnings
+
+    import diffusers
+    import transformers
+    from ray.train.v2._internal.execution import context as ray_train_context
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger(ray_train_context.__file__).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+
+
 def restore_round(trainer: EdittoTrainer, config: dict[str, Any]) -> tuple[list[float], list[int], int]:
     """(the round's losses so far, the steps restarts resumed from, the step the round ends at)."""
     import ray.train
@@ -168,6 +190,12 @@ def report_checkpoint(trainer: EdittoTrainer, progress: dict[str, Any], rank: in
         if rank == 0:
             (Path(folder) / ROUND_FILE).write_text(json.dumps(progress))
             checkpoint = ray.train.Checkpoint.from_directory(folder)
+            log.info(
+                "Editto round: step %d of %d, loss %.4f, saved",
+                trainer.state.step,
+                progress["end_step"],
+                progress["losses"][-1],
+            )
         ray.train.report({"step": trainer.state.step, "loss": progress["losses"][-1]}, checkpoint=checkpoint)
 
 

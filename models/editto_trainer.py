@@ -232,7 +232,7 @@ class EdittoTrainer:
         log.info("Editto on %s: %s", self.device, peak.line())
         if self.device.startswith("cuda"):
             free, total = torch.cuda.mem_get_info(torch.device(self.device))
-            refused = refusal(model, shape, self.device, free / 2**30, total / 2**30)
+            refused = refusal(model, shape, self.device, free / 2**30, total / 2**30, self.global_batch)
             if refused:
                 raise ValueError(refused)
         return peak

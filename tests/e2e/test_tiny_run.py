@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,15 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(
     # around neutral grey, 127.5 +- 32.
     spans = [float(np.abs(control - 127.5).max()) for control in controls]
     assert controls and all(8 < span <= 0.25 * 127.5 + 1 for span in spans), spans
-    rounds = db.execute("select status, train_samples_json, checkpoint_dir from trainingrun").fetchall()
-    assert rounds and all(status == "finished" for status, _, _ in rounds)
+    rounds = db.execute(
+        "select status, train_samples_json, checkpoint_dir, heldout_samples_json, card_json, "
+        "eval_scores_json, eval_scores_with_reference_json from trainingrun order by `index`"
+    ).fetchall()
+    assert rounds and all(r[0] == "finished" for r in rounds)
+    sets = [json.loads(r[3]) for r in rounds]
+    assert all(later[: len(earlier)] == earlier for earlier, later in pairwise(sets))  # it only grows
+    for r in rounds:  # the global batch, and both evaluations of every round
+        assert json.loads(r[4])["global_batch"] == 2 and json.loads(r[5]) and json.loads(r[6])
     trained_on, checkpoint = json.loads(rounds[-1][1]), out / rounds[-1][2]
     assert trained_on and set(trained_on) <= {sample_id for sample_id, _, _ in samples}
     assert (checkpoint / "editto.safetensors").is_file()

@@ -92,6 +92,9 @@ def test_sharding_splits_weights_and_training_state_and_a_refusal_names_the_widt
     widths = [n for n in range(2, 65) if estimate(MODEL, shape(workers=n)).peak_gib <= 40.0]
     assert line and "\n" not in line and f"--gpus {widths[0]}" in line and widths[0] > 2
     assert refusal(MODEL, shape(workers=widths[0]), "cuda:0", free_gib=40.0, total_gib=40.0) is None
+    dividing = next(n for n in widths if 64 % n == 0)  # a width must split the global batch evenly
+    line = refusal(MODEL, shape(), "cuda:0", free_gib=40.0, total_gib=40.0, global_batch=64)
+    assert line and f"--gpus {dividing}" in line and (dividing == widths[0] or f"--gpus {widths[0]}" not in line)
 
 
 def test_readme_shows_what_the_estimate_prints(capsys: pytest.CaptureFixture[str]) -> None:
