@@ -31,7 +31,7 @@ def read_first_frames(path: Path, count: int) -> np.ndarray:
 
 
 def load_triplet(files: TripletFiles, num_frames: int) -> Triplet:
-    reference = np.asarray(Image.open(files.reference).convert("RGB"))
+    reference = np.array(Image.open(files.reference).convert("RGB"))  # writable: torch takes it as it is
     return Triplet(
         read_first_frames(files.source, num_frames),
         read_first_frames(files.edited, num_frames),

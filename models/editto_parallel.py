@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,22 @@ def fit_round(
         raise ValueError(f"Editto training on {trainer.workers} workers needs Ray: none is connected")
     use_gpu, each = worker_resources(trainer)
     check_room(trainer, each)
-    config = {"options": trainer.options, "examples": examples, "steps": steps, "resume": resume, "save_to": save_to}
+    # Workers run in a folder of Ray's: every path they get is absolute (--out may be given relative).
+    save_to = save_to.resolve()
+    examples = [
+        replace(e, source=e.source.resolve(), edited=e.edited.resolve(), reference=e.reference.resolve())
+        for e in examples
+    ]
+    if resume is not None:
+        resume = replace(
+            resume,
+            weights=resume.weights.resolve(),
+            training_state=resume.training_state and resume.training_state.resolve(),
+        )
+    options = dict(trainer.options)
+    if Path(options["path"]).exists():  # a local folder (a hub id with --allow-download stays as it is)
+        options["path"] = str(Path(options["path"]).resolve())
+    config = {"options": options, "examples": examples, "steps": steps, "resume": resume, "save_to": save_to}
     fit = TorchTrainer(
         train_worker,
         train_loop_config=config,
@@ -98,6 +114,7 @@ def fit_round(
 
 
 def first_line(err: BaseException) -> str:
+    """A failed worker's error in one line: the last line of what it raised (the exception itself)."""
     failures = getattr(err, "worker_failures", None)
     cause = next(iter(failures.values())) if failures else err
     lines = [line for line in str(cause).splitlines() if line.strip() and not line.startswith("Training failed")]
@@ -109,13 +126,14 @@ def train_worker(config: dict[str, Any]) -> None:
     step from the latest of: the round's own checkpoint (after a worker failure), the round's starting
     checkpoint, the base model."""
     import ray.train
+    from ray.train.torch import get_device
 
     from models.editto_trainer import EdittoTrainer, Sharding, round_card
 
     quiet_worker()
     context = ray.train.get_context()
     rank, size = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    device = get_device()
     options = {**config["options"], "device": str(device) if device.type == "cuda" else "cpu"}
     save_to: Path = config["save_to"]
     refused = ""
