@@ -128,6 +128,15 @@ class RunConfig(BaseModel, extra="forbid"):
             raise ValueError(f"no edit category can be planned ({off})")
         return self
 
+    @model_validator(mode="after")
+    def category_thresholds_name_categories(self) -> RunConfig:
+        if unknown := sorted(set(self.policy.category_pass) - set(self.categories)):
+            raise ValueError(
+                f"policy.category_pass names {', '.join(unknown)}, not a category of the taxonomy "
+                f"({', '.join(self.categories)})"
+            )
+        return self
+
     def category_status(self) -> dict[str, str]:
         """Category -> why it is off, or '' when the configured backends can do it and its target is above 0."""
         return active_categories(self.categories, backend_abilities(self.backends))

@@ -81,7 +81,8 @@ def after_judge_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> L
     if state.get("failure"):
         return _recover(state, runtime)
     cfg = runtime.context.config.policy
-    failing = policy.failing_criteria(state["verdicts"][-1]["scores"], cfg.keyframe_pass)
+    thresholds = policy.pass_thresholds(cfg, "keyframe", state["edit"]["category"])
+    failing = policy.failing_criteria(state["verdicts"][-1]["scores"], thresholds)
     return policy.retry_or_discard(failing, state.get("attempt", 0), cfg) if failing else "estimate_depth"
 
 
@@ -101,7 +102,8 @@ def after_judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> Lite
     if state.get("failure"):
         return _recover(state, runtime)
     cfg = runtime.context.config.policy
-    failing = policy.failing_criteria(state["verdicts"][-1]["scores"], cfg.video_pass)
+    thresholds = policy.pass_thresholds(cfg, "video", state["edit"]["category"])
+    failing = policy.failing_criteria(state["verdicts"][-1]["scores"], thresholds)
     if not failing:
         return "commit"
     strength, level = nodes.control_strength(state, runtime.context), state.get("control_level", 0)

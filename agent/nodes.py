@@ -126,7 +126,7 @@ def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> di
         feedback = f"- the {failure['node']} step failed ({failure['kind']}): {failure['detail']}"
     else:
         last = state["verdicts"][-1]
-        feedback = policy.judge_feedback(last, cfg.keyframe_pass if last["stage"] == "keyframe" else cfg.video_pass)
+        feedback = policy.judge_feedback(last, policy.pass_thresholds(cfg, last["stage"], state["edit"]["category"]))
     state = {**state, "attempt": state.get("attempt", 0) + 1, "failure": None}  # type: ignore[typeddict-item]
     # A new instruction makes a new key frame: its video starts at the category's full control strength.
     plan = _plan(state, runtime, "rewrite_instruction", feedback)

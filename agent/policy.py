@@ -13,6 +13,13 @@ Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control"
 Score = Annotated[float, Field(ge=0, le=10)]  # a judge's threshold, on the judges' 0-10 scale
 
 
+class CategoryPass(BaseModel, extra="forbid"):
+    """One category's judge thresholds; a stage left out keeps the policy's own table."""
+
+    keyframe_pass: dict[str, Score] | None = None
+    video_pass: dict[str, Score] | None = None
+
+
 class PolicyConfig(BaseModel, extra="forbid"):
     min_frames: int = Field(17, ge=1)  # shorter clips carry too little motion to teach temporal editing
     min_motion: float = Field(0.0008, ge=0)  # fraction of the diagonal per frame; below it a clip is a still photo
@@ -37,16 +44,22 @@ class PolicyConfig(BaseModel, extra="forbid"):
     # Below max_attempts, retries after faults (out of memory, timeouts) stay while rejected edits stop
     # sooner: bench/policy.py finds a rewrite cheaper than a fresh clip only when rewrites pass often.
     judge_attempts: int | None = Field(None, ge=1)
-    keyframe_pass: dict[str, Score] = {"structure_preservation": 4.0, "edit_strength": 2.5}
+    keyframe_pass: dict[str, Score] = {"structure_preservation": 4.0, "edit_strength": 2.5, "coverage": 8.0}
     video_pass: dict[str, Score] = {
         "structure_preservation": 4.0,
         "edit_strength": 2.5,
+        "coverage": 8.0,
+        "motion_continuity": 8.0,
         "temporal_consistency": 5.0,
         "edit_propagation": 8.0,
         # a subtitle must hold its place and letters (overlap and correlation with frame 0 at least 0.815), a
         # recoloured object move with the scene (overlap with its flow-moved region at least 0.68)
         "region_stability": 7.0,
     }
+    # Per edit category, thresholds that replace keyframe_pass and video_pass for that category's edits, each
+    # table whole (a criterion it leaves out is not checked); a category not named here uses the tables above.
+    # `judges calibrate --write` fits them to labelled cases.
+    category_pass: dict[str, CategoryPass] = {}
     # Criteria a new seed can fix; the rest need a different instruction. The cpu backends are
     # deterministic, so there a new seed fixes nothing.
     reseed_on: list[str] = []
@@ -121,6 +134,17 @@ def prefilter_reason(ingest: dict[str, Any], cfg: PolicyConfig) -> str | None:
     return failure[0] if failure else None
 
 
+Stage = Literal["keyframe", "video"]
+
+
+def pass_thresholds(cfg: PolicyConfig, stage: Stage, category: str | None) -> dict[str, float]:
+    """The thresholds an edit of `category` must meet at a judge `stage`: the category's own table, else the
+    policy's."""
+    own = cfg.category_pass.get(category or "")
+    table = getattr(own, f"{stage}_pass", None) if own else None
+    return table if table is not None else (cfg.keyframe_pass if stage == "keyframe" else cfg.video_pass)
+
+
 def failing_criteria(scores: dict[str, float], thresholds: dict[str, float]) -> list[str]:
     """Criteria below their threshold; a criterion the judge did not score fails too."""
     return [name for name, floor in thresholds.items() if scores.get(name, -1.0) < floor]
@@ -174,7 +198,7 @@ def discard_reason(state: dict[str, Any], cfg: PolicyConfig) -> tuple[str, str]:
         return found[0], f"{found[1]}; ingest measures: {state['ingest']}"
     if state.get("verdicts"):
         last = state["verdicts"][-1]
-        thresholds = cfg.keyframe_pass if last["stage"] == "keyframe" else cfg.video_pass
+        thresholds = pass_thresholds(cfg, last["stage"], state.get("edit", {}).get("category"))
         failing = failing_criteria(last["scores"], thresholds)
         reasons = "; ".join(f"{n}={last['scores'].get(n)}: {last['reasons'].get(n, '')}" for n in failing)
         return f"{last['stage']}_judge:{','.join(failing)}", reasons
