@@ -2,8 +2,8 @@
 
     python main.py --budget-gpu-days 100
 
-Commands read what it did: traces, trace, prompts, report, export, train, verify. Each lives in cli/; this file puts
-them together."""
+Commands read what it did: traces, trace, prompts, report, export, train, verify; judges measures the judges. Each
+lives in cli/; this file puts them together."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from cli import export, prompts, report, run, traces, train, verify
+from cli import export, judges, prompts, report, run, traces, train, verify
 from cli.render import error_line
 from cli.signals import exit_past_running_tools
 
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.callback(invoke_without_command=True)(run.run)
 app.add_typer(prompts.app, name="prompts")
+app.add_typer(judges.app, name="judges")
 app.command("train")(train.train)
 app.command("traces")(traces.traces)
 app.command("trace")(traces.trace)

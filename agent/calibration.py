@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import yaml
@@ -65,6 +66,7 @@ class CategoryFit:
     cases: int
     current: Confusion  # the configured policy's decisions
     auc: dict[Criterion, float | None]
+    configured: dict[str, dict[str, float]]  # stage -> the policy's thresholds for this category
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> criterion -> fitted
     fitted: Confusion | None = None  # the fitted thresholds' decisions on the same cases
     note: str = ""  # why nothing was fitted, or that the target was not reached
@@ -92,25 +94,24 @@ def objective(conf: Confusion, target: float) -> tuple[bool, float, float]:
     return (precision >= target, recall if precision >= target else precision, recall)
 
 
-def fit_category(
-    category: str, verdicts: Sequence[CaseVerdict], cfg: PolicyConfig, target: float
-) -> CategoryFit:
+def fit_category(category: str, verdicts: Sequence[CaseVerdict], cfg: PolicyConfig, target: float) -> CategoryFit:
     cases = labelled(verdicts)
     y = np.array([v.case.label == "accept" for v in cases], bool)
     criteria = sorted({(s, c) for v in cases for s, scores in v.scores.items() for c in scores})
     table = score_table(cases, criteria)
+    configured = {s: pass_thresholds(cfg, s, category) for s in STAGES}
     fit = CategoryFit(
         category,
         len(cases),
         confusion(y, [v.accepted for v in cases]),
         {k: roc_auc(y[~np.isnan(table[:, i])], table[~np.isnan(table[:, i]), i]) for i, k in enumerate(criteria)},
+        configured,
     )
     if y.all() or not y.any():
         fit.note = "not fitted: needs cases labelled accept and cases labelled reject"
         return fit
     # A case refused before the judges (the pre-filter, an unreadable file) stays refused whatever the thresholds.
     judged = np.array([v.prefilter is None and v.error is None for v in cases], bool)
-    configured = {s: pass_thresholds(cfg, s, category) for s in STAGES}
     start = np.array([configured[s].get(c, 0.0) for s, c in criteria], float)
     floors = start.copy()
     for _ in range(MAX_ROUNDS):
@@ -157,12 +158,13 @@ def overall(verdicts: Sequence[CaseVerdict]) -> Confusion:
     return confusion([v.case.label == "accept" for v in cases], [v.accepted for v in cases])
 
 
-def overlay_yaml(fits: Sequence[CategoryFit], cfg: PolicyConfig, header: str) -> str:
-    """A config file that --config takes: the fitted categories' thresholds under policy.category_pass, beside
-    those the configured policy already gives other categories."""
+def overlay_yaml(fits: Sequence[CategoryFit], cfg: PolicyConfig, header: str, base: dict[str, Any]) -> str:
+    """A config file that --config takes: `base` (the config file the cases were judged with, if any) with the
+    fitted categories' thresholds under policy.category_pass, beside those it already gives other categories."""
     tables = {name: own.model_dump(exclude_none=True) for name, own in cfg.category_pass.items()}
     for fit in fits:
         if fit.thresholds:
             tables[fit.category] = {f"{stage}_pass": table for stage, table in fit.thresholds.items()}
+    data = {**base, "policy": {**base.get("policy", {}), "category_pass": tables}}
     comment = "".join(f"# {line}\n" for line in header.splitlines())
-    return comment + yaml.safe_dump({"policy": {"category_pass": tables}}, sort_keys=False)
+    return comment + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -24,7 +24,7 @@ from store.cases import Case
 from store.engine import open_engine
 from tools import build_toolkit
 from tools.base import Tool, ToolContext, ToolError, tool_error
-from tools.ingest import IngestOutput, ingest_input
+from tools.ingest import IngestInput, IngestOutput, ingest_input
 from tools.judge import JudgeInput
 
 JUDGING_TOOLS = ("ingest", "judge_keyframe", "judge_video")
@@ -75,6 +75,7 @@ class CaseJudge:
         self.io = ArtifactStore(scratch, open_engine(f"sqlite:///{scratch / 'cases.db'}"))
         self.prompts = PromptBook(cfg.prompts_dir)
         self.executor = LocalExecutor()
+        self.ingested: dict[IngestInput, IngestOutput] = {}
 
     def run(self, name: str, inp: Any) -> Any:
         ctx = ToolContext(io=self.io, prompts=self.prompts)
@@ -83,9 +84,16 @@ class CaseJudge:
             raise tool_error(name, done.error)
         return done.output
 
+    def ingest(self, case: Case) -> IngestOutput:
+        """The case's source clip and its measures, once per file: the cases of a folder share a few sources."""
+        inp = ingest_input(case.source_path)
+        if inp not in self.ingested:
+            self.ingested[inp] = self.run("ingest", inp)
+        return self.ingested[inp]
+
     def judge(self, case: Case) -> CaseVerdict:
         try:
-            ingested: IngestOutput = self.run("ingest", ingest_input(case.source_path))
+            ingested = self.ingest(case)
         except ToolError as err:
             return CaseVerdict(case, False, f"source: {err.kind}: {err.detail}", error=err.detail)
         if refused := policy.prefilter_failure(ingested.model_dump(), self.cfg.policy):
@@ -117,7 +125,9 @@ class CaseJudge:
         cfg = self.ingest_cfg
         source, _ = self.io.read_video(ingested.clip)
         try:
-            edited = self.io.decode_source(case.edited_path, cfg.fps, cfg.num_frames, cfg.max_side, cfg.max_source_pixels)
+            edited = self.io.decode_source(
+                case.edited_path, cfg.fps, cfg.num_frames, cfg.max_side, cfg.max_source_pixels
+            )
         except (ValueError, OSError) as err:
             raise ValueError(f"edited: {err}") from err
         frames = [fit_to(f, source.shape[1:3]) for f in edited.frames]

@@ -26,7 +26,9 @@ from rich.text import Text
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from agent.calibration import CategoryFit, Confusion
     from agent.config import RunConfig
+    from agent.judging import CaseVerdict
     from agent.quotas import CategorySpec
     from agent.runner import RunResult
     from prompts.loader import PromptBook
@@ -636,3 +638,90 @@ def print_run_end(engine: Engine, result: RunResult, unit: str) -> None:
     console.print(category_figures_table(category_figures(engine, run_id), unit))
     if rounds := training_runs(engine, run_id):
         console.print(training_table(rounds))
+
+
+@contextmanager
+def case_progress(cases: int, quiet: bool) -> Iterator[Callable[[CaseVerdict], None]]:
+    """A bar of the cases judged (none when quiet: --json prints nothing but its JSON)."""
+    if quiet:
+        yield lambda _: None
+        return
+    with Progress(BarColumn(bar_width=16), MofNCompleteColumn(), TextColumn("cases judged"), console=console) as bar:
+        task = bar.add_task("cases", total=cases)
+        yield lambda _: bar.advance(task)
+
+
+def decision_text(accepted: bool) -> str:
+    return "[green]accepted[/]" if accepted else "[red]rejected[/]"
+
+
+def case_verdicts_table(verdicts: list[CaseVerdict]) -> Table:
+    """One row per case: what it is, its label, the decision, and why (the failing criteria, or a fault)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
+    table.add_column("edited", overflow="fold", ratio=2)
+    table.add_column("category")
+    table.add_column("label")
+    table.add_column("decision")
+    table.add_column("why", overflow="fold", ratio=3)
+    for v in verdicts:
+        agrees = v.case.label is None or (v.case.label == "accept") == v.accepted
+        label = v.case.label or "-"
+        table.add_row(
+            escape(v.case.edited),
+            v.case.category,
+            label if agrees else f"[bold yellow]{label}[/]",
+            decision_text(v.accepted),
+            escape(v.reason),
+        )
+    return table
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def calibration_table(fits: list[CategoryFit], total: Confusion) -> Table:
+    """Per category: the configured decisions against the labels (confusion matrix, precision, recall), and the
+    fitted thresholds' precision and recall on the same cases."""
+    table = Table(title="judges against the labels", box=box.SIMPLE_HEAD, header_style="bold")
+    table.add_column("category", no_wrap=True)
+    for name in ("cases", "TP", "FP", "FN", "TN", "P", "R", "fitted P", "fitted R"):
+        table.add_column(name, justify="right")
+    for f in fits:
+        c, fitted = f.current, f.fitted
+        table.add_row(
+            f.category,
+            str(f.cases),
+            *map(str, (c.tp, c.fp, c.fn, c.tn)),
+            rate(c.precision),
+            rate(c.recall),
+            rate(fitted.precision) if fitted else "-",
+            rate(fitted.recall) if fitted else "-",
+        )
+    t = total
+    counts = map(str, (t.tp + t.fp + t.fn + t.tn, t.tp, t.fp, t.fn, t.tn))
+    table.add_row("all", *counts, rate(t.precision), rate(t.recall), "", "", style="bold")
+    table.caption = "TP: labelled accept, accepted; FP: labelled reject, accepted; P: precision; R: recall"
+    return table
+
+
+def auc_table(fits: list[CategoryFit]) -> Table:
+    """Per category, each criterion's ROC AUC, its configured threshold and the fitted one (- where off)."""
+    table = Table(title="each criterion against the labels", box=box.SIMPLE_HEAD, header_style="bold")
+    table.add_column("category", no_wrap=True)
+    table.add_column("criterion", no_wrap=True)
+    for name in ("ROC AUC", "threshold", "fitted"):
+        table.add_column(name, justify="right")
+    for f in fits:
+        for k, (stage, criterion) in enumerate(sorted(f.auc)):
+            configured = f.configured.get(stage, {}).get(criterion)
+            fitted = f.thresholds.get(stage, {}).get(criterion) if f.thresholds else None
+            table.add_row(
+                f.category if k == 0 else "",
+                f"{stage}.{criterion}",
+                rate(f.auc[(stage, criterion)]),
+                "-" if configured is None else f"{configured:g}",
+                ("-" if fitted is None else f"{fitted:g}") if f.thresholds else "",
+                end_section=k == len(f.auc) - 1,
+            )
+    return table
