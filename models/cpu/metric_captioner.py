@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from models.cpu.flow import clip_flows, mean_motion
-from models.cpu.scene_edits import most_distinct_object, plain_band
+from models.cpu.scene_edits import colour_object, most_distinct_object, plain_band
 from models.protocols import CaptionRequest, ModelReply
 
 HUE_NAMES = (
@@ -28,8 +28,23 @@ def _hue_name(hue: float) -> str:
     return next(name for limit, name in HUE_NAMES if hue <= limit)
 
 
+LASTING = 0.75  # an object to edit is in view in at least this share of the clip's sampled frames
+
+
+def lasting_object(frames: np.ndarray) -> str | None:
+    """The colour of the first frame's most distinct object, if that object stays in view: an edit of a sign the
+    traffic hides after two frames would barely show in the video."""
+    found = most_distinct_object(frames[0])
+    if found is None:
+        return None
+    seen = sum(colour_object(f, found[0]) is not None for f in frames)
+    return found[0] if seen >= LASTING * len(frames) else None
+
+
 class MetricCaptioner:
-    spec_id = "cpu-metric-captioner-v4"  # v3: "an evenly lit", a wide or tall frame; v4: skin is no object
+    # v3: "an evenly lit", a wide or tall frame; v4: skin is no object; v5: an object is a whole object (grouped
+    # stripes, not a field's patch) and stays in view
+    spec_id = "cpu-metric-captioner-v5"
     reads_prompts = False  # it measures the frames: the prompt is not rendered for it
     frames_shown = 0  # it shows no model anything
 
@@ -45,8 +60,8 @@ class MetricCaptioner:
         colour = "muted" if sat < 0.2 else f"colourful, mostly {_hue_name(hue)}"
         pace = "nearly still" if motion < 0.002 else "fast-moving" if motion > 0.01 else "gently moving"
         h, w = frames.shape[1:3]
-        found = most_distinct_object(frames[0])
-        obj = f" The most distinct object is {found[0]}." if found else " No single object stands out by colour."
+        found = lasting_object(frames[:: max(1, len(frames) // 8)])
+        obj = f" The most distinct object is {found}." if found else " No single object stands out by colour."
         band = plain_band(frames[0])
         text = f" The {band} of the frame is plain enough for a subtitle." if band else ""
         # "a landscape video" read as landscape scenery (an in-car talking head was one): say the frame's shape.
