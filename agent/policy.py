@@ -44,10 +44,14 @@ class PolicyConfig(BaseModel, extra="forbid"):
     # Below max_attempts, retries after faults (out of memory, timeouts) stay while rejected edits stop
     # sooner: bench/policy.py finds a rewrite cheaper than a fresh clip only when rewrites pass often.
     judge_attempts: int | None = Field(None, ge=1)
-    keyframe_pass: dict[str, Score] = {"structure_preservation": 4.0, "edit_strength": 2.5, "coverage": 8.0}
+    # The cpu profile's metric judges (models/cpu/metric_judge.py; other profiles set their rubric's criteria).
+    # edit_strength 5: a mean CIELAB change of 9, the least of the good edits of bench.judges' labelled set (a
+    # colour grade of half that was "barely visible", issue 27); coverage 8: 82% of what the instruction's own
+    # edit changes; motion_continuity 8: no frame may repeat the one before it while the source moves.
+    keyframe_pass: dict[str, Score] = {"structure_preservation": 4.0, "edit_strength": 5.0, "coverage": 8.0}
     video_pass: dict[str, Score] = {
         "structure_preservation": 4.0,
-        "edit_strength": 2.5,
+        "edit_strength": 5.0,
         "coverage": 8.0,
         "motion_continuity": 8.0,
         "temporal_consistency": 5.0,

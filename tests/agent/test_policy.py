@@ -14,6 +14,7 @@ from agent.policy import (
     discard_reason,
     failing_criteria,
     held_out,
+    pass_thresholds,
     prefilter_reason,
     retry_or_discard,
     should_train,
@@ -130,6 +131,8 @@ def test_discard_reason_names_the_failing_criteria() -> None:
                 "scores": {
                     "structure_preservation": 9,
                     "edit_strength": 1,
+                    "coverage": 9,
+                    "motion_continuity": 10,
                     "temporal_consistency": 9,
                     "edit_propagation": 9,
                     "region_stability": 10,
@@ -209,3 +212,25 @@ def test_a_run_stored_with_eval_samples_still_loads_and_says_it_is_not_read(capl
     with caplog.at_level("WARNING", logger="agent.policy"):
         assert TrainingConfig.model_validate({"eval_samples": 4, "steps": 3}).steps == 3
     assert "eval_samples is no longer read" in caplog.text
+
+
+def test_a_categorys_own_thresholds_replace_the_policys_whole_and_decide_its_episodes() -> None:
+    cfg = PolicyConfig(
+        keyframe_pass={"edit_strength": 2.5},
+        video_pass={"edit_strength": 2.5, "coverage": 8},
+        category_pass={"text": {"video_pass": {"coverage": 9.5}}},
+    )
+    assert pass_thresholds(cfg, "video", "text") == {"coverage": 9.5}  # edit_strength is not checked for text
+    assert pass_thresholds(cfg, "keyframe", "text") == {"edit_strength": 2.5}  # no key-frame table: the policy's
+    assert pass_thresholds(cfg, "video", "global_style") == cfg.video_pass
+    verdict = {"stage": "video", "scores": {"edit_strength": 1, "coverage": 9}, "reasons": {}}
+    as_text = {"edit": {"category": "text"}, "verdicts": [verdict]}
+    assert discard_reason(as_text, cfg)[0] == "video_judge:coverage"
+    assert discard_reason({**as_text, "edit": {"category": "global_style"}}, cfg)[0] == "video_judge:edit_strength"
+
+
+def test_thresholds_for_a_category_the_taxonomy_lacks_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"policy.category_pass names weather_only, not a category"):
+        load_config("cpu", None, {"policy": {"category_pass": {"weather_only": {"video_pass": {}}}}})
+    with pytest.raises(ConfigError, match=r"policy.category_pass.text.video_threshold"):
+        load_config("cpu", None, {"policy": {"category_pass": {"text": {"video_threshold": {}}}}})

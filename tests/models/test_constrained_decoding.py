@@ -20,6 +20,7 @@ import xgrammar  # noqa: E402
 from tokenizers import pre_tokenizers  # noqa: E402
 
 from agent.config import load_config  # noqa: E402
+from agent.policy import pass_thresholds  # noqa: E402
 from bench.bad_inputs import moving_frames  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
 from models.protocols import JudgeRequest  # noqa: E402
@@ -248,13 +249,14 @@ def budget(spec: dict) -> int:
 @pytest.mark.parametrize("profile", ["cpu", "tiny", "full"])
 def test_policy_thresholds_name_criteria_the_judges_score(profile: str, ctx: ToolContext) -> None:
     config = load_config(profile, None, {})
-    for step, template, thresholds in (
-        ("keyframe_judge", "judge_keyframe.j2", config.policy.keyframe_pass),
-        ("video_judge", "judge_video.j2", config.policy.video_pass),
+    for step, template, stage in (
+        ("keyframe_judge", "judge_keyframe.j2", "keyframe"),
+        ("video_judge", "judge_video.j2", "video"),
     ):
         spec = getattr(config.backends, step)
         scored = backend_class(step, spec["kind"]).criteria or rubric_criteria(ctx, template)
-        assert set(thresholds) <= set(scored), (profile, step)
+        for category in (None, *config.categories):  # the policy's table, and each category's own
+            assert set(pass_thresholds(config.policy, stage, category)) <= set(scored), (profile, step, category)
 
 
 def test_the_default_reason_bound_compiles(pool: ModelPool) -> None:

@@ -10,13 +10,14 @@ import pytest
 
 from bench.bad_inputs import moving_frames
 from models.cpu.flow import clip_flows
+from models.cpu.metric_captioner import MetricCaptioner
 from models.cpu.metric_judge import MetricImageJudge, MetricVideoJudge, flicker_ratio
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.rule_planner import RulePlanner, fitting_options
 from models.cpu.scene_edits import most_distinct_object, parse_recolour, parse_subtitle, parse_weather
 from models.cpu.styles import CPU_CATEGORIES, STYLES, StyleEditor, UnsupportedEditError, parse_style
 from models.cpu.temporal_filter import FlowTemporalFilter
-from models.protocols import CategoryUnfitError, JudgeRequest, PlanRequest
+from models.protocols import CaptionRequest, CategoryUnfitError, JudgeRequest, PlanRequest
 from prompts.loader import PromptBook
 
 
@@ -202,3 +203,105 @@ def test_judges_score_no_edit_as_weak_and_a_real_edit_as_strong(frames: np.ndarr
     scrambled = json.loads(judge.judge(JudgeRequest(frames[0], noise, "", "")).text)["scores"]
     assert same["edit_strength"] == 0 and sepia["edit_strength"] > 5
     assert sepia["structure_preservation"] > 8 and scrambled["structure_preservation"] < 2
+
+
+def striped_scene(n: int = 6) -> np.ndarray:
+    """A grey scene with a blue-and-white striped panel drifting right (a seat cover), its top stripe a paler blue
+    in the light; the panel's left edge is the frame's."""
+    frames = np.full((n, 96, 160, 3), 110, np.uint8)
+    for t in range(n):
+        for k, y in enumerate(range(24, 72, 8)):
+            frames[t, y : y + 5, : 50 + t] = (120, 150, 215) if k == 0 else (30, 70, 170)  # blue stripes
+            frames[t, y + 5 : y + 8, : 50 + t] = (235, 235, 235)  # white ones between
+    return frames
+
+
+def hue_of(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 0]
+
+
+def test_a_recolour_turns_every_stripe_of_a_striped_object_and_none_of_its_white() -> None:
+    """Issue 27: only the lower 40% of carphone's striped seat turned yellow, the top stripes stayed blue and the
+    white ones vanished into one flat colour."""
+    frame = striped_scene()[0]
+    edited = StyleEditor().edit(frame, "Make the blue object yellow.", seed=0)
+    for k, y in enumerate(range(24, 72, 8)):
+        stripe = hue_of(edited[y + 1 : y + 4, 2:45])
+        assert (np.abs(stripe.astype(int) - 27) <= 6).mean() > 0.95, k  # yellow, the pale top stripe too
+        white = edited[y + 5 : y + 8, 2:45].astype(int)
+        assert np.abs(white - 235).max() <= 25, k  # still white
+    assert np.array_equal(edited[:, 60:], frame[:, 60:])  # nothing beside the object changed
+
+
+def test_the_in_car_clips_seat_is_recoloured_whole(clips: list) -> None:  # type: ignore[type-arg]
+    from store.video_io import decode_clip
+
+    frame = decode_clip(next(c for c in clips if c.name.startswith("carphone")), 12, 1, 176, 10**8).frames[0]
+    colour, extent = most_distinct_object(frame)  # type: ignore[misc]
+    assert colour == "blue" and 0.08 < extent.mean() < 0.15  # the seat cover, not one of its stripes
+    seat_blue = extent & (np.abs(hue_of(frame).astype(int) - 110) < 12) & (frame.max(axis=-1) > 80)
+    edited = StyleEditor().edit(frame, "Make the blue object yellow.", seed=0)
+    rows = np.flatnonzero(seat_blue.any(axis=1))
+    top = seat_blue & (np.arange(len(frame))[:, None] < rows[0] + (rows[-1] - rows[0]) // 3)
+    assert (np.abs(hue_of(edited)[top].astype(int) - 27) <= 8).mean() > 0.9  # its top third too
+
+
+def test_a_yellower_patch_of_a_field_is_no_object_and_neither_is_the_sky() -> None:
+    rng = np.random.default_rng(0)
+    field = np.zeros((96, 160, 3), np.uint8)
+    field[:40] = (150, 190, 240)  # sky across the top
+    field[40:] = (70, 160, 40)  # a green field to the bottom and both sides
+    field[60:80, 70:100] = (150, 170, 30)  # a yellower patch of it
+    field = np.clip(field + rng.normal(0, 6, field.shape), 0, 255).astype(np.uint8)
+    assert most_distinct_object(field) is None
+
+
+def test_an_object_that_leaves_the_view_is_not_offered_for_an_edit() -> None:
+    frames = object_scene(8)
+    staying = json.loads(MetricCaptioner().caption(CaptionRequest(frames, 12, "")))["caption"]
+    assert "most distinct object is red" in staying
+    frames[2:, 30:60] = frames[2:, 0:30]  # grey from the third frame: the red square is gone
+    leaving = json.loads(MetricCaptioner().caption(CaptionRequest(frames, 12, "")))["caption"]
+    assert "No single object stands out" in leaving
+
+
+def video_verdict(source: np.ndarray, edited: np.ndarray, instruction: str, category: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(MetricVideoJudge().judge(JudgeRequest(source, edited, "", instruction, category)))
+
+
+def test_the_video_judge_rejects_a_partial_recolour_and_says_how_much_it_covers() -> None:
+    frames = object_scene(6)
+    whole = np.stack([StyleEditor().edit(f, "Make the red object blue.", seed=0) for f in frames])
+    third = frames.copy()
+    third[:, 50:60] = whole[:, 50:60]  # the lowest third of the square
+    good = video_verdict(frames, whole, "Make the red object blue.", "local_attribute")
+    partial = video_verdict(frames, third, "Make the red object blue.", "local_attribute")
+    assert good["scores"]["coverage"] >= 9 and partial["scores"]["coverage"] < 2
+    assert "of what the instruction's edit (recolour:red:blue) changes" in partial["reasons"]["coverage"]
+
+
+def test_a_global_edit_too_weak_to_see_or_of_another_kind_covers_little(frames: np.ndarray) -> None:
+    sepia = np.stack([STYLES["sepia"].apply(f) for f in frames])
+    weak = np.clip(frames + 0.2 * (sepia.astype(np.float32) - frames), 0, 255).astype(np.uint8)
+    night = np.stack([STYLES["night"].apply(f) for f in frames])
+    scores = {
+        name: video_verdict(frames, video, "Give the video an old sepia look.", "global_style")["scores"]["coverage"]
+        for name, video in (("sepia", sepia), ("weak", weak), ("night", night))
+    }
+    assert scores["sepia"] >= 9 and scores["weak"] < 2 and scores["night"] < 2, scores
+    unread = video_verdict(frames, sepia, "Make it look like a dream.", "global_style")
+    assert unread["scores"]["coverage"] == 0 and "no edit the cpu judge knows" in unread["reasons"]["coverage"]
+
+
+def test_a_stutter_and_a_flicker_fail_their_criteria(frames: np.ndarray) -> None:
+    sepia = np.stack([STYLES["sepia"].apply(f) for f in frames])
+    stutter = sepia[(np.arange(len(sepia)) // 2) * 2]  # every other frame a repeat
+    flicker = sepia.copy()
+    flicker[1::2] = (sepia[1::2] * 0.8).astype(np.uint8)
+    good = video_verdict(frames, sepia, "Give the video an old sepia look.", "global_style")["scores"]
+    stuttering = video_verdict(frames, stutter, "Give the video an old sepia look.", "global_style")
+    flickering = video_verdict(frames, flicker, "Give the video an old sepia look.", "global_style")["scores"]
+    assert good["motion_continuity"] == 10 and good["temporal_consistency"] >= 8
+    assert stuttering["scores"]["motion_continuity"] == 0
+    assert stuttering["reasons"]["motion_continuity"].startswith("6 of 11 frame steps repeat a frame")
+    assert flickering["temporal_consistency"] < 3
