@@ -80,7 +80,8 @@ def _plan(state: EpisodeState, runtime: Runtime[RunContext], node: str, feedback
             # own: the first call's input stays the same on a resume or a new run, and is reused from the cache.
             others = clip_outputs(ctx.engine, ctx.run_id, state["clip_path"], "plan_instruction", state["episode_id"])
             taken = [o["instruction"] for o in others]
-            if any(same_instruction(plan.instruction, t) for t in taken):
+            made = {o.get("effect") for o in others} - {None}  # the same edit in other words is a repeat too
+            if plan.effect in made or any(same_instruction(plan.instruction, t) for t in taken):
                 plan = _ask_planner(state, ctx, f"{site}:repeat", caption, category, (*avoid, *taken), feedback)
             break
         except ToolError as err:

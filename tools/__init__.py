@@ -118,6 +118,13 @@ TOOL_CONFIGS = {
 }
 
 
+def editor_effects(backends: BackendsConfig) -> Callable[[str], str | None] | None:
+    """How the configured editor reads the edit an instruction makes (its class's `effect`, read without loading
+    a model), so that the planner never gives a clip the same edit twice in other words; None where it does not
+    say (a diffusion editor takes any instruction)."""
+    return getattr(backend_class("editor", backends.editor["kind"]), "effect", None)
+
+
 def tool_settings(name: str, tools: ToolsConfig, backends: BackendsConfig) -> dict[str, Any]:
     """Everything configured that can change what tool `name` returns: its own config section and its
     backend's settings (models.registry.backend_settings). Part of every call's cache key."""
@@ -126,6 +133,8 @@ def tool_settings(name: str, tools: ToolsConfig, backends: BackendsConfig) -> di
         settings["config"] = getattr(tools, TOOL_CONFIGS[name]).model_dump(mode="json")
     if name in TOOL_BACKENDS and (spec := getattr(backends, TOOL_BACKENDS[name])) is not None:
         settings["backend"] = backend_settings(TOOL_BACKENDS[name], spec)
+    if name == "plan_instruction":  # the editor's reading of instructions decides what counts as a repeat
+        settings["effects"] = getattr(backend_class("editor", backends.editor["kind"]), "spec_id", None)
     return settings
 
 
@@ -210,7 +219,7 @@ def build_toolkit(
         "fingerprint_clip": lambda: FingerprintClip(tools.ingest),
         "caption_clip": lambda: CaptionClip(backend("caption_clip"), tools.caption_clip, resources("caption_clip")),
         "plan_instruction": lambda: PlanInstruction(
-            backend("plan_instruction"), tools.plan_instruction, resources("plan_instruction")
+            backend("plan_instruction"), tools.plan_instruction, resources("plan_instruction"), editor_effects(b)
         ),
         "edit_keyframe": lambda: EditKeyframe(backend("edit_keyframe"), resources("edit_keyframe")),
         "judge_keyframe": lambda: JudgeKeyframe(backend("judge_keyframe"), tools.judge, resources("judge_keyframe")),

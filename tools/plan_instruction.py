@@ -15,6 +15,7 @@ import difflib
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -127,6 +128,9 @@ class PlanAnswer(BaseModel, frozen=True, extra="ignore"):
 
 class PlanInstructionOutput(PlanAnswer, frozen=True):
     planner: str = Field(description="the planner that wrote it: the configured one, or the rule planner fallback")
+    # The edit the instruction makes as the configured editor reads it ('style:warm_grade'): two wordings of one
+    # edit read alike. None where the editor does not say (a diffusion editor takes any instruction).
+    effect: str | None = None
 
 
 class UnfitAnswer(BaseModel, frozen=True, extra="forbid"):
@@ -179,9 +183,21 @@ def planner_written(target: str, caption: str) -> str:
     return target[len(head) :].lstrip(". ") if head and target.startswith(head) else target
 
 
-def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], caption: str) -> PlanAnswer | UnfitAnswer:
+EffectReader = Callable[[str], str | None]  # an instruction -> the edit it makes, as the editor reads it
+
+
+def repeated_effect(instruction: str, avoid: tuple[str, ...], effect_of: EffectReader | None) -> str | None:
+    """The earlier instruction of the clip whose edit this one makes again in other words, if any."""
+    effect = effect_of(instruction) if effect_of else None
+    return next((used for used in avoid if effect is not None and effect_of(used) == effect), None)  # type: ignore[misc]
+
+
+def validate_answer(
+    raw: str, categories: list[str], avoid: tuple[str, ...], caption: str, effect_of: EffectReader | None = None
+) -> PlanAnswer | UnfitAnswer:
     """Parse and check one raw answer, a plan or the answer that none fits; raises AnswerError naming every
-    problem found."""
+    problem found. `effect_of` reads the edit an instruction makes: one that makes an earlier instruction's edit
+    again (a warm grade after a golden-hour one) is a repeat too."""
     try:
         data = parse_json_object(raw)
         answer = (UnfitAnswer if "does_not_fit" in data else PlanAnswer).model_validate(data)
@@ -206,6 +222,11 @@ def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], cap
         problems.append(f"category {answer.category[:40]!r} is not allowed{hint} Allowed: {', '.join(categories)}")
     if any(same_instruction(answer.instruction, used) for used in avoid):
         problems.append("instruction repeats one already used on this video; write a different edit")
+    elif used := repeated_effect(answer.instruction, avoid, effect_of):
+        problems.append(
+            f"instruction makes the same edit ({effect_of(used)}) as “{used}”, already used on this video; "  # type: ignore[misc]
+            "write a different edit"
+        )
     if problems:
         raise AnswerError(problems)
     return answer
@@ -213,7 +234,9 @@ def validate_answer(raw: str, categories: list[str], avoid: tuple[str, ...], cap
 
 class PlanInstruction:
     name: ClassVar[str] = "plan_instruction"
-    version: ClassVar[str] = "3"  # 3: frames for a vision-language planner; the answer that no edit fits
+    # 3: frames for a vision-language planner; the answer that no edit fits; 4: the same edit in other words is a
+    # repeat, and the output says which edit the instruction makes
+    version: ClassVar[str] = "4"
     templates: ClassVar[tuple[str, ...]] = (
         "plan_instruction.system.j2",
         "plan_instruction.user.j2",
@@ -223,8 +246,15 @@ class PlanInstruction:
     )
     Input, Output = PlanInstructionInput, PlanInstructionOutput
 
-    def __init__(self, planner: Planner, config: PlanInstructionConfig, resources: Resources) -> None:
-        self.planner, self.config, self.resources = planner, config, resources
+    def __init__(
+        self,
+        planner: Planner,
+        config: PlanInstructionConfig,
+        resources: Resources,
+        effect_of: EffectReader | None = None,
+    ) -> None:
+        """`effect_of`: how the configured editor reads the edit an instruction makes (tools.editor_effects)."""
+        self.planner, self.config, self.resources, self.effect_of = planner, config, resources, effect_of
         self.fallback: Planner = RulePlanner()  # needs no model: it always answers, from the vocabulary
         self.backend_id = planner.spec_id
 
@@ -234,7 +264,7 @@ class PlanInstruction:
         try:
             answer = ask_until_valid(
                 lambda corrections: self.ask(self.planner, dataclasses.replace(request, corrections=corrections), ctx),
-                lambda text: validate_answer(text, allowed, inp.avoid, inp.caption),
+                lambda text: self.validate(text, inp),
                 self.config.max_reasks,
                 ctx,
                 lambda problems: ctx.render("plan_instruction.reask.j2", problems=problems, categories=allowed),
@@ -244,7 +274,7 @@ class PlanInstruction:
             ctx.usage["fallback"] = self.fallback.spec_id
         reply = self.ask(self.fallback, request, ctx)
         try:
-            answer = validate_answer(reply.text, allowed, inp.avoid, inp.caption)
+            answer = self.validate(reply.text, inp)
         except AnswerError as err:
             raise ToolError(
                 "llm_schema",
@@ -253,11 +283,14 @@ class PlanInstruction:
             ) from err
         return self.output(answer, self.fallback)
 
-    @staticmethod
-    def output(answer: PlanAnswer | UnfitAnswer, planner: Planner) -> PlanInstructionOutput:
+    def validate(self, raw: str, inp: PlanInstructionInput) -> PlanAnswer | UnfitAnswer:
+        return validate_answer(raw, [inp.category], inp.avoid, inp.caption, self.effect_of)
+
+    def output(self, answer: PlanAnswer | UnfitAnswer, planner: Planner) -> PlanInstructionOutput:
         if isinstance(answer, UnfitAnswer):  # the episode goes on in its next category; the trace says why
             raise ToolError("category_unfit", f"{planner.spec_id}: {answer.does_not_fit}", field="category")
-        return PlanInstructionOutput(**answer.model_dump(), planner=planner.spec_id)
+        effect = self.effect_of(answer.instruction) if self.effect_of else None
+        return PlanInstructionOutput(**answer.model_dump(), planner=planner.spec_id, effect=effect)
 
     def build_request(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanRequest:
         avoid = list(inp.avoid)

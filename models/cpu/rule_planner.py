@@ -8,6 +8,7 @@ import random
 import re
 from typing import Any
 
+from models.cpu.styles import instruction_effect
 from models.protocols import CategoryUnfitError, ModelReply, PlanRequest
 
 
@@ -26,7 +27,7 @@ def fitting_options(vocabulary: dict[str, Any], category: str, caption: str) -> 
 
 
 class RulePlanner:
-    spec_id = "rule-planner-v2"
+    spec_id = "rule-planner-v3"  # v3: no edit the clip's earlier instructions made, however they were worded
     sees_frames = False  # it reads the caption's measures
     reads_prompts = False  # it draws from the vocabulary: the prompts are not rendered for it
 
@@ -39,10 +40,13 @@ class RulePlanner:
         # does not wrap around: a clip whose phrasings are used up gets another category.
         random.Random(f"{request.clip_seed}:{request.category}").shuffle(options)
         avoid = set(request.avoid)
+        # The same edit in other words is a repeat: two warm grades of one clip teach the model one edit twice.
+        made = {effect for used in request.avoid if (effect := instruction_effect(used))}
         for instruction, target in options[request.slot :]:
-            if instruction not in avoid:
+            if instruction not in avoid and instruction_effect(instruction) not in made:
                 answer = {"instruction": instruction, "category": request.category, "target_description": target}
                 return ModelReply(json.dumps(answer))
         raise CategoryUnfitError(
-            f"all {len(options)} {request.category} instructions of the vocabulary were already used for this clip"
+            f"all {len(options)} {request.category} instructions of the vocabulary, or the edits they make, were "
+            "already used for this clip"
         )

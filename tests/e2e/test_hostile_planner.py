@@ -53,7 +53,7 @@ def test_hostile_and_repeating_answers_lose_no_episode_and_reach_no_output(tmp_p
     superseded = {(e, a, node.removesuffix(":repeat")) for e, a, node, _, _ in rows if node.endswith(":repeat")}
     used = [json.loads(output)["instruction"] for e, a, node, output, _ in rows if (e, a, node) not in superseded]
     assert superseded and len(used) == len(set(used)), used  # never twice on the clip
-    assert {p["planner"] for _, p, _ in plans} == {"rule-planner-v2", "openai-chat:planner"}
+    assert {p["planner"] for _, p, _ in plans} == {"rule-planner-v3", "openai-chat:planner"}
     assert any("plan_instruction.reask.j2" in prompts for _, _, prompts in plans)
     # a later episode was offered an earlier one's instruction again, and was told so
     assert any("repeats one already used" in r["body"]["messages"][-1]["content"] for r in server.requests)
@@ -65,7 +65,7 @@ def test_hostile_and_repeating_answers_lose_no_episode_and_reach_no_output(tmp_p
         for fragment in ("{{", "{%", "$(", "`", "etc/passwd", "<script", "HYPERLINK"):
             assert fragment not in text
     for record in (out / "dataset").glob("*/record.json"):
-        assert json.loads(record.read_text())["planner"] in {"rule-planner-v2", "openai-chat:planner"}
+        assert json.loads(record.read_text())["planner"] in {"rule-planner-v3", "openai-chat:planner"}
     with (out / "dataset" / "metadata.csv").open() as fh:
         for row in csv.DictReader(fh):
             assert not row["instruction"].startswith(("=", "+", "-", "@")), row

@@ -46,7 +46,7 @@ def test_report_folder_has_page_data_plots_and_links_that_exist(finished_run: Pa
     engine = open_engine(f"sqlite:///{finished_run / 'ditto.db'}")
     run = latest_run(engine)
     assert run is not None
-    for key in (run.id, run.profile, "edit_vocabulary.yaml", "cpu-metric-video-judge-v3", "budget"):
+    for key in (run.id, run.profile, "edit_vocabulary.yaml", "cpu-metric-video-judge-v4", "budget"):
         assert key in html
 
 

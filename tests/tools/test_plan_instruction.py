@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bench.bad_inputs import HOSTILE_INSTRUCTION, HOSTILE_TARGET
 from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
 from models.cpu.rule_planner import RulePlanner, fitting_options
+from models.cpu.styles import StyleEditor
 from models.llm_openai import OpenAIPlanner
 from prompts.loader import PromptBook
 from tools.base import Resources, ToolContext, ToolError
@@ -49,8 +50,9 @@ def answer(
     return json.dumps({"instruction": instruction, "category": category, "target_description": target})
 
 
-def plan(planner: object, config: PlanInstructionConfig | None = None, **inp: object):  # type: ignore[no-untyped-def]
-    tool = PlanInstruction(planner, config or PlanInstructionConfig(), Resources())  # type: ignore[arg-type]
+def plan(planner: object, config: PlanInstructionConfig | None = None, effects: bool = False, **inp: object):  # type: ignore[no-untyped-def]
+    effect_of = StyleEditor.effect if effects else None  # the cpu editor's reading of what an instruction does
+    tool = PlanInstruction(planner, config or PlanInstructionConfig(), Resources(), effect_of)  # type: ignore[arg-type]
     ctx = context()
     args = {"caption": CAPTION, "clip_seed": 1, "slot": 0, **ASKED, **inp}
     return tool(PlanInstructionInput(**args), ctx), ctx  # type: ignore[arg-type]
@@ -67,7 +69,7 @@ def test_input_rejects_unknown_fields() -> None:
 
 def test_rule_planner_output_is_validated_text_and_names_its_planner() -> None:
     out, ctx = plan(RulePlanner())
-    assert isinstance(out, PlanInstructionOutput) and out.planner == "rule-planner-v2"
+    assert isinstance(out, PlanInstructionOutput) and out.planner == "rule-planner-v3"
     assert out.category == "global_style" and out.target_description.startswith(CAPTION)
     assert ctx.usage == {}  # no model was called
     assert [p.name for p in ctx.rendered] == ["edit_vocabulary.yaml"]  # it reads no prompt: none is rendered
@@ -148,7 +150,7 @@ def test_the_captioners_text_is_not_held_against_the_planner() -> None:
     assert out.target_description.startswith(" ".join(garbage.split()))
     with ScriptedLLMServer([Reply(answer(target=garbage + " Drawn in pencil; rm -rf x."))]) as server:
         out, ctx = plan(endpoint(server), caption=garbage)
-    assert out.planner == "rule-planner-v2"  # what the planner added after the caption is checked
+    assert out.planner == "rule-planner-v3"  # what the planner added after the caption is checked
     assert ctx.usage["rejected"][0]["problems"] == [
         "target_description contains shell metacharacters ($( ), ${ }, backticks, ;, | or &&)"
     ]
@@ -181,11 +183,29 @@ def test_an_instruction_already_used_on_the_clip_is_re_asked() -> None:
     assert "repeats one already used" in ctx.rendered[-1].text
 
 
+def test_the_same_edit_in_other_words_is_re_asked_and_the_answer_says_which_edit_it_makes() -> None:
+    """Issue 27: two warm grades of bikes.mp4, worded differently, were both accepted."""
+    earlier = ("Give the video a warm golden-hour grade.",)
+    replies = [Reply(answer("Add a warm orange sunset tint.")), Reply(answer("Give the video an old sepia look."))]
+    with ScriptedLLMServer(replies) as server:
+        out, ctx = plan(endpoint(server), effects=True, avoid=earlier)
+    assert out.instruction == "Give the video an old sepia look." and out.effect == "style:sepia"
+    (rejected,) = ctx.usage["rejected"]  # recorded in the call's trace, with why
+    assert rejected["problems"] == [
+        "instruction makes the same edit (style:warm_grade) as “Give the video a warm golden-hour grade.”, already "
+        "used on this video; write a different edit"
+    ]
+    user = server.requests[0]["body"]["messages"][1]["content"]
+    assert "nor make the same edit in other words" in user and earlier[0] in user  # the planner was told first
+    out, _ = plan(RulePlanner(), effects=True, avoid=earlier)  # the rule planner never offers it
+    assert out.planner == "rule-planner-v3" and out.effect not in (None, "style:warm_grade")
+
+
 def test_an_endpoint_that_never_answers_well_falls_back_to_the_rule_planner() -> None:
     with ScriptedLLMServer([Reply(answer(HOSTILE_INSTRUCTION, target=HOSTILE_TARGET))]) as server:
         out, ctx = plan(endpoint(server), PlanInstructionConfig(max_reasks=2))
     assert len(server.requests) == 3  # the first answer and two re-asks
-    assert out.planner == "rule-planner-v2" and ctx.usage["fallback"] == "rule-planner-v2"
+    assert out.planner == "rule-planner-v3" and ctx.usage["fallback"] == "rule-planner-v3"
     assert len(ctx.usage["rejected"]) == 3 and "{{" not in out.instruction
     assert [p.name for p in ctx.rendered].count("plan_instruction.reask.j2") == 2
 

@@ -15,7 +15,14 @@ from models.cpu.metric_judge import MetricImageJudge, MetricVideoJudge, flicker_
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.rule_planner import RulePlanner, fitting_options
 from models.cpu.scene_edits import most_distinct_object, parse_recolour, parse_subtitle, parse_weather
-from models.cpu.styles import CPU_CATEGORIES, STYLES, StyleEditor, UnsupportedEditError, parse_style
+from models.cpu.styles import (
+    CPU_CATEGORIES,
+    STYLES,
+    StyleEditor,
+    UnsupportedEditError,
+    instruction_effect,
+    parse_style,
+)
 from models.cpu.temporal_filter import FlowTemporalFilter
 from models.protocols import CaptionRequest, CategoryUnfitError, JudgeRequest, PlanRequest
 from prompts.loader import PromptBook
@@ -68,17 +75,19 @@ def test_unsupported_instruction_is_refused_by_name(frames: np.ndarray) -> None:
         StyleEditor().edit(frames[0], "replace the car with a horse", seed=0)
 
 
-def test_rule_planner_never_repeats_an_instruction_for_a_clip() -> None:
+def test_rule_planner_never_gives_a_clip_the_same_edit_twice_however_worded() -> None:
     vocab, _ = PromptBook().load_data("edit_vocabulary.yaml")
-    total = len(fitting_options(vocab, "global_style", "A clip."))
-    seen = []
-    for slot in range(total):
+    options = fitting_options(vocab, "global_style", "A clip.")
+    effects = {instruction_effect(i) for i, _ in options}
+    assert len(effects) < len(options)  # each edit has several phrasings
+    seen: list[str] = []
+    for slot in range(len(effects)):
         request = PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=slot, category="global_style")
         answer = json.loads(RulePlanner().plan(request).text)
         assert answer["category"] == "global_style"
         seen.append(answer["instruction"])
-    assert len(set(seen)) == total
-    with pytest.raises(CategoryUnfitError, match="already used"):
+    assert {instruction_effect(i) for i in seen} == effects  # every edit once, none twice
+    with pytest.raises(CategoryUnfitError, match="or the edits they make, were already used"):
         RulePlanner().plan(PlanRequest("A clip.", "", "", vocab, seen, clip_seed=3, slot=0, category="global_style"))
 
 
