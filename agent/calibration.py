@@ -158,10 +158,11 @@ def overall(verdicts: Sequence[CaseVerdict]) -> Confusion:
     return confusion([v.case.label == "accept" for v in cases], [v.accepted for v in cases])
 
 
-def overlay_yaml(fits: Sequence[CategoryFit], cfg: PolicyConfig, header: str, base: dict[str, Any]) -> str:
+def overlay_yaml(fits: Sequence[CategoryFit], header: str, base: dict[str, Any]) -> str:
     """A config file that --config takes: `base` (the config file the cases were judged with, if any) with the
-    fitted categories' thresholds under policy.category_pass, beside those it already gives other categories."""
-    tables = {name: own.model_dump(exclude_none=True) for name, own in cfg.category_pass.items()}
+    fitted categories' thresholds under policy.category_pass, beside the tables it gives other categories (the
+    profile's own stay the profile's: a config file merges over them)."""
+    tables = dict(base.get("policy", {}).get("category_pass", {}))
     for fit in fits:
         if fit.thresholds:
             tables[fit.category] = {f"{stage}_pass": table for stage, table in fit.thresholds.items()}

@@ -118,7 +118,7 @@ def calibrate(
     from agent.config import read_yaml
 
     try:
-        write.write_text(overlay_yaml(fits, cfg.policy, header, read_yaml(config) if config else {}), encoding="utf-8")
+        write.write_text(overlay_yaml(fits, header, read_yaml(config) if config else {}), encoding="utf-8")
     except OSError as err:
         raise fail(f"--write {write}: {err.strerror or err}") from err
     console.print(f"thresholds written to {write}: python main.py --config {write} ... uses them")

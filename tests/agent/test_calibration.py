@@ -80,7 +80,7 @@ def test_the_overlay_loads_as_a_config_and_its_thresholds_are_the_runs(tmp_path:
     fits = calibrate(weak_and_strong(), base, target=0.95)
     overlay = tmp_path / "calibrated.yaml"
     mine = {"seed": 7, "policy": {"max_attempts": 2}}
-    overlay.write_text(overlay_yaml(fits, base, "fitted on 12 cases\nsecond line", mine))
+    overlay.write_text(overlay_yaml(fits, "fitted on 12 cases\nsecond line", mine))
     assert overlay.read_text().startswith("# fitted on 12 cases\n# second line\n")
     cfg = load_config("cpu", overlay)
     assert cfg.seed == 7 and cfg.policy.max_attempts == 2  # the config the cases were judged with is kept

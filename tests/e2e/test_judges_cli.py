@@ -105,8 +105,8 @@ def test_a_malformed_case_folder_ends_in_one_line(cases: Path, tmp_path: Path) -
 
 
 def test_a_run_decides_a_category_by_its_own_thresholds(tmp_path: Path, clips: list[Path]) -> None:
-    """Text edits must meet a bar no edit meets; global styles keep the policy's: the text episodes are discarded
-    on the text table's criterion, the styles accepted."""
+    """Text edits must keep the frame's structure whole, which a subtitle's strip does not; global styles keep the
+    policy's thresholds: the text episodes are discarded on the text table's criterion, the styles accepted."""
     sources = tmp_path / "clips"
     sources.mkdir()
     shutil.copy(next(c for c in clips if c.name.startswith("carphone")), sources / "carphone.mp4")
@@ -114,7 +114,11 @@ def test_a_run_decides_a_category_by_its_own_thresholds(tmp_path: Path, clips: l
     config = {
         **SMALL,
         "categories": {**only, "global_style": {"target": 0.5}, "text": {"target": 0.5}},
-        "policy": {**SMALL["policy"], "judge_attempts": 1, "category_pass": {"text": {"video_pass": {"coverage": 11}}}},
+        "policy": {
+            **SMALL["policy"],
+            "judge_attempts": 1,
+            "category_pass": {"text": {"video_pass": {"structure_preservation": 10}}},
+        },
     }
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
@@ -122,4 +126,7 @@ def test_a_run_decides_a_category_by_its_own_thresholds(tmp_path: Path, clips: l
     result = CliRunner().invoke(app, [*args, "--config", str(tmp_path / "overlay.yaml")])
     assert result.exit_code == 0, result.output
     rows = sqlite3.connect(out / "ditto.db").execute("select category, status, reason from episode").fetchall()
-    assert sorted(rows) == [("global_style", "accepted", None), ("text", "discarded", "video_judge:coverage")]
+    assert sorted(rows) == [
+        ("global_style", "accepted", None),
+        ("text", "discarded", "video_judge:structure_preservation"),
+    ]

@@ -267,15 +267,15 @@ def test_a_yellower_patch_of_a_field_is_no_object_and_neither_is_the_sky() -> No
 
 def test_an_object_that_leaves_the_view_is_not_offered_for_an_edit() -> None:
     frames = object_scene(8)
-    staying = json.loads(MetricCaptioner().caption(CaptionRequest(frames, 12, "")))["caption"]
+    staying = json.loads(MetricCaptioner().caption(CaptionRequest(frames, 12, "")).text)["caption"]
     assert "most distinct object is red" in staying
     frames[2:, 30:60] = frames[2:, 0:30]  # grey from the third frame: the red square is gone
-    leaving = json.loads(MetricCaptioner().caption(CaptionRequest(frames, 12, "")))["caption"]
+    leaving = json.loads(MetricCaptioner().caption(CaptionRequest(frames, 12, "")).text)["caption"]
     assert "No single object stands out" in leaving
 
 
 def video_verdict(source: np.ndarray, edited: np.ndarray, instruction: str, category: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(MetricVideoJudge().judge(JudgeRequest(source, edited, "", instruction, category)))
+    return json.loads(MetricVideoJudge().judge(JudgeRequest(source, edited, "", instruction, category)).text)
 
 
 def test_the_video_judge_rejects_a_partial_recolour_and_says_how_much_it_covers() -> None:
