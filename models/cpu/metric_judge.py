@@ -88,10 +88,12 @@ def structure_correlation(source: np.ndarray, edited: np.ndarray) -> float:
     return best
 
 
+def lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
 def lab_change_map(source: np.ndarray, edited: np.ndarray) -> np.ndarray:
-    a = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
-    b = cv2.cvtColor(edited, cv2.COLOR_RGB2LAB).astype(np.float32)
-    return np.abs(a - b).mean(axis=-1)
+    return np.abs(lab(source) - lab(edited)).mean(axis=-1)
 
 
 def lab_change(source: np.ndarray, edited: np.ndarray, named: np.ndarray | None = None) -> float:
@@ -100,10 +102,6 @@ def lab_change(source: np.ndarray, edited: np.ndarray, named: np.ndarray | None 
     if named is None:
         return float(change.mean())
     return float(change[named].mean()) if named.any() else 0.0
-
-
-def lab(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
 
 
 @dataclass(frozen=True)
