@@ -108,7 +108,10 @@ class CaseJudge:
         thresholds = {s: policy.pass_thresholds(self.cfg.policy, s, case.category) for s in verdicts}
         failing = {s: policy.failing_criteria(v.scores, thresholds[s]) for s, v in verdicts.items()}
         reason = "; ".join(
-            f"{s}_judge: {n}={verdicts[s].scores.get(n)} < {thresholds[s][n]}" for s in verdicts for n in failing[s]
+            f"{s} judge: "
+            + ", ".join(f"{n} {verdicts[s].scores.get(n, 'unscored')} < {thresholds[s][n]:g}" for n in names)
+            for s, names in failing.items()
+            if names
         )
         return CaseVerdict(
             case,
