@@ -44,7 +44,7 @@ from tools.estimate_depth import EstimateDepthInput, EstimateDepthOutput
 from tools.frame_window import SourceWindow
 from tools.ingest import FingerprintClipInput, FingerprintClipOutput, IngestInput, IngestOutput
 from tools.judge import JudgeInput
-from tools.plan_instruction import PlanAnswer, PlanInstructionInput
+from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput
 from tools.propagate import PropagateInput, PropagateOutput
 
 REWRITTEN = " (rewritten from the judge's reasons)"  # how the sim planner marks a rewrite for the judges
@@ -127,10 +127,13 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
             flash_rate=0.0,
         )
 
-    def plan(inp: PlanInstructionInput, artifact: Any) -> PlanAnswer:
+    def plan(inp: PlanInstructionInput, artifact: Any) -> PlanInstructionOutput:
         instruction = f"edit {inp.clip_seed}:{inp.slot}" + (REWRITTEN if inp.feedback else "")
-        return PlanAnswer(
-            instruction=instruction, category=inp.category, target_description=f"the result of {instruction}"
+        return PlanInstructionOutput(
+            instruction=instruction,
+            category=inp.category,
+            target_description=f"the result of {instruction}",
+            planner="sim",
         )
 
     def keyframe_quality(instruction: str) -> tuple[float, float]:
@@ -194,7 +197,7 @@ def sim_toolkit(rates: PassRates, keyframe_pass: dict[str, float], video_pass: d
             CaptionClipOutput,
             lambda inp, artifact: CaptionClipOutput(caption="a clip"),
         ),
-        "plan_instruction": (PlanInstructionInput, PlanAnswer, plan),
+        "plan_instruction": (PlanInstructionInput, PlanInstructionOutput, plan),
         "edit_keyframe": (
             EditKeyframeInput,
             EditKeyframeOutput,

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from agent.config import PROFILES_DIR, load_config, read_yaml
 from agent.episodes import EpisodeRunner
 from agent.graph import build_graph
+from agent.policy import PolicyConfig
 from agent.runner import Factory
 from bench.sim import PassRates, sim_toolkit
 from store.tables import Episode, ToolCall
@@ -116,9 +117,11 @@ def sim_factory(
                 "episodes_per_clip": episodes_per_clip,
                 "budget_gpu_days": 1e9,  # the simulated tools take no time: the ledger stays near 0
                 "concurrency": concurrency,
-                "policy": {**base, **(policy or {})},
             },
         )
+        # The full profile's policy as it is, not merged into the cpu profile's: that one's per-category tables
+        # name the metric judges' criteria, which the simulated judges do not score.
+        cfg = cfg.model_copy(update={"policy": PolicyConfig.model_validate({**base, **(policy or {})})})
         factory = Factory(cfg)
         factory.context.caller.toolkit = sim_toolkit(rates, base["keyframe_pass"], base["video_pass"])
         if checkpointer == "memory":

@@ -130,3 +130,24 @@ def test_a_run_decides_a_category_by_its_own_thresholds(tmp_path: Path, clips: l
         ("global_style", "accepted", None),
         ("text", "discarded", "video_judge:structure_preservation"),
     ]
+
+
+@pytest.mark.tiny
+def test_score_runs_the_profiles_own_judges(cases: Path) -> None:
+    """With --profile tiny a case goes to the real Qwen2.5-VL video judge (tiny, random): the scores are the
+    rubric's criteria, held to the tiny profile's thresholds. One case, no key frame: one call of the judge."""
+    pytest.importorskip("torch")
+    one = cases / "one"
+    one.mkdir()
+    row = {"source": "../source.mp4", "edited": "../sepia.mp4", "instruction": SEPIA, "category": "global_style"}
+    write_cases(one, [{**row, "label": "accept", "note": ""}])
+    clip = one / "tiny.yaml"  # the cases' frame rate and length, at the tiny profile's size
+    clip.write_text(yaml.safe_dump({"tools": {"ingest": {"num_frames": 9, "fps": 12, "max_side": 64}}}))
+    args = ["judges", "score", "--cases", str(one), "--profile", "tiny", "--config", str(clip), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (verdict,) = json.loads(result.stdout)  # stdout is the JSON alone: the models' loading bars go to stderr
+    assert verdict["edited"] == "../sepia.mp4" and not verdict["prefilter"]
+    assert set(verdict["scores"]) == {"video"}
+    assert {"instruction_fidelity", "source_preservation", "temporal_consistency"} <= set(verdict["scores"]["video"])
+    assert verdict["thresholds"]["video"] == load_config("tiny").policy.video_pass
