@@ -127,8 +127,8 @@ def fit_category(category: str, verdicts: Sequence[CaseVerdict], cfg: PolicyConf
         if not moved:
             break
     fit.fitted = confusion(y, decide(table, floors, judged))
-    fit.thresholds = {
-        s: {c: round(float(f), 2) for (stage, c), f in zip(criteria, floors, strict=True) if stage == s and f > 0}
+    fit.thresholds = {  # every criterion scored, 0 where the fit turned it off (over the policy's, 0 is needed)
+        s: {c: round(float(f), 2) for (stage, c), f in zip(criteria, floors, strict=True) if stage == s}
         for s in STAGES
         if any(stage == s for stage, _ in criteria)
     }

@@ -14,7 +14,7 @@ Score = Annotated[float, Field(ge=0, le=10)]  # a judge's threshold, on the judg
 
 
 class CategoryPass(BaseModel, extra="forbid"):
-    """One category's judge thresholds; a stage left out keeps the policy's own table."""
+    """One category's judge thresholds, over the policy's own, criterion by criterion."""
 
     keyframe_pass: dict[str, Score] | None = None
     video_pass: dict[str, Score] | None = None
@@ -60,9 +60,9 @@ class PolicyConfig(BaseModel, extra="forbid"):
         # recoloured object move with the scene (overlap with its flow-moved region at least 0.68)
         "region_stability": 7.0,
     }
-    # Per edit category, thresholds that replace keyframe_pass and video_pass for that category's edits, each
-    # table whole (a criterion it leaves out is not checked); a category not named here uses the tables above.
-    # `judges calibrate --write` fits them to labelled cases.
+    # Per edit category, thresholds over keyframe_pass and video_pass for that category's edits, criterion by
+    # criterion (0 passes any score); a category not named here is held to the tables above. `judges calibrate
+    # --write` fits them to labelled cases.
     category_pass: dict[str, CategoryPass] = {}
     # Criteria a new seed can fix; the rest need a different instruction. The cpu backends are
     # deterministic, so there a new seed fixes nothing.
@@ -142,11 +142,11 @@ Stage = Literal["keyframe", "video"]
 
 
 def pass_thresholds(cfg: PolicyConfig, stage: Stage, category: str | None) -> dict[str, float]:
-    """The thresholds an edit of `category` must meet at a judge `stage`: the category's own table, else the
-    policy's."""
+    """The thresholds an edit of `category` must meet at a judge `stage`: the policy's, with the category's own
+    over them, criterion by criterion (a threshold of 0 passes any score)."""
     own = cfg.category_pass.get(category or "")
-    table = getattr(own, f"{stage}_pass", None) if own else None
-    return table if table is not None else (cfg.keyframe_pass if stage == "keyframe" else cfg.video_pass)
+    base = cfg.keyframe_pass if stage == "keyframe" else cfg.video_pass
+    return {**base, **(getattr(own, f"{stage}_pass", None) or {})}
 
 
 def failing_criteria(scores: dict[str, float], thresholds: dict[str, float]) -> list[str]:

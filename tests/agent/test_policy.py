@@ -214,13 +214,13 @@ def test_a_run_stored_with_eval_samples_still_loads_and_says_it_is_not_read(capl
     assert "eval_samples is no longer read" in caplog.text
 
 
-def test_a_categorys_own_thresholds_replace_the_policys_whole_and_decide_its_episodes() -> None:
+def test_a_categorys_own_thresholds_go_over_the_policys_and_decide_its_episodes() -> None:
     cfg = PolicyConfig(
         keyframe_pass={"edit_strength": 2.5},
         video_pass={"edit_strength": 2.5, "coverage": 8},
-        category_pass={"text": {"video_pass": {"coverage": 9.5}}},
+        category_pass={"text": {"video_pass": {"coverage": 9.5, "edit_strength": 0}}},
     )
-    assert pass_thresholds(cfg, "video", "text") == {"coverage": 9.5}  # edit_strength is not checked for text
+    assert pass_thresholds(cfg, "video", "text") == {"edit_strength": 0, "coverage": 9.5}  # 0: any strength passes
     assert pass_thresholds(cfg, "keyframe", "text") == {"edit_strength": 2.5}  # no key-frame table: the policy's
     assert pass_thresholds(cfg, "video", "global_style") == cfg.video_pass
     verdict = {"stage": "video", "scores": {"edit_strength": 1, "coverage": 9}, "reasons": {}}

@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.tiny, pytest.mark.slow]
 
 from agent.runner import Factory  # noqa: E402
 from main import app  # noqa: E402
+from models.cpu.metric_judge import MetricVideoJudge  # noqa: E402
 from store.tables import Charge, HeldoutEvaluation, Run, Sample, ToolCall, TrainingRun  # noqa: E402
 from store.training import training_runs  # noqa: E402
 
@@ -101,13 +102,7 @@ def test_heldout_samples_are_never_trained_on_and_are_scored_both_ways(trained_r
             assert all(clip[e.sample_id] in heldout_clips for e in evals)
             for suffix in ("", "_with_reference"):
                 scores = json.loads(getattr(evals[0], f"scores{suffix}_json"))
-                assert set(scores) == {
-                    "structure_preservation",
-                    "edit_strength",
-                    "temporal_consistency",
-                    "edit_propagation",
-                    "region_stability",
-                }
+                assert set(scores) == set(MetricVideoJudge.criteria)  # the cpu video judge, every criterion
                 metrics = json.loads(getattr(evals[0], f"metrics{suffix}_json"))  # the paper's names, beside them
                 assert set(metrics) == {"CLIP-T", "CLIP-F"} and -100 <= metrics["CLIP-T"] <= 100
                 means = json.loads(getattr(r, f"eval_scores{suffix}_json"))
