@@ -124,6 +124,7 @@ def episode_view(e: Episode, calls: list[Any], updates: list[tuple[str, dict[str
         "detail": e.detail,
         "category": e.planned_category or e.category or outputs.get("plan_instruction", {}).get("category"),
         "instruction": instruction,
+        "target_description": outputs.get("plan_instruction", {}).get("target_description"),
         "cost_s": round(sum(c.device_seconds for c in calls if c.reused_call_id is None), 3),
         "attempts": attempts,
         "finished_at": e.finished_at.isoformat() if e.finished_at else None,

@@ -41,11 +41,12 @@ window.DittoLabels = (function () {
     return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
 
-  const COLUMNS = ["source", "edited", "instruction", "category", "label", "note", "edited_keyframe"];
+  const COLUMNS = ["source", "edited", "instruction", "category", "label", "note", "edited_keyframe", "target_description"];
 
   function casesCsv() {
     const rows = Object.values(labels).filter((l) => l.label).map((l) => [
       casePath(l.source), casePath(l.edited), l.instruction, l.category, l.label, l.note, casePath(l.edited_keyframe),
+      l.target_description,
     ]);
     return [COLUMNS, ...rows].map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
   }
@@ -82,7 +83,7 @@ window.DittoLabels = (function () {
     stored: () => stored,
     get: (id) => labels[id] || null,
     // fields: label ("accept", "reject" or ""), note, and the case (source, edited, edited_keyframe, instruction,
-    // category) as the report shows it
+    // category, target_description) as the report shows it
     set(id, fields) {
       const next = Object.assign({}, labels[id] || {}, fields);
       if (!next.label && !next.note) delete labels[id];

@@ -109,10 +109,12 @@
 
   // Accept / reject and a note: what this episode's edit should have been, for calibrating the judges.
   function labelBar(e) {
-    if (!e.media.edited && !e.media.keyframe) return el("p", { class: "label-bar note" }, "nothing to label: no edit was made");
+    // A case is a source and its edited video (judges calibrate reads both); an episode stopped before its video
+    // has nothing a case could hold.
+    if (!e.media.edited) return el("p", { class: "label-bar note" }, "nothing to label: no edited video was made");
     const theCase = () => ({
       source: e.media.source, edited: e.media.edited, edited_keyframe: e.media.keyframe,
-      instruction: e.instruction, category: e.category,
+      instruction: e.instruction, category: e.category, target_description: e.target_description,
     });
     const buttons = ["accept", "reject"].map((label) =>
       el("button", { type: "button", class: "label " + label, "data-label": label }, label));

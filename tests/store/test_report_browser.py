@@ -14,12 +14,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from main import app
+from store.cases import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from store.engine import open_engine
 from store.tables import Episode, NodeEvent
+from tests.conftest import SMALL
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -182,10 +185,20 @@ def test_spot_check_labels_persist_and_download_as_a_case_folder(  # type: ignor
     assert download.value.suggested_filename == "cases.csv" and errors == []
     with cases.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["source", "edited", "instruction", "category", "label", "note", "edited_keyframe"]
+    assert list(rows[0]) == [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
     assert [r["label"] for r in rows] == ["accept", "accept", "reject"] and rows[2]["note"] == note
     for row in rows:  # absolute paths into the run's artifacts: the csv works from any folder
         assert all(
             Path(row[k]).is_absolute() and Path(row[k]).is_file() for k in ("source", "edited", "edited_keyframe")
         )
-        assert row["instruction"] and row["category"]
+        assert row["instruction"] and row["category"] and row["target_description"]
+
+    # The folder as downloaded is what calibrate reads, with the run's own settings.
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in SMALL.items() if k != "budget_gpu_days"}))
+    calibrated = CliRunner().invoke(app, ["judges", "calibrate", "--cases", str(cases.parent), "--config", str(config)])
+    assert calibrated.exit_code == 0, calibrated.output
+    said = " ".join(calibrated.output.split())
+    assert all(row["category"] in said for row in rows), said
+    # The run's judges, run again on its own samples, accept all three: two labels agree, one is a false accept.
+    assert "all 3 2 1 0 0 0.67 1.00" in said, said
