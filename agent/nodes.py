@@ -128,10 +128,11 @@ def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> di
     else:
         last = state["verdicts"][-1]
         feedback = policy.judge_feedback(last, policy.pass_thresholds(cfg, last["stage"], state["edit"]["category"]))
+    why = f"{policy.retry_cause(state, cfg)}; a new instruction"
     state = {**state, "attempt": state.get("attempt", 0) + 1, "failure": None}  # type: ignore[typeddict-item]
     # A new instruction makes a new key frame: its video starts at the category's full control strength.
     plan = _plan(state, runtime, "rewrite_instruction", feedback)
-    return {**plan, "attempt": state["attempt"], "failure": None, "control_level": 0}
+    return {**plan, "attempt": state["attempt"], "failure": None, "control_level": 0, "retry_reason": why}
 
 
 def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -140,7 +141,9 @@ def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
     assert failure is not None
     levels = dict(state.get("memory_levels", {}))
     levels[failure["node"]] = levels.get(failure["node"], 0) + 1
-    return {"attempt": state.get("attempt", 0) + 1, "memory_levels": levels, "failure": None}
+    cause = policy.retry_cause(state, runtime.context.config.policy)
+    why = f"{cause}; {failure['node']} again at memory level {levels[failure['node']]}"
+    return {"attempt": state.get("attempt", 0) + 1, "memory_levels": levels, "failure": None, "retry_reason": why}
 
 
 def memory_level(state: EpisodeState, node: str) -> int:
@@ -150,7 +153,10 @@ def memory_level(state: EpisodeState, node: str) -> int:
 def lower_control(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     # The video judge named a shape criterion: the source's depth fought the edit. The key frame stays (its
     # edit, verdict and depth come back from the cache); the video is made again with the depth weighing less.
-    return {"attempt": state.get("attempt", 0) + 1, "control_level": state.get("control_level", 0) + 1, "failure": None}
+    level = state.get("control_level", 0) + 1
+    cause = policy.retry_cause(state, runtime.context.config.policy)
+    why = f"{cause}; the same key frame, its video made again with the control lowered to level {level}"
+    return {"attempt": state.get("attempt", 0) + 1, "control_level": level, "failure": None, "retry_reason": why}
 
 
 def control_strength(state: EpisodeState, ctx: RunContext) -> float | None:
@@ -164,7 +170,8 @@ def control_strength(state: EpisodeState, ctx: RunContext) -> float | None:
 
 def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     # A fixed stride keeps reseeded attempts apart from the seeds of the clip's other episodes.
-    return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None}
+    why = f"{policy.retry_cause(state, runtime.context.config.policy)}; the same instruction with a new seed"
+    return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None, "retry_reason": why}
 
 
 @records_failure

@@ -209,6 +209,19 @@ def discard_reason(state: dict[str, Any], cfg: PolicyConfig) -> tuple[str, str]:
     return "unknown", "discarded without a recorded cause"
 
 
+def retry_cause(state: dict[str, Any], cfg: PolicyConfig) -> str:
+    """What made the policy retry, as the report shows it beside the next attempt: the step that failed, or the
+    criteria the last verdict failed, each with its score and bar (video judge: edit_propagation 3.3 < 8)."""
+    failure = state.get("failure")
+    if failure:
+        return f"{failure['node']} failed ({failure['kind']}): {failure['detail']}"
+    last = state["verdicts"][-1]
+    thresholds = pass_thresholds(cfg, last["stage"], state.get("edit", {}).get("category"))
+    failing = failing_criteria(last["scores"], thresholds)
+    scored = ", ".join(f"{n} {last['scores'].get(n, 'unscored')} < {thresholds[n]:g}" for n in failing)
+    return f"{last['stage']} judge: {scored}"
+
+
 def judge_feedback(verdict: dict[str, Any], thresholds: dict[str, float]) -> str:
     """What the planner is told when it must rewrite an instruction the judge rejected."""
     failing = failing_criteria(verdict["scores"], thresholds)

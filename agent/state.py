@@ -31,6 +31,7 @@ class Failure(TypedDict):
 class EpisodeState(EpisodeInput, total=False):
     attempt: int
     memory_levels: dict[str, int]  # node -> level its tool runs at: 0 as configured, +1 per out-of-memory error
+    retry_reason: str  # why the policy made the latest retry, as the retry node recorded it (the report shows it)
     control_level: int  # times the propagator's control strength was lowered (policy.after_video_rejection)
     clip: str
     keyframe: str

@@ -392,6 +392,8 @@ def print_episode_trace(tr: EpisodeTrace, prompts: bool) -> None:
     print_calls(tr.calls, prompts)
     for ev in tr.events:
         update = json.loads(ev.update_json) or {}
+        if update.get("retry_reason"):
+            console.print(f"\n[bold]{ev.node}[/] (attempt {update['attempt']}): {escape(update['retry_reason'])}")
         for verdict in update.get("verdicts", []):
             console.print(f"\n[bold]{verdict['stage']} verdict[/] (attempt {verdict['attempt']}, {verdict['judge']})")
             scores = Table(box=None, show_header=False, padding=(0, 1, 0, 0), pad_edge=False)

@@ -47,20 +47,27 @@ class ReportData:
     clips: list[dict[str, Any]] = field(default_factory=list)  # each clip's instructions, least varied first
 
 
+def recorded_before(node: str, update: dict[str, Any], attempt: dict[str, Any], feedback: dict[int, str]) -> str:
+    """Why a retry ran, for a run recorded before the retry nodes said so themselves (retry_reason)."""
+    if node == "lower_control":
+        return f"the video judge named a shape criterion: control lowered to level {update['control_level']}"
+    failure = attempt["failure"]
+    return feedback.get(update["attempt"]) or (
+        f"{failure['node']} failed ({failure['kind']}): {failure['detail']}" if failure else ""
+    )
+
+
 def attempts_of(updates: list[tuple[str, dict[str, Any]]], feedback: dict[int, str]) -> list[dict[str, Any]]:
     """Split an episode's node updates into attempts: what was tried, what the judges said, what failed,
-    and which retry followed and why (the feedback the planner got, or the failure a new seed answers)."""
+    and which retry followed and why (the reason the retry node recorded: the policy's own)."""
     attempts: list[dict[str, Any]] = [{"attempt": 0, "instruction": None, "verdicts": [], "failure": None}]
     for node, update in updates:
         current = attempts[-1]
         if node in RETRY_NODES and update.get("attempt", current["attempt"]) > current["attempt"]:
-            failure = current["failure"]
-            why = feedback.get(update["attempt"]) or (
-                f"{failure['node']} failed ({failure['kind']}): {failure['detail']}" if failure else ""
-            )
-            if "control_level" in update:
-                why = f"the video judge named a shape criterion: control lowered to level {update['control_level']}"
-            current["next"] = {"node": node, "why": why}
+            current["next"] = {
+                "node": node,
+                "why": update.get("retry_reason") or recorded_before(node, update, current, feedback),
+            }
             attempts.append({"attempt": update["attempt"], "instruction": None, "verdicts": [], "failure": None})
             current = attempts[-1]
         if update.get("edit"):

@@ -11,7 +11,9 @@ from sqlmodel import Session, col, select
 from bench.policy import GATE_OFF, keyframe_policy
 from bench.sim import PassRates
 from bench.simulate import sim_factory, simulate, stage_costs
+from store.report_data import report_data
 from store.tables import NodeEvent, ToolCall
+from store.traces import latest_run
 
 pytestmark = pytest.mark.slow
 EPISODES = 24
@@ -59,3 +61,24 @@ def test_the_trace_shows_the_lower_control_step_and_the_halved_strength() -> Non
     assert lowered
     for episode, attempt, strength in strengths:  # the cpu categories' strength is 1, halved once after a shape failure
         assert strength == (0.5 if episode in lowered and attempt == 1 else 1.0), (episode, attempt, strength)
+
+
+def test_the_report_gives_each_retry_the_reason_the_policy_retried_for() -> None:
+    # The report said 'control lowered' beside every rewrite too (a rewrite resets control_level, and the report
+    # read the key as the reason): each retry's reason is now the one its node recorded.
+    rates = PassRates(shape_conflict=0.5, control_fix=0.0)
+    with sim_factory(EPISODES, rates, {"judge_attempts": 3}) as factory:
+        factory.execute()
+        run = latest_run(factory.engine)
+        assert run is not None
+        retries = [
+            a["next"] for e in report_data(factory.engine, run.id).episodes for a in e["attempts"] if "next" in a
+        ]
+    by_node = {
+        node: [r["why"] for r in retries if r["node"] == node] for node in ("lower_control", "rewrite_instruction")
+    }
+    assert by_node["lower_control"] and by_node["rewrite_instruction"], retries
+    for why in by_node["lower_control"]:
+        assert why.startswith("video judge: ") and "< " in why and why.endswith("control lowered to level 1"), why
+    for why in by_node["rewrite_instruction"]:
+        assert "judge: " in why and "control" not in why and why.endswith("; a new instruction"), why
