@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -200,6 +201,14 @@ def test_webdataset_export_reads_back_with_webdataset(run_copy: Path, tmp_path: 
     changed = [p.name for p in sorted(to.glob("*.tar")) if p.stat().st_mtime_ns != stamps[p.name]]
     assert len(changed) == 1
     shutil.rmtree(to)
+
+
+def test_webdataset_export_works_on_the_base_install(finished_run: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """README said it needs the export extra: it writes tar files with the standard library."""
+    for module in ("webdataset", "datasets"):  # as without the extra: the import fails
+        monkeypatch.setitem(sys.modules, module, None)
+    said = export(finished_run, "--format", "webdataset", "--to", str(tmp_path / "wds"))
+    assert "samples" in said and sorted(p.name for p in (tmp_path / "wds").glob("*.tar"))
 
 
 def test_metadata_csv_lists_every_accepted_sample_after_a_kill(tmp_path: Path) -> None:
