@@ -109,7 +109,10 @@ def encode_video(frames: np.ndarray, fps: float, path: Path, crf: int = 12) -> N
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "fast"}
+        # No macroblock tree: with it, x264 encoded the same frames to other bytes from one process to the next
+        # (it read memory the process had used before), so a clip's content-addressed name, and every cache
+        # key after it, changed between two runs of one seed. Without it: about the same size and error.
+        stream.options = {"crf": str(crf), "preset": "fast", "x264-params": "mbtree=0"}
         for rgb in frames:
             # OpenCV's BT.601 conversion, not PyAV's: through swscale the same frames encoded to other bytes
             # about once in 300 calls (an ingest's clip, content-addressed, then had another name).

@@ -3,6 +3,7 @@ size, and anything larger is refused by name."""
 
 from __future__ import annotations
 
+import hashlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench.bad_inputs import write_test_video
-from store.video_io import VideoDecodeError, decode_clip
+from store.video_io import VideoDecodeError, decode_clip, encode_video
 
 
 def write_vfr_video(path: Path, times_ms: list[int]) -> Path:
@@ -48,3 +49,15 @@ def test_8k_frames_decode_to_the_working_size_and_larger_ones_are_refused(tmp_pa
     assert clip.frames[0, :, :20].mean() < 30 and clip.frames[1, :, :20].mean() > 225  # the content survives
     with pytest.raises(VideoDecodeError, match=r"eight k\.mp4: 7680x4320 is larger than ingest.max_source_pixels"):
         decode_clip(path, fps=2, num_frames=2, max_side=320, max_source_pixels=3840 * 2160)
+
+
+def test_the_same_frames_encode_to_the_same_bytes_whatever_the_process_holds(tmp_path: Path, clips: list[Path]) -> None:
+    """An artifact is named by its bytes, and later calls' cache keys by those names: x264's macroblock tree
+    encoded these frames to 7 different files in 8 tries, each after the process had allocated more memory."""
+    frames = decode_clip(clips[0], 12.0, 25, 320, 10**9).frames  # bigbuckbunny at the cpu profile's size
+    names, held = set(), []
+    for k in range(5):
+        held.append(np.random.default_rng(k).bytes(2_000_000 * (k + 1)))
+        encode_video(frames, 12.0, tmp_path / "clip.mp4")
+        names.add(hashlib.sha256((tmp_path / "clip.mp4").read_bytes()).hexdigest())
+    assert len(names) == 1
