@@ -28,7 +28,7 @@ class Pool:
         self.idle: deque[Any] = deque()
         self.loading: dict[Any, Any] = {}  # probe ref -> its actor, until the actor has loaded its tools
         self.retiring: set[Any] = set()  # busy actors to retire when their call ends
-        self.described: dict[str, tuple[Any, ...]] | None = None
+        self.started = False  # an actor has loaded its tools
         self.failed: str | None = None  # why an actor could not load its tools
         self.changed = threading.Condition()
         self.ready_actor_s, self._ready_since = 0.0, time.perf_counter()  # see ready_seconds()
@@ -79,7 +79,7 @@ class Pool:
                 self.idle.append(actor)
                 self.changed.notify()
 
-    def loaded(self, ref: Any, described: dict[str, tuple[Any, ...]] | None, error: str | None = None) -> None:
+    def loaded(self, ref: Any, error: str | None = None) -> None:
         """An actor's probe came back: it is idle, or (`error`) it could not load its tools and leaves."""
         with self.changed:
             actor = self.loading.pop(ref, None)
@@ -91,7 +91,7 @@ class Pool:
                 self.failed = f"its actors could not load their tools: {error}"
                 log.warning("Ray pool %s: an actor could not load its tools: %s", self.name, error)
             else:
-                self.described = self.described or described
+                self.started = True
                 self.idle.append(actor)
             self.changed.notify_all()
 

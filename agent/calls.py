@@ -169,14 +169,13 @@ class ToolCaller:
         io: ArtifactStore,
         prompts: PromptBook,
         executor: Executor | None = None,
-        settings: Mapping[str, Any] | None = None,
         outage_after: int = 3,
     ) -> None:
-        """`settings`: tool name -> what in the config can change its outputs (tools.tool_settings); part of
-        each call's key, so a call made under other settings is never reused."""
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
+        # What in the config can change each tool's outputs (Tool.settings): part of every call's key, so a call
+        # made under other settings is never reused.
         self.settings_digest = {
-            name: hashlib.sha256(canonical_json(value).encode()).hexdigest() for name, value in (settings or {}).items()
+            name: hashlib.sha256(canonical_json(tool.settings).encode()).hexdigest() for name, tool in toolkit.items()
         }
         self.executor: Executor = executor or LocalExecutor()
         self.outages = OutageBreaker(outage_after)
@@ -187,7 +186,7 @@ class ToolCaller:
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
         # backend_id names the backend's code and version (a CPU algorithm's "-v3"); the settings, its options.
-        settings = self.settings_digest.get(tool.name, "")
+        settings = self.settings_digest[tool.name]
         payload = [tool.name, tool.version, tool.backend_id, settings, inp.model_dump(mode="json"), templates]
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 

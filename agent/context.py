@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,10 @@ from sqlalchemy.engine import Engine
 
 from agent.calls import CallSite, ToolCaller
 from agent.config import RunConfig
-from agent.executors import Executor
+from agent.executors import Executor, LocalExecutor
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
-from tools import build_toolkit, tool_settings
+from tools import set_up
 from tools.base import Tool
 
 
@@ -36,17 +35,21 @@ class RunContext:
         return tool in self.caller.toolkit
 
 
+def open_executor(cfg: RunConfig, toolkit: dict[str, Tool], measured_s: dict[str, float] | None = None) -> Executor:
+    """Where the declared tools run: in Ray actor pools that load them (--executor ray), or in this process,
+    which loads them now."""
+    if cfg.executor == "ray":
+        from agent.ray_pools import RayExecutor  # Ray is in the scale extra
+
+        return RayExecutor(cfg, toolkit, measured_s)
+    set_up(toolkit, cfg.backends, cfg.allow_download)
+    return LocalExecutor()
+
+
 def open_context(
-    cfg: RunConfig,
-    engine: Engine,
-    run_id: str,
-    tools: Iterable[str],
-    executor: Executor | None = None,
-    toolkit: dict[str, Tool] | None = None,
+    cfg: RunConfig, engine: Engine, run_id: str, toolkit: dict[str, Tool], executor: Executor
 ) -> RunContext:
-    """The store's handles and the named tools, loaded (or described by the executor that runs them)."""
+    """The store's handles, and a caller of the declared tools that runs them through `executor`."""
     io = ArtifactStore(cfg.out, engine)
-    toolkit = toolkit or build_toolkit(cfg.tools, cfg.backends, cfg.allow_download, tools)
-    settings = {name: tool_settings(name, cfg.tools, cfg.backends) for name in toolkit}
-    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor, settings, cfg.policy.outage_after)
+    caller = ToolCaller(engine, toolkit, io, PromptBook(cfg.prompts_dir), executor, cfg.policy.outage_after)
     return RunContext(run_id=run_id, config=cfg, caller=caller, engine=engine, io=io, dataset_dir=cfg.out / "dataset")

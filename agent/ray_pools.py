@@ -1,7 +1,9 @@
-"""RayExecutor: each tool runs in a Ray actor pool of its own, its backend built once per actor and kept
-resident. Episodes stay in the driver (LangGraph threads); a call waits for an idle actor of its tool's
-pool (queued_s) and is timed inside the actor (executors.LocalExecutor), so a charge is what the call held
-there. Artifacts travel as refs into the shared --out store, never as frames through Ray's object store.
+"""RayExecutor: each tool runs in a Ray actor pool, its backend built once per actor and kept resident (tools on
+one model share a pool: tools.by_model). The driver holds the tools as declared (tools.declare_tools: what
+keys, records and charges a call, and what each pool reserves), never loaded. Episodes stay in the driver
+(LangGraph threads); a call waits for an idle actor of its tool's pool (queued_s) and is timed inside the
+actor (executors.LocalExecutor), so a charge is what the call held there. Artifacts travel as refs into the
+shared --out store, never as frames through Ray's object store.
 
 Faults are Ray's to repair: an actor that dies (killed, out of memory, its node lost) is restarted
 (max_restarts) and the call it was running is run again there (max_task_retries), so the driver sees the
@@ -16,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,11 +40,10 @@ from agent.ray_cluster import (
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
-from tools import build_toolkit, pool_resources, shared_model_pools, tool_resources
+from tools import build_toolkit, by_model, pool_resources
 from tools.base import Resources, Tool, ToolContext, ToolError
 
 log = logging.getLogger(__name__)
-SHARED_MODEL_TOOLS = {"train_editto": "editto", "edit_with_editto": "editto"}  # one resident Editto
 # Runs of one call Ray makes when its actor dies under it: a call that kills its actor every time (a
 # crash on one input) ends as a failed call instead of restarting the actor for ever.
 MAX_TASK_RETRIES = 3
@@ -68,34 +68,15 @@ class ToolHost:
         self.toolkit = build(cfg, tools)
         self.io, self.prompts, self.local = ArtifactStore(cfg.out, engine), PromptBook(cfg.prompts_dir), LocalExecutor()
 
-    def describe(self) -> dict[str, tuple[str, str, tuple[str, ...], type, type, str]]:
-        return {n: (t.name, t.version, t.templates, t.Input, t.Output, t.backend_id) for n, t in self.toolkit.items()}
+    def ready(self) -> bool:
+        """Answers once the tools are loaded (the constructor has returned)."""
+        return True
 
     def run(self, tool_name: str, inp: BaseModel) -> tuple[Executed, list[Any], dict[str, Any] | None]:
         tool = self.toolkit[tool_name]
         ctx = ToolContext(io=self.io, prompts=self.prompts)
         executed = self.local.run(tool, inp, ctx, limit_time=False)  # the driver kills us past the limit
         return executed, ctx.rendered, getattr(ctx, "usage", None)
-
-
-@dataclass
-class RemoteTool:
-    """What the driver knows of a tool that runs in a pool: enough to key, record and check its calls."""
-
-    name: str
-    version: str
-    templates: tuple[str, ...]
-    Input: type  # noqa: N815 -- the Tool protocol's name
-    Output: type  # noqa: N815
-    backend_id: str
-    resources: Resources = Resources()
-
-    def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:
-        raise RuntimeError(f"{self.name} runs in its Ray actor pool, not in the driver")
-
-
-def pool_name(tool: str) -> str:
-    return SHARED_MODEL_TOOLS.get(tool, tool)
 
 
 def pool_ask(resources: Resources, override: Any) -> Ask:
@@ -130,10 +111,11 @@ class RayExecutor:
     def __init__(
         self,
         cfg: RunConfig,
-        tools: list[str],
+        toolkit: dict[str, Tool],
         measured_s: dict[str, float] | None = None,
         build: Builder = configured_toolkit,
     ) -> None:
+        """`toolkit`: the tools as declared, which the actors `build` and load."""
         try:
             import ray
         except ImportError as err:
@@ -141,14 +123,11 @@ class RayExecutor:
         self.ray, self.cfg = ray, cfg
         said, self.owns_ray = connect(cfg)
         log.info(said)
-        # tool -> its pool: tools on one resident model (the captioner, planner and judges on one VLM) share one
-        self.pool_of = {name: pool_name(name) for name in tools} | shared_model_pools(cfg.backends, tools)
-        groups: dict[str, list[str]] = {}
-        for name in tools:
-            if name == "estimate_depth" and cfg.backends.depth is None:
-                continue  # as build_toolkit: no depth video without a depth backend
-            groups.setdefault(self.pool_of[name], []).append(name)
-        resources = {g: pool_resources(names, cfg.backends) for g, names in groups.items()}
+        self.toolkit = toolkit
+        # tool -> its pool: tools on one model (the captioner, planner and judges on one VLM) share one
+        groups = {group: [tool.name for tool in tools] for group, tools in by_model(toolkit).items()}
+        self.pool_of = {name: group for group, names in groups.items() for name in names}
+        resources = {g: pool_resources([toolkit[name] for name in names]) for g, names in groups.items()}
         self.asks = {g: pool_ask(r, cfg.pools.get(g)) for g, r in resources.items()}
         self.nodes = capacity()
         counts = {g: o.actors if (o := cfg.pools.get(g)) and o.actors else r.actors for g, r in resources.items()}
@@ -162,12 +141,12 @@ class RayExecutor:
         self.pools: dict[str, Pool] = {}
         for group, names in groups.items():
             start = partial(self._start, host, group, (cfg_json, names, build))
-            self.pools[group] = Pool(group, start, lambda a: a.describe.remote(), self._kill)
+            self.pools[group] = Pool(group, start, lambda a: a.ready.remote(), self._kill)
             self.pools[group].resize(counts[group])
         self.closed = threading.Event()
         self.watcher = threading.Thread(target=self._watch, name="ray-pools", daemon=True)
         self.watcher.start()
-        self.toolkit = self._wait_until_started()
+        self._wait_until_started()
 
     def _start(self, host: Any, group: str, args: tuple[Any, ...]) -> Any:
         """An actor in a placement group of its own: Ray reserves what it asks before it starts, so an actor
@@ -214,16 +193,17 @@ class RayExecutor:
             ready, _ = self.ray.wait(list(probes), num_returns=len(probes), timeout=0.1)
             for ref in ready:
                 try:
-                    probes[ref].loaded(ref, self.ray.get(ref))
+                    self.ray.get(ref)
+                    probes[ref].loaded(ref)
                 except self.ray.exceptions.RayError as err:
-                    probes[ref].loaded(ref, None, first_line(err))
+                    probes[ref].loaded(ref, first_line(err))
 
-    def _wait_until_started(self) -> dict[str, Tool]:
+    def _wait_until_started(self) -> None:
         """Waits until each pool has an actor that has loaded its tools (minutes with real weights), saying
-        which are still starting; the tools as the actors describe them."""
+        which are still starting."""
         started, said = time.perf_counter(), 0.0
         log.info("Ray: starting %d pools (%d actors)", len(self.pools), sum(len(p.actors) for p in self.pools.values()))
-        while starting := [p for p in self.pools.values() if p.described is None]:
+        while starting := [p for p in self.pools.values() if not p.started]:
             if failed := next((p for p in starting if not p.actors), None):
                 self.close()
                 raise ConfigError(f"Ray pool {failed.name}: {failed.failed}")
@@ -233,13 +213,6 @@ class RayExecutor:
                 log.info("Ray: pools still starting after %.0f s: %s", waited, ", ".join(p.name for p in starting))
             time.sleep(0.1)
         log.info("Ray: every pool has an actor ready after %.0f s", time.perf_counter() - started)
-        toolkit: dict[str, Tool] = {}
-        for pool in self.pools.values():
-            for name, described in (pool.described or {}).items():
-                tool = RemoteTool(*described)
-                tool.resources = tool_resources(name, self.cfg.backends)
-                toolkit[name] = tool  # type: ignore[assignment]
-        return toolkit
 
     def split(self, measured_s: dict[str, float]) -> dict[str, int]:
         """With --gpus: actors per GPU pool in proportion to each stage's cost, measured in the run (by the

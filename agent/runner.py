@@ -21,7 +21,7 @@ from agent import policy, training
 from agent.admission import EpisodeBook, admit_episode
 from agent.budget import Ledger, cost_by_tool
 from agent.config import RunConfig
-from agent.context import open_context
+from agent.context import open_context, open_executor
 from agent.episodes import Ended, EpisodeRunner
 from agent.errors import OutageStop, RunError
 from agent.graph import build_graph
@@ -35,7 +35,7 @@ from store.run_lock import RunLock, RunLocked
 from store.tables import Episode, Run, TrainingRun
 from store.traces import RunTotals, run_totals
 from store.training import accepted_when_last_trained, training_runs
-from tools import EPISODE_TOOLS, TRAINING_TOOLS
+from tools import declare_tools, tools_used_in
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,10 @@ class Factory:
             raise RunError(str(err)) from err
         self.run = open_run(self.engine, cfg, self.lock.run_id)
         self.lock.record_holder()
-        tools = EPISODE_TOOLS + (TRAINING_TOOLS if cfg.training.every else ())
-        if cfg.executor == "ray":
-            from agent.ray_pools import RayExecutor  # Ray is in the scale extra
-
-            executor = RayExecutor(cfg, list(tools), cost_by_tool(self.engine, self.run.id))
-            self.context = open_context(cfg, self.engine, self.run.id, tools, executor, executor.toolkit)
-        else:
-            self.context = open_context(cfg, self.engine, self.run.id, tools)
+        uses = ("episode", "training") if cfg.training.every else ("episode",)
+        toolkit = declare_tools(cfg.tools, cfg.backends, tools_used_in(*uses))
+        executor = open_executor(cfg, toolkit, cost_by_tool(self.engine, self.run.id))
+        self.context = open_context(cfg, self.engine, self.run.id, toolkit, executor)
         self.let_ray_go = connect_for_training(cfg) if cfg.training.every else (lambda: None)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
         self.episodes = EpisodeRunner(build_graph(self.checkpointer), self.context, self.checkpointer)

@@ -39,17 +39,17 @@ from sqlmodel import Session, col, select
 
 from agent.budget import split_gpus
 from agent.config import load_config
-from agent.ray_pools import RayExecutor, pool_name
+from agent.ray_pools import RayExecutor
 from agent.runner import Factory
 from bench.pg_server import new_database, throwaway_server
 from bench.sim import HeldStage, held_toolkit
 from bench.simulate import clip_folder, full_policy
 from store.tables import Episode, ToolCall
-from tools import EPISODE_TOOLS
+from tools import tools_used_in
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
-TOOLS = [t for t in EPISODE_TOOLS if t != "estimate_depth"]  # the cpu profile's graph has no depth stage
+TOOLS = [t for t in tools_used_in("episode") if t != "estimate_depth"]  # the cpu profile's graph has no depth stage
 SETTINGS = ("actors", "even", "split", "in-flight")
 
 
@@ -168,7 +168,7 @@ def measure(pools: Pools, cfg: Any, setting: Setting) -> dict[str, Any]:
         result = factory.execute(on_progress)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     done = result.totals.accepted + result.totals.discarded
-    held = held_seconds(factory, stages)
+    held = held_seconds(factory, pools, stages)
     busy = {g: held.get(g, 0.0) / max(1e-9, pools.ready_s[g] - ready_before[g]) for g in pools.pools if g in stages}
     figures = {
         "accepted/h": result.totals.accepted * 3600 / wall,
@@ -184,7 +184,7 @@ def measure(pools: Pools, cfg: Any, setting: Setting) -> dict[str, Any]:
     return figures
 
 
-def held_seconds(factory: Factory, stages: dict[str, HeldStage]) -> dict[str, float]:
+def held_seconds(factory: Factory, pools: Pools, stages: dict[str, HeldStage]) -> dict[str, float]:
     """Seconds the run's calls held their actor, per pool: charged device-seconds over the actor's GPUs."""
     with Session(factory.engine) as s:
         rows = s.exec(
@@ -193,7 +193,7 @@ def held_seconds(factory: Factory, stages: dict[str, HeldStage]) -> dict[str, fl
             .where(Episode.run_id == factory.run.id, col(ToolCall.reused_call_id).is_(None))
             .group_by(ToolCall.tool)
         ).all()
-    return {pool_name(tool): float(s) / stages[tool].gpus for tool, s in rows if tool in stages}
+    return {pools.pool_of[tool]: float(s) / stages[tool].gpus for tool, s in rows if tool in stages}
 
 
 def outside_calls_ms(factory: Factory, stages: dict[str, HeldStage]) -> list[float]:
@@ -290,7 +290,8 @@ def main() -> None:
                 if pools is None or pools.stages != setting.stages:
                     if pools is not None:
                         pools.shut()
-                    pools = Pools(cfg, TOOLS, build=partial(held_toolkit, stages=setting.stages))
+                    build = partial(held_toolkit, stages=setting.stages)
+                    pools = Pools(cfg, build(cfg, TOOLS), build=build)  # type: ignore[arg-type]
                     pools.stages = setting.stages
                 report(setting, measure(pools, cfg, setting))
             if pools is not None:

@@ -90,6 +90,8 @@ class SimTool:
     templates: ClassVar[tuple[str, ...]] = ()
     backend_id: str = "sim"
     resources: Resources = field(default_factory=lambda: Resources(devices=1, timeout_s=None))
+    settings: dict[str, Any] = field(default_factory=dict)  # nothing configured changes what it answers
+    model_key: tuple[str, ...] | None = None  # a Ray pool of its own
     hold_s: float = 0.0  # seconds a call holds its device(s) before it answers (bench/scale.py)
 
     def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel:

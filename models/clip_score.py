@@ -4,6 +4,8 @@ CLIP-F, the mean cosine similarity (x100) of consecutive frames' image embedding
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -17,7 +19,11 @@ class ClipScorer:
         self.device, self.batch_size = device, batch_size
         self.processor = CLIPProcessor.from_pretrained(path)
         self.model = CLIPModel.from_pretrained(path, dtype=torch_dtype(dtype)).to(device).eval()
-        self.spec_id = f"clip:{path.rstrip('/').split('/')[-1]}"
+        self.spec_id = self.identity(path)
+
+    @staticmethod
+    def identity(path: str, **_: Any) -> str:
+        return f"clip:{path.rstrip('/').split('/')[-1]}"
 
     def _embed(self, frames: np.ndarray) -> torch.Tensor:
         out = []

@@ -3,6 +3,8 @@ the control video does not flicker."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -19,7 +21,11 @@ class DepthAnythingEstimator:
         self.device, self.batch_size = device, batch_size
         self.processor = AutoImageProcessor.from_pretrained(path)
         self.model = AutoModelForDepthEstimation.from_pretrained(path, dtype=torch_dtype(dtype)).to(device).eval()
-        self.spec_id = f"depth-anything:{path.rstrip('/').split('/')[-1]}"
+        self.spec_id = self.identity(path)
+
+    @staticmethod
+    def identity(path: str, **_: Any) -> str:
+        return f"depth-anything:{path.rstrip('/').split('/')[-1]}"
 
     @raises_out_of_device_memory
     def estimate(self, frames: np.ndarray) -> np.ndarray:

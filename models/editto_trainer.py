@@ -93,6 +93,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def training_method(lora_rank: int | None, lora_alpha: float | None) -> str:
+    return f"lora{lora_rank}a{lora_alpha or lora_rank}" if lora_rank else "projections"
+
+
 class EdittoTrainer:
     def __init__(
         self,
@@ -163,12 +167,10 @@ class EdittoTrainer:
         self.weights_id: str | None = BASE  # which weights the model holds now; None: not to be trusted
         self.state_id: str | None = BASE  # which optimizer/RNG state; None after loading weights alone
         self.lock = threading.Lock()
-        name = path.rstrip("/").split("/")[-1]
-        method = f"lora{lora_rank}a{lora_alpha or lora_rank}" if lora_rank else "projections"
         # What the trained parameters are: a checkpoint resumes only into the same.
         self.spec = {
-            "base_model": name,
-            "method": method,
+            "base_model": path.rstrip("/").split("/")[-1],
+            "method": training_method(lora_rank, lora_alpha),
             "targets": lora_targets if lora_rank else list(trainable or CONTEXT_PROJECTIONS),
         }
         # How they are trained: a resume applies these, as configured, over the checkpoint's (with a warning).
@@ -181,10 +183,43 @@ class EdittoTrainer:
             "global_batch": global_batch,
         }
         self.changed_on_resume: dict[str, Any] = {}
-        c = self.curriculum
-        self.spec_id = (
-            f"editto:{name}:{method}:lr{lr}:{self.num_frames}x{height}x{width}:shift{timestep_shift}:"
-            f"{loss_weighting}:curriculum{c.start_step}-{c.end_step}{c.shape}:batch{global_batch}"
+        self.spec_id = self.identity(
+            path,
+            lora_rank,
+            lora_alpha,
+            lr,
+            num_frames,
+            height,
+            width,
+            timestep_shift,
+            loss_weighting,
+            curriculum_start,
+            curriculum_end,
+            curriculum_shape,
+            global_batch,
+        )
+
+    @staticmethod
+    def identity(
+        path: str,
+        lora_rank: int | None,
+        lora_alpha: float | None,
+        lr: float,
+        num_frames: int,
+        height: int,
+        width: int,
+        timestep_shift: float,
+        loss_weighting: str,
+        curriculum_start: int,
+        curriculum_end: int,
+        curriculum_shape: str,
+        global_batch: int,
+        **_: Any,
+    ) -> str:
+        return (
+            f"editto:{path.rstrip('/').split('/')[-1]}:{training_method(lora_rank, lora_alpha)}:lr{lr}:"
+            f"{wan_frame_count(num_frames)}x{height}x{width}:shift{timestep_shift}:{loss_weighting}:"
+            f"curriculum{curriculum_start}-{curriculum_end}{curriculum_shape}:batch{global_batch}"
         )
 
     def _make_trainable(

@@ -86,8 +86,12 @@ class QwenImageEditor:
         self.steps, self.true_cfg_scale, self.negative_prompt = steps, true_cfg_scale, negative_prompt
         self.target_area = target_area  # the pipeline works at ~1 megapixel; tiny models need far less
         self.lock = threading.Lock()
+        self.spec_id = self.identity(path, device, steps, true_cfg_scale, runs)
+
+    @staticmethod
+    def identity(path: str, device: str, steps: int, true_cfg_scale: float, attention: Attention, **_: Any) -> str:
         name = path.rstrip("/").split("/")[-1]
-        self.spec_id = f"qwen-image-edit:{name}:{steps}steps:cfg{true_cfg_scale}{attention_mark(runs)}"
+        return f"qwen-image-edit:{name}:{steps}steps:cfg{true_cfg_scale}{attention_mark(attention, device)}"
 
     @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:
@@ -127,8 +131,12 @@ class FluxKontextEditor:
         self.steps, self.guidance_scale, self.max_side = steps, guidance_scale, max_side
         self.max_sequence_length = max_sequence_length  # T5 tokens of the instruction
         self.lock = threading.Lock()
+        self.spec_id = self.identity(path, device, steps, guidance_scale, runs)
+
+    @staticmethod
+    def identity(path: str, device: str, steps: int, guidance_scale: float, attention: Attention, **_: Any) -> str:
         name = path.rstrip("/").split("/")[-1]
-        self.spec_id = f"flux-kontext:{name}:{steps}steps:cfg{guidance_scale}{attention_mark(runs)}"
+        return f"flux-kontext:{name}:{steps}steps:cfg{guidance_scale}{attention_mark(attention, device)}"
 
     @raises_out_of_device_memory
     def edit(self, image: np.ndarray, instruction: str, seed: int, memory_level: int = 0) -> np.ndarray:

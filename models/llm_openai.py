@@ -66,11 +66,15 @@ class OpenAIChat:
     ) -> None:
         self.base_url, self.model = base_url, model
         self.request_timeout_s, self.deadline_s, self.max_attempts = request_timeout_s, deadline_s, max_attempts
-        self.spec_id = f"openai-chat:{model}"  # the endpoint URL and key are not part of any record
+        self.spec_id = self.identity(model)
         api_key = os.environ.get(api_key_env)
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0)
         # Formats this endpoint refused once; every later call skips them (a set add is atomic across threads).
         self._refused: set[str] = set() if structured_output else {"json_schema"}
+
+    @staticmethod
+    def identity(model: str, **_: Any) -> str:
+        return f"openai-chat:{model}"  # the endpoint URL and key are not part of any record
 
     def complete(
         self,
@@ -168,6 +172,7 @@ def conversation(first: list[dict[str, Any]], corrections: tuple[Correction, ...
 class OpenAIPlanner:
     sees_frames = False  # the caption stands for the clip: not every endpoint takes images
     reads_prompts = True
+    identity = staticmethod(OpenAIChat.identity)
 
     def __init__(
         self,

@@ -158,6 +158,9 @@ def prepare_denoiser(pipe: Any, step: str, device: str, denoiser: Denoiser) -> A
     return attention
 
 
-def attention_mark(attention: Attention) -> str:
-    """What a backend's spec_id adds for the attention that runs: nothing for PyTorch's own."""
-    return "" if attention == "native" else f":attn-{attention}"
+def attention_mark(attention: Attention, device: str) -> str:
+    """What a backend's spec_id adds for the attention that runs: nothing for PyTorch's own. From config alone (a
+    tool's declared backend id) it is the kernel asked for on a CUDA device; where its package turns out missing
+    there, set_attention warns and runs PyTorch's, and the loaded backend's spec_id says so."""
+    runs = "native" if attention_unavailable(device) else attention
+    return "" if runs == "native" else f":attn-{runs}"

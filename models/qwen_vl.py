@@ -105,7 +105,11 @@ class QwenVL:
         self.loaded: LoadedQwenVL = pool.get(
             self.model_key(path, device, dtype), lambda: load_qwen_vl(path, device, dtype)
         )
-        self.spec_id = f"qwen2.5-vl:{path.rstrip('/').split('/')[-1]}"
+        self.spec_id = self.identity(path)
+
+    @staticmethod
+    def identity(path: str, **_: Any) -> str:
+        return f"qwen2.5-vl:{path.rstrip('/').split('/')[-1]}"
 
     @staticmethod
     def model_key(path: str, device: str, dtype: str) -> tuple[str, ...]:

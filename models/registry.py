@@ -174,6 +174,19 @@ def backend_settings(step: str, spec: dict[str, Any]) -> dict[str, Any]:
     return keyed
 
 
+def backend_id(step: str, spec: dict[str, Any]) -> str:
+    """The spec_id the backend will have, from its spec alone, without loading it: a CPU algorithm's names its
+    code's version (a class constant), a model's its checkpoint and settings (the class's `identity`)."""
+    cls = backend_class(step, spec["kind"])
+    identity = getattr(cls, "identity", None)
+    if identity is None:
+        return cls.spec_id
+    options = validate_backend(step, spec)
+    if isinstance(options.get("path"), str):  # named as the resolved folder is: a tiny model by its name
+        options["path"] = options["path"].removeprefix("tiny:")
+    return identity(**options)
+
+
 def resident_model(step: str, spec: dict[str, Any]) -> tuple[str, ...] | None:
     """The resident model a backend holds, when backends of other steps can share it (its class has a
     `model_key`, as the Qwen2.5-VL roles do): the key its ModelPool entry has. None: a model of its own."""

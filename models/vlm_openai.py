@@ -58,6 +58,7 @@ class OpenAIVisionRole:
 
     reads_prompts = True  # it reads the rendered prompt
     answer_name: ClassVar[str]  # the name the JSON schema goes by in response_format
+    identity = staticmethod(OpenAIChat.identity)
 
     def __init__(
         self,

@@ -64,9 +64,22 @@ class WanVideoEnhancer:
         self.steps, self.strength, self.guidance_scale = steps, strength, guidance_scale
         self.height, self.width = height, width
         self.lock = threading.Lock()
+        self.spec_id = self.identity(path, device, steps, strength, guidance_scale, flow_shift, runs)
+
+    @staticmethod
+    def identity(
+        path: str,
+        device: str,
+        steps: int,
+        strength: float,
+        guidance_scale: float,
+        flow_shift: float | None,
+        attention: Attention,
+        **_: Any,
+    ) -> str:
         name = path.rstrip("/").split("/")[-1]
-        settings = f"{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}{attention_mark(runs)}"
-        self.spec_id = f"wan-v2v:{name}:{settings}"
+        mark = attention_mark(attention, device)
+        return f"wan-v2v:{name}:{steps}steps:strength{strength}:cfg{guidance_scale}:shift{flow_shift}{mark}"
 
     def frames_made(self, frames: int) -> int:
         return wan_frame_count(frames)

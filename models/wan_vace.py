@@ -132,9 +132,23 @@ class WanVacePropagator:
         self.height, self.width, self.num_frames = height, width, wan_frame_count(num_frames)
         self.negative_prompt = negative_prompt
         self.lock = threading.Lock()
+        self.spec_id = self.identity(path, device, lora_path, steps, guidance_scale, flow_shift, runs)
+
+    @staticmethod
+    def identity(
+        path: str,
+        device: str,
+        lora_path: str | None,
+        steps: int,
+        guidance_scale: float,
+        flow_shift: float | None,
+        attention: Attention,
+        **_: Any,
+    ) -> str:
         name = path.rstrip("/").split("/")[-1]
         lora = f"+lora:{lora_path.rstrip('/').split('/')[-1]}" if lora_path else ""
-        self.spec_id = f"wan-vace:{name}{lora}:{steps}steps:cfg{guidance_scale}:shift{flow_shift}{attention_mark(runs)}"
+        settings = f"{steps}steps:cfg{guidance_scale}:shift{flow_shift}{attention_mark(attention, device)}"
+        return f"wan-vace:{name}{lora}:{settings}"
 
     def frames_made(self, frames: int) -> int:
         return min(wan_frame_count(frames), self.num_frames)

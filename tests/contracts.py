@@ -75,6 +75,14 @@ def make_bench(tmp_path: Path, clip: Path) -> Bench:
     return bench
 
 
+def set_up_on(tool: Tool, backend: Any) -> Tool:
+    """The tool, set up on `backend` (a misbehaving one, a tiny model) instead of the one its config names, and
+    named after it."""
+    tool.setup(backend)
+    tool.backend_id = backend.spec_id
+    return tool
+
+
 # A failure a tool must report: the tool to call (perhaps over a misbehaving backend), its input, and the
 # ToolError's kind and field.
 Failure = tuple[Tool, BaseModel, str, str | None]

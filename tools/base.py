@@ -1,4 +1,5 @@
-"""What every tool shares: artifact refs, the context the agent hands in, resources, and ToolError."""
+"""What every tool shares: the Tool declaration, artifact refs, the context the agent hands in, resources, and
+ToolError."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from models.protocols import OutOfDeviceMemory
+from models.registry import RESOURCE_KEYS, backend_id, backend_settings, resident_model, resource_defaults
 from prompts.loader import PromptBook, RenderedPrompt
 
 ArtifactRef = str  # '<sha256><suffix>' of a file in the artifact store
@@ -110,16 +112,63 @@ class ToolContext:
         return data
 
 
-class Tool(Protocol):
+BackendSpec = dict[str, Any]  # {kind: ..., devices: ..., <the backend's own options>}
+
+
+def spec_resources(spec: BackendSpec, defaults: Resources) -> Resources:
+    """What a call holds: the tool's defaults, under its backend kind's (models.registry.resource_defaults),
+    under what the spec says."""
+    given = {k: spec[k] for k in RESOURCE_KEYS if k in spec}
+    return Resources(**defaults.model_dump(exclude_unset=True) | resource_defaults(spec.get("kind")) | given)
+
+
+class Tool:
+    """One step of the method, declared in its own file: what the class says (name, version, input and output,
+    templates, the `backends:` entry that serves it, the `tools:` section it reads) and what the constructor
+    reads from config (its backend's id, settings and resources, and the model it runs on) are everything a
+    call's cache key, its record and charge, and its Ray actor pool need; nothing is loaded. setup() hands the
+    tool its backend where it runs, in this process or in a Ray actor (as NeMo Curator's stages do); __call__
+    reads as the step."""
+
     name: ClassVar[str]
-    version: ClassVar[str]
-    templates: ClassVar[tuple[str, ...]]  # their hashes join the cache key: edit one, rerun its calls
+    version: ClassVar[str]  # bump it and no call of the old version is reused
     Input: ClassVar[type[BaseModel]]
     Output: ClassVar[type[BaseModel]]
-    resources: Resources
-    backend_id: str
+    templates: ClassVar[tuple[str, ...]] = ()  # their hashes join the cache key: edit one, rerun its calls
+    backend_step: ClassVar[str | None] = None  # the `backends:` entry that serves it; None: it runs no model
+    config_section: ClassVar[str | None] = None  # the `tools:` section it reads, whole
+    optional: ClassVar[bool] = False  # left out of a run whose config names no backend for it
+    used_in: ClassVar[tuple[str, ...]] = ("episode",)  # what calls it: episodes, training rounds
+    default_resources: ClassVar[Resources] = Resources()  # what a call holds where the backend spec is silent
+    backend_id: str  # a tool without a backend names its algorithm (and its version) here
 
-    def __call__(self, inp: BaseModel, ctx: ToolContext) -> BaseModel: ...
+    def __init__(self, config: Any = None, spec: BackendSpec | None = None) -> None:
+        """`config`: the tool's `tools:` section; `spec`: its `backends:` entry."""
+        self.config = config
+        # Everything configured that can change what the tool returns: part of every call's cache key.
+        self.settings: dict[str, Any] = {} if config is None else {"config": config.model_dump(mode="json")}
+        self.resources = self.default_resources
+        # The resident model its backend holds: tools with the same one share it (one Ray actor pool).
+        self.model_key: tuple[str, ...] | None = None
+        if spec is not None and self.backend_step is not None:
+            self.backend_id = backend_id(self.backend_step, spec)
+            self.settings["backend"] = backend_settings(self.backend_step, spec)
+            self.resources = spec_resources(spec, self.default_resources)
+            self.model_key = resident_model(self.backend_step, spec) or (self.backend_step,)
+
+    @classmethod
+    def declare(cls, tools: Any, backends: Any) -> Tool:
+        """The tool as a run's `tools:` and `backends:` configure it: its own section and backend entry. A tool
+        that reads more of the config says so here (plan_instruction: how the configured editor reads an edit)."""
+        config = getattr(tools, cls.config_section) if cls.config_section else None
+        return cls(config, getattr(backends, cls.backend_step) if cls.backend_step else None)
+
+    def setup(self, backend: Any) -> None:
+        """Takes the backend, loaded where the tool runs. A tool with a backend keeps it under its own name."""
+        raise NotImplementedError(f"{self.name} runs no backend")
+
+    def __call__(self, inp: Any, ctx: ToolContext) -> BaseModel:
+        raise NotImplementedError
 
 
 class Verdict(BaseModel, frozen=True):

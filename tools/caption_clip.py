@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
 from pydantic import BaseModel, Field, create_model
 
 from models.protocols import Captioner, CaptionRequest, Correction, ModelReply
 from tools.answers import AnswerError, ask_until_valid, parsed, reply_of
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 from tools.judge import text_pattern
 
 FIRST_CHAR = r'[^\x00-\x20"\\]'  # a caption starts with something visible
@@ -37,16 +36,16 @@ def caption_answer(max_chars: int) -> type[BaseModel]:
     return create_model("CaptionAnswer", __config__={"extra": "forbid"}, caption=text)
 
 
-class CaptionClip:
-    name: ClassVar[str] = "caption_clip"
-    version: ClassVar[str] = "3"  # 3: an answer that does not parse is re-asked with its problems named
-    templates: ClassVar[tuple[str, ...]] = ("caption_clip.j2", "answer.reask.j2")
+class CaptionClip(Tool):
+    name, version = "caption_clip", "3"  # 3: an answer that does not parse is re-asked with its problems named
     Input, Output = CaptionClipInput, CaptionClipOutput
+    templates = ("caption_clip.j2", "answer.reask.j2")
+    backend_step, config_section = "captioner", "caption_clip"
+    config: CaptionClipConfig
 
-    def __init__(self, captioner: Captioner, config: CaptionClipConfig, resources: Resources) -> None:
-        self.captioner, self.config, self.resources = captioner, config, resources
-        self.backend_id = captioner.spec_id
-        self.answer = caption_answer(config.max_chars)
+    def setup(self, captioner: Captioner) -> None:
+        self.captioner = captioner
+        self.answer = caption_answer(self.config.max_chars)
 
     def __call__(self, inp: CaptionClipInput, ctx: ToolContext) -> CaptionClipOutput:
         frames, fps = ctx.io.read_video(inp.clip)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import BaseModel
 
 from models.protocols import ImageEditor
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 
 
 class EditKeyframeInput(BaseModel, frozen=True, extra="forbid"):
@@ -21,14 +19,13 @@ class EditKeyframeOutput(BaseModel, frozen=True):
     edited_keyframe: ArtifactRef
 
 
-class EditKeyframe:
-    name: ClassVar[str] = "edit_keyframe"
-    version: ClassVar[str] = "1"
-    templates: ClassVar[tuple[str, ...]] = ()
+class EditKeyframe(Tool):
+    name, version = "edit_keyframe", "1"
     Input, Output = EditKeyframeInput, EditKeyframeOutput
+    backend_step = "editor"
 
-    def __init__(self, editor: ImageEditor, resources: Resources) -> None:
-        self.editor, self.resources, self.backend_id = editor, resources, editor.spec_id
+    def setup(self, editor: ImageEditor) -> None:
+        self.editor = editor
 
     def __call__(self, inp: EditKeyframeInput, ctx: ToolContext) -> EditKeyframeOutput:
         image = ctx.io.read_image(inp.keyframe)

@@ -5,12 +5,10 @@ that makes fewer frames than the video holds makes them for a window of it, neve
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import BaseModel
 
 from models.protocols import VideoEnhancer
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 from tools.frame_window import SourceWindow, frames_to_make, window_of, window_start
 
 
@@ -28,14 +26,13 @@ class EnhanceTemporalOutput(BaseModel, frozen=True):
     made_for: SourceWindow  # the frames of `clip` the enhanced video holds, frame for frame
 
 
-class EnhanceTemporal:
-    name: ClassVar[str] = "enhance_temporal"
-    version: ClassVar[str] = "2"  # 2: fewer frames are made for a window of the video, never stretched
-    templates: ClassVar[tuple[str, ...]] = ()
+class EnhanceTemporal(Tool):
+    name, version = "enhance_temporal", "2"  # 2: fewer frames are made for a window of the video, never stretched
     Input, Output = EnhanceTemporalInput, EnhanceTemporalOutput
+    backend_step = "enhancer"
 
-    def __init__(self, enhancer: VideoEnhancer, resources: Resources) -> None:
-        self.enhancer, self.resources, self.backend_id = enhancer, resources, enhancer.spec_id
+    def setup(self, enhancer: VideoEnhancer) -> None:
+        self.enhancer = enhancer
 
     def __call__(self, inp: EnhanceTemporalInput, ctx: ToolContext) -> EnhanceTemporalOutput:
         video, fps = ctx.io.read_video(inp.video)

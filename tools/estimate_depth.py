@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 from pydantic import BaseModel
 
 from models.protocols import DepthEstimator
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 
 
 class EstimateDepthInput(BaseModel, frozen=True, extra="forbid"):
@@ -20,14 +18,14 @@ class EstimateDepthOutput(BaseModel, frozen=True):
     depth_video: ArtifactRef  # the same as a grey mp4, for people and for the dataset
 
 
-class EstimateDepth:
-    name: ClassVar[str] = "estimate_depth"
-    version: ClassVar[str] = "1"
-    templates: ClassVar[tuple[str, ...]] = ()
+class EstimateDepth(Tool):
+    name, version = "estimate_depth", "1"
     Input, Output = EstimateDepthInput, EstimateDepthOutput
+    backend_step = "depth"
+    optional = True  # without a depth backend there is no depth video (the cpu propagator reads the frames)
 
-    def __init__(self, estimator: DepthEstimator, resources: Resources) -> None:
-        self.estimator, self.resources, self.backend_id = estimator, resources, estimator.spec_id
+    def setup(self, estimator: DepthEstimator) -> None:
+        self.estimator = estimator
 
     def __call__(self, inp: EstimateDepthInput, ctx: ToolContext) -> EstimateDepthOutput:
         frames, fps = ctx.io.read_video(inp.clip)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from models.cpu.flow import clip_flows, cut_scores, first_shot_window, max_cut_score, mean_motion
 from models.cpu.source_measures import contrast, dhash, flash_rate, neighbour_correlation
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Resources, Tool, ToolContext, ToolError
 
 
 class IngestConfig(BaseModel, extra="forbid"):
@@ -84,16 +84,13 @@ class IngestOutput(BaseModel, frozen=True):
     flash_rate: float  # fraction of frame steps with a jump in brightness: a flashing screen
 
 
-class Ingest:
-    name: ClassVar[str] = "ingest"
-    version: ClassVar[str] = "3"  # 3: the window starts after a shot cut near the start
-    templates: ClassVar[tuple[str, ...]] = ()
+class Ingest(Tool):
+    name, version = "ingest", "3"  # 3: the window starts after a shot cut near the start
     Input, Output = IngestInput, IngestOutput
+    config_section = "ingest"
     backend_id = "pyav+opencv-flow"
-    resources = Resources(devices=1, clock="process_cpu", gpus=0)  # decoding and flow run on a CPU core
-
-    def __init__(self, config: IngestConfig) -> None:
-        self.config = config
+    default_resources = Resources(devices=1, clock="process_cpu", gpus=0)  # decoding and flow run on a CPU core
+    config: IngestConfig
 
     def __call__(self, inp: IngestInput, ctx: ToolContext) -> IngestOutput:
         cfg = self.config
@@ -145,19 +142,16 @@ class FingerprintClipOutput(BaseModel, frozen=True):
     frame_hashes: list[str]  # 64-bit difference hash of each sampled frame with some structure, hex
 
 
-class FingerprintClip:
+class FingerprintClip(Tool):
     """Before any episode: a perceptual fingerprint of a source clip, so the agent can skip clips that show
     footage an earlier clip already showed (re-encoded, slightly cropped or trimmed)."""
 
-    name: ClassVar[str] = "fingerprint_clip"
-    version: ClassVar[str] = "1"
-    templates: ClassVar[tuple[str, ...]] = ()
+    name, version = "fingerprint_clip", "1"
     Input, Output = FingerprintClipInput, FingerprintClipOutput
+    config_section = "ingest"  # its fingerprint_* settings
     backend_id = "pyav+dhash"
-    resources = Resources(devices=1, clock="process_cpu", gpus=0)  # decoding on a CPU core, as ingest
-
-    def __init__(self, config: IngestConfig) -> None:
-        self.config = config
+    default_resources = Resources(devices=1, clock="process_cpu", gpus=0)  # decoding on a CPU core, as ingest
+    config: IngestConfig
 
     def __call__(self, inp: FingerprintClipInput, ctx: ToolContext) -> FingerprintClipOutput:
         cfg = self.config

@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from models.protocols import LOCAL_CATEGORIES, Correction, Judge, JudgeRequest, ModelReply
 from tools.answers import AnswerError, ask_until_valid, parsed, reply_of
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError, Verdict
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError, Verdict
 
 # A rubric template names its criteria in a header line, `{# criteria: a, b #}`: the answer schema requires
 # exactly those, so a rubric edited or overridden to score something else changes the schema with it.
@@ -155,28 +155,31 @@ def score_edit(
     return ask_judge(judge, request, answer, config.parse_attempts, ctx)
 
 
-class JudgeKeyframe:
-    name: ClassVar[str] = "judge_keyframe"
-    version: ClassVar[str] = "3"  # 3: an answer that does not parse is re-asked with its problems named
-    templates: ClassVar[tuple[str, ...]] = ("judge_keyframe.j2", "answer.reask.j2")
+class JudgeKeyframe(Tool):
+    name, version = "judge_keyframe", "3"  # 3: an answer that does not parse is re-asked with its problems named
     Input, Output = JudgeInput, Verdict
+    templates = ("judge_keyframe.j2", "answer.reask.j2")
+    backend_step, config_section = "keyframe_judge", "judge"
+    config: JudgeConfig
 
-    def __init__(self, judge: Judge, config: JudgeConfig, resources: Resources) -> None:
-        self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
+    def setup(self, judge: Judge) -> None:
+        self.judge = judge
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
         source, edited = ctx.io.read_image(inp.source), ctx.io.read_image(inp.edited)
         return score_edit(self.judge, self.config, ctx, "judge_keyframe.j2", inp, source, edited)
 
 
-class JudgeVideo:
-    name: ClassVar[str] = "judge_video"
-    version: ClassVar[str] = "3"  # 3: an answer that does not parse is re-asked with its problems named
-    templates: ClassVar[tuple[str, ...]] = ("judge_video.j2", "answer.reask.j2")
+class JudgeVideo(Tool):
+    name, version = "judge_video", "3"  # 3: an answer that does not parse is re-asked with its problems named
     Input, Output = JudgeInput, Verdict
+    templates = ("judge_video.j2", "answer.reask.j2")
+    backend_step, config_section = "video_judge", "judge"
+    used_in = ("episode", "training")  # a training round's held-out evaluation too
+    config: JudgeConfig
 
-    def __init__(self, judge: Judge, config: JudgeConfig, resources: Resources) -> None:
-        self.judge, self.config, self.resources, self.backend_id = judge, config, resources, judge.spec_id
+    def setup(self, judge: Judge) -> None:
+        self.judge = judge
 
     def __call__(self, inp: JudgeInput, ctx: ToolContext) -> Verdict:
         source, _ = ctx.io.read_video(inp.source)

@@ -16,14 +16,15 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from models.cpu.rule_planner import RulePlanner
 from models.protocols import CategoryUnfitError, ModelReply, Planner, PlanRequest
+from models.registry import backend_class
 from tools.answers import AnswerError, ask_until_valid, parse_json_object, reply_of
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, BackendSpec, Tool, ToolContext, ToolError
 
 MAX_INSTRUCTION_SENTENCES = 2
 MAX_TARGET_SENTENCES = 5  # a target may restate the caption (two or three sentences) and add the edit
@@ -232,31 +233,40 @@ def validate_answer(
     return answer
 
 
-class PlanInstruction:
-    name: ClassVar[str] = "plan_instruction"
+class PlanInstruction(Tool):
+    name = "plan_instruction"
     # 3: frames for a vision-language planner; the answer that no edit fits; 4: the same edit in other words is a
     # repeat, and the output says which edit the instruction makes
-    version: ClassVar[str] = "4"
-    templates: ClassVar[tuple[str, ...]] = (
+    version = "4"
+    Input, Output = PlanInstructionInput, PlanInstructionOutput
+    templates = (
         "plan_instruction.system.j2",
         "plan_instruction.user.j2",
         "plan_instruction.reask.j2",
         "rewrite_instruction.user.j2",
         "edit_vocabulary.yaml",
     )
-    Input, Output = PlanInstructionInput, PlanInstructionOutput
+    backend_step, config_section = "planner", "plan_instruction"
+    config: PlanInstructionConfig
 
     def __init__(
-        self,
-        planner: Planner,
-        config: PlanInstructionConfig,
-        resources: Resources,
-        effect_of: EffectReader | None = None,
+        self, config: PlanInstructionConfig | None = None, spec: BackendSpec | None = None, editor: Any = None
     ) -> None:
-        """`effect_of`: how the configured editor reads the edit an instruction makes (tools.editor_effects)."""
-        self.planner, self.config, self.resources, self.effect_of = planner, config, resources, effect_of
+        """`editor`: the configured editor's class, whose `effect` reads the edit an instruction makes without
+        loading a model, so that the planner never gives a clip the same edit twice in other words; None, or a
+        class that does not say, where any instruction is its own edit (a diffusion editor)."""
+        super().__init__(config, spec)
+        self.effect_of: EffectReader | None = getattr(editor, "effect", None)
+        # the editor's reading of instructions decides what counts as a repeat
+        self.settings["effects"] = getattr(editor, "spec_id", None)
+
+    @classmethod
+    def declare(cls, tools: Any, backends: Any) -> PlanInstruction:
+        return cls(tools.plan_instruction, backends.planner, backend_class("editor", backends.editor["kind"]))
+
+    def setup(self, planner: Planner) -> None:
+        self.planner = planner
         self.fallback: Planner = RulePlanner()  # needs no model: it always answers, from the vocabulary
-        self.backend_id = planner.spec_id
 
     def __call__(self, inp: PlanInstructionInput, ctx: ToolContext) -> PlanInstructionOutput:
         request = self.build_request(inp, ctx)

@@ -4,12 +4,10 @@ them for a window of it, never stretched back (tools/frame_window.py)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import BaseModel, Field
 
 from models.protocols import VideoPropagator
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 from tools.frame_window import SourceWindow, frames_to_make, window_of, window_start
 
 
@@ -34,14 +32,13 @@ class PropagateOutput(BaseModel, frozen=True):
     made_for: SourceWindow  # the source frames the video was made for, frame for frame
 
 
-class Propagate:
-    name: ClassVar[str] = "propagate"
-    version: ClassVar[str] = "3"  # 3: fewer frames are made for a window of the clip, never stretched
-    templates: ClassVar[tuple[str, ...]] = ()
+class Propagate(Tool):
+    name, version = "propagate", "3"  # 3: fewer frames are made for a window of the clip, never stretched
     Input, Output = PropagateInput, PropagateOutput
+    backend_step = "propagator"
 
-    def __init__(self, propagator: VideoPropagator, resources: Resources) -> None:
-        self.propagator, self.resources, self.backend_id = propagator, resources, propagator.spec_id
+    def setup(self, propagator: VideoPropagator) -> None:
+        self.propagator = propagator
 
     def __call__(self, inp: PropagateInput, ctx: ToolContext) -> PropagateOutput:
         source, fps = ctx.io.read_video(inp.clip)

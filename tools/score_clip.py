@@ -3,12 +3,10 @@ its target description) and CLIP-F (consecutive edited frames against each other
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import BaseModel
 
 from models.protocols import VideoTextScorer
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 
 
 class ScoreClipInput(BaseModel, frozen=True, extra="forbid"):
@@ -20,14 +18,15 @@ class ScoreClipOutput(BaseModel, frozen=True):
     scores: dict[str, float]  # CLIP-T and CLIP-F, x100 as the paper reports them
 
 
-class ScoreClip:
-    name: ClassVar[str] = "score_clip"
-    version: ClassVar[str] = "1"
-    templates: ClassVar[tuple[str, ...]] = ()
+class ScoreClip(Tool):
+    name, version = "score_clip", "1"
     Input, Output = ScoreClipInput, ScoreClipOutput
+    backend_step = "clip_scorer"
+    optional = True  # without a CLIP backend the held-out evaluation has the judge's scores alone
+    used_in = ("training",)
 
-    def __init__(self, scorer: VideoTextScorer, resources: Resources) -> None:
-        self.scorer, self.resources, self.backend_id = scorer, resources, scorer.spec_id
+    def setup(self, scorer: VideoTextScorer) -> None:
+        self.scorer = scorer
 
     def __call__(self, inp: ScoreClipInput, ctx: ToolContext) -> ScoreClipOutput:
         frames, _ = ctx.io.read_video(inp.video)

@@ -5,7 +5,7 @@ training loads nothing."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -19,7 +19,7 @@ from models.protocols import (
     EdittoModel,
     TripletFiles,
 )
-from tools.base import ArtifactRef, Resources, ToolContext, ToolError
+from tools.base import ArtifactRef, BackendSpec, Resources, Tool, ToolContext, ToolError
 
 EXPORTS = (EDITTO_DIFFUSERS, EDITTO_DIFFSYNTH)  # the weights in the names diffusers and DiffSynth-Studio load
 CHECKPOINT_FILES = (EDITTO_WEIGHTS, EDITTO_TRAINING_STATE, EDITTO_CARD, *EXPORTS)
@@ -60,14 +60,23 @@ class TrainEdittoOutput(BaseModel, frozen=True):
     heldout_losses_with_reference: tuple[float, ...]  # ... and with the edited reference frame fed
 
 
-class TrainEditto:
-    name: ClassVar[str] = "train_editto"
-    version: ClassVar[str] = "3"
-    templates: ClassVar[tuple[str, ...]] = ()
+class TrainEditto(Tool):
+    name, version = "train_editto", "3"
     Input, Output = TrainEdittoInput, TrainEdittoOutput
+    backend_step = "editto"
+    used_in = ("training",)
+    default_resources = Resources(timeout_s=None)  # a round may rightly take hours: no limit unless the spec sets one
 
-    def __init__(self, model: EdittoModel, resources: Resources) -> None:
-        self.model, self.resources, self.backend_id = model, resources, model.spec_id
+    def __init__(self, config: None = None, spec: BackendSpec | None = None) -> None:
+        super().__init__(config, spec)
+        # Data-parallel, a round holds its workers' devices for the whole call (charged workers x devices x
+        # seconds); the process that starts it keeps the share it asks for (the held-out evaluation runs there).
+        one, workers = self.resources, (spec or {}).get("workers", 1)
+        gpus = one.gpus if one.gpus is not None else one.devices
+        self.resources = one.model_copy(update={"devices": one.devices * workers, "gpus": gpus})
+
+    def setup(self, model: EdittoModel) -> None:
+        self.model = model
 
     def __call__(self, inp: TrainEdittoInput, ctx: ToolContext) -> TrainEdittoOutput:
         if not inp.examples:
@@ -120,14 +129,14 @@ class EditWithEdittoOutput(BaseModel, frozen=True):
     source_window: ArtifactRef  # the source frames Editto edited, at its size: what the edit is judged against
 
 
-class EditWithEditto:
-    name: ClassVar[str] = "edit_with_editto"
-    version: ClassVar[str] = "3"
-    templates: ClassVar[tuple[str, ...]] = ()
+class EditWithEditto(Tool):
+    name, version = "edit_with_editto", "3"
     Input, Output = EditWithEdittoInput, EditWithEdittoOutput
+    backend_step = "editto"  # the model train_editto trains: one resident copy
+    used_in = ("training",)
 
-    def __init__(self, model: EdittoModel, resources: Resources) -> None:
-        self.model, self.resources, self.backend_id = model, resources, model.spec_id
+    def setup(self, model: EdittoModel) -> None:
+        self.model = model
 
     def __call__(self, inp: EditWithEdittoInput, ctx: ToolContext) -> EditWithEdittoOutput:
         source, fps = ctx.io.read_video(inp.clip)

@@ -19,7 +19,7 @@ from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
 from store.tables import Episode, Run, ToolCall
-from tools import TOOL_BACKENDS, TOOL_CONFIGS, ToolsConfig, build_toolkit, tool_settings
+from tools import TOOLS, ToolsConfig, build_toolkit, declare_tools
 from tools.ingest import ingest_input
 
 REQUIRED = {"base_url": "http://127.0.0.1:8000/v1", "model": "m"}
@@ -90,25 +90,22 @@ def test_every_field_of_a_tools_config_section_changes_the_key_of_the_tools_that
     section: str, small_config
 ) -> None:  # type: ignore[no-untyped-def]
     cfg = small_config()
-    readers = [tool for tool, read in TOOL_CONFIGS.items() if read == section]
+    readers = [name for name, tool in TOOLS.items() if tool.config_section == section]
     assert readers, f"tools.{section} is read by no tool"
     config = getattr(cfg.tools, section)
+    before = declare_tools(cfg.tools, cfg.backends, readers)
     for name, field in type(config).model_fields.items():
         value = changed(getattr(config, name), field.annotation)[0]
         other = cfg.tools.model_copy(update={section: config.model_copy(update={name: value})})
-        for tool in readers:
-            assert tool_settings(tool, other, cfg.backends) != tool_settings(tool, cfg.tools, cfg.backends), (
-                f"tools.{section}.{name} is not part of {tool}'s call key"
-            )
+        for tool, after in declare_tools(other, cfg.backends, readers).items():
+            assert after.settings != before[tool].settings, f"tools.{section}.{name} is not part of {tool}'s call key"
 
 
 def test_every_model_backed_tool_keys_its_backend(small_config) -> None:  # type: ignore[no-untyped-def]
     cfg = small_config()
-    for tool, step in TOOL_BACKENDS.items():
-        if getattr(cfg.backends, step) is not None:
-            assert (
-                tool_settings(tool, cfg.tools, cfg.backends)["backend"]["kind"] == getattr(cfg.backends, step)["kind"]
-            )
+    for tool in declare_tools(cfg.tools, cfg.backends, TOOLS).values():
+        if tool.backend_step is not None:
+            assert tool.settings["backend"]["kind"] == getattr(cfg.backends, tool.backend_step)["kind"]
 
 
 def test_the_weights_identity_follows_the_files_not_the_name(tmp_path: Path) -> None:
@@ -136,8 +133,7 @@ def caller_for(cfg, tmp_path: Path) -> ToolCaller:  # type: ignore[no-untyped-de
             s.add_all(Episode(id=e, run_id="r", index=0, clip_path="x", variant=0, seed=0) for e in ("e1", "e2"))
             s.commit()
     toolkit = build_toolkit(cfg.tools, cfg.backends, wanted=["ingest"])
-    settings = {name: tool_settings(name, cfg.tools, cfg.backends) for name in toolkit}
-    return ToolCaller(engine, toolkit, ArtifactStore(tmp_path, engine), PromptBook(), settings=settings)
+    return ToolCaller(engine, toolkit, ArtifactStore(tmp_path, engine), PromptBook())
 
 
 def test_an_ingest_under_another_frame_rate_runs_again(tmp_path: Path, small_config, clips: list[Path]) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from agent.actor_pool import Pool
 from agent.config import ConfigError
 from agent.ray_cluster import Ask, fit
 from agent.ray_pools import pool_ask
-from tools import tool_resources
+from tools import declare_tools
 from tools.base import Resources
 
 TWO_CPUS = [{"CPU": 2.0, "GPU": 0.0, "memory": 8 * 2**30}]
@@ -22,7 +22,8 @@ def cpu_profile_asks(small_config) -> dict[str, Ask]:  # type: ignore[no-untyped
     cfg = small_config()
     tools = ("fingerprint_clip", "ingest", "caption_clip", "plan_instruction", "edit_keyframe", "judge_keyframe")
     tools += ("propagate", "enhance_temporal", "judge_video")
-    return {t: pool_ask(tool_resources(t, cfg.backends), None) for t in tools}
+    declared = declare_tools(cfg.tools, cfg.backends, tools)
+    return {name: pool_ask(tool.resources, None) for name, tool in declared.items()}
 
 
 def test_the_cpu_profile_fits_two_cpus_by_scaling_the_reservations_it_did_not_set(small_config) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +86,7 @@ def loaded_pool(count: int) -> tuple[Pool, FakeActors]:
     pool = Pool("p", fake.start, fake.probe, fake.kill)
     pool.resize(count)
     for ref in list(pool.loading):
-        pool.loaded(ref, {"t": ()})
+        pool.loaded(ref)
     return pool, fake
 
 
@@ -98,7 +99,7 @@ def test_a_call_waits_for_an_actor_that_has_loaded_its_tools() -> None:
     waiter.start()
     waiter.join(0.2)
     assert waiter.is_alive()  # still loading: nothing to hand out
-    pool.loaded(("probe", 0), {"t": ()})
+    pool.loaded(("probe", 0))
     waiter.join(5)
     assert taken == [0]
 
@@ -118,7 +119,7 @@ def test_an_actor_killed_past_its_time_limit_is_handed_out_again_once_reloaded()
     actor = pool.take()
     pool.give_back(actor, restarting=True)
     assert not pool.idle and list(pool.loading.values()) == [actor]
-    pool.loaded(next(iter(pool.loading)), {"t": ()})
+    pool.loaded(next(iter(pool.loading)))
     assert pool.take() == actor
 
 
@@ -126,7 +127,7 @@ def test_an_actor_that_cannot_load_leaves_its_pool_and_an_empty_pool_fails_calls
     fake = FakeActors()
     pool = Pool("p", fake.start, fake.probe, fake.kill)
     pool.resize(1)
-    pool.loaded(("probe", 0), None, "ValueError: no weights at /models/x")
+    pool.loaded(("probe", 0), "ValueError: no weights at /models/x")
     with pytest.raises(Exception, match="no weights"):
         pool.take()
 
@@ -135,6 +136,6 @@ def test_an_actor_ray_finds_no_room_for_leaves_its_pool_and_says_why() -> None:
     fake = FakeActors()
     pool = Pool("propagate", fake.start, fake.probe, fake.kill)
     pool.resize(2)
-    pool.loaded(("probe", 0), {"t": ()})
+    pool.loaded(("probe", 0))
     pool.unplaced(1, "1 GPUs, 0.25 CPUs", 30)
     assert fake.killed == [1] and pool.actors == [0] and "no node had room" in str(pool.failed)

@@ -21,7 +21,6 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
-from agent.ray_pools import pool_name
 from agent.runner import Factory
 from agent.sources import sample_clips
 from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
@@ -58,10 +57,11 @@ def steady_charge(factory: Factory) -> float:
     with Session(factory.engine) as s:
         for c in s.exec(select(ToolCall).where(ToolCall.reused_call_id.is_(None))).all():  # type: ignore[union-attr]
             per_tool.setdefault(c.tool, []).append(c.device_seconds)
-    pools = factory.caller.executor.pools  # type: ignore[attr-defined]
+    executor = factory.caller.executor
     total = 0.0
     for tool, charged in per_tool.items():
-        later = sorted(charged)[: -len(pools[pool_name(tool)].actors)] or charged  # the costliest: the first calls
+        actors = executor.pools[executor.pool_of[tool]].actors  # type: ignore[attr-defined]
+        later = sorted(charged)[: -len(actors)] or charged  # the costliest: the first calls
         total += statistics.mean(later) * len(charged)
     return total
 
@@ -99,7 +99,7 @@ def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, sm
     pytest.importorskip("torch")
     clip = {"clip_scorer": {"kind": "clip", "path": "tiny:clip", "device": "cpu", "dtype": "float32"}}
     training = {"every": 2, "steps": 3, "heldout_every": 3, "steer_min_samples": 1}
-    pools = {**POOLS, "editto": {"gpus": 1, "cpus": 0}, "score_clip": {"cpus": 0}}
+    pools = {**POOLS, "train_editto": {"gpus": 1, "cpus": 0}, "score_clip": {"cpus": 0}}
     cfg = small_config(
         executor="ray", pools=pools, concurrency=1, training=training, backends=clip, episodes_per_clip=1
     )
@@ -112,7 +112,7 @@ def test_an_editto_training_round_runs_in_an_actor_of_its_own(tmp_path: Path, sm
     assert sorted(c.training_id for c in trained) == sorted(r.id for r in rounds) and all(
         c.device_seconds > 0 for c in trained
     )
-    assert factory.caller.executor.asks["editto"].gpus == 1  # type: ignore[attr-defined]
+    assert factory.caller.executor.asks["train_editto"].gpus == 1  # type: ignore[attr-defined]
     assert charged_once(factory)
 
 

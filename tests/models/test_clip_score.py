@@ -11,9 +11,11 @@ pytestmark = pytest.mark.tiny
 
 def test_clip_f_is_100_for_a_still_video_and_lower_for_changing_frames() -> None:
     from models.clip_score import ClipScorer
+    from models.registry import backend_id
     from models.tiny import materialize
 
     scorer = ClipScorer(str(materialize("clip")), device="cpu", dtype="float32")
+    assert scorer.spec_id == backend_id("clip_scorer", {"kind": "clip", "path": "tiny:clip", "device": "cpu"})
     rng = np.random.default_rng(0)
     still = np.repeat(rng.integers(0, 255, (1, 40, 48, 3), dtype=np.uint8), 4, axis=0)
     changing = rng.integers(0, 255, (4, 40, 48, 3), dtype=np.uint8)

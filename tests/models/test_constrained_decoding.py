@@ -30,7 +30,8 @@ from models.tiny import qwen_tokenizer  # noqa: E402
 from prompts.loader import PromptBook  # noqa: E402
 from store.artifacts import ArtifactStore  # noqa: E402
 from store.engine import open_engine  # noqa: E402
-from tools.base import Resources, ToolContext, ToolError  # noqa: E402
+from tests.contracts import set_up_on  # noqa: E402
+from tools.base import ToolContext, ToolError  # noqa: E402
 from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput, caption_answer  # noqa: E402
 from tools.judge import (  # noqa: E402
     JudgeAnswer,
@@ -105,8 +106,8 @@ def test_random_weight_judges_still_write_a_valid_verdict(seed: int, pool: Model
     video = frames.model_copy(
         update={"source": ctx.io.write_video(source, 8.0), "edited": ctx.io.write_video(edited, 8.0)}
     )
-    keyframe_verdict = JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, Resources())(frames, ctx)
-    video_verdict = JudgeVideo(tiny_vl("video_judge", pool), SHORT, Resources())(video, ctx)
+    keyframe_verdict = set_up_on(JudgeKeyframe(SHORT), tiny_vl("keyframe_judge", pool))(frames, ctx)
+    video_verdict = set_up_on(JudgeVideo(SHORT), tiny_vl("video_judge", pool))(video, ctx)
     for verdict, template in ((keyframe_verdict, "judge_keyframe.j2"), (video_verdict, "judge_video.j2")):
         criteria = rubric_criteria(ctx, template)
         assert list(verdict.scores) == list(verdict.reasons) == list(criteria)
@@ -126,16 +127,16 @@ def test_the_schema_follows_the_rubric_template(pool: ModelPool, ctx: ToolContex
         instruction="x",
         target_description="y",
     )
-    verdict = JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, Resources())(inp, ctx)
+    verdict = set_up_on(JudgeKeyframe(SHORT), tiny_vl("keyframe_judge", pool))(inp, ctx)
     assert list(verdict.scores) == ["looks_right", "copy"]  # `copy` would shadow a pydantic method: aliased
     (rubric / "judge_keyframe.j2").write_text("Score {{ instruction }}.")
     with pytest.raises(ToolError, match=r"judge_keyframe.j2 must name its criteria") as err:
-        JudgeKeyframe(tiny_vl("keyframe_judge", pool), SHORT, Resources())(inp, ctx)
+        set_up_on(JudgeKeyframe(SHORT), tiny_vl("keyframe_judge", pool))(inp, ctx)
     assert err.value.kind == "bad_input"
 
 
 def test_random_weight_captioner_writes_a_caption(pool: ModelPool, ctx: ToolContext) -> None:
-    tool = CaptionClip(tiny_vl("captioner", pool, max_new_tokens=80), CaptionClipConfig(max_chars=16), Resources())
+    tool = set_up_on(CaptionClip(CaptionClipConfig(max_chars=16)), tiny_vl("captioner", pool, max_new_tokens=80))
     caption = tool(CaptionClipInput(clip=ctx.io.write_video(clip(3), 8.0)), ctx).caption
     assert 1 <= len(caption) <= 16 and not caption[0].isspace()
 
@@ -144,7 +145,7 @@ def test_random_weight_planner_answers_a_plan_or_that_none_fits(pool: ModelPool,
     """Under the planner's schema a random-weight VLM writes prose that passes every check: each answer is a
     plan or the answer that no edit fits, never one re-asked or left to the rule planner."""
     config = PlanInstructionConfig(max_words=3, max_target_sentences=1)
-    tool = PlanInstruction(tiny_vl("planner", pool, max_new_tokens=256), config, Resources())
+    tool = set_up_on(PlanInstruction(config), tiny_vl("planner", pool, max_new_tokens=256))
     clip_ref = ctx.io.write_video(clip(4), 8.0)
     plans, unfit = [], []
     for slot in range(6):
@@ -166,7 +167,7 @@ def test_random_weight_planner_answers_a_plan_or_that_none_fits(pool: ModelPool,
 
 def test_the_vlm_planner_sees_the_clip_and_rewrites_from_the_judges_reasons(pool: ModelPool, ctx: ToolContext) -> None:
     config = PlanInstructionConfig(max_words=3, max_target_sentences=1)
-    tool = PlanInstruction(tiny_vl("planner", pool, max_new_tokens=256), config, Resources())
+    tool = set_up_on(PlanInstruction(config), tiny_vl("planner", pool, max_new_tokens=256))
     rewrite = PlanInstructionInput(
         caption="a",
         clip=ctx.io.write_video(clip(5), 8.0),

@@ -24,6 +24,7 @@ from models.frames import consecutive, crop_resize  # noqa: E402
 from models.protocols import EDITTO_TRAINING_STATE as TRAINING_STATE  # noqa: E402
 from models.protocols import EDITTO_WEIGHTS as WEIGHTS  # noqa: E402
 from models.protocols import CheckpointFiles, Triplet, TripletFiles  # noqa: E402
+from models.registry import backend_id  # noqa: E402
 from models.tiny import materialize  # noqa: E402
 from store.video_io import encode_video, read_video  # noqa: E402
 
@@ -44,7 +45,9 @@ def trainer(**kw: object) -> EdittoTrainer:
         "global_batch": 1,
         **kw,
     }
-    return EdittoTrainer(str(materialize("wan_vace")), **args)  # type: ignore[arg-type]
+    built = EdittoTrainer(str(materialize("wan_vace")), **args)  # type: ignore[arg-type]
+    assert built.spec_id == backend_id("editto", {"kind": "wan_vace", "path": "tiny:wan_vace", **args})
+    return built
 
 
 def as_files(triplet: Triplet, folder: Path) -> TripletFiles:

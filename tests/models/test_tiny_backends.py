@@ -15,11 +15,12 @@ from safetensors.torch import save_file  # noqa: E402
 from bench.bad_inputs import moving_frames  # noqa: E402
 from models.pool import ModelPool  # noqa: E402
 from models.protocols import CaptionRequest, JudgeRequest  # noqa: E402
-from models.registry import build_backend  # noqa: E402
+from models.registry import backend_id, build_backend  # noqa: E402
 from prompts.loader import PromptBook  # noqa: E402
 from store.artifacts import ArtifactStore  # noqa: E402
 from store.engine import open_engine  # noqa: E402
-from tools.base import Resources, ToolContext  # noqa: E402
+from tests.contracts import set_up_on  # noqa: E402
+from tools.base import ToolContext  # noqa: E402
 from tools.enhance_temporal import EnhanceTemporal, EnhanceTemporalInput  # noqa: E402
 from tools.propagate import Propagate, PropagateInput  # noqa: E402
 
@@ -37,7 +38,9 @@ def pool() -> ModelPool:
 
 
 def backend(step: str, pool: ModelPool, **spec: object):  # type: ignore[no-untyped-def]
-    return build_backend(step, {**CPU, **spec}, pool)
+    built = build_backend(step, {**CPU, **spec}, pool)
+    assert built.spec_id == backend_id(step, {**CPU, **spec})  # what the tool declares from config, unloaded
+    return built
 
 
 def test_depth_is_normalised_over_the_clip(clip: np.ndarray, pool: ModelPool) -> None:
@@ -101,10 +104,10 @@ def test_wan_at_a_lower_memory_level_makes_a_shorter_clip_of_the_sources_own_fra
     and of its depth video come with the video, so no frame is stretched or repeated to fill the clip."""
     ctx = ToolContext(io=ArtifactStore(tmp_path, open_engine(f"sqlite:///{tmp_path}/db.sqlite")), prompts=PromptBook())
     wan = dict(path="tiny:wan_vace", steps=2, height=32, width=32)
-    propagate = Propagate(backend("propagator", pool, kind="wan_vace", num_frames=9, **wan), Resources())
-    enhance = EnhanceTemporal(
+    propagate = set_up_on(Propagate(), backend("propagator", pool, kind="wan_vace", num_frames=9, **wan))
+    enhance = set_up_on(
+        EnhanceTemporal(),
         backend("enhancer", pool, kind="wan_v2v", path="tiny:wan_v2v", steps=4, strength=0.5, height=32, width=32),
-        Resources(),
     )
     depth = np.linspace(0, 1, clip[..., 0].size, dtype=np.float32).reshape(clip.shape[:3])
     depth_video = ctx.io.write_video((depth[..., None].repeat(3, -1) * 255).astype(np.uint8), 8.0)

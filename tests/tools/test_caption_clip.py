@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from models.protocols import CaptionRequest, ModelReply
-from tests.contracts import Bench, Failure, ToolContract
-from tools.base import Resources
+from tests.contracts import Bench, Failure, ToolContract, set_up_on
 from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput
 
 
@@ -36,7 +35,7 @@ class TestCaptionClip(ToolContract):
     def failures(self, bench: Bench) -> list[Failure]:
         return [
             (
-                CaptionClip(SaysNothing(), CaptionClipConfig(), Resources()),
+                set_up_on(CaptionClip(CaptionClipConfig()), SaysNothing()),
                 self.good_input(bench),
                 "llm_schema",
                 "caption",
@@ -45,7 +44,7 @@ class TestCaptionClip(ToolContract):
 
     def test_renders_its_template_with_the_clip_measures_for_a_captioner_that_reads_it(self, bench: Bench) -> None:
         ctx, reads = bench.context(), Reads()
-        out = CaptionClip(reads, CaptionClipConfig(), Resources())(self.good_input(bench), ctx)
+        out = set_up_on(CaptionClip(CaptionClipConfig()), reads)(self.good_input(bench), ctx)
         assert out.caption and [p.name for p in ctx.rendered] == ["caption_clip.j2"]
         assert "9 frames at 12.0 fps" in ctx.rendered[0].text == reads.prompt
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel
 
-from tests.contracts import Bench, Failure, ToolContract
-from tools.base import Resources
+from tests.contracts import Bench, Failure, ToolContract, set_up_on
 from tools.edit_keyframe import EditKeyframe, EditKeyframeInput
 
 
@@ -29,7 +28,7 @@ class TestEditKeyframe(ToolContract):
         unknown = good.model_copy(update={"instruction": "Replace the rabbit with a giraffe."})
         return [
             (bench.tool("edit_keyframe"), unknown, "unsupported_edit", "instruction"),
-            (EditKeyframe(HalfSizeEditor(), Resources()), good, "tool_failed", "edited_keyframe"),
+            (set_up_on(EditKeyframe(), HalfSizeEditor()), good, "tool_failed", "edited_keyframe"),
         ]
 
     def test_the_edit_changes_the_frame_and_keeps_its_size(self, bench: Bench) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel
 
-from tests.contracts import Bench, Failure, ToolContract
-from tools.base import Resources
+from tests.contracts import Bench, Failure, ToolContract, set_up_on
 from tools.enhance_temporal import EnhanceTemporal, EnhanceTemporalInput
 
 
@@ -28,7 +27,7 @@ class TestEnhanceTemporal(ToolContract):
         return EnhanceTemporalInput(video=bench.edited_video, clip=bench.ingested.clip, seed=1)
 
     def failures(self, bench: Bench) -> list[Failure]:
-        return [(EnhanceTemporal(OneFrame(), Resources()), self.good_input(bench), "tool_failed", "enhanced_video")]
+        return [(set_up_on(EnhanceTemporal(), OneFrame()), self.good_input(bench), "tool_failed", "enhanced_video")]
 
     def test_keeps_the_video_shape(self, bench: Bench) -> None:
         out = bench.run("enhance_temporal", self.good_input(bench))

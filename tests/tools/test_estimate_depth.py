@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel
 
-from tests.contracts import Bench, Failure, ToolContract
-from tools.base import Resources, Tool
+from tests.contracts import Bench, Failure, ToolContract, set_up_on
+from tools.base import Tool
 from tools.estimate_depth import EstimateDepth, EstimateDepthInput
 
 
@@ -28,13 +28,13 @@ class TestEstimateDepth(ToolContract):
     tool_name = "estimate_depth"
 
     def make_tool(self, bench: Bench) -> Tool:
-        return EstimateDepth(BrightnessDepth(), Resources())
+        return set_up_on(EstimateDepth(), BrightnessDepth())
 
     def good_input(self, bench: Bench) -> BaseModel:
         return EstimateDepthInput(clip=bench.ingested.clip)
 
     def failures(self, bench: Bench) -> list[Failure]:
-        return [(EstimateDepth(OneFrameDepth(), Resources()), self.good_input(bench), "tool_failed", "depth")]
+        return [(set_up_on(EstimateDepth(), OneFrameDepth()), self.good_input(bench), "tool_failed", "depth")]
 
     def test_depth_is_one_map_per_frame_in_0_1_and_a_grey_video(self, bench: Bench) -> None:
         out = self.make_tool(bench)(self.good_input(bench), bench.context())

@@ -7,8 +7,7 @@ from pydantic import BaseModel
 
 from models.protocols import JudgeRequest, ModelReply
 from prompts.loader import PromptBook
-from tests.contracts import Bench, Failure, ToolContract
-from tools.base import Resources
+from tests.contracts import Bench, Failure, ToolContract, set_up_on
 from tools.judge import JudgeConfig, JudgeInput, JudgeKeyframe, JudgeVideo
 
 
@@ -33,7 +32,7 @@ class TestJudgeKeyframe(ToolContract):
         )
 
     def failures(self, bench: Bench) -> list[Failure]:
-        broken = JudgeKeyframe(Rambles(), JudgeConfig(), Resources())
+        broken = set_up_on(JudgeKeyframe(JudgeConfig()), Rambles())
         return [(broken, self.good_input(bench), "llm_schema", "answer")]
 
     def test_scores_every_criterion_from_0_to_10_with_a_reason(self, bench: Bench) -> None:
@@ -71,5 +70,5 @@ class TestJudgeVideo(ToolContract):
         shorter = bench.io.write_video(frames[:5], fps)
         return [
             (bench.tool("judge_video"), good.model_copy(update={"edited": shorter}), "bad_input", "edited"),
-            (JudgeVideo(Rambles(), JudgeConfig(), Resources()), good, "llm_schema", "answer"),
+            (set_up_on(JudgeVideo(JudgeConfig()), Rambles()), good, "llm_schema", "answer"),
         ]

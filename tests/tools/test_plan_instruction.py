@@ -17,7 +17,8 @@ from models.cpu.rule_planner import RulePlanner, fitting_options
 from models.cpu.styles import StyleEditor
 from models.llm_openai import OpenAIPlanner
 from prompts.loader import PromptBook
-from tools.base import Resources, ToolContext, ToolError
+from tests.contracts import set_up_on
+from tools.base import ToolContext, ToolError
 from tools.plan_instruction import (
     PlanAnswer,
     PlanInstruction,
@@ -51,8 +52,8 @@ def answer(
 
 
 def plan(planner: object, config: PlanInstructionConfig | None = None, effects: bool = False, **inp: object):  # type: ignore[no-untyped-def]
-    effect_of = StyleEditor.effect if effects else None  # the cpu editor's reading of what an instruction does
-    tool = PlanInstruction(planner, config or PlanInstructionConfig(), Resources(), effect_of)  # type: ignore[arg-type]
+    editor = StyleEditor if effects else None  # the cpu editor's reading of what an instruction does
+    tool = set_up_on(PlanInstruction(config or PlanInstructionConfig(), None, editor), planner)
     ctx = context()
     args = {"caption": CAPTION, "clip_seed": 1, "slot": 0, **ASKED, **inp}
     return tool(PlanInstructionInput(**args), ctx), ctx  # type: ignore[arg-type]
@@ -212,10 +213,9 @@ def test_an_endpoint_that_never_answers_well_falls_back_to_the_rule_planner() ->
 
 def test_an_unreachable_endpoint_is_backend_unavailable_with_its_usage() -> None:
     with ScriptedLLMServer([Reply(status=503)]) as server, pytest.raises(ToolError) as err:
-        tool = PlanInstruction(
+        tool = set_up_on(
+            PlanInstruction(PlanInstructionConfig()),
             OpenAIPlanner(base_url=server.url, model="p", api_key_env="X", max_attempts=2),
-            PlanInstructionConfig(),
-            Resources(),
         )
         ctx = context()
         tool(PlanInstructionInput(caption=CAPTION, clip_seed=1, slot=0, **ASKED), ctx)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel
 
-from tests.contracts import Bench, Failure, ToolContract
-from tools.base import Resources
+from tests.contracts import Bench, Failure, ToolContract, set_up_on
 from tools.propagate import Propagate, PropagateInput
 
 
@@ -38,7 +37,7 @@ class TestPropagate(ToolContract):
         good = self.good_input(bench)
         return [
             (bench.tool("propagate"), good.model_copy(update={"keyframe_index": 99}), "bad_input", "keyframe_index"),
-            (Propagate(DropsFrames(), Resources()), good, "tool_failed", "edited_video"),
+            (set_up_on(Propagate(), DropsFrames()), good, "tool_failed", "edited_video"),
         ]
 
     def test_the_video_has_the_source_shape(self, bench: Bench) -> None:

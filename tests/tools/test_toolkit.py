@@ -1,30 +1,54 @@
-"""Which tools share a resident model, and so one Ray actor pool (agent/ray_pools.py)."""
+"""What the tools' declarations tell without loading a model: which tools share a resident model (and so one
+Ray actor pool, agent/ray_pools.py), what such a pool reserves, and each backend's id as the loaded backend
+has it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from agent.config import load_config
-from tools import EPISODE_TOOLS, pool_resources, shared_model_pools
+from models.pool import ModelPool
+from models.registry import backend_id, build_backend
+from tools import by_model, declare_tools, pool_resources, tools_used_in
 
 CLUSTER = Path(__file__).resolve().parents[2] / "configs" / "cluster.yaml"
-VLM_TOOLS = ("caption_clip", "plan_instruction", "judge_keyframe", "judge_video")
+VLM_TOOLS = ["caption_clip", "plan_instruction", "judge_keyframe", "judge_video"]
 
 
-def test_the_captioner_planner_and_judges_on_one_vlm_share_one_pool() -> None:
-    backends = load_config("full").backends
-    assert shared_model_pools(backends, EPISODE_TOOLS) == dict.fromkeys(VLM_TOOLS, "caption_clip")
+def groups(overrides: dict | None = None, config: Path | None = None) -> dict[str, list[str]]:
+    cfg = load_config("full", config, overrides)
+    declared = declare_tools(cfg.tools, cfg.backends, tools_used_in("episode", "training"))
+    return {group: [tool.name for tool in tools] for group, tools in by_model(declared).items()}
+
+
+def test_the_captioner_planner_and_judges_on_one_vlm_share_one_pool_and_editto_is_one_model() -> None:
+    found = groups()
+    assert found["caption_clip"] == VLM_TOOLS and found["train_editto"] == ["train_editto", "edit_with_editto"]
+    assert found["fingerprint_clip"] == ["fingerprint_clip"] and found["ingest"] == ["ingest"]
 
 
 def test_a_role_on_another_checkpoint_or_an_endpoint_keeps_a_pool_of_its_own() -> None:
     other = {"video_judge": {"path": "/models/Qwen2.5-VL-72B-Instruct"}}
     endpoint = {"planner": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"}}
-    pools = shared_model_pools(load_config("full", None, {"backends": other | endpoint}).backends, EPISODE_TOOLS)
-    assert pools == {"caption_clip": "caption_clip", "judge_keyframe": "caption_clip", "judge_video": "judge_video"}
+    found = groups({"backends": other | endpoint})
+    assert found["caption_clip"] == ["caption_clip", "judge_keyframe"]
+    assert found["plan_instruction"] == ["plan_instruction"] and found["judge_video"] == ["judge_video"]
 
 
 def test_a_shared_pool_gets_the_most_actors_and_gpus_its_tools_ask_for() -> None:
-    backends = load_config("full", CLUSTER).backends
-    shared = pool_resources(list(VLM_TOOLS), backends)
-    assert [backends.captioner["actors"], backends.video_judge["actors"]] == [1, 2] and shared.actors == 2
+    cfg = load_config("full", CLUSTER)
+    declared = declare_tools(cfg.tools, cfg.backends, VLM_TOOLS)
+    shared = pool_resources(list(declared.values()))
+    assert [cfg.backends.captioner["actors"], cfg.backends.video_judge["actors"]] == [1, 2] and shared.actors == 2
     assert shared.gpus == 0.5 and shared.cpus == 1
+
+
+def test_a_backend_id_read_from_config_is_the_loaded_backends_own(small_config) -> None:  # type: ignore[no-untyped-def]
+    """The cache key, the trace and the Ray driver take a tool's backend id from config (models.registry.backend_id);
+    the backend, once loaded, names itself the same. The cpu profile's backends and an endpoint here; the neural
+    ones where tests load them at tiny size (tests/models)."""
+    backends = small_config().backends.model_dump(exclude_none=True)
+    backends["planner"] = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "served-model"}
+    backends.pop("editto")  # torch's, and trained: tests/models/test_editto_trainer.py
+    for step, spec in backends.items():
+        assert build_backend(step, spec, ModelPool()).spec_id == backend_id(step, spec), step
