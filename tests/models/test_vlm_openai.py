@@ -16,7 +16,8 @@ from models.vlm_openai import OpenAIVisionRole
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.engine import open_engine
-from tools.base import Resources, ToolContext, ToolError
+from tests.contracts import set_up_on
+from tools.base import ToolContext, ToolError
 from tools.caption_clip import CaptionClip, CaptionClipConfig, CaptionClipInput
 from tools.judge import JudgeConfig, JudgeInput, JudgeKeyframe, JudgeVideo, rubric_criteria
 
@@ -58,7 +59,7 @@ def judge_input(ctx: ToolContext, source: np.ndarray, edited: np.ndarray) -> Jud
 def test_the_video_judge_sends_the_same_evenly_spaced_frames_of_both_videos_as_jpeg(ctx: ToolContext) -> None:
     source, edited = numbered_clip(17), numbered_clip(17)[:, :, :, ::-1].copy()  # the edit swaps R and B
     with ScriptedLLMServer(answer=fitting_answer) as server:
-        judge = JudgeVideo(role("video_judge", server), JudgeConfig(), Resources(devices=0))
+        judge = set_up_on(JudgeVideo(JudgeConfig()), role("video_judge", server))
         verdict = judge(judge_input(ctx, source, edited), ctx)
     body = server.requests[0]["body"]
     images = images_in(body)
@@ -79,7 +80,7 @@ def test_the_video_judge_sends_the_same_evenly_spaced_frames_of_both_videos_as_j
 def test_the_keyframe_judge_sends_both_frames_as_lossless_png_scaled_within_max_pixels(ctx: ToolContext) -> None:
     small, large = numbered_clip(2)[1], numbered_clip(2, h=480, w=640)[1]
     with ScriptedLLMServer(answer=fitting_answer) as server:
-        judge = JudgeKeyframe(role("keyframe_judge", server, max_pixels=64 * 48), JudgeConfig(), Resources())
+        judge = set_up_on(JudgeKeyframe(JudgeConfig()), role("keyframe_judge", server, max_pixels=64 * 48))
         judge(judge_input(ctx, small, small[:, :, ::-1].copy()), ctx)
         judge(judge_input(ctx, large, large), ctx)
     (png, first), (_, second) = images_in(server.requests[0]["body"])
@@ -92,7 +93,7 @@ def test_the_keyframe_judge_sends_both_frames_as_lossless_png_scaled_within_max_
 def test_the_captioner_sends_frames_then_its_prompt_under_the_caption_schema(ctx: ToolContext) -> None:
     clip = numbered_clip(5)
     with ScriptedLLMServer(answer=fitting_answer) as server:
-        tool = CaptionClip(role("captioner", server, video_frames=4), CaptionClipConfig(), Resources(devices=0))
+        tool = set_up_on(CaptionClip(CaptionClipConfig()), role("captioner", server, video_frames=4))
         out = tool(CaptionClipInput(clip=ctx.io.write_video(clip, 12.0)), ctx)
     body = server.requests[0]["body"]
     assert [frame_number(image) for _, image in images_in(body)] == [0, 1, 3, 4]
@@ -105,7 +106,7 @@ def test_an_endpoint_without_structured_output_is_re_asked_with_the_problems_nam
     frames = numbered_clip(2)
     replies = [Reply("Lovely edit, 11 out of 10!"), fitting_answer({})]  # the second is a plan: no verdict either
     with ScriptedLLMServer(replies, refuse_formats=("json_schema",)) as server:
-        judge = JudgeKeyframe(role("keyframe_judge", server), JudgeConfig(parse_attempts=3), Resources())
+        judge = set_up_on(JudgeKeyframe(JudgeConfig(parse_attempts=3)), role("keyframe_judge", server))
         with pytest.raises(ToolError) as err:
             judge(judge_input(ctx, frames[0], frames[1]), ctx)
     assert err.value.kind == "llm_schema" and "3 tries" in err.value.detail
@@ -121,9 +122,7 @@ def test_an_endpoint_without_structured_output_is_re_asked_with_the_problems_nam
 def test_an_unreachable_judge_endpoint_is_backend_unavailable_with_its_usage(ctx: ToolContext) -> None:
     frames = numbered_clip(2)
     with ScriptedLLMServer([Reply(status=503)]) as server:
-        judge = JudgeKeyframe(
-            role("keyframe_judge", server, deadline_s=1.0, max_attempts=2), JudgeConfig(), Resources()
-        )
+        judge = set_up_on(JudgeKeyframe(JudgeConfig()), role("keyframe_judge", server, deadline_s=1.0, max_attempts=2))
         with pytest.raises(ToolError) as err:
             judge(judge_input(ctx, frames[0], frames[1]), ctx)
     assert err.value.kind == "backend_unavailable" and err.value.field == "judge" and server.url in err.value.detail

@@ -47,8 +47,9 @@ def test_a_backend_id_read_from_config_is_the_loaded_backends_own(small_config) 
     """The cache key, the trace and the Ray driver take a tool's backend id from config (models.registry.backend_id);
     the backend, once loaded, names itself the same. The cpu profile's backends and an endpoint here; the neural
     ones where tests load them at tiny size (tests/models)."""
-    backends = small_config().backends.model_dump(exclude_none=True)
-    backends["planner"] = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "served-model"}
-    backends.pop("editto")  # torch's, and trained: tests/models/test_editto_trainer.py
-    for step, spec in backends.items():
+    cpu = small_config().backends.model_dump(exclude_none=True)
+    cpu.pop("editto")  # torch's, and trained: tests/models/test_editto_trainer.py
+    endpoint = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "served-model"}
+    remote = dict.fromkeys(("captioner", "planner", "keyframe_judge", "video_judge"), endpoint)
+    for step, spec in [*cpu.items(), *remote.items()]:
         assert build_backend(step, spec, ModelPool()).spec_id == backend_id(step, spec), step
