@@ -4,7 +4,6 @@ result and charges nothing twice."""
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import json
@@ -23,41 +22,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from agent.executors import Executed, Executor, LocalExecutor
-from prompts.loader import PromptBook, PromptError
+from agent.faults import FAULTS, REUSED_FAILURES, OutageStop, is_run_fault
+from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
 from store.inserts import with_defaults
 from store.tables import Charge, PromptVersion, ToolCall
-from tools.base import Tool, ToolContext, ToolError
-from tools.base import tool_error as classify_tool_error
+from tools.base import Tool, ToolContext, ToolError, as_tool_error
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_REF = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]+$")
-DETERMINISTIC_ERRORS = ("bad_input",)  # reusable from the cache; every other failure may pass next time
-# The output disk full, over quota, read-only or failing: not the tool's fault, and nothing an episode
-# can retry its way out of. These stop the run (resumable) instead of being recorded as tool failures.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
-def is_storage_fault(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in STORAGE_ERRNOS
-
-
-def tool_error(tool: Tool, err: BaseException | None) -> ToolError | None:
-    """What a tool raised, as the kind of failure the episode records. A storage fault or a broken template
-    is re-raised: it is the store's or the configuration's fault, not the tool's, and the runner stops the
-    run, resumably."""
+def recorded_error(tool: Tool, err: BaseException | None) -> ToolError | None:
+    """What a tool raised, as its call records it; a fault of the run's (agent/faults.py) or an interrupt is
+    raised on."""
     if err is None:
         return None
-    if is_storage_fault(err) or isinstance(err, PromptError) or not isinstance(err, Exception):
+    if not isinstance(err, Exception) or is_run_fault(err):
         raise err
-    return classify_tool_error(tool.name, err)
-
-
-class BackendDown(Exception):
-    """A backend stayed unreachable (connection refused, timeouts, 429/5xx after its own retries) for
-    policy.outage_after calls in a row: an outage, which stops the run resumably instead of discarding the
-    episodes that wait on it."""
+    return as_tool_error(tool.name, err)
 
 
 class OutageBreaker:
@@ -84,8 +68,8 @@ class OutageBreaker:
             if self.failures[backend] < self.limit:
                 self.failures[backend] = 0
 
-    def down(self, tool: str, backend: str) -> BackendDown:
-        return BackendDown(
+    def down(self, tool: str, backend: str) -> OutageStop:
+        return OutageStop(
             f"{tool} stopped the run: its backend {backend} was unreachable {self.limit} calls in a row "
             f"(policy.outage_after); the last time: {self.last.get(backend, '')}"
         )
@@ -152,7 +136,7 @@ REUSABLE = (
     .where(
         CALLS.c.call_key == bindparam("key"),
         CALLS.c.reused_call_id.is_(None),
-        CALLS.c.output_json.is_not(None) | or_(*(CALLS.c.error_kind == kind for kind in DETERMINISTIC_ERRORS)),
+        CALLS.c.output_json.is_not(None) | or_(*(CALLS.c.error_kind == kind for kind in REUSED_FAILURES)),
     )
     .order_by(CALLS.c.id)
     .limit(1)
@@ -230,15 +214,15 @@ class ToolCaller:
     def _run_through_outages(self, tool: Tool, inp: BaseModel) -> tuple[ToolContext, Executed, ToolError | None]:
         """Runs the tool; a call that finds its backend unreachable is tried again, up to policy.outage_after
         times, and is never recorded as the episode's failure: past that, or once the backend counts as down
-        from other episodes' calls, BackendDown stops the run, with the episode checkpointed before this step."""
+        from other episodes' calls, OutageStop stops the run, with the episode checkpointed before this step."""
         backend = tool.backend_id
         for _ in range(self.outages.limit):
             if self.outages.is_down(backend):
                 break
             ctx = ToolContext(io=self.io, prompts=self.prompts)
             executed = self.executor.run(tool, inp, ctx)
-            error = tool_error(tool, executed.error)
-            if error is None or error.kind != "backend_unavailable":
+            error = recorded_error(tool, executed.error)
+            if error is None or FAULTS[error.kind][0] != "run":
                 self.outages.succeeded(backend)
                 return ctx, executed, error
             log.warning("backend unreachable", extra={"tool": tool.name, "backend": backend, "error": error.detail})

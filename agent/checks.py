@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from agent.config import ConfigError, RunConfig, endpoint_url_name, endpoints
-from agent.errors import RunError
+from agent.faults import RunError
 from agent.sources import iter_clips
 from prompts.loader import PromptBook, PromptError
 from store.tables import Episode, ToolCall

@@ -1,25 +1,22 @@
 """One episode, run as a LangGraph thread: streamed from its last checkpoint, each node's update recorded as a
-trace event, its checkpoints pruned once it has ended. A failure is the episode's (it is discarded, the run
-goes on) or the run's (storage, a broken template, a backend that is down: the run stops, the episode keeps
-its checkpoint)."""
+trace event, its checkpoints pruned once it has ended. A failure the graph did not decide on is the episode's
+(it is discarded, the run goes on) or the run's (agent/faults.py: the run stops, the episode keeps its
+checkpoint)."""
 
 from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
 
-from agent.calls import BackendDown, canonical_json, is_storage_fault
+from agent.calls import canonical_json
 from agent.context import RunContext
-from agent.errors import OutageStop, StorageError, TemplateStop
+from agent.faults import run_stop
 from agent.state import EpisodeInput
-from prompts.loader import PromptError
 from store.dataset import discard_episode
 from store.inserts import insert_ignore
 from store.tables import NodeEvent
@@ -27,16 +24,6 @@ from store.tables import NodeEvent
 log = logging.getLogger(__name__)
 
 Ended = queue.Queue[tuple[str, BaseException | None]]  # (episode id, what stopped the run, if anything did)
-
-
-def storage_fault(err: BaseException) -> bool:
-    if is_storage_fault(err) or isinstance(err, OperationalError | sqlite3.OperationalError):
-        return True
-    try:  # the PostgreSQL checkpointer raises psycopg's own errors (server gone, disk full, ...)
-        import psycopg
-    except ImportError:
-        return False
-    return isinstance(err, psycopg.OperationalError)
 
 
 class EpisodeRunner:
@@ -82,20 +69,9 @@ class EpisodeRunner:
                 if self.stop.is_set():
                     return  # the checkpoint holds the episode; the same command continues it
         except Exception as err:  # noqa: BLE001 -- one broken episode must not end the run
-            self.stop_the_run_for(err)
+            if (stop := run_stop(err, self.context.config.out)) is not None:
+                self.stop.set()
+                raise stop from err
             log.exception("episode failed", extra={"episode": episode_id})
             discard_episode(self.engine, episode_id, "agent_error", f"{type(err).__name__}: {err}")
         self.checkpointer.delete_thread(episode_id)  # ended: its checkpoints are not needed
-
-    def stop_the_run_for(self, err: Exception) -> None:
-        """Raises what stops the run when `err` is the run's fault, not the episode's."""
-        if storage_fault(err):
-            self.stop.set()
-            out = self.context.config.out
-            raise StorageError(f"cannot write to {out} or its database: {err}") from err
-        if isinstance(err, PromptError):
-            self.stop.set()
-            raise TemplateStop(str(err)) from err
-        if isinstance(err, BackendDown):
-            self.stop.set()
-            raise OutageStop(str(err)) from err

@@ -23,7 +23,7 @@ from store.artifacts import ArtifactStore
 from store.cases import Case
 from store.engine import open_engine
 from tools import build_toolkit
-from tools.base import Tool, ToolContext, ToolError, tool_error
+from tools.base import Tool, ToolContext, ToolError, as_tool_error
 from tools.ingest import IngestInput, IngestOutput, ingest_input
 from tools.judge import JudgeInput
 
@@ -81,7 +81,7 @@ class CaseJudge:
         ctx = ToolContext(io=self.io, prompts=self.prompts)
         done = self.executor.run(self.toolkit[name], inp, ctx)
         if done.error is not None:
-            raise tool_error(name, done.error)
+            raise as_tool_error(name, done.error)
         return done.output
 
     def ingest(self, case: Case) -> IngestOutput:

@@ -1,10 +1,8 @@
-"""One thin function per graph node: state -> tool input -> call -> partial update. Nodes route nothing
-(graph.py does) and write no traces (the runner and call() do)."""
+"""One thin function per graph node: state -> tool input -> call -> partial update. A tool's failure is raised
+(a ToolError) for graph.py to decide on; nodes route nothing and write no traces (the runner and call() do)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -27,23 +25,7 @@ from tools.judge import JudgeInput
 from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput, same_instruction
 from tools.propagate import PropagateInput
 
-Node = Callable[[EpisodeState, Runtime[RunContext]], dict[str, Any]]
 
-
-def records_failure(node: Node) -> Node:
-    """A ToolError becomes a recorded failure in the state; the router after the node decides what next."""
-
-    @functools.wraps(node)
-    def wrapper(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        try:
-            return node(state, runtime)
-        except ToolError as err:
-            return {"failure": {"node": node.__name__, "kind": err.kind, "field": err.field, "detail": err.detail}}
-
-    return wrapper
-
-
-@records_failure
 def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if state.get("duplicate_of"):  # the same footage as an earlier clip: nothing to decode
         return {"attempt": 0, "tried": []}
@@ -114,12 +96,10 @@ def _ask_planner(
     return ctx.call("plan_instruction", inp, state, node)
 
 
-@records_failure
 def plan_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return _plan(state, runtime, "plan_instruction", feedback=None)
 
 
-@records_failure
 def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     cfg = runtime.context.config.policy
     failure = state.get("failure")
@@ -174,7 +154,6 @@ def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None, "retry_reason": why}
 
 
-@records_failure
 def edit_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     out = runtime.context.call(
         "edit_keyframe",
@@ -210,12 +189,10 @@ def _judge(
     return {"verdicts": [{"stage": stage, "attempt": state.get("attempt", 0), **verdict.model_dump()}]}
 
 
-@records_failure
 def judge_keyframe(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return _judge(state, runtime, "judge_keyframe", "keyframe", state["keyframe"], state["edited_keyframe"])
 
 
-@records_failure
 def estimate_depth(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if not runtime.context.has_tool("estimate_depth"):
         return {"depth": None, "depth_video": None}  # this profile's propagator needs no depth video
@@ -223,7 +200,6 @@ def estimate_depth(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[st
     return {"depth": out.depth, "depth_video": out.depth_video}
 
 
-@records_failure
 def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     out = runtime.context.call(
         "propagate",
@@ -261,7 +237,6 @@ def made_for(state: EpisodeState) -> SourceWindow:
     )
 
 
-@records_failure
 def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     window = made_for(state)
     out = runtime.context.call(
@@ -280,7 +255,6 @@ def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[
     return {"enhanced_video": out.enhanced_video, "made_for": out.made_for.inside(window).model_dump()}
 
 
-@records_failure
 def judge_video(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return _judge(state, runtime, "judge_video", "video", made_for(state).clip, state["enhanced_video"])
 
@@ -323,7 +297,10 @@ def commit(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 def discard(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    reason, detail = policy.discard_reason(dict(state), runtime.context.config.policy)
+    """Records the reason the decision to discard came with (graph.py). An episode an earlier version
+    checkpointed on its way here, before reasons came with the decision, has none to give."""
+    reason = state.get("reason") or "unknown"
+    detail = state.get("detail") or "discarded by an earlier version, which recorded no reason with the decision"
     category = state.get("edit", {}).get("category")
     discard_episode(runtime.context.engine, state["episode_id"], reason, detail, category)
     return {"decision": "discarded", "reason": reason, "detail": detail, "sample_id": None}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, NonNegativeFloat, model_validator
+
+from agent.faults import FAULTS
 
 Retry = Literal["rewrite_instruction", "reseed", "lower_memory", "lower_control", "discard"]
 Score = Annotated[float, Field(ge=0, le=10)]  # a judge's threshold, on the judges' 0-10 scale
@@ -133,11 +134,6 @@ def prefilter_failure(ingest: dict[str, Any], cfg: PolicyConfig) -> tuple[str, s
     return None
 
 
-def prefilter_reason(ingest: dict[str, Any], cfg: PolicyConfig) -> str | None:
-    failure = prefilter_failure(ingest, cfg)
-    return failure[0] if failure else None
-
-
 Stage = Literal["keyframe", "video"]
 
 
@@ -180,7 +176,9 @@ def control_strength(category_strength: float, control_level: int, cfg: PolicyCo
 
 
 def after_failure(kind: str, attempt: int, cfg: PolicyConfig, memory_level: int = 0) -> Retry:
-    if attempt + 1 >= cfg.max_attempts:
+    """A tool's failure: retried as the config says for its kind, until the attempts are spent; a failure that is
+    the episode's (agent/faults.py) is not retried."""
+    if FAULTS[kind][0] != "tool" or attempt + 1 >= cfg.max_attempts:
         return "discard"
     if kind == "oom":
         return "lower_memory" if memory_level < cfg.max_memory_level else "discard"
@@ -191,22 +189,10 @@ def after_failure(kind: str, attempt: int, cfg: PolicyConfig, memory_level: int 
     return "discard"
 
 
-def discard_reason(state: dict[str, Any], cfg: PolicyConfig) -> tuple[str, str]:
-    """(reason, detail) for a discarded episode, from the last thing that went wrong."""
-    failure = state.get("failure")
-    if failure:
-        return f"{failure['kind']}@{failure['node']}", failure["detail"]
-    if state.get("duplicate_of"):
-        return f"duplicate_of:{Path(state['duplicate_of']).name}", f"the same footage as {state['duplicate_of']}"
-    if "ingest" in state and (found := prefilter_failure(state["ingest"], cfg)):
-        return found[0], f"{found[1]}; ingest measures: {state['ingest']}"
-    if state.get("verdicts"):
-        last = state["verdicts"][-1]
-        thresholds = pass_thresholds(cfg, last["stage"], state.get("edit", {}).get("category"))
-        failing = failing_criteria(last["scores"], thresholds)
-        reasons = "; ".join(f"{n}={last['scores'].get(n)}: {last['reasons'].get(n, '')}" for n in failing)
-        return f"{last['stage']}_judge:{','.join(failing)}", reasons
-    return "unknown", "discarded without a recorded cause"
+def rejection(verdict: dict[str, Any], failing: list[str]) -> tuple[str, str]:
+    """(reason, detail) of an episode discarded on a judge's verdict: the failing criteria, and the judge's words."""
+    detail = "; ".join(f"{n}={verdict['scores'].get(n)}: {verdict['reasons'].get(n, '')}" for n in failing)
+    return f"{verdict['stage']}_judge:{','.join(failing)}", detail
 
 
 def retry_cause(state: dict[str, Any], cfg: PolicyConfig) -> str:

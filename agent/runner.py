@@ -23,7 +23,7 @@ from agent.budget import Ledger, cost_by_tool
 from agent.config import RunConfig
 from agent.context import open_context, open_executor
 from agent.episodes import Ended, EpisodeRunner
-from agent.errors import OutageStop, RunError
+from agent.faults import OutageStop, RunError
 from agent.graph import build_graph
 from agent.plan import PendingEpisodes, episode_input
 from agent.ray_cluster import connect_for_training

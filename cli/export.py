@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from cli.options import DbOpt, OutOpt, fail, open_store, run_or_latest
+from cli.options import DbOpt, OutOpt, fail, one_line_errors, open_store, run_or_latest
 from cli.render import console, escape
 
 ExportFormat = Literal["metadata", "diffsynth", "parquet", "webdataset"]
@@ -32,7 +32,7 @@ def export(
     """Export a run's accepted samples (the latest run's unless --run names another; held-out ones marked):
     metadata.csv, DiffSynth-Studio's metadata_vace.csv, Parquet with a dataset card, or WebDataset shards. Every
     file is checked against its recorded sha256 first. Running it again is cheap."""
-    from agent.training import TrainingError, heldout_sample_ids
+    from agent.training import heldout_sample_ids
     from store.dataset import dataset_run, write_metadata_csv
     from store.export import export_samples, run_export
 
@@ -45,12 +45,9 @@ def export(
         n = write_metadata_csv(engine, dataset_dir, run_id, to)
         return console.print(f"{n} samples listed in {(to or dataset_dir) / 'metadata.csv'}: {which}")
     dest = to or (dataset_dir if format == "diffsynth" else out / format)
-    try:
+    with one_line_errors(prefix=f"export --format {format}: ", extra="export"):
         samples, broken = export_samples(engine, dataset_dir, run_id, heldout_sample_ids(engine, run_id))
         result = run_export(format, samples, dataset_dir, dest, embed, shard_size)
-    except (TrainingError, ImportError, ValueError, OSError) as err:
-        hint = " (pip install -e '.[export]')" if isinstance(err, ImportError) else ""
-        raise fail(f"export --format {format}: {err}{hint}") from err
     for sample_id, why in (broken | result.skipped).items():
         console.print(f"[yellow]skipped[/] {sample_id}: {escape(why)}")
     console.print(

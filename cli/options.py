@@ -3,6 +3,8 @@ in one line."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +23,34 @@ def fail(message: str) -> typer.Exit:
     """The error printed as one line; raise what it returns to exit with 1."""
     error_line(message)
     return typer.Exit(1)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a command ends with in one line instead of a traceback: a flag, config or template that does not
+    validate, a run that cannot start or has to stop (agent/faults.py), a round with nothing to train on, a file
+    or store that cannot be read or written, an extra that is not installed."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agent.faults import RunError
+    from agent.training import TrainingError
+    from prompts.loader import PromptError
+
+    return (ValueError, RunError, TrainingError, PromptError, OSError, ImportError, SQLAlchemyError, sqlite3.Error)
+
+
+@contextmanager
+def one_line_errors(prefix: str = "", then: str = "", extra: str = "models") -> Iterator[None]:
+    """A user error (user_errors) raised in the block ends the command in one line: `prefix`, the error, and
+    `then` (what to do next); a missing import names the extra that brings it."""
+    try:
+        yield
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
+        hint = f" (pip install -e '.[{extra}]')" if isinstance(err, ImportError) else ""
+        raise fail(f"{prefix}{err}{hint}{then}") from err
 
 
 def open_store(out: Path, db: str | None) -> Engine:

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli.options import fail
+from cli.options import one_line_errors
 from cli.render import console, templates_table
 
 app = typer.Typer(help="List, show, copy and diff the prompt templates.")
 PromptsOpt = Annotated[Path | None, typer.Option("--prompts")]
-
-
-@contextmanager
-def one_line_prompt_errors() -> Iterator[None]:
-    """A template missing, unreadable or broken ends the command in one line naming it."""
-    from prompts.loader import PromptError
-
-    try:
-        yield
-    except PromptError as err:
-        raise fail(str(err)) from err
 
 
 @app.command("list")
@@ -32,7 +19,7 @@ def list_templates(prompts: PromptsOpt = None) -> None:
     """Each template's name, origin (built-in or override) and short hash."""
     from prompts.loader import PromptBook
 
-    with one_line_prompt_errors():
+    with one_line_errors():
         console.print(templates_table(PromptBook(prompts)))
 
 
@@ -41,7 +28,7 @@ def show(name: str, prompts: PromptsOpt = None) -> None:
     """Print a template's resolved text."""
     from prompts.loader import PromptBook
 
-    with one_line_prompt_errors():
+    with one_line_errors():
         console.print(PromptBook(prompts).source(name).text, markup=False)
 
 
@@ -50,7 +37,7 @@ def copy(name: str, dest: Annotated[Path, typer.Argument(help="Override folder."
     """Copy a built-in template into an override folder, for editing; run with --prompts FOLDER."""
     from prompts.loader import PromptBook
 
-    with one_line_prompt_errors():
+    with one_line_errors():
         console.print(f"copied to {PromptBook(None).copy(name, dest)}")
 
 
@@ -59,5 +46,5 @@ def diff(name: str, prompts: Annotated[Path, typer.Option("--prompts")]) -> None
     """Compare an override with the built-in."""
     from prompts.loader import PromptBook
 
-    with one_line_prompt_errors():
+    with one_line_errors():
         console.print(PromptBook(prompts).diff(name) or "identical to the built-in", markup=False)

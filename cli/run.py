@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.options import OutOpt, fail
+from cli.options import OutOpt, one_line_errors
 from cli.render import (
     category_status_table,
     console,
@@ -80,16 +80,13 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     from agent.checks import changed_templates
-    from agent.config import ConfigError, resolve_run_config
+    from agent.config import resolve_run_config
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     print_logs_of("agent.ray_pools")  # which Ray, and its pools while they start: the run's first lines
-    try:
-        cfg, run_id, applied = resolve_run_config(
-            out, db_url, resume, new_run, profile, config, config_flags(ctx.params)
-        )
-    except ConfigError as err:
-        raise fail(str(err)) from err
+    with one_line_errors():
+        flags = config_flags(ctx.params)
+        cfg, run_id, applied = resolve_run_config(out, db_url, resume, new_run, profile, config, flags)
     if print_config:
         console.print_json(cfg.model_dump_json())
         console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
@@ -120,42 +117,26 @@ def config_flags(params: dict[str, Any]) -> dict[str, Any]:
 
 def open_factory(cfg: RunConfig, run_id: str | None) -> Factory:
     """The run's Factory, after the checks that leave no run behind when they fail; one line when they do."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from agent.checks import check_run_inputs
-    from agent.config import ConfigError
-    from agent.errors import RunError
     from agent.runner import Factory
 
-    try:
+    with one_line_errors():
         check_run_inputs(cfg)  # before anything is created: bad input leaves no run behind
         return Factory(cfg, run_id)
-    except (ConfigError, RunError, OSError, ValueError, ImportError, SQLAlchemyError) as err:
-        hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
-        raise fail(f"{err}{hint}") from err
 
 
 def execute(factory: Factory, unit: str) -> tuple[RunResult, int]:
     """(the run's result, the exit code of the signal that stopped it), with the progress bar; a run the store,
     a template or an outage stopped ends in one line and the resume command."""
-    import sqlite3
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from agent.errors import RunError
     from agent.sources import count_clips
     from cli.signals import stop_signals_as_interrupt
 
     cfg = factory.cfg
     count = partial(count_clips, cfg.source_dir)
+    resume = f"\nNothing accepted is lost. Once the cause is fixed, resume with: python main.py --out {cfg.out} "
     with (
         run_progress(cfg.budget_device_seconds, unit, cfg.episodes_per_clip, count, cfg.max_samples) as on_progress,
         stop_signals_as_interrupt() as stops,
+        one_line_errors(then=f"{resume}--resume {factory.run.id}"),
     ):
-        try:
-            return factory.execute(on_progress), stops.exit_code
-        except (RunError, OSError, SQLAlchemyError, sqlite3.Error) as err:
-            raise fail(
-                f"{err}\nNothing accepted is lost. Once the cause is fixed, resume with: "
-                f"python main.py --out {cfg.out} --resume {factory.run.id}"
-            ) from err
+        return factory.execute(on_progress), stops.exit_code

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.options import DbOpt, OutOpt, fail
+from cli.options import DbOpt, OutOpt, fail, one_line_errors
 from cli.render import console, print_checkpoint_use, print_logs_of, training_table
 
 
@@ -37,8 +37,8 @@ def train(
     ] = None,
 ) -> None:
     """Train Editto once on a run's accepted samples, from its last checkpoint, and evaluate it on held-out ones."""
-    from agent.config import ConfigError, resolve_run_config
-    from agent.training import TrainingError, train_by_hand
+    from agent.config import resolve_run_config
+    from agent.training import train_by_hand
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     print_logs_of("agent.ray_pools")  # which Ray the workers train on
@@ -47,13 +47,11 @@ def train(
         flags["backends"] = {"editto": {"workers": gpus}}
     if ray_address is not None:
         flags["ray_address"] = ray_address
-    try:
+    with one_line_errors():
         cfg, run_id, _ = resolve_run_config(out, db, run, False, None, None, flags)
         if run_id is None:
             raise fail(f"no run in {db or out / 'ditto.db'}")
         done = train_by_hand(cfg, run_id, steps)
-    except (ConfigError, TrainingError, OSError, ValueError, ImportError) as err:
-        raise fail(str(err)) from err
     console.print(training_table([done]))
     print_checkpoint_use(done, cfg.out)
     if done.status != "finished":

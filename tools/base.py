@@ -39,7 +39,7 @@ class ToolError(Exception):
         return ToolError, (self.kind, self.detail, self.field)
 
 
-def tool_error(tool: str, err: Exception) -> ToolError:
+def as_tool_error(tool: str, err: Exception) -> ToolError:
     """What a tool's failure is, by its type: out of memory (device or host), or any other fault."""
     if isinstance(err, ToolError):
         return err

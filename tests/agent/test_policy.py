@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from agent import policy
 from agent.config import ConfigError, load_config
+from agent.graph import after_keyframe_verdict
 from agent.policy import (
     PolicyConfig,
     TrainingConfig,
@@ -11,11 +14,11 @@ from agent.policy import (
     after_failure,
     after_video_rejection,
     control_strength,
-    discard_reason,
     failing_criteria,
     held_out,
     pass_thresholds,
-    prefilter_reason,
+    prefilter_failure,
+    rejection,
     retry_or_discard,
     should_train,
 )
@@ -39,7 +42,8 @@ CFG = PolicyConfig(
     ],
 )
 def test_prefilter(measures: dict, expected: str | None) -> None:
-    assert prefilter_reason(measures, CFG) == expected
+    refused = prefilter_failure(measures, CFG)
+    assert (refused[0] if refused else None) == expected
 
 
 def test_unscored_criterion_fails() -> None:
@@ -123,28 +127,19 @@ def test_admit(spent: float, projected: float, in_flight: int, budget: float, ex
     assert admit(spent, projected, in_flight, budget) is expected
 
 
-def test_discard_reason_names_the_failing_criteria() -> None:
-    state = {
-        "verdicts": [
-            {
-                "stage": "video",
-                "scores": {
-                    "structure_preservation": 9,
-                    "edit_strength": 1,
-                    "coverage": 9,
-                    "motion_continuity": 10,
-                    "temporal_consistency": 9,
-                    "edit_propagation": 9,
-                    "region_stability": 10,
-                },
-                "reasons": {"edit_strength": "mean CIELAB change is 1.0"},
-            }
-        ]
+def test_a_rejection_names_the_failing_criteria_and_the_judges_words() -> None:
+    scores = {
+        "structure_preservation": 9,
+        "edit_strength": 1,
+        "coverage": 9,
+        "motion_continuity": 10,
+        "temporal_consistency": 9,
+        "edit_propagation": 9,
+        "region_stability": 10,
     }
-    reason, detail = discard_reason(state, PolicyConfig())
+    verdict = {"stage": "video", "scores": scores, "reasons": {"edit_strength": "mean CIELAB change is 1.0"}}
+    reason, detail = rejection(verdict, failing_criteria(scores, PolicyConfig().video_pass))
     assert reason == "video_judge:edit_strength" and "CIELAB change is 1.0" in detail
-    failure = {"failure": {"node": "propagate", "kind": "oom", "field": None, "detail": "CUDA out of memory"}}
-    assert discard_reason(failure, PolicyConfig()) == ("oom@propagate", "CUDA out of memory")
 
 
 def test_training_starts_every_n_newly_accepted_samples() -> None:
@@ -223,10 +218,20 @@ def test_a_categorys_own_thresholds_go_over_the_policys_and_decide_its_episodes(
     assert pass_thresholds(cfg, "video", "text") == {"edit_strength": 0, "coverage": 9.5}  # 0: any strength passes
     assert pass_thresholds(cfg, "keyframe", "text") == {"edit_strength": 2.5}  # no key-frame table: the policy's
     assert pass_thresholds(cfg, "video", "global_style") == cfg.video_pass
-    verdict = {"stage": "video", "scores": {"edit_strength": 1, "coverage": 9}, "reasons": {}}
-    as_text = {"edit": {"category": "text"}, "verdicts": [verdict]}
-    assert discard_reason(as_text, cfg)[0] == "video_judge:coverage"
-    assert discard_reason({**as_text, "edit": {"category": "global_style"}}, cfg)[0] == "video_judge:edit_strength"
+
+
+def test_the_gate_decides_by_the_categorys_thresholds_and_the_discard_records_its_reason() -> None:
+    cfg = PolicyConfig(
+        max_attempts=1,  # the first rejection discards
+        keyframe_pass={"edit_strength": 2.5},
+        category_pass={"text": {"keyframe_pass": {"coverage": 9.5, "edit_strength": 0}}},
+    )
+    runtime = SimpleNamespace(context=SimpleNamespace(config=SimpleNamespace(policy=cfg)))
+    verdict = {"stage": "keyframe", "scores": {"edit_strength": 1, "coverage": 9}, "reasons": {}}
+    for category, reason in (("text", "keyframe_judge:coverage"), ("global_style", "keyframe_judge:edit_strength")):
+        state = {"edit": {"category": category}, "attempt": 0}
+        goto, why = after_keyframe_verdict(state, {"verdicts": [verdict]}, runtime)  # type: ignore[arg-type]
+        assert (goto, why["reason"]) == ("discard", reason)
 
 
 def test_thresholds_for_a_category_the_taxonomy_lacks_are_refused_by_name() -> None:

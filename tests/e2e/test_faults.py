@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from agent.errors import RunError
+from agent.faults import RunError
 from agent.runner import Factory
 from models.cpu.propagation import ExamplePropagator
 from models.cpu.styles import StyleEditor

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from models.protocols import OutOfDeviceMemory
-from tools.base import ToolError, tool_error
+from tools.base import ToolError, as_tool_error
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ from tools.base import ToolError, tool_error
     ],
 )
 def test_tool_error_kind_follows_the_exception_type(raised: Exception, kind: str) -> None:
-    err = tool_error("propagate", raised)
+    err = as_tool_error("propagate", raised)
     assert err.kind == kind and ("propagate" in err.detail or err is raised)
 
 
