@@ -10,16 +10,16 @@ from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.tables import Charge, Episode, ToolCall
+from store.tables import Episode, ToolCall
 
 
 def episode_charges(engine: Engine, run_id: str, status: str | None = None) -> dict[str, float]:
     """Device-seconds charged per episode of the run, for episodes in `status` (or running ones: None)."""
     query = (
-        select(ToolCall.episode_id, func.sum(Charge.device_seconds))
-        .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
+        select(ToolCall.episode_id, func.sum(ToolCall.device_seconds))
         .join(Episode, col(Episode.id) == ToolCall.episode_id)
         .where(Episode.run_id == run_id, Episode.status == (status or "running"))
+        .where(col(ToolCall.reused_call_id).is_(None))  # an episode whose calls all came from the cache paid nothing
         .group_by(ToolCall.episode_id)
     )
     with Session(engine) as s:
@@ -39,7 +39,7 @@ class Ledger:
     def load(cls, engine: Engine, run_id: str) -> Ledger:
         with Session(engine) as s:
             spent = s.exec(
-                select(func.coalesce(func.sum(Charge.device_seconds), 0.0)).where(Charge.run_id == run_id)
+                select(func.coalesce(func.sum(ToolCall.device_seconds), 0.0)).where(ToolCall.run_id == run_id)
             ).one()
             counts = dict(
                 s.exec(
@@ -47,8 +47,7 @@ class Ledger:
                 ).all()
             )
             finished_cost = s.exec(
-                select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
-                .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
+                select(func.coalesce(func.sum(ToolCall.device_seconds), 0.0))
                 .join(Episode, col(Episode.id) == ToolCall.episode_id)
                 .where(Episode.run_id == run_id, Episode.status != "running")
             ).one()
@@ -75,9 +74,7 @@ class Ledger:
         finishes)."""
         with Session(engine) as s:
             cost = s.exec(
-                select(func.coalesce(func.sum(Charge.device_seconds), 0.0))
-                .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
-                .where(ToolCall.episode_id == episode_id)
+                select(func.coalesce(func.sum(ToolCall.device_seconds), 0.0)).where(ToolCall.episode_id == episode_id)
             ).one()
         cost = float(cost)
         self.spent_s += cost - self.counted_s.pop(episode_id, 0.0)
@@ -90,15 +87,17 @@ class Ledger:
 
 
 def run_level_charge(engine: Engine, run_id: str, node: str) -> float:
-    """What a call outside any episode (screening a source clip) was charged at its site; 0 if reused."""
-    at_site = select(ToolCall.id).where(
-        ToolCall.node == node, col(ToolCall.episode_id).is_(None), col(ToolCall.training_id).is_(None)
-    )
+    """What a call outside any episode (screening a source clip) was charged at its site; 0 if reused. Looked up
+    by (run, node), an index of its own: by the run alone SQLite read all of the run's calls per clip."""
     with Session(engine) as s:
-        charges = s.exec(select(Charge.run_id, Charge.device_seconds).where(col(Charge.tool_call_id).in_(at_site)))
-        # The run is matched here, not in SQL: given run_id there, SQLite read every charge of the run through
-        # its index for each clip screened (quadratic in clips).
-        return sum(seconds for run, seconds in charges.all() if run == run_id)
+        return s.exec(
+            select(func.coalesce(func.sum(ToolCall.device_seconds), 0.0)).where(
+                ToolCall.run_id == run_id,
+                ToolCall.node == node,
+                col(ToolCall.episode_id).is_(None),
+                col(ToolCall.training_id).is_(None),
+            )
+        ).one()
 
 
 def split_gpus(cost_s: dict[str, float], gpus_per_actor: dict[str, float], gpus: float) -> dict[str, int]:
@@ -124,10 +123,10 @@ def cost_by_tool(engine: Engine, run_id: str) -> dict[str, float]:
     four times propagation's GPUs)."""
     with Session(engine) as s:
         rows = s.exec(
-            select(Charge.tool, func.sum(Charge.device_seconds))
-            .join(ToolCall, col(ToolCall.id) == Charge.tool_call_id)
+            select(ToolCall.tool, func.sum(ToolCall.device_seconds))
             .join(Episode, col(Episode.id) == ToolCall.episode_id, isouter=True)
-            .where(Charge.run_id == run_id, or_(col(Episode.id).is_(None), Episode.status != "running"))
-            .group_by(Charge.tool)
+            .where(ToolCall.run_id == run_id, or_(col(Episode.id).is_(None), Episode.status != "running"))
+            .where(col(ToolCall.reused_call_id).is_(None))
+            .group_by(ToolCall.tool)
         ).all()
     return {tool: float(seconds) for tool, seconds in rows}

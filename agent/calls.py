@@ -1,10 +1,9 @@
 """call(): the one place a tool runs. It looks the call up by its content key, runs it if needed, times
-it, and records the ToolCall and its Charge in one transaction, so a rerun after a crash reuses the
-result and charges nothing twice."""
+it, and records it, with what it was charged, in one row, so a rerun after a crash reuses the result and
+charges nothing twice."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -16,17 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Select, bindparam, insert, or_, update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from agent.executors import Executed, Executor, LocalExecutor
 from agent.faults import FAULTS, REUSED_FAILURES, OutageStop, is_run_fault
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
-from store.inserts import with_defaults
-from store.tables import Charge, PromptVersion, ToolCall
+from store.tables import PromptVersion, ToolCall
 from tools.base import Tool, ToolContext, ToolError, as_tool_error
 
 log = logging.getLogger(__name__)
@@ -100,49 +98,29 @@ def artifact_refs(value: Any) -> list[str]:
     return []
 
 
-CALLS = ToolCall.__table__  # type: ignore[attr-defined]
-CHARGES = Charge.__table__  # type: ignore[attr-defined]
-
-
-@functools.cache
-def at_site(has_episode: bool, has_training: bool) -> Select[Any]:
-    """The statement that finds a call site's ToolCall row, built once per kind of site (an episode's, a
-    training round's, the run's own) with the values as parameters: building it per call cost more than
-    running it."""
-
-    def column_is(column: Any, present: bool, name: str) -> Any:
-        return column == bindparam(name) if present else column.is_(None)
-
-    return select(CALLS).where(
-        column_is(CALLS.c.episode_id, has_episode, "episode_id"),
-        column_is(CALLS.c.training_id, has_training, "training_id"),
-        CALLS.c.node == bindparam("node"),
-        CALLS.c.attempt == bindparam("attempt"),
-        CALLS.c.tool == bindparam("tool"),
+def at_site(site: CallSite, tool: str) -> SelectOfScalar[ToolCall]:
+    """The ToolCall of one call site: (episode or training round, node, attempt, tool) is unique."""
+    return select(ToolCall).where(
+        ToolCall.episode_id == site.episode_id,  # IS NULL where the site has none
+        ToolCall.training_id == site.training_id,
+        ToolCall.node == site.node,
+        ToolCall.attempt == site.attempt,
+        ToolCall.tool == tool,
     )
 
 
-def row_at_site(conn: Connection, site: CallSite, tool: str) -> Row[Any] | None:
-    """The ToolCall row of one call site: (episode or training round, node, attempt, tool) is unique."""
-    where = {"episode_id": site.episode_id, "training_id": site.training_id, "node": site.node}
-    statement = at_site(site.episode_id is not None, site.training_id is not None)
-    return conn.execute(statement, {**where, "attempt": site.attempt, "tool": tool}).first()
-
-
-# The first call that ran with a content key and left a result another call may reuse. Built once, with the
-# key as a parameter: building and caching the statement per call cost more than running it.
-REUSABLE = (
-    select(CALLS)
-    .where(
-        CALLS.c.call_key == bindparam("key"),
-        CALLS.c.reused_call_id.is_(None),
-        CALLS.c.output_json.is_not(None) | or_(*(CALLS.c.error_kind == kind for kind in REUSED_FAILURES)),
+def reusable(key: str) -> SelectOfScalar[ToolCall]:
+    """The first call that ran with this content key and left a result another call may reuse."""
+    return (
+        select(ToolCall)
+        .where(
+            ToolCall.call_key == key,
+            col(ToolCall.reused_call_id).is_(None),
+            col(ToolCall.output_json).is_not(None) | col(ToolCall.error_kind).in_(REUSED_FAILURES),
+        )
+        .order_by(col(ToolCall.id))
+        .limit(1)
     )
-    .order_by(CALLS.c.id)
-    .limit(1)
-)
-INSERT_CALL = insert(CALLS).returning(CALLS.c.id)
-INSERT_CHARGE = insert(CHARGES)
 
 
 class ToolCaller:
@@ -156,11 +134,6 @@ class ToolCaller:
         outage_after: int = 3,
     ) -> None:
         self.engine, self.toolkit, self.io, self.prompts = engine, toolkit, io, prompts
-        # What in the config can change each tool's outputs (Tool.settings): part of every call's key, so a call
-        # made under other settings is never reused.
-        self.settings_digest = {
-            name: hashlib.sha256(canonical_json(tool.settings).encode()).hexdigest() for name, tool in toolkit.items()
-        }
         self.executor: Executor = executor or LocalExecutor()
         self.outages = OutageBreaker(outage_after)
         self._running: dict[str, threading.Event] = {}  # call key -> set when the call running it is recorded
@@ -169,8 +142,9 @@ class ToolCaller:
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
         templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
-        # backend_id names the backend's code and version (a CPU algorithm's "-v3"); the settings, its options.
-        settings = self.settings_digest[tool.name]
+        # backend_id names the backend's code and version (a CPU algorithm's "-v3"); the settings, everything
+        # configured that can change the tool's outputs (Tool.settings), so a call made under others is not reused.
+        settings = hashlib.sha256(canonical_json(tool.settings).encode()).hexdigest()
         payload = [tool.name, tool.version, tool.backend_id, settings, inp.model_dump(mode="json"), templates]
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
@@ -194,11 +168,11 @@ class ToolCaller:
                 self._running.pop(key).set()
 
     def _call(self, tool: Tool, key: str, inp: BaseModel, site: CallSite) -> Any:
-        with self.engine.connect() as conn:
-            done = row_at_site(conn, site, tool.name)
+        with Session(self.engine) as s:
+            done = s.exec(at_site(site, tool.name)).first()
             if done is not None and done.call_key == key and self._artifacts_present(done):
-                return self._result(tool, done._mapping)  # this very step already ran before a crash
-            cached = conn.execute(REUSABLE, {"key": key}).first()
+                return self._result(tool, done.model_dump())  # this very step already ran before a crash
+            cached = s.exec(reusable(key)).first()
             if cached is not None and not self._artifacts_present(cached):
                 cached = None
         if cached is not None:
@@ -230,7 +204,7 @@ class ToolCaller:
                 break
         raise self.outages.down(tool.name, backend)
 
-    def _artifacts_present(self, row: Row[Any]) -> bool:
+    def _artifacts_present(self, row: ToolCall) -> bool:
         """Whether a recorded call's files are all there with their bytes: one gone or changed since (checked
         against its name) is made again by running the call, as if it had never run."""
         refs = artifact_refs(json.loads(row.output_json)) if row.output_json else []
@@ -244,18 +218,19 @@ class ToolCaller:
         inp: BaseModel,
         *,
         redone: bool = False,
-        reused: Row[Any] | None = None,
+        reused: ToolCall | None = None,
         output: BaseModel | None = None,
         error: ToolError | None = None,
         executed: Executed | None = None,
         ctx: ToolContext | None = None,
     ) -> dict[str, Any]:
-        """The ToolCall's columns as written (and its Charge beside it)."""
+        """The ToolCall's columns as written."""
         seconds = executed.device_s if executed else 0.0
         usage = getattr(ctx, "usage", None)  # an LLM call's latency, tokens and transport retries
         prompts = [vars(p) for p in ctx.rendered] if ctx else (json.loads(reused.prompts_json) if reused else [])
         fields = dict(
             call_key=key,
+            run_id=site.run_id,
             episode_id=site.episode_id,
             training_id=site.training_id,
             node=site.node,
@@ -282,9 +257,9 @@ class ToolCaller:
             reused_call_id=reused.id if reused else None,
         )
         try:
-            self._write(site, tool, fields, reused, seconds, redone)
+            self._write(site, tool, fields, redone)
         except IntegrityError:  # the site was written meanwhile: by a thread of an earlier, stopped run
-            self._write(site, tool, fields, reused, seconds, redone=True)
+            self._write(site, tool, fields, redone=True)
         self._remember_prompts(prompts)
         log.info(
             "tool call",
@@ -300,24 +275,17 @@ class ToolCaller:
         )
         return fields
 
-    def _write(
-        self, site: CallSite, tool: Tool, fields: dict[str, Any], reused: Row[Any] | None, seconds: float, redone: bool
-    ) -> None:
-        """The call's row and its charge, in one transaction. A step that ran before (its files vanished, or its
-        input changed) has its row rewritten and the redone work added to its charge: one row per step."""
-        with self.engine.begin() as conn:  # values as parameters, not .values(): statements built once
-            row = row_at_site(conn, site, tool.name) if redone else None
-            call_id = row.id if row is not None else None
-            if call_id is None:
-                call_id = conn.execute(INSERT_CALL, with_defaults(ToolCall, fields)).scalar_one()
+    def _write(self, site: CallSite, tool: Tool, fields: dict[str, Any], redone: bool) -> None:
+        """The call's row, in one transaction. A step that ran before (its files vanished, or its input changed)
+        has its row rewritten and the redone work added to what it was charged: one row per step."""
+        with Session(self.engine) as s:
+            row = s.exec(at_site(site, tool.name)).first() if redone else None
+            if row is None:
+                s.add(ToolCall(**fields))
             else:
-                conn.execute(update(CALLS).where(CALLS.c.id == call_id).values(fields))
-            if reused is not None:
-                return  # a cache hit costs nothing
-            added = update(CHARGES).where(CHARGES.c.tool_call_id == call_id)
-            if not redone or not conn.execute(added.values(device_seconds=CHARGES.c.device_seconds + seconds)).rowcount:
-                charge = {"tool_call_id": call_id, "run_id": site.run_id, "tool": tool.name, "device_seconds": seconds}
-                conn.execute(INSERT_CHARGE, with_defaults(Charge, charge))
+                row.sqlmodel_update({**fields, "device_seconds": row.device_seconds + fields["device_seconds"]})
+                s.add(row)
+            s.commit()
 
     def _remember_prompts(self, prompts: list[dict[str, str]]) -> None:
         for p in prompts:

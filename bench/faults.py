@@ -106,8 +106,10 @@ def compare(out: Path, reference: Path, db_url: str | None = None) -> Comparison
     expected = {k for k, (s, _) in decisions(reference).items() if s == "accepted"}
     got = {s.split("-")[-1] for s in samples}
     folders = [p for p in (out / "dataset").iterdir() if p.is_dir()]
-    executed = db.execute("select count(*) from toolcall where reused_call_id is null").fetchone()[0]
-    charges = db.execute("select count(*) from charge").fetchone()[0]
+    # Each call that ran is charged in its one row: a run killed and resumed charges as many as the undisturbed
+    # one did, or some call ran (and was charged) twice.
+    ran = "select count(*) from toolcall where reused_call_id is null"
+    executed, executed_undisturbed = db.execute(ran).fetchone()[0], open_db(reference).execute(ran).fetchone()[0]
     bad = sum(
         1
         for ref, rel in db.execute("select id, relpath from artifact")
@@ -118,7 +120,7 @@ def compare(out: Path, reference: Path, db_url: str | None = None) -> Comparison
     return Comparison(
         samples_lost=len(expected - got),
         duplicates=len(samples) - len(set(samples)) + max(0, len(folders) - len(samples)),
-        double_charges=abs(charges - executed),
+        double_charges=abs(executed - executed_undisturbed),
         bad_artifacts=bad,
         decisions_differ=sum(mine.get(k) != v for k, v in theirs.items()),
     )

@@ -12,7 +12,7 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.tables import Charge, Episode, Sample, ToolCall, TrainingRun
+from store.tables import Episode, Sample, ToolCall, TrainingRun
 
 
 def run_episodes(engine: Engine, run_id: str) -> list[Episode]:
@@ -80,9 +80,8 @@ def category_figures(engine: Engine, run_id: str, only: set[str] | None = None) 
     with Session(engine) as s:
         costs = dict(
             s.exec(
-                select(ToolCall.episode_id, func.sum(Charge.device_seconds))
-                .join(Charge, col(Charge.tool_call_id) == col(ToolCall.id))
-                .where(Charge.run_id == run_id)
+                select(ToolCall.episode_id, func.sum(ToolCall.device_seconds))
+                .where(ToolCall.run_id == run_id)
                 .group_by(col(ToolCall.episode_id))
             ).all()
         )

@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.tables import Charge, Episode, Run, ToolCall
+from store.tables import Episode, Run, ToolCall
 
 GATE = "judge_keyframe"
 VIDEO_STAGES = ("propagate", "enhance_temporal", "judge_video")
@@ -58,12 +58,15 @@ def gate_saving(engine: Engine, run_id: str) -> GateSaving:
         ).all()
         mean = dict(
             s.exec(
-                select(Charge.tool, func.avg(Charge.device_seconds))
-                .where(Charge.run_id == run_id, col(Charge.tool).in_(VIDEO_STAGES))
-                .group_by(Charge.tool)
+                select(ToolCall.tool, func.avg(ToolCall.device_seconds))
+                .where(ToolCall.run_id == run_id, col(ToolCall.tool).in_(VIDEO_STAGES))
+                .where(col(ToolCall.reused_call_id).is_(None))  # the calls that ran
+                .group_by(ToolCall.tool)
             ).all()
         )
-        spent = s.exec(select(func.coalesce(func.sum(Charge.device_seconds), 0.0)).where(Charge.run_id == run_id)).one()
+        spent = s.exec(
+            select(func.coalesce(func.sum(ToolCall.device_seconds), 0.0)).where(ToolCall.run_id == run_id)
+        ).one()
         discarded_at_gate = s.exec(
             select(func.count())
             .select_from(Episode)

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
 from store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -96,21 +96,16 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """A new store gets the tables as store/tables.py has them, marked current; a store at the current revision
-    is left as it is (one query); any other is upgraded by the migrations from where it is. A store made
-    before migrations (release caf5255 or earlier) has tables and no revision: all of them run, the first
-    catching it up to that release."""
+def migrate(engine: Engine, to: str = "head") -> None:
+    """Brings the store to revision `to` by the migrations (store/migrations), from where it is: a new store is
+    made by all of them, a store at the current revision is left as it is (one query). A store made before
+    migrations (release caf5255 or earlier) has tables and no revision: all of them run, the first catching it up
+    to that release."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # Ray actors and drivers open the same store at once
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        names = set(inspect(conn).get_table_names())
-        if "run" not in names:
-            SQLModel.metadata.create_all(conn)
-            command.stamp(alembic_config(conn), "head")
-            return
-        if "alembic_version" in names:
+        if "alembic_version" in inspect(conn).get_table_names():
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            if current == head_revision():
+            if current == head_revision() and to == "head":
                 return
-        command.upgrade(alembic_config(conn), "head")
+        command.upgrade(alembic_config(conn), to)

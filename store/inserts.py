@@ -1,15 +1,12 @@
-"""Inserts through SQLAlchemy Core, for the rows the run loop writes many times a second (tool calls, charges,
-artifacts, node events): the ORM's unit of work costs more than the statement itself there. insert_ignore keeps
-a row already present (written by another episode, or before a crash)."""
+"""insert_ignore: a row written unless one with the same key is there already (written by another episode, or
+before a crash), for the artifacts and node events the run loop writes many times a second."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.dml import Insert
 from sqlmodel import SQLModel
 
 DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -37,11 +34,6 @@ def insert_ignore(engine: Engine, model: type[SQLModel], **values: Any) -> None:
             except IntegrityError:
                 s.rollback()
         return
-    with engine.begin() as conn:  # the values as parameters, not .values(): one statement, built once
-        conn.execute(ignoring_insert(engine.dialect.name, model), with_defaults(model, values))
-
-
-@functools.cache
-def ignoring_insert(dialect: str, model: type[SQLModel]) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING into the model's table; building it costs more than running it."""
-    return DIALECT_INSERTS[dialect](model.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+    insert = DIALECT_INSERTS[engine.dialect.name](model.__table__)  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(insert.values(with_defaults(model, values)).on_conflict_do_nothing())

@@ -61,6 +61,9 @@ class ToolCall(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("episode_id", "node", "attempt", "tool"),
         UniqueConstraint("training_id", "node", "attempt", "tool"),
+        # A run's calls, and its own calls outside any episode (a clip's screening) by their site: by the run
+        # alone, SQLite read every call of the run for each clip screened (quadratic in clips).
+        Index("ix_toolcall_run_id_node", "run_id", "node"),
     )
     id: int | None = Field(default=None, primary_key=True)
     call_key: str = Field(index=True)  # sha256 of tool, version, backend, input and template hashes
@@ -77,20 +80,16 @@ class ToolCall(SQLModel, table=True):
     error_field: str | None = None  # the input or output field at fault, when the tool named one
     error_detail: str | None = None
     prompts_json: str = "[]"  # [{name, sha256, origin, text}] of every template rendered
-    device_seconds: float = 0.0  # held the device(s), measured where the tool ran: what the ledger charges
+    # What the call was charged: the seconds it held its device(s), times the devices, measured where the tool
+    # ran (a step done again adds its work); 0 for a result reused from the cache.
+    device_seconds: float = 0.0
+    # The run that paid for it. No foreign key: SQLite adds one only by rebuilding the table, which on a store of
+    # millions of calls is a long pause for the first run of a new release.
+    run_id: str | None = None
     devices: float = 1
     queued_s: float = 0.0  # waited for a device lock or a free actor before running: recorded, never charged
     usage_json: str | None = None  # an LLM call's latency, tokens and transport retries, when it reports them
     reused_call_id: int | None = None  # set when the result came from the cache: nothing ran, nothing charged
-    at: datetime = Field(default_factory=utcnow)
-
-
-class Charge(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    tool_call_id: int = Field(unique=True, foreign_key="toolcall.id")
-    run_id: str = Field(index=True, foreign_key="run.id")
-    tool: str
-    device_seconds: float
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.tables import Charge, Episode, NodeEvent, Run, Sample, ToolCall
+from store.tables import Episode, NodeEvent, Run, Sample, ToolCall
 
 
 def episode_lineage(engine: Engine, episode_id: str) -> dict[str, Any]:
@@ -147,9 +147,9 @@ def run_totals(engine: Engine, run_id: str) -> RunTotals:
         clips = s.exec(select(func.count(func.distinct(Episode.clip_path))).where(Episode.run_id == run_id)).one()
         by_tool = dict(
             s.exec(
-                select(Charge.tool, func.sum(Charge.device_seconds))
-                .where(Charge.run_id == run_id)
-                .group_by(Charge.tool)
+                select(ToolCall.tool, func.sum(ToolCall.device_seconds))
+                .where(ToolCall.run_id == run_id, col(ToolCall.reused_call_id).is_(None))
+                .group_by(ToolCall.tool)
             ).all()
         )
     status: Counter[str] = Counter()

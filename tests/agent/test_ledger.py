@@ -16,7 +16,7 @@ from agent.calls import CallSite
 from agent.executors import LocalExecutor
 from agent.runner import Factory
 from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
-from store.tables import Charge, ToolCall
+from store.tables import ToolCall
 from tests.agent.test_calls import make_caller
 from tools import build_toolkit
 from tools.base import Resources, ToolContext
@@ -27,7 +27,7 @@ def charged(cfg) -> tuple[float, dict[str, str]]:  # type: ignore[no-untyped-def
     factory = Factory(cfg)
     factory.execute()
     with Session(factory.engine) as s:
-        total = sum(c.device_seconds for c in s.exec(select(Charge)).all())
+        total = sum(c.device_seconds for c in s.exec(select(ToolCall)).all())
         calls = s.exec(select(ToolCall).where(ToolCall.tool == "plan_instruction")).all()
     return total, {c.episode_id.split(":")[-1]: c.output_json for c in calls}  # type: ignore[union-attr]
 
@@ -42,8 +42,8 @@ def test_same_episodes_cost_the_same_at_any_concurrency(tmp_path: Path, small_co
     assert abs(four - one) <= 0.25 * one, (one, four)
 
 
-def plan_once(tmp_path: Path, config) -> tuple[ToolCall, Charge]:  # type: ignore[no-untyped-def]
-    """One planner call through call(): its ToolCall row and its Charge."""
+def plan_once(tmp_path: Path, config) -> ToolCall:  # type: ignore[no-untyped-def]
+    """One planner call through call(): its row, with what it was charged."""
     caller = make_caller(tmp_path, config)
     inp = PlanInstructionInput(
         caption="a rabbit in a meadow", category="global_style", category_description="a style", clip_seed=1, slot=0
@@ -51,8 +51,7 @@ def plan_once(tmp_path: Path, config) -> tuple[ToolCall, Charge]:  # type: ignor
     caller.call("plan_instruction", inp, CallSite("r", "e1", "plan_instruction", 0))
     with Session(caller.engine) as s:
         (row,) = s.exec(select(ToolCall)).all()
-        (charge,) = s.exec(select(Charge)).all()
-    return row, charge
+    return row
 
 
 def test_a_slow_llm_endpoint_is_charged_nothing(tmp_path: Path, small_config) -> None:  # type: ignore[no-untyped-def]
@@ -60,8 +59,8 @@ def test_a_slow_llm_endpoint_is_charged_nothing(tmp_path: Path, small_config) ->
     assert build_toolkit(cfg.tools, cfg.backends)["plan_instruction"].resources.devices == 0
     with ScriptedLLMServer([Reply(plan_json(), delay_s=1.0)]) as server:
         cfg = small_config(backends={"planner": {"kind": "openai", "base_url": server.url, "model": "m"}})
-        row, charge = plan_once(tmp_path, lambda: cfg)
-    assert row.error_kind is None and row.device_seconds == 0 and charge.device_seconds == 0
+        row = plan_once(tmp_path, lambda: cfg)
+    assert row.error_kind is None and row.device_seconds == 0
 
 
 @pytest.mark.parametrize("price", [None, 2.5])
@@ -71,11 +70,11 @@ def test_a_self_hosted_endpoint_priced_per_1k_tokens_is_charged_by_its_tokens(  
     priced = {} if price is None else {"device_seconds_per_1k_tokens": price}
     with ScriptedLLMServer([Reply(plan_json(), delay_s=0.3)]) as server:
         planner = {"kind": "openai", "base_url": server.url, "model": "m", **priced}
-        row, charge = plan_once(tmp_path, lambda: small_config(backends={"planner": planner}))
+        row = plan_once(tmp_path, lambda: small_config(backends={"planner": planner}))
     usage = json.loads(row.usage_json or "{}")
     tokens = usage["prompt_tokens"] + usage["completion_tokens"]
     assert row.error_kind is None and tokens > 0 and usage["latency_s"] >= 0.3  # the wait is not what is priced
-    assert charge.device_seconds == pytest.approx(0.0 if price is None else tokens / 1000 * price)
+    assert row.device_seconds == pytest.approx(0.0 if price is None else tokens / 1000 * price)
 
 
 class FakeClock:

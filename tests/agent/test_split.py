@@ -47,7 +47,7 @@ def test_the_split_counts_finished_episodes_and_run_level_calls_not_those_in_fli
 
     from agent.budget import cost_by_tool
     from store.engine import open_engine
-    from store.tables import Charge, Episode, Run, ToolCall
+    from store.tables import Episode, Run, ToolCall
 
     engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with Session(engine) as s:
@@ -60,9 +60,16 @@ def test_the_split_counts_finished_episodes_and_run_level_calls_not_those_in_fli
         calls.append((None, "fingerprint_clip", 0.5))  # screening: no episode
         for n, (episode, tool, seconds) in enumerate(calls):
             site = {"episode_id": episode, "node": tool, "attempt": 0, "tool": tool}
-            call = ToolCall(call_key=str(n), tool_version="1", backend="b", input_json="{}", **site)
-            s.add(call)
-            s.flush()
-            s.add(Charge(tool_call_id=call.id, run_id="r", tool=tool, device_seconds=seconds))
+            s.add(
+                ToolCall(
+                    call_key=str(n),
+                    tool_version="1",
+                    backend="b",
+                    input_json="{}",
+                    run_id="r",
+                    device_seconds=seconds,
+                    **site,
+                )
+            )
         s.commit()
     assert cost_by_tool(engine, "r") == {"edit_keyframe": 1.0, "propagate": 4.0, "fingerprint_clip": 0.5}

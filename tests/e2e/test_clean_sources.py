@@ -98,7 +98,9 @@ def test_duplicates_and_clips_without_structure_are_refused_by_name(sources: Pat
     assert rows["a_bunny.mp4"][0] != "duplicate_of:b_bunny_reencoded.mkv"  # the first clip is the original
     (fingerprints,) = db.execute("select count(*) from toolcall where tool='fingerprint_clip'").fetchone()
     Factory(cfg).execute()  # resumed: the same verdicts, no fingerprint computed twice
-    (charged,) = db.execute("select count(*) from charge where tool='fingerprint_clip'").fetchone()
+    (charged,) = db.execute(
+        "select count(*) from toolcall where tool = 'fingerprint_clip' and reused_call_id is null"
+    ).fetchone()
     assert charged == fingerprints == 8
 
 
@@ -119,5 +121,5 @@ def test_a_copy_that_cannot_make_a_sample_is_no_original(tmp_path: Path, clips: 
     assert rows["a_bunny_short.mp4"] == "too_short"
     assert not (rows["b_bunny.mp4"] or "").startswith("duplicate_of")
     assert rows["c_bunny_reencoded.mkv"] == "duplicate_of:b_bunny.mp4"
-    (ingests,) = db.execute("select count(*) from charge where tool = 'ingest'").fetchone()
+    (ingests,) = db.execute("select count(*) from toolcall where tool = 'ingest' and reused_call_id is null").fetchone()
     assert ingests == 2  # the short copy's ingest, run for the screen, was reused by its episode

@@ -131,7 +131,7 @@ def test_budget_stop_admits_no_episode_that_would_overrun(tmp_path: Path) -> Non
     (status,) = db.execute("select status from run").fetchone()
     (episodes,) = db.execute("select count(*) from episode").fetchone()
     assert status == "stopped_budget" and 0 < episodes < 12
-    (spent,) = db.execute("select sum(device_seconds) from charge").fetchone()
+    (spent,) = db.execute("select sum(device_seconds) from toolcall").fetchone()
     per_episode = spent / episodes
     assert spent <= budget_s + per_episode  # the one in flight may finish past the line, no more
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.tiny, pytest.mark.slow]
 from agent.runner import Factory  # noqa: E402
 from main import app  # noqa: E402
 from models.cpu.metric_judge import MetricVideoJudge  # noqa: E402
-from store.tables import Charge, HeldoutEvaluation, Run, Sample, ToolCall, TrainingRun  # noqa: E402
+from store.tables import HeldoutEvaluation, Run, Sample, ToolCall, TrainingRun  # noqa: E402
 from store.training import training_runs  # noqa: E402
 
 EVERY = 2
@@ -119,14 +119,14 @@ def test_heldout_samples_are_never_trained_on_and_are_scored_both_ways(trained_r
 def test_training_is_charged_once_to_the_run(trained_run: Path) -> None:
     con = db(trained_run)
     rows = con.execute(
-        "select t.tool, t.device_seconds, c.device_seconds, t.reused_call_id from toolcall t "
-        "left join charge c on c.tool_call_id = t.id where t.training_id is not null"
+        "select t.tool, t.run_id, r.run_id from toolcall t join trainingrun r on r.id = t.training_id "
+        "where t.reused_call_id is null"
     ).fetchall()
     tools = [r[0] for r in rows]
     sets = [json.loads(h) for (h,) in con.execute("select heldout_samples_json from trainingrun").fetchall()]
     assert tools.count("train_editto") == len(sets)
     assert tools.count("edit_with_editto") == sum(2 * len(h) for h in sets)  # with the reference and without
-    assert all(r[2] == r[1] for r in rows if r[3] is None)  # every call that ran has its one charge
+    assert all(charged_to == run for _, charged_to, run in rows)  # every call that ran is charged to its run
     assert all(r[1] > 0 for r in rows if r[0] == "train_editto")
 
 
@@ -148,14 +148,15 @@ def test_a_round_killed_halfway_resumes_without_charging_twice(trained_run: Path
         for ev in s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == last_id)).all():
             s.delete(ev)
         s.commit()
-        charges = len(s.exec(select(Charge)).all())
+        charged = [(c.id, c.device_seconds) for c in s.exec(select(ToolCall).order_by(ToolCall.id)).all()]
         stored = json.loads(s.get(Run, run_id).config_json)
     cfg = RunConfig.model_validate({**stored, "out": str(out), "db_url": None})
     Factory(cfg, run_id).execute()
     with Session(engine) as s:
         again = s.get(TrainingRun, last_id)
         assert again.status == "finished" and again.weights == weights
-        assert len(s.exec(select(Charge)).all()) == charges  # the recorded calls were reused, not rerun
+        calls = s.exec(select(ToolCall).order_by(ToolCall.id)).all()
+        assert [(c.id, c.device_seconds) for c in calls][: len(charged)] == charged  # none ran, or was charged, again
         evaluated = json.loads(again.heldout_samples_json)
         assert s.exec(select(HeldoutEvaluation).where(HeldoutEvaluation.training_id == last_id)).first() is not None
         # one training call, and per held-out sample an edit, a verdict and CLIP scores, with and without reference
@@ -285,12 +286,12 @@ def test_two_workers_train_as_one_with_accumulation_survive_a_killed_worker_and_
     assert card_two["step_losses"] == pytest.approx(card_one["step_losses"], rel=1e-4)
     assert card_two["step"] == card_one["step"]
     con = db(two)
-    (charges, devices, seconds) = con.execute(
-        "select count(c.id), t.devices, t.device_seconds from toolcall t join charge c on c.tool_call_id = t.id "
-        "where t.tool = 'train_editto' and t.training_id = ?",
+    (charged, devices, seconds) = con.execute(
+        "select count(*), devices, device_seconds from toolcall "
+        "where tool = 'train_editto' and training_id = ? and reused_call_id is null",
         (second.id,),
     ).fetchone()
-    assert (charges, devices) == (1, 2) and seconds > 0
+    assert (charged, devices) == (1, 2) and seconds > 0
     # The width changes back to 1: the 2-worker checkpoint resumes as the 1-worker one does.
     for out in (one, two):
         again = CliRunner().invoke(app, ["train", "--out", str(out), "--steps", "1"], catch_exceptions=False)

@@ -5,17 +5,16 @@ Revision ID: 0002
 Revises: 0001
 """
 
-from store.migrations.catch_up import add_missing
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
 
 
 def upgrade() -> None:
-    add_missing(
-        {
-            "run": ["held_by"],
-            "trainingrun": ["eval_counts_json", "heldout_loss", "category_counts_json"],
-            "heldoutevaluation": ["flow_loss"],
-        }
-    )
+    op.add_column("run", sa.Column("held_by", sa.String, nullable=True))
+    op.add_column("trainingrun", sa.Column("eval_counts_json", sa.String, nullable=True))
+    op.add_column("trainingrun", sa.Column("heldout_loss", sa.Float, nullable=True))
+    op.add_column("trainingrun", sa.Column("category_counts_json", sa.String, nullable=True))
+    op.add_column("heldoutevaluation", sa.Column("flow_loss", sa.Float, nullable=True))
