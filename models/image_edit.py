@@ -46,13 +46,27 @@ def fixed_shift(pipe: Any, shift: float) -> None:
     pipe.scheduler = type(pipe.scheduler).from_config({**config, "shift_terminal": None})
 
 
+# diffusers fixes QwenImageEditPipeline's working area at 1024*1024 inside __call__ (the condition image, its
+# latents and their positions all follow calculate_dimensions(1024 * 1024, ratio)) and has no argument for it:
+# a 1024x1024 condition costs a tiny test model 20 s a call, and an out-of-memory retry could not work smaller.
+# huggingface/diffusers#13660 adds `image_area` to QwenImageEditPlusPipeline; until this pipeline has one, the
+# call runs QwenImageEditPipeline's own code with that one name bound to the area, and says so where an upgrade
+# changes what it relies on.
+AREA_ARGUMENT = "image_area"
+
+
 def qwen_edit_at_area(pipe: QwenImageEditPipeline, area: int, **call_args: Any) -> Any:
-    """QwenImageEditPipeline's own __call__ at a working area of `area` pixels. diffusers fixes the area at
-    1024*1024 inside __call__ (the condition image, its latents and their positions all follow
-    calculate_dimensions(1024 * 1024, ratio)), with no argument to change it: a 1024x1024 condition costs a
-    tiny test model 20 s a call. This runs the same code with that one name bound to `area`, for this call
-    only; the module is never touched, so editors at different areas never race."""
+    """QwenImageEditPipeline's own __call__ at a working area of `area` pixels, for this call only: the module
+    is never touched, so editors at different areas never race."""
     code = inspect.unwrap(QwenImageEditPipeline.__call__)
+    if AREA_ARGUMENT in inspect.signature(code).parameters:  # diffusers has the hook now: use it
+        with torch.no_grad():
+            return pipe(**call_args, **{AREA_ARGUMENT: area})
+    if "calculate_dimensions" not in code.__code__.co_names:
+        raise RuntimeError(
+            "this diffusers' QwenImageEditPipeline.__call__ no longer sizes its work with calculate_dimensions: "
+            "models/image_edit.py cannot set its working area (see huggingface/diffusers#13660)"
+        )
     scope = {**code.__globals__, "calculate_dimensions": lambda _fixed, ratio: calculate_dimensions(area, ratio)}
     at_area = types.FunctionType(code.__code__, scope, code.__name__, code.__defaults__, code.__closure__)
     at_area.__kwdefaults__ = code.__kwdefaults__

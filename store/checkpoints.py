@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import make_url
-
-CHECKPOINT_CONNECTIONS = 10  # PostgreSQL connections the checkpoints of every episode in flight share
 
 
 class CheckpointsUnreadable(ValueError):
@@ -36,25 +33,6 @@ def open_checkpointer(db_url: str, sqlite_path: Path) -> BaseCheckpointSaver[str
                 "the store"
             ) from err
         return saver
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from psycopg.rows import dict_row
-    from psycopg_pool import ConnectionPool
+    from store.postgres_checkpoints import open_postgres_checkpointer  # the scale extra's
 
-    # A pool, so that episodes checkpoint side by side and a dropped connection is replaced, not fatal.
-    # PostgresSaver's own setup needs autocommit (CREATE INDEX CONCURRENTLY) and dict rows.
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    pool = ConnectionPool(
-        dsn,
-        min_size=1,
-        max_size=CHECKPOINT_CONNECTIONS,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-        check=ConnectionPool.check_connection,
-        open=True,
-    )
-    saver = PostgresSaver(pool)  # type: ignore[arg-type]
-    # PostgresSaver takes one lock around every query even when given a pool, which serialises the
-    # episodes' checkpoints on one connection at a time (langchain-ai/langgraph#7259); each query has a
-    # connection of its own here, so the lock only needs to bound them by the pool's size.
-    saver.lock = threading.BoundedSemaphore(CHECKPOINT_CONNECTIONS)  # type: ignore[assignment]
-    saver.setup()
-    return saver
+    return open_postgres_checkpointer(url.set(drivername="postgresql").render_as_string(hide_password=False))
