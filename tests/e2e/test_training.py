@@ -119,14 +119,14 @@ def test_heldout_samples_are_never_trained_on_and_are_scored_both_ways(trained_r
 def test_training_is_charged_once_to_the_run(trained_run: Path) -> None:
     con = db(trained_run)
     rows = con.execute(
-        "select t.tool, t.run_id, r.run_id from toolcall t join trainingrun r on r.id = t.training_id "
-        "where t.reused_call_id is null"
+        "select t.tool, t.device_seconds, t.run_id, r.run_id from toolcall t join trainingrun r "
+        "on r.id = t.training_id where t.reused_call_id is null"
     ).fetchall()
     tools = [r[0] for r in rows]
     sets = [json.loads(h) for (h,) in con.execute("select heldout_samples_json from trainingrun").fetchall()]
     assert tools.count("train_editto") == len(sets)
     assert tools.count("edit_with_editto") == sum(2 * len(h) for h in sets)  # with the reference and without
-    assert all(charged_to == run for _, charged_to, run in rows)  # every call that ran is charged to its run
+    assert all(charged_to == run for *_, charged_to, run in rows)  # every call that ran is charged to its run
     assert all(r[1] > 0 for r in rows if r[0] == "train_editto")
 
 
