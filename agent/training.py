@@ -24,8 +24,7 @@ from sqlmodel import Session
 from agent import policy, quotas
 from agent.calls import CallSite
 from agent.config import RunConfig
-from agent.context import RunContext, open_context
-from agent.executors import LocalExecutor
+from agent.context import RunContext, open_context, open_executor
 from agent.policy import TrainingConfig
 from agent.ray_cluster import connect_for_training
 from store.engine import open_engine
@@ -46,7 +45,7 @@ from store.training import (
     samples_by_id,
     training_run,
 )
-from tools import declare_tools, set_up, tools_used_in
+from tools import declare_tools, tools_used_in
 from tools.base import ToolError
 from tools.judge import JudgeInput
 from tools.score_clip import ScoreClipInput
@@ -308,7 +307,8 @@ def train_by_hand(cfg: RunConfig, run_id: str, steps: int | None) -> TrainingRun
     let_ray_go = connect_for_training(cfg)
     try:
         toolkit = declare_tools(cfg.tools, cfg.backends, tools_used_in("training"))
-        ctx = open_context(cfg, engine, run_id, set_up(toolkit, cfg.backends, cfg.allow_download), LocalExecutor())
+        here = cfg.model_copy(update={"executor": "local"})  # by hand: the tools load in this process
+        ctx = open_context(cfg, engine, run_id, toolkit, open_executor(here, toolkit))
         planned = plan_round(ctx, "by hand", steps)
         if planned is None:
             raise TrainingError(f"run {run_id} has no accepted sample to train on (the first is held out)")
