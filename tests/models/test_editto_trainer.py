@@ -21,11 +21,11 @@ from models.editto_inputs import load_triplet  # noqa: E402
 from models.editto_recipe import Curriculum  # noqa: E402
 from models.editto_trainer import EdittoTrainer, sha256_file  # noqa: E402
 from models.frames import consecutive, crop_resize  # noqa: E402
+from models.pool import ModelPool  # noqa: E402
 from models.protocols import EDITTO_TRAINING_STATE as TRAINING_STATE  # noqa: E402
 from models.protocols import EDITTO_WEIGHTS as WEIGHTS  # noqa: E402
 from models.protocols import CheckpointFiles, Triplet, TripletFiles  # noqa: E402
-from models.registry import backend_id  # noqa: E402
-from models.tiny import materialize  # noqa: E402
+from models.registry import backend_id, build_backend  # noqa: E402
 from store.video_io import encode_video, read_video  # noqa: E402
 
 
@@ -45,8 +45,9 @@ def trainer(**kw: object) -> EdittoTrainer:
         "global_batch": 1,
         **kw,
     }
-    built = EdittoTrainer(str(materialize("wan_vace")), **args)  # type: ignore[arg-type]
-    assert built.spec_id == backend_id("editto", {"kind": "wan_vace", "path": "tiny:wan_vace", **args})
+    spec = {"kind": "wan_vace", "path": "tiny:wan_vace", **args}
+    built = build_backend("editto", spec, ModelPool())  # as a run builds it: its options validated
+    assert built.spec_id == backend_id("editto", spec)  # what the tool declares from config, unloaded
     return built
 
 
