@@ -3,14 +3,13 @@ planning or editing; their decisions compared with the labels, and per-category 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.options import fail
+from cli.options import fail, one_line_errors
 from cli.render import (
     auc_table,
     calibration_table,
@@ -22,8 +21,6 @@ from cli.render import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from agent.config import RunConfig
     from agent.judging import CaseVerdict
 
@@ -34,20 +31,6 @@ CasesOpt = Annotated[
 ProfileOpt = Annotated[str | None, typer.Option(help="cpu | tiny | full")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file over the profile.")]
 PromptsOpt = Annotated[Path | None, typer.Option("--prompts", help="Templates here override the built-ins.")]
-
-
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    """A config, a case folder or a template that cannot be used ends the command in one line."""
-    from agent.config import ConfigError
-    from prompts.loader import PromptError
-    from store.cases import CaseFolderError
-
-    try:
-        yield
-    except (ConfigError, CaseFolderError, PromptError, ImportError) as err:
-        hint = " (the tiny and full profiles need: pip install -e '.[models]')" if isinstance(err, ImportError) else ""
-        raise fail(f"{err}{hint}") from err
 
 
 def judge_cases(
