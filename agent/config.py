@@ -19,12 +19,11 @@ from sqlmodel import Session
 from agent.policy import PolicyConfig, TrainingConfig
 from agent.quotas import CategorySpec, active_categories, default_categories, merge_taxonomy, target_shares
 from store.engine import open_engine
-from store.tables import Run
+from store.tables import SECONDS_PER_DAY, Run
 from store.traces import latest_run
 from tools import OUTPUT_NEUTRAL, BackendsConfig, ToolsConfig, backend_abilities, validate_training_backend
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-SECONDS_PER_DAY = 86_400
 WHOLE_TABLES = ("keyframe_pass", "video_pass")
 # Config keys set by a flag of another name; any other top-level key `k` is the flag `--k` with dashes.
 FLAG_NAMES = {

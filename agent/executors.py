@@ -140,8 +140,8 @@ def charge_s(tool: Tool, held_s: float, ctx: ToolContext) -> float:
 
 
 class LocalExecutor:
-    """Today's behaviour: the tool runs in this process, in the calling episode's thread (or in a helper
-    thread when it has a time limit, so a hung call can be abandoned)."""
+    """The tool runs in this process, in the calling episode's thread (or in a helper thread when it has a time
+    limit, so a hung call can be abandoned)."""
 
     def __init__(self) -> None:
         self._device_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)

@@ -152,8 +152,6 @@ class Factory:
 
     def _execute(self, on_progress: ProgressCallback | None) -> RunResult:
         cfg = self.cfg
-        if next(iter_clips(cfg.source_dir), None) is None:
-            raise RunError(f"no video files (.mp4 .mov .webm .mkv) under {cfg.source_dir}")
         if cfg.training.every is not None:  # a round a crash interrupted, as it was planned
             for unfinished in (r for r in training_runs(self.engine, self.run.id) if r.status == "running"):
                 training.run_round(self.context, unfinished)

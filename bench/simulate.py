@@ -23,10 +23,9 @@ from agent.graph import build_graph
 from agent.policy import PolicyConfig
 from agent.runner import Factory
 from bench.sim import PassRates, sim_toolkit
-from store.tables import Episode, ToolCall
+from store.tables import SECONDS_PER_DAY, Episode, ToolCall
 
 BENCH = Path(__file__).parent
-SECONDS_PER_DAY = 86_400
 
 
 def preset_costs(preset: str, directory: Path = BENCH) -> dict[str, Any]:

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from tools.base import Tool
 
 console = Console()
-SECONDS_PER_DAY = 86_400
 STATUS_COLOURS = {"accepted": "green", "discarded": "red"}
 
 
@@ -135,6 +134,8 @@ def gate_table(saving: GateSaving, unit: str) -> Table:
 
 
 def summary_table(result: RunResult, unit: str, saving: GateSaving | None = None) -> Table:
+    from store.tables import SECONDS_PER_DAY
+
     t = result.totals
     table = Table(title=f"run {t.run_id}: {result.status}", show_header=False)
     table.add_column("what", style="bold", overflow="fold")  # words wrap; a path or id is folded, never cut
@@ -556,6 +557,8 @@ def run_progress(
     clips seen and device-days spent of the budget. The clips are counted in a thread of their own once the
     first episode runs (a million take seconds to list): the bar's total, and the clips' total beside the clips
     seen, show once the count is in."""
+    from store.tables import SECONDS_PER_DAY
+
     eta = SteadyEta(budget_device_seconds, max_samples)
     with RunProgress(BarColumn(bar_width=24), MofNCompleteColumn(), EtaColumn(eta), console=console) as bar:
         task = bar.add_task("episodes", total=None)

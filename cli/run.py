@@ -81,6 +81,7 @@ def run(
         return
     from agent.checks import changed_templates
     from agent.config import resolve_run_config
+    from store.tables import device_unit
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     print_logs_of("agent.ray_pools")  # which Ray, and its pools while they start: the run's first lines
@@ -92,7 +93,7 @@ def run(
         console.print(category_status_table(cfg.categories, cfg.category_status(), cfg.target_shares()))
         return
     factory = open_factory(cfg, run_id)
-    unit = "CPU" if cfg.profile in ("cpu", "tiny") else "GPU"
+    unit = device_unit(cfg.profile)
     print_run_start(factory.run.id, cfg, factory.caller.toolkit, unit)
     if applied:
         console.print(f"Applied to run {factory.run.id} (none can change an output): {escape('; '.join(applied))}")

@@ -44,6 +44,7 @@ def traces(
     out)."""
     from store.categories import category_figures
     from store.costs import gate_saving
+    from store.tables import device_unit
     from store.traces import list_episodes
     from store.training import training_runs
 
@@ -65,7 +66,7 @@ def traces(
     if chosen:
         return
     saving = gate_saving(engine, run_id)
-    console.print(gate_table(saving, "CPU" if saving.profile in ("cpu", "tiny") else "GPU"))
+    console.print(gate_table(saving, device_unit(saving.profile)))
     if rounds := training_runs(engine, run_id):
         console.print(training_table(rounds))
 

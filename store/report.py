@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from store.artifacts import ArtifactStore
 from store.dataset import atomic_write_bytes
 from store.report_data import ReportData, report_data
+from store.tables import SECONDS_PER_DAY
 from store.training import evaluations, heldout_set_line
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHUNK = 200  # episodes per detail file: a page of the list needs one or two of them
-SECONDS_PER_DAY = 86_400
 SUMMARY_KEYS = ("id", "status", "category", "reason", "cost_s", "clip")
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store.report_diversity import InstructionStats, by_category, by_clip
-from store.tables import Episode, NodeEvent, Run, ToolCall, TrainingRun
+from store.tables import Episode, NodeEvent, Run, ToolCall, TrainingRun, device_unit
 from store.traces import RunTotals, run_totals
 from store.training import training_runs
 
@@ -175,7 +175,7 @@ def report_data(engine: Engine, run_id: str) -> ReportData:
         engine=engine,
         run=run,
         totals=run_totals(engine, run_id),
-        unit="CPU" if run.profile in ("cpu", "tiny") else "GPU",
+        unit=device_unit(run.profile),
         episodes=views,
         backends=backends,
         templates=templates,

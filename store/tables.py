@@ -12,6 +12,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+SECONDS_PER_DAY = 86_400  # budgets are given in device-days, calls charged in device-seconds
+
+
+def device_unit(profile: str) -> str:
+    """What a run's device-seconds are: CPU time of its process on the profiles without a GPU, else a GPU's."""
+    return "CPU" if profile in ("cpu", "tiny") else "GPU"
+
+
 class Run(SQLModel, table=True):
     id: str = Field(primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)

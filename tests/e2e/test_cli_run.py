@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from bench.bad_inputs import REFUSED
 from main import app
+from store.tables import SECONDS_PER_DAY
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.slow
@@ -115,7 +116,7 @@ def test_max_samples_stops_admitting_once_reached(tmp_path: Path) -> None:
 def test_budget_stop_admits_no_episode_that_would_overrun(tmp_path: Path) -> None:
     out = tmp_path / "out"
     budget_s = 1.5  # a few of the 12 episodes, whether an episode takes 0.1 s or 1 s here
-    budget_days = budget_s / 86_400
+    budget_days = budget_s / SECONDS_PER_DAY
     result = run_cli(
         "--out",
         str(out),
