@@ -68,7 +68,10 @@ def add_step(
             goto = (
                 policy.after_failure(err.kind, attempt, cfg, nodes.memory_level(state, name)) if recovers else "discard"
             )
-            why = {"reason": f"{err.kind}@{name}", "detail": err.detail} if goto == "discard" else {}
+            if goto == "discard":
+                why = {"reason": f"{err.kind}@{name}", "detail": err.detail}
+            else:
+                why = policy.retry_after_failure(failure)
             return Command(goto=goto, update={"failure": failure, **why})
         goto, why = (then, {}) if isinstance(then, str) else then(state, update, runtime)
         return Command(goto=goto, update={**update, **why})
@@ -94,7 +97,7 @@ def after_keyframe_verdict(state: EpisodeState, update: dict[str, Any], runtime:
     thresholds = policy.pass_thresholds(cfg, "keyframe", state["edit"]["category"])
     if not (failing := policy.failing_criteria(verdict["scores"], thresholds)):
         return "estimate_depth", {}
-    return rejected(policy.retry_or_discard(failing, state.get("attempt", 0), cfg), verdict, failing)
+    return rejected(policy.retry_or_discard(failing, state.get("attempt", 0), cfg), verdict, failing, thresholds)
 
 
 def after_video_verdict(state: EpisodeState, update: dict[str, Any], runtime: Runtime[RunContext]) -> Decision:
@@ -104,14 +107,13 @@ def after_video_verdict(state: EpisodeState, update: dict[str, Any], runtime: Ru
     if not (failing := policy.failing_criteria(verdict["scores"], thresholds)):
         return "commit", {}
     strength, level = nodes.control_strength(state, runtime.context), state.get("control_level", 0)
-    return rejected(
-        policy.after_video_rejection(failing, state.get("attempt", 0), cfg, strength, level), verdict, failing
-    )
+    goto = policy.after_video_rejection(failing, state.get("attempt", 0), cfg, strength, level)
+    return rejected(goto, verdict, failing, thresholds)
 
 
-def rejected(goto: str, verdict: dict[str, Any], failing: list[str]) -> Decision:
-    """A judge's rejection: the retry, or a discard with its reason."""
+def rejected(goto: str, verdict: dict[str, Any], failing: list[str], thresholds: dict[str, float]) -> Decision:
+    """A judge's rejection: the retry with its cause, or a discard with its reason."""
     if goto != "discard":
-        return goto, {}
+        return goto, policy.retry_after_rejection(verdict, failing, thresholds)
     reason, detail = policy.rejection(verdict, failing)
     return "discard", {"reason": reason, "detail": detail}

@@ -101,14 +101,7 @@ def plan_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[
 
 
 def rewrite_instruction(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    cfg = runtime.context.config.policy
-    failure = state.get("failure")
-    if failure:
-        feedback = f"- the {failure['node']} step failed ({failure['kind']}): {failure['detail']}"
-    else:
-        last = state["verdicts"][-1]
-        feedback = policy.judge_feedback(last, policy.pass_thresholds(cfg, last["stage"], state["edit"]["category"]))
-    why = f"{policy.retry_cause(state, cfg)}; a new instruction"
+    feedback, why = state.get("rewrite_feedback"), f"{state.get('retry_cause')}; a new instruction"
     state = {**state, "attempt": state.get("attempt", 0) + 1, "failure": None}  # type: ignore[typeddict-item]
     # A new instruction makes a new key frame: its video starts at the category's full control strength.
     plan = _plan(state, runtime, "rewrite_instruction", feedback)
@@ -121,8 +114,7 @@ def lower_memory(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
     assert failure is not None
     levels = dict(state.get("memory_levels", {}))
     levels[failure["node"]] = levels.get(failure["node"], 0) + 1
-    cause = policy.retry_cause(state, runtime.context.config.policy)
-    why = f"{cause}; {failure['node']} again at memory level {levels[failure['node']]}"
+    why = f"{state.get('retry_cause')}; {failure['node']} again at memory level {levels[failure['node']]}"
     return {"attempt": state.get("attempt", 0) + 1, "memory_levels": levels, "failure": None, "retry_reason": why}
 
 
@@ -134,8 +126,8 @@ def lower_control(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str
     # The video judge named a shape criterion: the source's depth fought the edit. The key frame stays (its
     # edit, verdict and depth come back from the cache); the video is made again with the depth weighing less.
     level = state.get("control_level", 0) + 1
-    cause = policy.retry_cause(state, runtime.context.config.policy)
-    why = f"{cause}; the same key frame, its video made again with the control lowered to level {level}"
+    again = f"the same key frame, its video made again with the control lowered to level {level}"
+    why = f"{state.get('retry_cause')}; {again}"
     return {"attempt": state.get("attempt", 0) + 1, "control_level": level, "failure": None, "retry_reason": why}
 
 
@@ -150,7 +142,7 @@ def control_strength(state: EpisodeState, ctx: RunContext) -> float | None:
 
 def reseed(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     # A fixed stride keeps reseeded attempts apart from the seeds of the clip's other episodes.
-    why = f"{policy.retry_cause(state, runtime.context.config.policy)}; the same instruction with a new seed"
+    why = f"{state.get('retry_cause')}; the same instruction with a new seed"
     return {"attempt": state.get("attempt", 0) + 1, "seed": state["seed"] + 7919, "failure": None, "retry_reason": why}
 
 

@@ -195,22 +195,27 @@ def rejection(verdict: dict[str, Any], failing: list[str]) -> tuple[str, str]:
     return f"{verdict['stage']}_judge:{','.join(failing)}", detail
 
 
-def retry_cause(state: dict[str, Any], cfg: PolicyConfig) -> str:
-    """What made the policy retry, as the report shows it beside the next attempt: the step that failed, or the
-    criteria the last verdict failed, each with its score and bar (video judge: edit_propagation 3.3 < 8)."""
-    failure = state.get("failure")
-    if failure:
-        return f"{failure['node']} failed ({failure['kind']}): {failure['detail']}"
-    last = state["verdicts"][-1]
-    thresholds = pass_thresholds(cfg, last["stage"], state.get("edit", {}).get("category"))
-    failing = failing_criteria(last["scores"], thresholds)
-    scored = ", ".join(f"{n} {last['scores'].get(n, 'unscored')} < {thresholds[n]:g}" for n in failing)
-    return f"{last['stage']} judge: {scored}"
+def retry_after_failure(failure: dict[str, Any]) -> dict[str, str]:
+    """What a retry of a failed step records: its cause, as the report shows it beside the next attempt, and what
+    the planner is told if the retry rewrites the instruction."""
+    return {
+        "retry_cause": f"{failure['node']} failed ({failure['kind']}): {failure['detail']}",
+        "rewrite_feedback": f"- the {failure['node']} step failed ({failure['kind']}): {failure['detail']}",
+    }
 
 
-def judge_feedback(verdict: dict[str, Any], thresholds: dict[str, float]) -> str:
+def retry_after_rejection(verdict: dict[str, Any], failing: list[str], thresholds: dict[str, float]) -> dict[str, str]:
+    """The same for a judge's rejection: the criteria it failed, each with its score and bar (video judge:
+    edit_propagation 3.3 < 8), and the judge's words on each for the planner."""
+    scored = ", ".join(f"{n} {verdict['scores'].get(n, 'unscored')} < {thresholds[n]:g}" for n in failing)
+    return {
+        "retry_cause": f"{verdict['stage']} judge: {scored}",
+        "rewrite_feedback": judge_feedback(verdict, failing, thresholds),
+    }
+
+
+def judge_feedback(verdict: dict[str, Any], failing: list[str], thresholds: dict[str, float]) -> str:
     """What the planner is told when it must rewrite an instruction the judge rejected."""
-    failing = failing_criteria(verdict["scores"], thresholds)
     return "\n".join(
         f"- {n}: scored {verdict['scores'].get(n)} (needs {thresholds[n]}); {verdict['reasons'].get(n, '')}"
         for n in failing

@@ -31,7 +31,9 @@ class Failure(TypedDict):
 class EpisodeState(EpisodeInput, total=False):
     attempt: int
     memory_levels: dict[str, int]  # node -> level its tool runs at: 0 as configured, +1 per out-of-memory error
-    retry_reason: str  # why the policy made the latest retry, as the retry node recorded it (the report shows it)
+    retry_cause: str  # what made the policy decide the latest retry (the decision records it: agent/graph.py)
+    rewrite_feedback: str  # with it, what the planner is told if that retry rewrites the instruction
+    retry_reason: str  # the cause and what the retry changes, as the retry node recorded it (the report shows it)
     control_level: int  # times the propagator's control strength was lowered (policy.after_video_rejection)
     clip: str
     keyframe: str

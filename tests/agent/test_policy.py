@@ -232,6 +232,11 @@ def test_the_gate_decides_by_the_categorys_thresholds_and_the_discard_records_it
         state = {"edit": {"category": category}, "attempt": 0}
         goto, why = after_keyframe_verdict(state, {"verdicts": [verdict]}, runtime)  # type: ignore[arg-type]
         assert (goto, why["reason"]) == ("discard", reason)
+    # A retry carries its cause, and the planner's feedback, from the same decision.
+    runtime.context.config.policy = cfg.model_copy(update={"max_attempts": 3})
+    goto, why = after_keyframe_verdict({"edit": {"category": "text"}}, {"verdicts": [verdict]}, runtime)  # type: ignore[arg-type]
+    assert goto == "rewrite_instruction" and why["retry_cause"] == "keyframe judge: coverage 9 < 9.5"
+    assert why["rewrite_feedback"].startswith("- coverage: scored 9 (needs 9.5)")
 
 
 def test_thresholds_for_a_category_the_taxonomy_lacks_are_refused_by_name() -> None:
