@@ -141,7 +141,7 @@ class ToolCaller:
         self.known_prompts: set[str] = set()  # template versions already in the store: no lookup per call
 
     def call_key(self, tool: Tool, inp: BaseModel) -> str:
-        templates = {name: self.prompts.source(name).sha256 for name in tool.templates}
+        templates = {name: self.prompts.source(name).sha256 for name in tool.keyed_templates}
         # backend_id names the backend's code and version (a CPU algorithm's "-v3"); the settings, everything
         # configured that can change the tool's outputs (Tool.settings), so a call made under others is not reused.
         settings = hashlib.sha256(canonical_json(tool.settings).encode()).hexdigest()

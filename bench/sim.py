@@ -87,7 +87,7 @@ class SimTool:
     Output: type[BaseModel]
     answer: Any  # Callable[[BaseModel, Callable[[str], str]], BaseModel]: the input, and a maker of artifacts
     version: ClassVar[str] = "sim-1"
-    templates: ClassVar[tuple[str, ...]] = ()
+    keyed_templates: ClassVar[tuple[str, ...]] = ()  # it reads none
     backend_id: str = "sim"
     resources: Resources = field(default_factory=lambda: Resources(devices=1, timeout_s=None))
     settings: dict[str, Any] = field(default_factory=dict)  # nothing configured changes what it answers

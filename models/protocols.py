@@ -215,6 +215,7 @@ class Judge(Protocol):
     # The criteria a backend scores whatever the rubric asks (a metric judge measures its own); None: it
     # scores the criteria the rubric lists, as the request's answer schema requires.
     criteria: tuple[str, ...] | None
+    reads_prompts: bool  # whether it reads the rendered rubric (a model); a metric judge measures the edit
     frames_shown: int  # frames of a video it shows the model as separate images (an endpoint); 0: the video whole
 
     def judge(self, request: JudgeRequest) -> ModelReply:

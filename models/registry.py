@@ -187,6 +187,12 @@ def backend_id(step: str, spec: dict[str, Any]) -> str:
     return identity(**options)
 
 
+def reads_prompts(step: str, spec: dict[str, Any]) -> bool:
+    """Whether the backend reads the prompts its tool renders (a model does; a metric captioner or judge and the
+    rule planner work from their input alone), from its class, without loading it."""
+    return bool(getattr(backend_class(step, spec["kind"]), "reads_prompts", False))
+
+
 def resident_model(step: str, spec: dict[str, Any]) -> tuple[str, ...] | None:
     """The resident model a backend holds, when backends of other steps can share it (its class has a
     `model_key`, as the Qwen2.5-VL roles do): the key its ModelPool entry has. None: a model of its own."""

@@ -133,7 +133,7 @@ class ToolContract:
     def test_renders_only_the_templates_in_its_cache_key(self, bench: Bench) -> None:
         tool, ctx = self.make_tool(bench), bench.context()
         tool(self.good_input(bench), ctx)
-        assert {p.name for p in ctx.rendered} <= set(tool.templates)
+        assert {p.name for p in ctx.rendered} <= set(tool.keyed_templates)
 
     def test_failures_are_errors_of_their_kind_naming_the_field(self, bench: Bench) -> None:
         cases = self.failures(bench)

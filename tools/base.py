@@ -12,7 +12,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from models.protocols import OutOfDeviceMemory
-from models.registry import RESOURCE_KEYS, backend_id, backend_settings, resident_model, resource_defaults
+from models.registry import (
+    RESOURCE_KEYS,
+    backend_id,
+    backend_settings,
+    reads_prompts,
+    resident_model,
+    resource_defaults,
+)
 from prompts.loader import PromptBook, RenderedPrompt
 
 ArtifactRef = str  # '<sha256><suffix>' of a file in the artifact store
@@ -134,7 +141,8 @@ class Tool:
     version: ClassVar[str]  # bump it and no call of the old version is reused
     Input: ClassVar[type[BaseModel]]
     Output: ClassVar[type[BaseModel]]
-    templates: ClassVar[tuple[str, ...]] = ()  # their hashes join the cache key: edit one, rerun its calls
+    templates: ClassVar[tuple[str, ...]] = ()  # the prompts it renders for a backend that reads them
+    data: ClassVar[tuple[str, ...]] = ()  # vocabularies it reads itself, whatever its backend
     backend_step: ClassVar[str | None] = None  # the `backends:` entry that serves it; None: it runs no model
     config_section: ClassVar[str | None] = None  # the `tools:` section it reads, whole
     optional: ClassVar[bool] = False  # left out of a run whose config names no backend for it
@@ -150,11 +158,19 @@ class Tool:
         self.resources = self.default_resources
         # The resident model its backend holds: tools with the same one share it (one Ray actor pool).
         self.model_key: tuple[str, ...] | None = None
+        self.reads_prompts = False  # whether its backend reads the prompts it renders
         if spec is not None and self.backend_step is not None:
             self.backend_id = backend_id(self.backend_step, spec)
             self.settings["backend"] = backend_settings(self.backend_step, spec)
             self.resources = spec_resources(spec, self.default_resources)
             self.model_key = resident_model(self.backend_step, spec) or (self.backend_step,)
+            self.reads_prompts = reads_prompts(self.backend_step, spec)
+
+    @property
+    def keyed_templates(self) -> tuple[str, ...]:
+        """The templates and vocabularies its calls read: their hashes join each call's cache key, so an edit to
+        one runs again the calls that read it, and no others (a metric judge reads no rubric)."""
+        return (*self.templates, *self.data) if self.reads_prompts else self.data
 
     @classmethod
     def declare(cls, tools: Any, backends: Any) -> Tool:

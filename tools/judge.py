@@ -131,10 +131,10 @@ def score_edit(
     judge: Judge, config: JudgeConfig, ctx: ToolContext, template: str, inp: JudgeInput, source: Any, edited: Any
 ) -> Verdict:
     """Both judges: the rubric rendered for the edit's category, the answer's schema from its criteria, the
-    verdict asked for. A judge with criteria of its own (a metric judge) reads no rubric: none is rendered, so
-    the trace shows no prompt its verdict did not come from."""
+    verdict asked for. A judge that reads no rubric (a metric judge, with criteria of its own) gets none: none is
+    rendered, so the trace shows no prompt its verdict did not come from, and none is in its calls' keys."""
     prompt = ""
-    if not judge.criteria:
+    if judge.reads_prompts:
         prompt = ctx.render(
             template,
             instruction=inp.instruction,

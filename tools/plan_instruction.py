@@ -244,8 +244,8 @@ class PlanInstruction(Tool):
         "plan_instruction.user.j2",
         "plan_instruction.reask.j2",
         "rewrite_instruction.user.j2",
-        "edit_vocabulary.yaml",
     )
+    data = ("edit_vocabulary.yaml",)  # the edits it offers and checks answers against, whatever plans
     backend_step, config_section = "planner", "plan_instruction"
     config: PlanInstructionConfig
 

@@ -316,6 +316,7 @@ def edit_propagation(frames: list[FrameScores], picks: np.ndarray) -> tuple[floa
 class MetricImageJudge:
     spec_id = "cpu-metric-image-judge-v3"  # v3: coverage; a local edit's strength over what it names
     criteria = ("structure_preservation", "edit_strength", "coverage")
+    reads_prompts = False  # it measures the edit: no rubric is rendered for it, and none is in its calls' keys
     frames_shown = 0  # it measures every pixel; it shows no model anything
 
     def judge(self, request: JudgeRequest) -> ModelReply:
@@ -326,6 +327,7 @@ class MetricImageJudge:
 class MetricVideoJudge:
     spec_id = "cpu-metric-video-judge-v4"  # v4: coverage, motion_continuity, brightness flicker
     frames_shown = 0  # it measures every frame; it shows no model anything
+    reads_prompts = False  # it measures the edit: no rubric is rendered for it, and none is in its calls' keys
     criteria = (
         "structure_preservation",
         "edit_strength",

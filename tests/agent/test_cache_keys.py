@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from agent.calls import CallSite, ToolCaller
+from agent.config import load_config
 from models.checkpoints import weights_identity
 from models.registry import BACKENDS, OUTPUT_NEUTRAL, backend_class, backend_settings, options_model
 from prompts.loader import PromptBook
@@ -145,3 +146,46 @@ def test_an_ingest_under_another_frame_rate_runs_again(tmp_path: Path, small_con
     assert (first.fps, second.fps) == (12, 6)
     with Session(open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")) as s:
         assert [row.reused_call_id for row in s.exec(select(ToolCall).order_by(ToolCall.id))] == [None, None]
+
+
+class Probe(BaseModel):
+    clip: str = "a.mp4"
+
+
+def call_keys(cfg, prompts: Path | None, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    engine = open_engine(f"sqlite:///{tmp_path / 'keys.sqlite'}")
+    tools = declare_tools(cfg.tools, cfg.backends, TOOLS)
+    caller = ToolCaller(engine, tools, ArtifactStore(tmp_path, engine), PromptBook(prompts))
+    return {name: caller.call_key(tool, Probe()) for name, tool in tools.items()}
+
+
+EDITED_TEMPLATES_RERUN = {  # profile -> the template edited -> the tools whose calls run again
+    "cpu": {  # metric captioner and judges, the rule planner: they read the vocabulary, no prompt
+        "judge_video.j2": set(),
+        "caption_clip.j2": set(),
+        "plan_instruction.user.j2": set(),
+        "edit_vocabulary.yaml": {"plan_instruction"},
+    },
+    "tiny": {  # Qwen2.5-VL in every role: it reads every prompt
+        "judge_video.j2": {"judge_video"},
+        "caption_clip.j2": {"caption_clip"},
+        "plan_instruction.user.j2": {"plan_instruction"},
+        "edit_vocabulary.yaml": {"plan_instruction"},
+    },
+}
+
+
+@pytest.mark.parametrize("profile", list(EDITED_TEMPLATES_RERUN))
+def test_an_edited_template_runs_again_only_the_calls_whose_backend_reads_it(profile: str, tmp_path: Path) -> None:
+    """On the cpu profile, editing judge_video.j2, which the metric judge never reads, ran every video judge again."""
+    if profile == "tiny":
+        pytest.importorskip("torch")
+    cfg = load_config(profile)
+    before = call_keys(cfg, None, tmp_path)
+    for template, rerun in EDITED_TEMPLATES_RERUN[profile].items():
+        folder = tmp_path / template
+        folder.mkdir()
+        comment = "\n# edited\n" if template.endswith(".yaml") else "\n{# edited #}\n"
+        (folder / template).write_text(PromptBook().source(template).text + comment)
+        after = call_keys(cfg, folder, tmp_path)
+        assert {name for name in before if after[name] != before[name]} == rerun, template

@@ -112,7 +112,7 @@ class HoldsAGpu:
     """A tool that holds its (simulated) device for 0.3 s of the test's clock; the first call holds it until
     the second is waiting for the device."""
 
-    name, version, templates, backend_id = "hold", "1", (), "sleeper"
+    name, version, keyed_templates, backend_id = "hold", "1", (), "sleeper"
     Input = Output = PlanInstructionInput
     resources = Resources(devices=0.5)
 

@@ -13,7 +13,7 @@ from tools.judge import JudgeConfig, JudgeInput, JudgeKeyframe, JudgeVideo
 
 class Rambles:
     spec_id, frames_shown = "rambles", 0
-    criteria = None  # scores what the rubric asks
+    criteria, reads_prompts = None, True  # scores what the rubric asks
 
     def judge(self, request: JudgeRequest) -> ModelReply:
         return ModelReply("It looks lovely, 11 out of 10!")
