@@ -96,7 +96,7 @@ class TrainingConfig(BaseModel, extra="forbid"):
         if isinstance(data, dict) and "eval_samples" in data:
             logging.getLogger(__name__).warning(
                 "training.eval_samples is no longer read: the held-out set grows until every category has "
-                "training.steer_min_samples judged samples (README, Training Editto)"
+                "training.steer_min_samples judged samples (docs/training.md)"
             )
             data = {k: v for k, v in data.items() if k != "eval_samples"}
         return data

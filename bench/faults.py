@@ -1,4 +1,4 @@
-"""Fault figures for README's reliability section: kill -9 a cpu run at random moments, resume it each
+"""Fault figures for docs/reliability.md: kill -9 a cpu run at random moments, resume it each
 time, and compare it with an uninterrupted run of the same seed; feed a run every kind of broken or hostile
 clip; start runs with every bad flag, each of which must be refused in one line leaving no run behind.
 

@@ -19,7 +19,7 @@ weights and of the training state; it gathers one block's weights whole while it
 while it waits (FSDP2's prefetch: two blocks), and the weights outside the blocks (embeddings, head) for the
 whole pass. The VAE, the text encoder and the activations are each worker's own: one sample a worker.
 
-`python -m models.editto_memory` prints the tables README shows for Wan2.1-VACE-14B."""
+`python -m models.editto_memory` prints the tables docs/training.md shows for Wan2.1-VACE-14B."""
 
 from __future__ import annotations
 

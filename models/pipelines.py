@@ -16,7 +16,7 @@ from models.frames import torch_dtype
 from models.registry import BackendConfigError
 
 # diffusers' attention dispatcher: PyTorch's SDPA, flash-attn 2, SageAttention2 (INT8 QK, FP8 PV; diffusers takes
-# sageattention>=2.1.1, which thu-ml publishes as source only: README, "The full profile").
+# sageattention>=2.1.1, which thu-ml publishes as source only: docs/profiles.md).
 Attention = Literal["native", "flash", "sage"]
 # "fp8": FP8 (e4m3) weights and dynamically scaled per-row FP8 activations for the denoiser's block linears.
 Quantization = Literal["none", "fp8"]

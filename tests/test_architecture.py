@@ -1,4 +1,4 @@
-"""The layering holds (README, "Layout"; pyproject's import-linter contracts): agent -> tools -> models, and the
+"""The layering holds (docs/layout.md; pyproject's import-linter contracts): agent -> tools -> models, and the
 leaves (store, prompts, models) import nothing of ours."""
 
 from __future__ import annotations

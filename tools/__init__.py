@@ -80,7 +80,7 @@ class BackendsConfig(BaseModel, extra="forbid"):
 def validate_training_backend(backends: BackendsConfig) -> None:
     """Raises ValueError when training is asked for without a usable backends.editto."""
     if backends.editto is None:
-        raise ValueError("training Editto needs backends.editto (the profiles define one; see README)")
+        raise ValueError("training Editto needs backends.editto (the profiles define one: docs/profiles.md)")
     try:
         validate_backend("editto", backends.editto)
     except ImportError as err:
@@ -114,7 +114,7 @@ def declare_tools(tools: ToolsConfig, backends: BackendsConfig, names: Iterable[
         if cls.backend_step and getattr(backends, cls.backend_step) is None:
             if cls.optional:
                 continue
-            raise ValueError(f"{name} needs backends.{cls.backend_step} (the profiles define one; see README)")
+            raise ValueError(f"{name} needs backends.{cls.backend_step} (the profiles define one: docs/profiles.md)")
         declared[name] = cls.declare(tools, backends)
     return declared
 

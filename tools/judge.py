@@ -35,7 +35,7 @@ class JudgeConfig(BaseModel, extra="forbid"):
     # that could not decode under the schema, more rarely helps.
     parse_attempts: int = Field(2, ge=1)
     # One short reason per criterion. The bound makes every answer finite, so a model decoding under the
-    # schema always closes it within the backend's max_new_tokens (see README, "How judges are constrained").
+    # schema always closes it within the backend's max_new_tokens (see docs/judges.md).
     max_reason_chars: int = Field(200, ge=1)
 
 

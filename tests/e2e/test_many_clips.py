@@ -18,7 +18,7 @@ from agent.sources import sample_clips
 
 pytestmark = pytest.mark.slow
 FOLDERS, PER_FOLDER, LINKS_PER_FILE = 100, 1000, 50_000
-FIRST_EPISODE_WITHIN_S = 30.0  # generous for a shared 2-core machine; by hand: bench figures in README
+FIRST_EPISODE_WITHIN_S = 30.0  # generous for a shared 2-core machine; by hand: bench figures in bench/RESULTS.md
 
 
 @pytest.fixture(scope="module")

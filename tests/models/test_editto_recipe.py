@@ -1,5 +1,5 @@
 """The pieces of Editto's recipe that need no model: DiffSynth's Wan timesteps and loss weights, the frames
-Editto sees, and the memory estimate that refuses a round that cannot fit (README's table is its output)."""
+Editto sees, and the memory estimate that refuses a round that cannot fit (docs/training.md's table is its output)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from models.editto_memory import ModelSize, TrainingShape, estimate, refusal  # 
 from models.editto_recipe import FlowMatchSchedule  # noqa: E402
 from models.frames import consecutive, crop_resize  # noqa: E402
 
-README = Path(__file__).parents[2] / "README.md"
+TRAINING_PAGE = Path(__file__).parents[2] / "docs" / "training.md"
 
 
 def test_timesteps_and_loss_weights_are_diffsynths_for_wan() -> None:
@@ -97,10 +97,10 @@ def test_sharding_splits_weights_and_training_state_and_a_refusal_names_the_widt
     assert line and f"--gpus {dividing}" in line and (dividing == widths[0] or f"--gpus {widths[0]}" not in line)
 
 
-def test_readme_shows_what_the_estimate_prints(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_training_page_shows_what_the_estimate_prints(capsys: pytest.CaptureFixture[str]) -> None:
     from models.editto_memory import main
 
-    main([])  # python -m models.editto_memory, as README says
+    main([])  # python -m models.editto_memory, as docs/training.md says
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("| Editto, Wan2.1-VACE-14B")
-    assert printed in README.read_text(encoding="utf-8")
+    assert printed in TRAINING_PAGE.read_text(encoding="utf-8")
