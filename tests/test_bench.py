@@ -23,6 +23,7 @@ def bench(module: str, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_gpu_cost_script_times_every_part_of_every_stage_and_the_whole_calls_at_tiny_size(tmp_path: Path) -> None:
     """The fast preset (the paper preset's CFG passes are counted by tests/models/test_fast_preset.py)."""
     log = tmp_path / "gpu_costs.log"
@@ -40,6 +41,7 @@ def test_gpu_cost_script_times_every_part_of_every_stage_and_the_whole_calls_at_
     assert log.read_text().splitlines() == [x for x in lines if x.strip()]  # the raw log holds what it printed
 
 
+@pytest.mark.slow
 def test_flops_quick_counts_every_stage_of_every_preset() -> None:
     lines = bench("flops", "--quick")
     tools = ("caption_clip", "plan_instruction", "edit_keyframe", "propagate", "enhance_temporal", "judge_keyframe")
@@ -52,6 +54,7 @@ def test_flops_quick_counts_every_stage_of_every_preset() -> None:
     assert lines[-1].endswith("nothing written (--quick)")
 
 
+@pytest.mark.slow
 def test_policy_quick_ends_with_the_shipped_policys_cost_naming_the_card() -> None:
     lines = bench("policy", "--setting", "paper", "--preset", "fast", "--quick")
     figure, what = lines[-1].removeprefix("GPU-min per accepted: ").split(" ", 1)
@@ -106,6 +109,7 @@ def test_the_gpu_script_splits_a_pass_by_kind_of_work() -> None:
     assert split["bf16 matmul"] > 0 and split["attention"] > 0 and split["fp8 matmul"] == 0
 
 
+@pytest.mark.slow
 def test_editto_rounds_quick_prints_each_gpu_count_and_the_evaluation() -> None:
     lines = bench("editto_rounds", "--quick", "--gpus", "1", "8")
     assert lines[0].startswith("Editto round, full profile: 8 steps x 64 samples")

@@ -56,6 +56,7 @@ def test_a_bad_value_in_a_config_file_names_its_key(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_an_out_folder_the_user_cannot_write_is_named(tmp_path: Path) -> None:
     """Tests run as root, which writes anywhere: the command runs without the capabilities that let root
     ignore file modes (setpriv), so that a read-only folder bites."""

@@ -19,6 +19,7 @@ from models.frames import consecutive, crop_resize  # noqa: E402
 TRAINING_PAGE = Path(__file__).parents[2] / "docs" / "training.md"
 
 
+@pytest.mark.slow
 def test_timesteps_and_loss_weights_are_diffsynths_for_wan() -> None:
     from diffsynth.diffusion.flow_match import FlowMatchScheduler
 

@@ -41,6 +41,7 @@ def test_variable_frame_rate_resamples_by_presentation_time(tmp_path: Path) -> N
     assert clip.source_duration_s == pytest.approx(0.6)
 
 
+@pytest.mark.slow
 def test_8k_frames_decode_to_the_working_size_and_larger_ones_are_refused(tmp_path: Path) -> None:
     gradient = np.linspace(0, 255, 7680, dtype=np.uint8)[None, :, None].repeat(4320, 0).repeat(3, 2)
     path = write_test_video(tmp_path / "eight k.mp4", np.stack([gradient, gradient[:, ::-1]]), fps=2)
