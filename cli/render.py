@@ -162,9 +162,10 @@ def summary_table(result: RunResult, unit: str, saving: GateSaving | None = None
 def training_table(rounds: list[TrainingRun]) -> Table:
     """One row per round, to fit 80 columns: its steps and where the curriculum is, the global batch (workers x
     per device x accumulated) and the samples trained on, its loss, the held-out losses and mean judge scores
-    of both evaluations (from the instruction alone / with the edited reference frame), and the held-out set:
-    growing (steering waits) or frozen (and which evaluation steered). `trace` shows every criterion."""
-    from store.training import heldout_set_line
+    of both evaluations (from the instruction alone / with the edited reference frame), and the held-out set's
+    size and state; the caption says the latest round's set in words (what was judged, what steered: a column
+    of it would fold words at 80 columns). `trace` shows every criterion."""
+    from store.training import heldout_set_line, heldout_set_state
 
     table = Table(
         title="Editto training", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
@@ -176,7 +177,7 @@ def training_table(rounds: list[TrainingRun]) -> Table:
     )
     for col in ("round", "steps", "batch", "loss", "held-out\nloss", "held-out\njudge"):
         table.add_column(col, no_wrap=True)
-    table.add_column("held-out set", overflow="fold", min_width=16)
+    table.add_column("held-out\nset", no_wrap=True)
     for r in rounds:
         card = json.loads(r.card_json or "{}")
         drop = card.get("reference_drop_probability")
@@ -188,8 +189,12 @@ def training_table(rounds: list[TrainingRun]) -> Table:
             f"{card['mean_loss']:.4f}" if card.get("mean_loss") is not None else "",
             both_ways(r.heldout_loss, r.heldout_loss_with_reference, loss_counts.get("flow_loss"), 4),
             heldout_judge(r),
-            escape(r.error or "") if r.status == "failed" else heldout_set_line(r),
+            heldout_set_state(r),
         )
+    if rounds:
+        last = rounds[-1]
+        said = f"failed: {escape(last.error or '')}" if last.status == "failed" else heldout_set_line(last)
+        table.caption += f"\n{last.id.rsplit(':', 1)[-1]}: {said}"
     if finished := [r for r in rounds if r.checkpoint_dir]:
         peak = json.loads(finished[-1].card_json or "{}").get("estimated_peak_gib")
         memory = f"; a step's estimated peak memory ~{peak} GiB" if peak is not None else ""
@@ -219,7 +224,9 @@ def heldout_judge(r: TrainingRun) -> str:
     samples = max((n for k, n in counts.items() if k != "flow_loss"), default=None)
     shown = both_ways(judge_mean(alone), judge_mean(with_reference), samples, 2)
     if "CLIP-T" in alone or "CLIP-T" in with_reference:
-        shown += f"\nCLIP-T {alone.get('CLIP-T', '-')} /\n{with_reference.get('CLIP-T', '-')}"
+        pair = (alone.get("CLIP-T"), with_reference.get("CLIP-T"))
+        clip_t = [f"{v:.2f}" if isinstance(v, (int, float)) else "-" for v in pair]
+        shown += f"\nCLIP-T {clip_t[0]} /\n{clip_t[1]}"
     return shown
 
 
@@ -268,7 +275,7 @@ def episodes_table(rows: list[EpisodeRow], title: str | None = None) -> Table:
         colour = STATUS_COLOURS.get(e.status, "yellow")
         category = e.planned_category or e.category or ""
         if e.planned_category and e.category and e.planned_category != e.category:
-            category += f" (admitted for {e.category}: did not fit)"
+            category += f" (admitted for {e.category} but the clip did not fit it)"
         table.add_row(
             e.id,
             Path(e.clip_path).name,

@@ -107,16 +107,26 @@ def last_heldout_set(engine: Engine, run_id: str) -> HeldoutSet | None:
     return HeldoutSet(json.loads(last.heldout_samples_json), bool(last.heldout_frozen), failed)
 
 
+def heldout_set_state(r: TrainingRun) -> str:
+    """A round's held-out set in a table cell: '4 frozen', '3 growing', or its size alone for a round that did
+    not finish."""
+    size = len(json.loads(r.heldout_samples_json))
+    if r.status != "finished":
+        return str(size)
+    return f"{size} {'frozen' if r.heldout_frozen else 'growing'}"
+
+
 def heldout_set_line(r: TrainingRun) -> str:
     """What a round says of its held-out set: '4 samples, frozen; steered by the evaluation with reference', or
     '3 samples, growing (judged: global_style 2, text 1); steering waits'."""
     size = len(json.loads(r.heldout_samples_json))
+    samples = f"{size} sample{'' if size == 1 else 's'}"
     if r.status != "finished":
-        return f"{size} samples"
+        return samples
     if r.heldout_frozen:
-        return f"{size} samples, frozen; steered by the evaluation {r.steered_by}"
+        return f"{samples}, frozen; steered by the evaluation {r.steered_by}"
     judged = ", ".join(f"{c} {n}" for c, n in json.loads(r.category_counts_json or "{}").items())
-    return f"{size} samples, growing (judged: {judged or 'none'}); steering waits"
+    return f"{samples}, growing (judged: {judged or 'none'}); steering waits"
 
 
 def judged(ev: HeldoutEvaluation) -> bool:
