@@ -100,11 +100,15 @@ class Factory:
             self.lock.acquire()  # one process per run: a second one would admit the same episodes
         except RunLocked as err:
             raise RunError(str(err)) from err
-        self.run = open_run(self.engine, cfg, self.lock.run_id)
-        self.lock.record_holder()
         uses = ("episode", "training") if cfg.training.every else ("episode",)
         toolkit = declare_tools(cfg.tools, cfg.backends, tools_used_in(*uses))
-        executor = open_executor(cfg, toolkit, cost_by_tool(self.engine, self.run.id))
+        try:  # before the run's row: a refusal here (Ray's pools do not fit, say) leaves no run 'running'
+            executor = open_executor(cfg, toolkit, cost_by_tool(self.engine, self.lock.run_id))
+        except BaseException:
+            self.lock.release()
+            raise
+        self.run = open_run(self.engine, cfg, self.lock.run_id)
+        self.lock.record_holder()
         self.context = open_context(cfg, self.engine, self.run.id, toolkit, executor)
         self.let_ray_go = connect_for_training(cfg) if cfg.training.every else (lambda: None)
         self.caller, self.dataset_dir = self.context.caller, self.context.dataset_dir
@@ -175,7 +179,9 @@ class Factory:
                         status = "stopped_budget" if why == "budget" else status
                         break
                     planned = episode_input(self.run.id, cfg.seed, next_up)
-                    episode = admit_episode(self.engine, self.run.id, cfg, planned, next_up.index, screen, book)
+                    episode = admit_episode(
+                        self.engine, self.run.id, cfg, planned, next_up.index, screen, book, screen.unscreened
+                    )
                     ledger.spent_s += screen.take_charged()
                     if episode is None:  # the category mix waits for an older episode to finish
                         break
