@@ -27,6 +27,10 @@ class Duplicates(Protocol):
     def get(self, clip_path: str) -> str | None: ...
 
 
+class Unscreened(Protocol):
+    def get(self, clip_path: str) -> str | None: ...
+
+
 class EpisodeBook:
     """The run's episodes as admission reads them: loaded once, then kept current by the run loop (each
     admission adds its row, the run loop each finished episode's row). What admission asks costs the same
@@ -89,6 +93,7 @@ def admit_episode(
     index: int,
     duplicates: Duplicates,
     book: EpisodeBook | None = None,
+    unscreened: Unscreened | None = None,
 ) -> EpisodeInput | None:
     """The episode with its categories, recorded; None while an episode older than the quota window
     is still running (the choice must not depend on which episodes finished first). Without a `book` the
@@ -125,10 +130,12 @@ def admit_episode(
         engine, run_id, episode["clip_path"], "plan_instruction", before_index=index - quota_window(cfg)
     )
     used = list(dict.fromkeys(p["instruction"] for p in planned))
+    duplicate_of = duplicates.get(episode["clip_path"])  # screens the clip, if it has not been
     return {
         **episode,
         "categories": json.loads(mine.categories_json),
         "category_rounds": json.loads(mine.category_rounds_json),
         "clip_instructions": used,
-        "duplicate_of": duplicates.get(episode["clip_path"]),
+        "duplicate_of": duplicate_of,
+        "unscreened": unscreened.get(episode["clip_path"]) if unscreened is not None else None,
     }

@@ -86,6 +86,8 @@ def after_ingest(state: EpisodeState, update: dict[str, Any], runtime: Runtime[R
             "reason": f"duplicate_of:{Path(duplicate).name}",
             "detail": f"the same footage as {duplicate}",
         }
+    if unscreened := state.get("unscreened"):  # a duplicate it may be: not used rather than unchecked
+        return "discard", {"reason": "unscreened", "detail": unscreened}
     if refused := policy.prefilter_failure(update["ingest"], runtime.context.config.policy):
         return "discard", {"reason": refused[0], "detail": f"{refused[1]}; ingest measures: {update['ingest']}"}
     return "plan_instruction", {}

@@ -27,7 +27,7 @@ from tools.propagate import PropagateInput
 
 
 def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    if state.get("duplicate_of"):  # the same footage as an earlier clip: nothing to decode
+    if state.get("duplicate_of") or state.get("unscreened"):  # a clip not used: nothing to decode
         return {"attempt": 0, "tried": []}
     inp = ingest_input(state["clip_path"], runtime.context.config.source_dir)
     out = runtime.context.call("ingest", inp, state, "ingest")

@@ -6,6 +6,7 @@ and cached fingerprints make the answer the same on every resume."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from agent.calls import CallSite
 from agent.context import RunContext
 from tools.base import ToolError
 from tools.ingest import FingerprintClipInput, ingest_input
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv"}
 SAMPLE_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
@@ -137,6 +140,9 @@ class SourceScreen:
         self.duplicates: dict[str, str] = {}
         self.screened: set[str] = set()
         self.usable: dict[str, bool] = {}  # clip -> whether it can make a sample, for clips that others match
+        # clip -> why it could not be screened (its fingerprint failed after every retry): it is not used, as an
+        # unchecked duplicate might be; a later run (a resume) screens it again, the failure not being cached
+        self.unscreened: dict[str, str] = {}
         self.charged_s = 0.0  # device-seconds screening charged since the run loop last took them
 
     def take_charged(self) -> float:
@@ -160,8 +166,17 @@ class SourceScreen:
             st = os.stat(clip)
             inp = FingerprintClipInput(clip_path=str(clip), clip_size=st.st_size, clip_mtime_ns=st.st_mtime_ns)
             site = CallSite(ctx.run_id, None, f"screen {clip}", 0)
+        except OSError:
+            return
+        try:
             out = ctx.caller.call("fingerprint_clip", inp, site)
-        except (OSError, ToolError):
+        except OSError:
+            return
+        except ToolError as err:
+            self.charged_s += run_level_charge(ctx.engine, ctx.run_id, site.node)
+            why = f"its fingerprint failed, so its duplicates could not be looked for ({err.kind}: {err.detail})"
+            self.unscreened[str(clip)] = why
+            log.warning("%s is not used: %s", clip, why)
             return
         self.charged_s += run_level_charge(ctx.engine, ctx.run_id, site.node)
         hashes = [int(h, 16) for h in out.frame_hashes]

@@ -19,6 +19,7 @@ class EpisodeInput(TypedDict):
     category_rounds: NotRequired[dict[str, int]]
     clip_instructions: NotRequired[list[str]]  # planned for this clip by finished episodes: never repeated
     duplicate_of: NotRequired[str | None]  # an earlier clip with the same footage: this one is skipped
+    unscreened: NotRequired[str | None]  # why the clip could not be screened for duplicates: it is not used
 
 
 class Failure(TypedDict):
