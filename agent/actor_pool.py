@@ -7,13 +7,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from tools.base import ToolError
+from agent.faults import PoolStop
 
 log = logging.getLogger("agent.ray_pools")  # its lines are the Ray pools' (main.py shows them to the user)
+# Deaths of one actor while it loads its tools (a kill, its node lost) before it leaves its pool: Ray restarts
+# it each time, and a pool whose actors die like this for good stops the run instead of restarting them for ever.
+LOAD_DEATHS = 3
+WAIT_SLICE_S = 1.0  # how often a call waiting for an idle actor looks whether the pool has stopped
 
 
 class Pool:
@@ -28,8 +32,11 @@ class Pool:
         self.idle: deque[Any] = deque()
         self.loading: dict[Any, Any] = {}  # probe ref -> its actor, until the actor has loaded its tools
         self.retiring: set[Any] = set()  # busy actors to retire when their call ends
+        self.dropped: set[Any] = set()  # actors the driver gave up on: a call they held runs again on another
+        self.deaths: Counter[Any] = Counter()  # per actor, its deaths while it loaded its tools
         self.started = False  # an actor has loaded its tools
-        self.failed: str | None = None  # why an actor could not load its tools
+        self.failed: str | None = None  # why the last actor to leave left
+        self.stopped: str | None = None  # why the pool hands out no more actors (the driver's watcher died)
         self.changed = threading.Condition()
         self.ready_actor_s, self._ready_since = 0.0, time.perf_counter()  # see ready_seconds()
 
@@ -55,19 +62,28 @@ class Pool:
         with self.changed:
             return list(self.loading)
 
+    def busy(self) -> list[Any]:
+        with self.changed:
+            return [a for a in (*self.actors, *self.retiring) if a not in self.idle and a not in self.loading.values()]
+
     def take(self) -> Any:
-        """An idle actor, waited for."""
+        """An idle actor, waited for. A pool left with no actor (none could be placed or loaded within its
+        deadline: ray_waits) stops the run, resumably."""
         with self.changed:
             while not self.idle:
+                if self.stopped is not None:
+                    raise PoolStop(self.stopped)
                 if not self.actors:
-                    raise ToolError("tool_failed", f"Ray pool {self.name} has no actor left: {self.failed}")
-                self.changed.wait()
+                    raise PoolStop(f"Ray pool {self.name} has no actor left: {self.failed}")
+                self.changed.wait(WAIT_SLICE_S)
             return self.idle.popleft()
 
     def give_back(self, actor: Any, restarting: bool = False) -> None:
         """After a call: idle again, retired if the pool shrank meanwhile, or, `restarting` (killed past its
-        time limit), loading until it has loaded its tools again."""
+        time limit, or died), loading until it has loaded its tools again."""
         with self.changed:
+            if actor in self.dropped:
+                return
             if actor in self.retiring:
                 self._count()
                 self.retiring.discard(actor)
@@ -79,32 +95,64 @@ class Pool:
                 self.idle.append(actor)
                 self.changed.notify()
 
-    def loaded(self, ref: Any, error: str | None = None) -> None:
-        """An actor's probe came back: it is idle, or (`error`) it could not load its tools and leaves."""
+    def loaded(self, ref: Any, error: str | None = None, died: bool = False) -> None:
+        """An actor's probe came back: it is idle; or (`died`) its process died while it loaded (Ray restarts
+        it: probed again, up to LOAD_DEATHS times); or (`error`) its tools could not load, and it leaves
+        (killed, its reservation freed)."""
         with self.changed:
             actor = self.loading.pop(ref, None)
             if actor is None:
                 return  # retired while it loaded
+            if died:
+                self.deaths[actor] += 1
+                if self.deaths[actor] < LOAD_DEATHS:
+                    log.warning("Ray pool %s: an actor died loading its tools (%s); Ray restarts it", self.name, error)
+                    self.loading[self.probe(actor)] = actor
+                    return
+                error = f"died {LOAD_DEATHS} times while loading its tools: {error}"
             self._count()
             if error is not None:
-                self.actors.remove(actor)
+                self._retire_now(actor)
                 self.failed = f"its actors could not load their tools: {error}"
                 log.warning("Ray pool %s: an actor could not load its tools: %s", self.name, error)
             else:
                 self.started = True
+                self.deaths.pop(actor, None)
                 self.idle.append(actor)
             self.changed.notify_all()
 
-    def unplaced(self, actor: Any, asked: str, waited_s: float) -> None:
-        """An actor Ray has found no room for: it leaves the pool (Ray would keep it pending for ever)."""
+    def went_down(self, actor: Any) -> None:
+        """The driver saw an idle actor down (killed, its node lost): it is handed out again once Ray has
+        restarted it and it has loaded its tools."""
         with self.changed:
-            ref = next((r for r, a in self.loading.items() if a == actor), None)
-            if ref is None:
+            if actor in self.idle:
+                self._count()
+                self.idle.remove(actor)
+                self.loading[self.probe(actor)] = actor
+
+    def drop(self, actor: Any, why: str) -> None:
+        """The driver gives up on an actor (no node with room for it, not loaded, dead for good): it is killed
+        and leaves the pool; a call it held runs again on another actor."""
+        with self.changed:
+            if actor not in self.actors and actor not in self.retiring:
                 return
-            del self.loading[ref]
-            self._retire_now(actor)
-            self.failed = f"no node had room for an actor ({asked}) within {waited_s:g} s"
-            log.warning("Ray pool %s: %s; it goes on with %d", self.name, self.failed, len(self.actors))
+            self._count()
+            for ref in [r for r, a in self.loading.items() if a == actor]:
+                del self.loading[ref]
+            if actor in self.idle:
+                self.idle.remove(actor)
+            if actor in self.actors:
+                self.actors.remove(actor)
+            self.retiring.discard(actor)
+            self.dropped.add(actor)
+            self.kill(actor)
+            self.failed = why
+            log.warning("Ray pool %s: an actor left: %s; %d left", self.name, why, len(self.actors))
+            self.changed.notify_all()
+
+    def stop(self, why: str) -> None:
+        with self.changed:
+            self.stopped = why
             self.changed.notify_all()
 
     def ready_seconds(self) -> float:

@@ -68,6 +68,16 @@ class PoolConfig(BaseModel, extra="forbid"):
     prior_s: float | None = Field(default=None, ge=0)
 
 
+class RayWaits(BaseModel, extra="forbid"):
+    """How long an actor of a Ray pool may take before it leaves its pool; a pool left with no actor stops
+    the run, resumably, in one line that names it and what it lacks."""
+
+    # Waiting for a node with room: at the start, after its node was lost, or for the node an autoscaler
+    # adds (set it above the cluster's node boot time; the run says every few seconds what it waits for).
+    place_s: float = Field(300.0, gt=0, allow_inf_nan=False)
+    load_s: float = Field(1800.0, gt=0, allow_inf_nan=False)  # loading its tools (weights) once placed
+
+
 # metadata_every: metadata.csv was rewritten after every N accepted samples; each commit appends its row now.
 RETIRED_KEYS = {"metadata_every"}
 
@@ -92,6 +102,7 @@ class RunConfig(BaseModel, extra="forbid"):
     # Tool name -> its actor pool, on Ray. `pools: auto` (with `gpus`): GPUs and CPUs per actor as the backend
     # specs say, actors per pool by the GPU split (even until the run has measured each stage's cost).
     pools: dict[str, PoolConfig] = Field(default_factory=dict)
+    ray_waits: RayWaits = Field(default_factory=RayWaits)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
@@ -295,6 +306,7 @@ APPLIED_ON_RESUME: dict[str, str] = {
     "ray_address": "which Ray cluster runs the tools",
     "gpus": "how many GPUs the Ray pools share",
     "pools": "the Ray actor pools",
+    "ray_waits": "how long a Ray actor may wait for a node and load its tools",
 }
 
 

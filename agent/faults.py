@@ -5,9 +5,9 @@
   its attempts are spent, is discarded with the reason `<kind>@<node>`.
 - The episode's: its input is unusable. It is discarded at once, and the call is reused from the cache by a
   rerun, which would fail the same way.
-- The run's: the store cannot be written, a template broke, a backend stayed down. The run stops, every
-  episode keeps its checkpoint, and the same command resumes it once the cause is gone; the command line
-  says so in one line with the resume command.
+- The run's: the store cannot be written, a template broke, a backend stayed down, a Ray pool has no actor.
+  The run stops, every episode keeps its checkpoint, and the same command resumes it once the cause is gone;
+  the command line says so in one line with the resume command.
 
 FAULTS lists every kind of failure with whose it is and what it means; a ToolError's kind is one of them
 (tools.base.ErrorKind). run_stop sorts the exceptions that are the run's."""
@@ -54,6 +54,12 @@ class StorageError(RunError):
 class OutageStop(RunError):
     """FAULTS['backend_unavailable']: the run stops as interrupted, with every episode waiting on the backend
     checkpointed."""
+
+
+class PoolStop(RunError):
+    """A Ray pool has no actor left: none could be placed (no node with room: lost, or never added) or load its
+    tools within its deadline (ray_waits), or the driver's watcher of the pools died. The message names the
+    pool and what it lacks; the same command resumes the run once the cluster has it."""
 
 
 class TemplateStop(RunError):

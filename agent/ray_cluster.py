@@ -2,7 +2,10 @@
 
 Ray leaves an actor it cannot place pending forever and says so only in its monitor log, so the pools'
 reservations are compared with what the cluster has first: they are shrunk to fit (said in one line) or
-the run is refused in one line that names the pool and the missing resource.
+the run is refused in one line that names the pool and the missing resource. Reservations never fill the
+cluster: HEADROOM of each node's CPUs stays free, and on a cluster of several nodes the CPU reservations
+the config does not set are scaled so that one actor of every pool also fits on the nodes left once the
+biggest is lost, where Ray restarts a lost node's actors.
 
 Without --ray-address a run starts a Ray of its own on this machine (`address="local"`), even where a
 cluster started with `ray start` runs: Ray's own default would join that one, whose resources are not
@@ -27,6 +30,9 @@ log = logging.getLogger("agent.ray_pools")  # the logger the CLI shows first: wh
 CPUS_OF_A_CPU_ALGORITHM = 1.0
 CPUS_OF_OTHER_ACTORS = 0.25
 MIN_SCALED_CPUS = 0.05  # below this a reservation means nothing; fewer actors are started instead
+# The share of each node's CPUs no pool reserves: packed to 100%, a lost node's actors found no room anywhere
+# and stayed RESTARTING for as long as the run waited (MACHINE_FACTS.md, "Ray under faults").
+HEADROOM = 0.2
 RESOURCES = (("GPU", "gpus", "GPUs"), ("CPU", "cpus", "CPUs"), ("memory", "memory_gb", "GB of memory"))
 EPSILON = 1e-6  # Ray keeps resources to 4 decimals
 
@@ -116,16 +122,23 @@ def connect_for_training(cfg: RunConfig) -> Callable[[], None]:
     return ray.shutdown if owned else (lambda: None)
 
 
-def capacity() -> list[dict[str, float]]:
-    """What each live node of the connected cluster offers to a new actor, by resource. Ray's public API
-    gives nodes' totals and the cluster's free total; where other jobs hold resources, each node is
-    counted at the cluster's free share."""
+def capacity(free: bool = True) -> list[dict[str, float]]:
+    """What each live node of the connected cluster offers to the pools' actors, by resource: what is free
+    there now (before the pools start: other jobs hold the rest), or with `free=False` all it has (the pools
+    re-fitted to the nodes as they come and go, their own actors counted in). Ray's public API gives only
+    the cluster's free total (per node needs the dashboard's state API); ray._private.state is the GCS query
+    ray.available_resources() itself sums."""
     import ray
+    from ray._private import state
 
-    total, free = ray.cluster_resources(), ray.available_resources()
-    share = {r: min(1.0, free.get(r, 0.0) / total[r]) if total.get(r) else 0.0 for r, _, _ in RESOURCES}
-    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    return [{r: node.get(r, 0.0) * share[r] for r, _, _ in RESOURCES} for node in nodes]
+    alive = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    have = state.available_resources_per_node() if free else alive
+    return [{r: have.get(node, {}).get(r, 0.0) for r, _, _ in RESOURCES} for node in alive]
+
+
+def reservable(nodes: list[dict[str, float]]) -> list[dict[str, float]]:
+    """What the pools may reserve on each node: all but HEADROOM of its CPUs."""
+    return [{**node, "CPU": node["CPU"] * (1 - HEADROOM)} for node in nodes]
 
 
 def place(
@@ -153,34 +166,65 @@ def place(
 def fit(
     asks: dict[str, Ask], counts: dict[str, int], nodes: list[dict[str, float]]
 ) -> tuple[dict[str, Ask], dict[str, int], str | None]:
-    """The pools' reservations and actor counts that fit the nodes, and the line that says what was
-    shrunk (None when nothing was): CPU reservations not given in config are scaled down first, then the
-    pool with the most actors loses one until they fit. Raises ConfigError naming a pool that does not
-    fit with one actor of every pool, and the resource it lacks."""
-    if not place(asks, counts, nodes)[0]:
-        return asks, counts, None
+    """The pools' reservations and actor counts that fit the nodes with headroom, and the line that says what
+    was shrunk (None when nothing was): CPU reservations not given in config are scaled down first (see the
+    module's docstring), then the pool with the most actors loses one until they fit. Raises ConfigError
+    naming a pool that does not fit with one actor of every pool, and the resource it lacks."""
+    room = reservable(nodes)
+    asks, scaled = scale_cpus(asks, counts, room)
+    fitted, missing = shrink(asks, counts, room)
+    if missing:
+        raise ConfigError(lacking(missing[0], asks, fitted, room))
     said = []
-    given = sum(a.cpus * counts[p] for p, a in asks.items() if a.cpus_given)
-    scalable = sum(a.cpus * counts[p] for p, a in asks.items() if not a.cpus_given)
-    cpus = sum(n["CPU"] for n in nodes)
-    if scalable and given + scalable > cpus:
-        scale = max(0.0, cpus - given) / scalable
-        asks = {
-            p: a if a.cpus_given else replace(a, cpus=max(MIN_SCALED_CPUS, math.floor(a.cpus * scale * 1e4) / 1e4))
-            for p, a in asks.items()
-        }
-        said.append(f"CPUs per actor not set in config scaled by {scale:.2f} (pools.<tool>.cpus sets them)")
-    asked = dict(counts)
-    while (missing := place(asks, counts, nodes)[0]) and (shrinkable := [p for p, n in counts.items() if n > 1]):
-        # the pools left out first, then those holding what they lack (GPUs, memory), then the biggest
+    if scaled is not None:
+        unset = sorted({a.cpus for a in asks.values() if not a.cpus_given})
+        to = f"{unset[0]:g}" if len(unset) == 1 else f"{unset[0]:g}-{unset[-1]:g}"
+        said.append(f"CPUs per actor not set in config scaled to {to} (pools.<tool>.cpus sets them)")
+    said += [f"{p} {counts[p]} -> {n} actors" for p, n in fitted.items() if n != counts[p]]
+    if not said:
+        return asks, fitted, None
+    have = ", ".join(f"{sum(n[r] for n in nodes):g} {r}" for r in ("CPU", "GPU"))
+    kept = f"{HEADROOM:.0%} of CPUs kept free"
+    return asks, fitted, f"Ray: the pools were fitted to the cluster ({have}, {kept}): {'; '.join(said)}"
+
+
+def scale_cpus(
+    asks: dict[str, Ask], counts: Mapping[str, int], room: list[dict[str, float]]
+) -> tuple[dict[str, Ask], float | None]:
+    """The asks with the CPUs the config did not set scaled so that every actor fits the nodes' room and,
+    with several nodes, one actor of each pool fits the room of all but the biggest; (asks, the scale, None
+    when nothing needed scaling)."""
+    cpus = sorted(n["CPU"] for n in room)
+    bounds = [(sum(cpus), counts)]
+    if len(cpus) > 1:
+        bounds.append((sum(cpus[:-1]), dict.fromkeys(counts, 1)))
+    scale = 1.0
+    for total, each in bounds:
+        given = sum(a.cpus * each[p] for p, a in asks.items() if a.cpus_given)
+        scalable = sum(a.cpus * each[p] for p, a in asks.items() if not a.cpus_given)
+        if scalable and given + scalable > total + EPSILON:
+            scale = min(scale, max(0.0, total - given) / scalable)
+    if scale >= 1.0:
+        return asks, None
+    scaled = {
+        p: a if a.cpus_given else replace(a, cpus=max(MIN_SCALED_CPUS, math.floor(a.cpus * scale * 1e4) / 1e4))
+        for p, a in asks.items()
+    }
+    return scaled, scale
+
+
+def shrink(
+    asks: Mapping[str, Ask], counts: Mapping[str, int], room: list[dict[str, float]]
+) -> tuple[dict[str, int], list[str]]:
+    """The actor counts that place on the room, the pool with the most actors losing one at a time (the
+    pools left out first, then those holding what they lack: GPUs, memory), never below one; and the pools
+    whose one actor still finds no room."""
+    counts = dict(counts)
+    while (missing := place(asks, counts, room)[0]) and (shrinkable := [p for p, n in counts.items() if n > 1]):
         scarce = {r for m in missing for r in ("GPU", "memory") if asks[m].amount(r) > 0}
         pool = max(shrinkable, key=lambda p: (p in missing, any(asks[p].amount(r) for r in scarce), counts[p]))
-        counts = {**counts, pool: counts[pool] - 1}
-    if missing:
-        raise ConfigError(lacking(missing[0], asks, counts, nodes))
-    said += [f"{p} {asked[p]} -> {n} actors" for p, n in counts.items() if n != asked[p]]
-    have = ", ".join(f"{sum(n[r] for n in nodes):g} {r}" for r in ("CPU", "GPU"))
-    return asks, counts, f"Ray: the pools did not fit the cluster ({have}): {'; '.join(said)}"
+        counts[pool] -= 1
+    return counts, missing
 
 
 def lacking(pool: str, asks: Mapping[str, Ask], counts: Mapping[str, int], nodes: list[dict[str, float]]) -> str:

@@ -6,11 +6,17 @@ actor (executors.LocalExecutor), so a charge is what the call held there. Artifa
 shared --out store, never as frames through Ray's object store.
 
 Faults are Ray's to repair: an actor that dies (killed, out of memory, its node lost) is restarted
-(max_restarts) and the call it was running is run again there (max_task_retries), so the driver sees the
-call return late, not fail; only the run that returns is recorded and charged, once, by call(). Actors are
-not pinned to nodes, so a lost node's actors restart wherever the cluster has room. A call past its
-timeout_s is cancelled (a cancelled call is not run again) and its actor killed and restarted, which frees
-its device; the call is recorded as a timeout."""
+(MAX_RESTARTS), wherever the cluster has room (actors are not pinned, and reservations leave headroom:
+agent.ray_cluster), and the call it was running is run again there (max_task_retries), so the driver sees the
+call return late, not fail; the run that returns is recorded and charged once by call(), with what the
+interrupted run held before its actor went down. A call past its timeout_s is cancelled (a cancelled call is
+not run again) and its actor killed and restarted, which frees its device; the call is recorded as a timeout.
+
+What is ours, because Ray lacks it: a watcher thread follows the cluster's nodes (ray.nodes()) and the pools'
+actors (their state in Ray's GCS). A node that leaves or joins re-fits the pools to the nodes alive, in one
+line; an actor that waits for a node with room longer than ray_waits.place_s, or loads longer than
+ray_waits.load_s, or is dead for good, is killed and leaves its pool (a call it held runs again on another);
+a pool left with no actor stops the run, resumably (agent.faults.PoolStop)."""
 
 from __future__ import annotations
 
@@ -30,12 +36,15 @@ from agent.executors import Executed, LocalExecutor
 from agent.ray_cluster import (
     CPUS_OF_A_CPU_ALGORITHM,
     CPUS_OF_OTHER_ACTORS,
+    EPSILON,
     RESOURCES,
     Ask,
     capacity,
     connect,
     fit,
     place,
+    reservable,
+    shrink,
 )
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
@@ -47,8 +56,11 @@ log = logging.getLogger(__name__)
 # Runs of one call Ray makes when its actor dies under it: a call that kills its actor every time (a
 # crash on one input) ends as a failed call instead of restarting the actor for ever.
 MAX_TASK_RETRIES = 3
-REPORT_EVERY_S = 10.0  # while pools start, how often the run says which are still starting
-PLACE_WITHIN_S = 30.0  # an actor Ray finds no room for leaves its pool then, instead of pending for ever
+# Restarts of one actor (kills, its node lost) before Ray lets it die: it then leaves its pool, and the pool
+# is refilled when the cluster next changes.
+MAX_RESTARTS = 8
+REPORT_EVERY_S = 10.0  # how often the run says which pools are still starting, and what actors wait for
+LOOK_EVERY_S = 1.0  # how often the watcher reads the nodes and the actors' states
 
 Builder = Callable[[RunConfig, list[str]], dict[str, Tool]]
 
@@ -62,15 +74,22 @@ class ToolHost:
     configured backends; bench/scale.py passes simulated ones)."""
 
     def __init__(self, cfg_json: str, tools: list[str], build: Builder = configured_toolkit) -> None:
-        cfg = RunConfig.model_validate_json(cfg_json)
-        # Its calls' artifacts, a few rows per call, in the store the run has made.
-        engine = open_engine(cfg.resolved_db_url, pool_size=0, migrate_schema=False)
-        self.toolkit = build(cfg, tools)
-        self.io, self.prompts, self.local = ArtifactStore(cfg.out, engine), PromptBook(cfg.prompts_dir), LocalExecutor()
+        self.load_error: str | None = None
+        try:
+            cfg = RunConfig.model_validate_json(cfg_json)
+            # Its calls' artifacts, a few rows per call, in the store the run has made.
+            engine = open_engine(cfg.resolved_db_url, pool_size=0, migrate_schema=False)
+            self.toolkit = build(cfg, tools)
+            self.io, self.prompts = ArtifactStore(cfg.out, engine), PromptBook(cfg.prompts_dir)
+            self.local = LocalExecutor()
+        except Exception as err:  # noqa: BLE001 -- ready() says it, and the driver kills this actor
+            # Raised here, Ray would report it as the actor's death, like a kill, which Ray repairs by a restart.
+            self.load_error = f"{type(err).__name__}: {first_line(err)}"
 
-    def ready(self) -> bool:
-        """Answers once the tools are loaded (the constructor has returned)."""
-        return True
+    def ready(self) -> None:
+        """Answers once the tools are loaded (the constructor has returned), or raises why they did not."""
+        if self.load_error is not None:
+            raise LoadFailed(self.load_error)
 
     def run(self, tool_name: str, inp: BaseModel) -> tuple[Executed, list[Any], dict[str, Any] | None]:
         tool = self.toolkit[tool_name]
@@ -99,7 +118,7 @@ def actor_options(ask: Ask) -> dict[str, Any]:
         "num_gpus": ask.gpus,
         "num_cpus": ask.cpus,
         **({"memory": ask.memory} if ask.memory else {}),
-        "max_restarts": -1,  # a killed, hung or lost actor comes back
+        "max_restarts": MAX_RESTARTS,  # a killed, hung or lost actor comes back
         "max_task_retries": MAX_TASK_RETRIES,  # and the call it was running is run again there
         # OpenCV's threads, as many as the CPUs the actor reserved (Ray caps OMP's the same way): actors side
         # by side with a thread per core each oversubscribe the cores, and their spinning threads were charged.
@@ -118,9 +137,10 @@ class RayExecutor:
         """`toolkit`: the tools as declared, which the actors `build` and load."""
         try:
             import ray
+            from ray._private import state
         except ImportError as err:
             raise ConfigError("--executor ray needs Ray: pip install -e '.[scale]'") from err
-        self.ray, self.cfg = ray, cfg
+        self.ray, self.state, self.cfg = ray, state, cfg
         said, self.owns_ray = connect(cfg)
         log.info(said)
         self.toolkit = toolkit
@@ -130,83 +150,196 @@ class RayExecutor:
         resources = {g: pool_resources([toolkit[name] for name in names]) for g, names in groups.items()}
         self.asks = {g: pool_ask(r, cfg.pools.get(g)) for g, r in resources.items()}
         self.nodes = capacity()
-        counts = {g: o.actors if (o := cfg.pools.get(g)) and o.actors else r.actors for g, r in resources.items()}
-        counts.update(self.split(measured_s or {}))
-        self.asks, counts, shrunk = fit(self.asks, counts, self.nodes)
+        self.alive = self.alive_nodes()
+        self.targets = {g: o.actors if (o := cfg.pools.get(g)) and o.actors else r.actors for g, r in resources.items()}
+        self.targets.update(self.split(measured_s or {}))  # what each pool would have on a cluster with room
+        self.asks, counts, shrunk = fit(self.asks, self.targets, self.nodes)
         if shrunk:
             log.warning(shrunk)
         host, cfg_json = ray.remote(ToolHost), cfg.model_dump_json()
-        self.placing: dict[Any, tuple[Any, float, str]] = {}  # actor -> its group's ready ref, since, pool
-        self.groups: dict[Any, Any] = {}  # actor -> its placement group
+        # Per actor, what the watcher saw: since when it has waited (for a node, or to load: its state's
+        # key), when it last went down while it was up, the node it last ran on, and whether it is up.
+        self.waiting: dict[Any, tuple[str, float]] = {}
+        self.went_down: dict[Any, float] = {}
+        self.node_of: dict[Any, str] = {}  # the node it last ran on
+        self.up: set[Any] = set()
+        self.broken: str | None = None  # why the watcher stopped
         self.pools: dict[str, Pool] = {}
         for group, names in groups.items():
             start = partial(self._start, host, group, (cfg_json, names, build))
-            self.pools[group] = Pool(group, start, lambda a: a.ready.remote(), self._kill)
+            self.pools[group] = Pool(group, start, self._probe, self._kill)
             self.pools[group].resize(counts[group])
         self.closed = threading.Event()
         self.watcher = threading.Thread(target=self._watch, name="ray-pools", daemon=True)
         self.watcher.start()
-        self._wait_until_started()
+        try:
+            self._wait_until_started()
+        except BaseException:
+            self.close()
+            raise
 
     def _start(self, host: Any, group: str, args: tuple[Any, ...]) -> Any:
-        """An actor in a placement group of its own: Ray reserves what it asks before it starts, so an actor
-        that finds no room (resources taken meanwhile, or split across nodes) shows as a group not placed
-        rather than as an actor pending for ever. Without a placement group where it asks for nothing."""
-        from ray.util import placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        ask, options = self.asks[group], actor_options(self.asks[group])
-        bundle = {r: ask.amount(r) for r, _, _ in RESOURCES if ask.amount(r)}
-        placed = placement_group([bundle]) if bundle else None
-        if placed is not None:
-            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(placed)
-        actor = host.options(**options).remote(*args)
-        if placed is not None:
-            self.groups[actor] = placed
-            self.placing[actor] = (placed.ready(), time.monotonic(), group)
+        """An actor with the pool's reservation. Not pinned to a node: Ray restarts it wherever there is room."""
+        actor = host.options(**actor_options(self.asks[group])).remote(*args)
+        self.waiting[actor] = ("place", time.monotonic())
         return actor
 
-    def _kill(self, actor: Any, restart: bool = False) -> None:
-        from ray.util import remove_placement_group
+    def _probe(self, actor: Any) -> Any:
+        """A ref that answers once the actor has loaded its tools (ToolHost.ready)."""
+        return actor.ready.remote()
 
+    def _kill(self, actor: Any, restart: bool = False) -> None:
         self.ray.kill(actor, no_restart=not restart)
-        if not restart and (placed := self.groups.pop(actor, None)) is not None:
-            self.placing.pop(actor, None)
-            remove_placement_group(placed)
+        if not restart:
+            self.waiting.pop(actor, None)
+            self.node_of.pop(actor, None)
+            self.up.discard(actor)
+
+    def alive_nodes(self) -> dict[str, dict[str, float]]:
+        """Each live node's resources, all of them (the pools' own actors counted in)."""
+        return {
+            n["NodeID"]: {r: n["Resources"].get(r, 0.0) for r, _, _ in RESOURCES}
+            for n in self.ray.nodes()
+            if n["Alive"]
+        }
 
     def _watch(self) -> None:
-        """Moves actors that have loaded their tools to their pool's idle ones, and takes out of their pool
-        the actors Ray has found no room for within PLACE_WITHIN_S."""
-        while not self.closed.is_set():
-            if placing := dict(self.placing):
-                ready = set(self.ray.wait([r for r, _, _ in placing.values()], num_returns=len(placing), timeout=0)[0])
-                for actor, (ref, since, group) in placing.items():
-                    if ref in ready:
-                        self.placing.pop(actor, None)
-                    elif time.monotonic() - since > PLACE_WITHIN_S:
-                        ask = self.asks[group]
-                        self.pools[group].unplaced(actor, f"{ask.gpus:g} GPUs, {ask.cpus:g} CPUs", PLACE_WITHIN_S)
-            probes = {ref: pool for pool in self.pools.values() for ref in pool.probes()}
-            if not probes:
-                self.closed.wait(0.1)
-                continue
-            ready, _ = self.ray.wait(list(probes), num_returns=len(probes), timeout=0.1)
-            for ref in ready:
-                try:
-                    self.ray.get(ref)
-                    probes[ref].loaded(ref)
-                except self.ray.exceptions.RayError as err:
-                    probes[ref].loaded(ref, first_line(err))
+        """Hands out actors that have loaded their tools, follows the actors' states and the cluster's nodes
+        (LOOK_EVERY_S), and says what waits (REPORT_EVERY_S). If it fails, the pools stop: a call then
+        stops the run in one line, instead of waiting for actors nothing would hand out again."""
+        looked = said = time.monotonic()
+        try:
+            while not self.closed.is_set():
+                self._take_probes()
+                if (now := time.monotonic()) - looked >= LOOK_EVERY_S:
+                    looked = now
+                    self._follow_nodes()  # first: which calls were in flight on a lost node
+                    self._look_at_actors()
+                if now - said >= REPORT_EVERY_S:
+                    said = now
+                    self._say_what_waits()
+        except Exception as err:  # noqa: BLE001 -- said once, and every pool stops
+            self.broken = f"Ray: the pools' watcher stopped ({type(err).__name__}: {first_line(err)})"
+            log.error("%s; the run stops", self.broken)
+            for pool in self.pools.values():
+                pool.stop(self.broken)
+
+    def _take_probes(self) -> None:
+        probes = {ref: pool for pool in self.pools.values() for ref in pool.probes()}
+        if not probes:
+            self.closed.wait(0.1)
+            return
+        ready, _ = self.ray.wait(list(probes), num_returns=len(probes), timeout=0.1)
+        for ref in ready:
+            try:
+                self.ray.get(ref)
+                probes[ref].loaded(ref)
+            except self.ray.exceptions.RayActorError as err:  # its process died: Ray restarts it
+                probes[ref].loaded(ref, first_line(err), died=True)
+            except self.ray.exceptions.RayError as err:
+                probes[ref].loaded(ref, first_line(err))
+
+    def _look_at_actors(self) -> None:
+        """Each actor's state in Ray: up, waiting for a node with room (placement, or re-placement after its
+        node was lost), loading, or dead for good. One that waits or loads past its deadline leaves its pool."""
+        waits = self.cfg.ray_waits
+        now, free = time.monotonic(), list(self.state.available_resources_per_node().values())
+        for group, pool in self.pools.items():
+            room = any(
+                all(self.asks[group].amount(r) <= node.get(r, 0.0) + EPSILON for r, _, _ in RESOURCES) for node in free
+            )
+            idle = set(pool.idle)
+            for actor in (*pool.actors, *pool.retiring):
+                if not (info := self.state.actors(actor._actor_id.hex())):
+                    continue  # not yet registered with Ray's GCS
+                where = info.get("Address") or {}
+                if info["State"] == "ALIVE":
+                    self.waiting.pop(actor, None)
+                    self.node_of[actor] = where.get("NodeID", "")
+                    self.up.add(actor)
+                    continue
+                if info["State"] == "DEAD":
+                    pool.drop(actor, f"an actor died for good: {info.get('DeathCause') or 'no cause given'}")
+                    continue
+                if actor in self.up:  # it was up: killed, or its node lost
+                    self.up.discard(actor)
+                    self.went_down[actor] = now
+                    if actor in idle:
+                        pool.went_down(actor)
+                # Placed (a worker of its own on a node alive), or a node has room for it: it is starting up
+                placed = bool(where.get("Port")) and where.get("NodeID") in self.alive
+                key = "load" if placed or room else "place"
+                was, since = self.waiting.get(actor, (key, now))
+                since = since if was == key else now
+                self.waiting[actor] = (key, since)
+                limit = waits.load_s if key == "load" else waits.place_s
+                if now - since > limit:
+                    pool.drop(actor, self._overdue(group, key, limit))
+
+    def _overdue(self, group: str, key: str, limit: float) -> str:
+        if key == "load":
+            return f"an actor did not load its tools within ray_waits.load_s ({limit:g} s)"
+        return f"no node had room for an actor ({self._asked(group)}) within ray_waits.place_s ({limit:g} s)"
+
+    def _asked(self, group: str) -> str:
+        ask = self.asks[group]
+        memory = f", {ask.memory / 2**30:g} GB of memory" if ask.memory else ""
+        return f"{ask.gpus:g} GPUs, {ask.cpus:g} CPUs{memory}"
+
+    def _follow_nodes(self) -> None:
+        """A node left or joined: the pools are re-fitted to the nodes alive, as far as their targets, in one
+        line that says which node, what changed and how many calls in flight there run again elsewhere."""
+        alive = self.alive_nodes()
+        if alive.keys() == self.alive.keys():
+            return
+        left, joined = self.alive.keys() - alive.keys(), alive.keys() - self.alive.keys()
+        gone = {**self.alive}
+        self.alive = alive
+        interrupted = sum(1 for p in self.pools.values() for a in p.busy() if self.node_of.get(a) in left)
+        counts, _ = shrink(self.asks, self.targets, reservable(list(alive.values())))
+        changed = []
+        for group, pool in self.pools.items():
+            if counts[group] != len(pool.actors):
+                changed.append(f"{group} {len(pool.actors)} -> {counts[group]}")
+                pool.resize(counts[group])
+        nodes = "; ".join(
+            [f"node {n[:8]} left ({self._node(gone[n])})" for n in left]
+            + [f"node {n[:8]} joined ({self._node(alive[n])})" for n in joined]
+        )
+        pools = f"pools re-fitted: {', '.join(changed)}" if changed else "the pools keep their size"
+        retried = f"; {interrupted} calls in flight there run again on the nodes left" if left else ""
+        log.warning("Ray: %s: %s%s", nodes, pools, retried)
+
+    @staticmethod
+    def _node(resources: dict[str, float]) -> str:
+        return f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
+
+    def _say_what_waits(self) -> None:
+        """Actors waiting for a node with room (on an autoscaling cluster: for the node it adds), by pool."""
+        now, place_s = time.monotonic(), self.cfg.ray_waits.place_s
+        for group, pool in self.pools.items():
+            waits_of = [self.waiting.get(a) for a in pool.actors]
+            waited = [now - w[1] for w in waits_of if w is not None and w[0] == "place"]
+            if waited and max(waited) >= REPORT_EVERY_S:
+                log.warning(
+                    "Ray pool %s: %d actors wait for a node with room for %s, for %.0f s of ray_waits.place_s %g s",
+                    group,
+                    len(waited),
+                    self._asked(group),
+                    max(waited),
+                    place_s,
+                )
 
     def _wait_until_started(self) -> None:
         """Waits until each pool has an actor that has loaded its tools (minutes with real weights), saying
-        which are still starting."""
+        which are still starting; a pool whose actors all left (ray_waits' deadlines) refuses the run."""
         started, said = time.perf_counter(), 0.0
         log.info("Ray: starting %d pools (%d actors)", len(self.pools), sum(len(p.actors) for p in self.pools.values()))
         while starting := [p for p in self.pools.values() if not p.started]:
             if failed := next((p for p in starting if not p.actors), None):
-                self.close()
                 raise ConfigError(f"Ray pool {failed.name}: {failed.failed}")
+            if self.broken:
+                raise ConfigError(self.broken)
             waited = time.perf_counter() - started
             if waited - said >= REPORT_EVERY_S:
                 said = waited
@@ -237,52 +370,81 @@ class RayExecutor:
         return sum(priors) if priors else 1.0
 
     def rebalance(self, measured_s: dict[str, float]) -> None:
-        """Re-splits the GPUs by what each pool has cost so far (--gpus), where the new split fits the
-        cluster; logged when it changes."""
+        """Re-splits the GPUs by what each pool has cost so far (--gpus), where the new split fits the nodes
+        alive; logged when it changes."""
         split = self.split(measured_s)
         now = {g: len(p.actors) for g, p in self.pools.items()}
         if not split or all(now[g] == n for g, n in split.items()):
             return
-        if place(self.asks, {**now, **split}, self.nodes)[0]:
+        if place(self.asks, {**now, **split}, reservable(capacity(free=False)))[0]:
             log.warning("Ray: the GPU split %s does not fit the cluster; the pools stay as they are", split)
             return
+        self.targets.update(split)
         for group, count in split.items():
             self.pools[group].resize(count)
         log.warning("GPU split: %s", ", ".join(f"{g} {n}x{self.asks[g].gpus:g}" for g, n in split.items()))
 
     def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Executed:
-        pool, asked = self.pools[self.pool_of[tool.name]], time.perf_counter()
-        actor = pool.take()
-        queued_s, restarting = time.perf_counter() - asked, False
-        try:
-            ref = actor.run.remote(tool.name, inp)
-            timeout_s = tool.resources.timeout_s
-            executed, rendered, usage = self.ray.get(ref, timeout=timeout_s)
-        except self.ray.exceptions.GetTimeoutError:  # hung: only killing its actor frees its device
-            self.ray.cancel(ref)  # so that the restarted actor does not run it again
-            self._kill(actor, restart=True)
-            restarting = True
-            detail = f"{tool.name} ran past its {timeout_s:g} s limit; its actor was killed and restarted"
-            return Executed(None, ToolError("timeout", detail), (timeout_s or 0) * tool.resources.devices, queued_s)
-        except self.ray.exceptions.RayActorError as err:  # died on every run Ray gave the call
-            restarting = True
-            detail = f"{tool.name}: its actor died {MAX_TASK_RETRIES + 1} times during the call: {first_line(err)}"
-            return Executed(None, ToolError("tool_failed", detail), 0.0, queued_s)
-        finally:
-            pool.give_back(actor, restarting)
+        """The call on an idle actor of its pool. A call whose actor left the pool meanwhile (its node lost,
+        and no node with room for it within ray_waits.place_s) runs again on another: what the first held
+        before its actor went down is charged with the run that returns, once."""
+        pool, asked, held_s = self.pools[self.pool_of[tool.name]], time.perf_counter(), 0.0
+        devices, timeout_s = tool.resources.devices, tool.resources.timeout_s
+        while True:
+            actor = pool.take()
+            queued_s, restarting, submitted = time.perf_counter() - asked, False, time.monotonic()
+            try:
+                ref = actor.run.remote(tool.name, inp)
+                executed, rendered, usage = self.ray.get(ref, timeout=timeout_s)
+            except self.ray.exceptions.GetTimeoutError:  # hung: only killing its actor frees its device
+                self.ray.cancel(ref)  # so that the restarted actor does not run it again
+                self._kill(actor, restart=True)
+                restarting = True
+                held_s += self._held(actor, submitted, time.monotonic())
+                detail = f"{tool.name} ran past its {timeout_s:g} s limit; its actor was killed and restarted"
+                return Executed(None, ToolError("timeout", detail), held_s * devices, queued_s)
+            except self.ray.exceptions.RayActorError as err:
+                held_s += self._held(actor, submitted, time.monotonic())
+                if actor in pool.dropped:
+                    continue
+                restarting = True  # died on every run Ray gave the call
+                detail = f"{tool.name}: its actor died {MAX_TASK_RETRIES + 1} times during the call: {first_line(err)}"
+                return Executed(None, ToolError("tool_failed", detail), held_s * devices, queued_s)
+            finally:
+                pool.give_back(actor, restarting)
+            break
+        held_s += self._held(actor, submitted, time.monotonic(), returned=True)
         ctx.rendered.extend(rendered)
         if usage and hasattr(ctx, "usage"):
             ctx.usage.update(usage)  # type: ignore[attr-defined]
-        return Executed(executed.output, executed.error, executed.device_s, queued_s + executed.queued_s)
+        charged = executed.device_s + held_s * devices
+        return Executed(executed.output, executed.error, charged, queued_s + executed.queued_s)
+
+    def _held(self, actor: Any, submitted: float, ended: float, returned: bool = False) -> float:
+        """Seconds a call's earlier run held its actor before the actor went down (killed, its node lost: the
+        watcher's reading, to LOOK_EVERY_S); 0 if it never went down meanwhile. Unless the call `returned`
+        (then the run that returned measured itself), a call whose actor stayed up held it all along; one
+        whose actor was down when it was sent never started."""
+        down = self.went_down.get(actor)
+        if down is not None and submitted <= down <= ended:
+            return down - submitted
+        if returned or actor in self.waiting:
+            return 0.0
+        return ended - submitted
 
     def close(self) -> None:
         self.closed.set()
-        self.watcher.join()
+        if self.watcher.is_alive():
+            self.watcher.join()
         for pool in self.pools.values():
             for actor in (*pool.actors, *pool.retiring):
                 self._kill(actor)
         if self.owns_ray:
             self.ray.shutdown()
+
+
+class LoadFailed(Exception):
+    """An actor's tools did not load (ToolHost.ready)."""
 
 
 def first_line(err: BaseException) -> str:

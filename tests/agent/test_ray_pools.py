@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from agent.actor_pool import Pool
+from agent.actor_pool import LOAD_DEATHS, Pool
 from agent.config import ConfigError
-from agent.ray_cluster import Ask, fit
-from agent.ray_pools import pool_ask
+from agent.faults import PoolStop
+from agent.ray_cluster import HEADROOM, Ask, fit, place, reservable, shrink
+from agent.ray_pools import RayExecutor, pool_ask
 from tools import declare_tools
 from tools.base import Resources
 
@@ -123,19 +124,98 @@ def test_an_actor_killed_past_its_time_limit_is_handed_out_again_once_reloaded()
     assert pool.take() == actor
 
 
-def test_an_actor_that_cannot_load_leaves_its_pool_and_an_empty_pool_fails_calls() -> None:
+def test_an_actor_that_cannot_load_is_killed_and_an_empty_pool_stops_the_run_naming_it() -> None:
     fake = FakeActors()
     pool = Pool("p", fake.start, fake.probe, fake.kill)
     pool.resize(1)
     pool.loaded(("probe", 0), "ValueError: no weights at /models/x")
-    with pytest.raises(Exception, match="no weights"):
+    assert fake.killed == [0]  # its process and its reservation go
+    with pytest.raises(PoolStop, match="Ray pool p has no actor left: .*no weights"):
         pool.take()
 
 
-def test_an_actor_ray_finds_no_room_for_leaves_its_pool_and_says_why() -> None:
+def test_an_actor_killed_while_it_loads_is_probed_again_up_to_a_bound() -> None:
+    """Ray restarts it: a death while loading is a retry, not the end of the pool; one that dies every time
+    leaves (killed for good) after LOAD_DEATHS."""
     fake = FakeActors()
-    pool = Pool("propagate", fake.start, fake.probe, fake.kill)
-    pool.resize(2)
-    pool.loaded(("probe", 0))
-    pool.unplaced(1, "1 GPUs, 0.25 CPUs", 30)
-    assert fake.killed == [1] and pool.actors == [0] and "no node had room" in str(pool.failed)
+    pool = Pool("p", fake.start, fake.probe, fake.kill)
+    pool.resize(1)
+    for _ in range(LOAD_DEATHS - 1):
+        pool.loaded(next(iter(pool.loading)), "The actor died unexpectedly", died=True)
+        assert list(pool.loading.values()) == [0] and not fake.killed
+    pool.loaded(next(iter(pool.loading)), "The actor died unexpectedly", died=True)
+    assert fake.killed == [0] and not pool.actors and "died 3 times while loading" in str(pool.failed)
+
+
+def test_an_actor_the_driver_gives_up_on_leaves_and_its_call_is_not_handed_back() -> None:
+    pool, fake = loaded_pool(2)
+    busy = pool.take()
+    pool.drop(busy, "no node had room for an actor (1 GPUs, 0.25 CPUs) within ray_waits.place_s (300 s)")
+    pool.give_back(busy)  # the call it held is run again elsewhere
+    assert fake.killed == [busy] and pool.actors == [1 - busy] and list(pool.idle) == [1 - busy]
+    pool.drop(pool.take(), "an actor died for good")
+    with pytest.raises(PoolStop, match="Ray pool p has no actor left: an actor died for good"):
+        pool.take()
+
+
+def test_an_idle_actor_seen_down_is_handed_out_once_it_has_loaded_again() -> None:
+    pool, _ = loaded_pool(1)
+    pool.went_down(0)
+    assert not pool.idle and list(pool.loading.values()) == [0]
+    pool.loaded(next(iter(pool.loading)))
+    assert pool.take() == 0
+
+
+def test_a_stopped_pool_stops_a_waiting_call() -> None:
+    pool, _ = loaded_pool(1)
+    pool.take()
+    stopped: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            pool.take()
+        except PoolStop as err:
+            stopped.append(err)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    pool.stop("Ray: the pools' watcher stopped (RuntimeError: boom)")
+    waiter.join(5)
+    assert stopped and "watcher stopped" in str(stopped[0])
+
+
+def test_reservations_leave_headroom_and_room_for_a_lost_node() -> None:
+    """The issue's cluster: a head of 1 CPU and node_b of 2. Nine pools of one actor each, none with CPUs
+    set: they fill at most 80% of each node, and all of them fit on the head alone once node_b is lost."""
+    asks = {f"p{i}": Ask(cpus=1.0 if i < 2 else 0.25, gpus=0, cpus_given=False) for i in range(9)}
+    head, node_b = {"CPU": 1.0, "GPU": 0.0, "memory": 2.0**33}, {"CPU": 2.0, "GPU": 0.0, "memory": 2.0**33}
+    fitted, counts, said = fit(asks, dict.fromkeys(asks, 1), [head, node_b])
+    assert counts == dict.fromkeys(asks, 1) and said is not None and "20% of CPUs kept free" in said
+    assert sum(a.cpus for a in fitted.values()) <= (1 - HEADROOM) * head["CPU"] + 1e-6
+    assert not place(fitted, counts, reservable([head]))[0]
+
+
+def test_pools_shrink_to_the_nodes_left_and_grow_back() -> None:
+    asks = {"judge": Ask(cpus=0.2, gpus=0), "ingest": Ask(cpus=0.1, gpus=0)}
+    targets = {"judge": 3, "ingest": 1}
+    head, node_b = {"CPU": 1.0, "GPU": 0.0, "memory": 0.0}, {"CPU": 2.0, "GPU": 0.0, "memory": 0.0}
+    assert shrink(asks, targets, reservable([head]))[0] == {"judge": 3, "ingest": 1}
+    small = {"CPU": 0.5, "GPU": 0.0, "memory": 0.0}
+    assert shrink(asks, targets, reservable([small])) == ({"judge": 1, "ingest": 1}, [])
+    assert shrink(asks, targets, reservable([small, node_b]))[0] == targets
+
+
+def held_by(went_down: float | None, waiting: bool, returned: bool = False) -> float:
+    """RayExecutor._held for a call sent at 100 s and ended at 160 s, its actor as the watcher saw it."""
+    executor = RayExecutor.__new__(RayExecutor)
+    executor.went_down = {} if went_down is None else {"actor": went_down}
+    executor.waiting = {"actor": ("place", 90.0)} if waiting else {}
+    return executor._held("actor", 100.0, 160.0, returned)
+
+
+def test_a_call_is_charged_what_it_held_before_its_actor_went_down_and_nothing_if_it_never_started() -> None:
+    assert held_by(None, waiting=False) == 60  # a hung call held its actor all along
+    assert held_by(130.0, waiting=True) == 30  # its node lost 30 s in: charged those, not its timeout_s
+    assert held_by(90.0, waiting=True) == 0  # its actor was down before the call was sent, and stayed down
+    assert held_by(None, waiting=False, returned=True) == 0  # the run that returned measured itself
+    assert held_by(130.0, waiting=False, returned=True) == 30  # plus what the interrupted run held

@@ -21,10 +21,12 @@ import pytest
 import yaml
 from sqlmodel import Session, select
 
+from agent.ray_pools import ToolHost
 from agent.runner import Factory
 from agent.sources import sample_clips
 from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
-from store.tables import ToolCall, TrainingRun
+from store.engine import open_engine
+from store.tables import Episode, Run, ToolCall, TrainingRun
 from tests.conftest import SMALL
 from tests.e2e.ray_runs import POOLED, POOLS, charged_once, charges, one_clip_config, outcome
 
@@ -222,15 +224,20 @@ def test_pools_that_do_not_fit_fail_in_one_line_naming_the_pool_never_hang(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """This Ray has 4 GPUs. A pool asking 8 per actor is refused before any actor starts; and where the
-    cluster looked roomier than it is (another job took the GPUs meanwhile), Ray's placement group for the
-    actor is never placed and the run stops after PLACE_WITHIN_S instead of waiting for ever."""
+    cluster looked roomier than it is (another job took the GPUs meanwhile, or an autoscaler never adds the
+    node), the actor waits for a node with room only ray_waits.place_s, and the run stops then instead of
+    waiting for ever. Neither refusal leaves a run 'running' in the store."""
     pools = {**POOLS, "propagate": {"gpus": 8, "cpus": 0.1}}
     refused = within(60, lambda: Factory(small_config(out=tmp_path / "a", executor="ray", pools=pools)))
     assert "Ray pool propagate: an actor asks for 8 GPUs" in str(refused) and "pools.propagate.gpus" in str(refused)
-    monkeypatch.setattr("agent.ray_pools.capacity", lambda: [{"CPU": 2.0, "GPU": 16.0, "memory": 2.0**34}])
-    monkeypatch.setattr("agent.ray_pools.PLACE_WITHIN_S", 3.0)
-    refused = within(120, lambda: Factory(small_config(out=tmp_path / "b", executor="ray", pools=pools)))
+    monkeypatch.setattr("agent.ray_pools.capacity", lambda free=True: [{"CPU": 2.0, "GPU": 16.0, "memory": 2.0**34}])
+    cfg = small_config(out=tmp_path / "b", executor="ray", pools=pools, ray_waits={"place_s": 3})
+    refused = within(120, lambda: Factory(cfg))
     assert "Ray pool propagate: no node had room for an actor (8 GPUs" in str(refused)
+    assert "ray_waits.place_s (3 s)" in str(refused)
+    for out in ("a", "b"):
+        with Session(open_engine(f"sqlite:///{tmp_path / out / 'ditto.db'}")) as s:
+            assert s.exec(select(Run)).all() == []
     deadline = time.monotonic() + 30  # nothing of the failed start is left holding GPUs (Ray frees them soon)
     while ray.available_resources().get("GPU") != 4 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -244,6 +251,8 @@ def test_ray_address_auto_is_refused_where_several_clusters_run(tmp_path: Path) 
     assert done.returncode == 1
     assert "--ray-address auto:" in done.stdout and "Ray clusters run on this machine" in done.stdout
     assert "HOST:PORT" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    with Session(open_engine(f"sqlite:///{tmp_path / 'o' / 'ditto.db'}")) as s:
+        assert s.exec(select(Run)).all() == []  # refused before the run's row was written
 
 
 def test_the_scale_bench_runs_the_product_at_a_small_size() -> None:
@@ -260,3 +269,62 @@ def test_the_scale_bench_runs_the_product_at_a_small_size() -> None:
     assert len(rows) == 4, done.stdout
     for row in rows:
         assert "busy: caption_clip" in row and "propagate" in row and "PostgreSQL connections" in row, row
+
+
+def test_each_pools_actor_killed_while_it_loads_its_tools_costs_a_restart_not_the_run(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every pool's first actor is killed (as a crash or the OOM killer kills a worker) while Ray is still
+    constructing it, i.e. loading its tools, with the probe that waits for it sent: Ray restarts it, the
+    probe is sent again, and the run makes its samples."""
+    from ray._private import state
+
+    from agent.ray_pools import RayExecutor
+
+    probe, states = RayExecutor._probe, {}
+
+    def probe_then_kill(executor: RayExecutor, actor: Any) -> Any:
+        ref = probe(executor, actor)
+        if (group := next(g for g, p in executor.pools.items() if actor in p.actors)) not in states:
+            states[group] = (state.actors(actor._actor_id.hex()) or {}).get("State", "DEPENDENCIES_UNREADY")
+            ray.kill(actor, no_restart=False)
+        return ref
+
+    monkeypatch.setattr(RayExecutor, "_probe", probe_then_kill)
+    factory = Factory(small_config(executor="ray", pools=POOLS, episodes_per_clip=1, max_samples=1))
+    result = factory.execute()
+    assert states.keys() == factory.caller.executor.pools.keys()  # type: ignore[attr-defined]
+    assert set(states.values()) <= {"DEPENDENCIES_UNREADY", "PENDING_CREATION"}  # none had loaded yet
+    assert result.totals.accepted + result.totals.discarded >= 1 and charged_once(factory)
+
+
+class DyingHost(ToolHost):
+    """A ToolHost whose process dies in every fingerprint_clip call (a crash on one input)."""
+
+    def run(self, tool_name: str, inp: Any) -> Any:
+        if tool_name == "fingerprint_clip":
+            os._exit(1)
+        return super().run(tool_name, inp)
+
+
+def test_a_clip_whose_fingerprint_killed_its_actor_four_times_is_not_used_and_the_trace_says_why(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Duplicates of a clip that could not be fingerprinted could not be found: its episodes are discarded as
+    unscreened, naming the four deaths, rather than run unchecked."""
+    monkeypatch.setattr("agent.ray_pools.ToolHost", DyingHost)
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(sample_clips()[0], source / "clip.mp4")
+    factory = Factory(small_config(executor="ray", pools=POOLS, source_dir=source, episodes_per_clip=1))
+    factory.execute()
+    with Session(factory.engine) as s:
+        episodes = s.exec(select(Episode)).all()
+        calls = s.exec(select(ToolCall)).all()
+    assert [(e.status, e.reason) for e in episodes] == [("discarded", "unscreened")]
+    assert "its actor died 4 times" in str(episodes[0].detail)
+    assert [c.tool for c in calls] == ["fingerprint_clip"]  # nothing decoded, planned or edited
