@@ -236,8 +236,9 @@ class RayExecutor:
                 probes[ref].loaded(ref)
             except self.ray.exceptions.RayActorError as err:  # its process died: Ray restarts it
                 probes[ref].loaded(ref, first_line(err), died=True)
-            except self.ray.exceptions.RayError as err:
-                probes[ref].loaded(ref, first_line(err))
+            except self.ray.exceptions.RayError as err:  # ready() raised: the tools did not load
+                cause = getattr(err, "cause", None)
+                probes[ref].loaded(ref, str(cause) if isinstance(cause, LoadFailed) else first_line(err))
 
     def _look_at_actors(self) -> None:
         """Each actor's state in Ray: up, waiting for a node with room (placement, or re-placement after its

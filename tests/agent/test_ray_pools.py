@@ -219,3 +219,11 @@ def test_a_call_is_charged_what_it_held_before_its_actor_went_down_and_nothing_i
     assert held_by(90.0, waiting=True) == 0  # its actor was down before the call was sent, and stayed down
     assert held_by(None, waiting=False, returned=True) == 0  # the run that returned measured itself
     assert held_by(130.0, waiting=False, returned=True) == 30  # plus what the interrupted run held
+
+
+def test_the_ray_deadlines_are_validated_by_name(small_config) -> None:  # type: ignore[no-untyped-def]
+    assert small_config(ray_waits={"place_s": 900}).ray_waits.place_s == 900  # an autoscaler's node boot time
+    with pytest.raises(Exception, match="ray_waits.place_s"):
+        small_config(ray_waits={"place_s": 0})
+    with pytest.raises(Exception, match="ray_waits.wait_s"):
+        small_config(ray_waits={"wait_s": 10})

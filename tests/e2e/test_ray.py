@@ -328,3 +328,36 @@ def test_a_clip_whose_fingerprint_killed_its_actor_four_times_is_not_used_and_th
     assert [(e.status, e.reason) for e in episodes] == [("discarded", "unscreened")]
     assert "its actor died 4 times" in str(episodes[0].detail)
     assert [c.tool for c in calls] == ["fingerprint_clip"]  # nothing decoded, planned or edited
+
+
+class UnloadableHost(ToolHost):
+    """A ToolHost whose tools do not load, as with weights missing on its node."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.load_error = "OSError: no weights at /models/propagate"
+
+
+def test_an_actor_whose_tools_do_not_load_is_killed_and_the_run_refused_in_one_line(
+    tmp_path: Path,
+    small_config,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ray._private import state
+
+    from agent.ray_pools import RayExecutor
+
+    monkeypatch.setattr("agent.ray_pools.ToolHost", UnloadableHost)
+    start, started = RayExecutor._start, []
+    monkeypatch.setattr(RayExecutor, "_start", lambda *a: started.append(start(*a)) or started[-1])
+    refused = within(120, lambda: Factory(small_config(executor="ray", pools=POOLS)))
+    assert str(refused).startswith("Ray pool ") and "could not load their tools: OSError: no weights" in str(refused)
+    assert "\n" not in str(refused)
+    deadline = time.monotonic() + 30  # no process left behind (Ray reaps a killed actor's worker soon)
+    while time.monotonic() < deadline and any(state.actors(a._actor_id.hex())["State"] != "DEAD" for a in started):
+        time.sleep(0.2)
+    assert started and all(state.actors(a._actor_id.hex())["State"] == "DEAD" for a in started)
+    pids = [state.actors(a._actor_id.hex())["Pid"] for a in started]
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        time.sleep(0.2)
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
