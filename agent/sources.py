@@ -17,6 +17,7 @@ from agent import policy
 from agent.budget import run_level_charge
 from agent.calls import CallSite
 from agent.context import RunContext
+from agent.faults import FAULTS
 from tools.base import ToolError
 from tools.ingest import FingerprintClipInput, ingest_input
 
@@ -159,7 +160,8 @@ class SourceScreen:
         """A clip that cannot be read is left to ingest, which refuses it by name. A clip that shows footage
         seen before is a duplicate of the first earlier copy that can make a sample: a copy that cannot (it
         fails ingest, or the pre-filter refuses it: too short, a scene cut) is no original to measure others
-        against, however early it comes."""
+        against, however early it comes. A clip whose fingerprint failed otherwise (its actor died on every
+        try, it timed out) could be a duplicate that nothing caught: it is not used (unscreened)."""
         self.screened.add(str(clip))
         ctx = self.ctx
         try:
@@ -174,6 +176,8 @@ class SourceScreen:
             return
         except ToolError as err:
             self.charged_s += run_level_charge(ctx.engine, ctx.run_id, site.node)
+            if FAULTS[err.kind][0] == "episode":  # the clip itself is unusable: ingest refuses it by name
+                return
             why = f"its fingerprint failed, so its duplicates could not be looked for ({err.kind}: {err.detail})"
             self.unscreened[str(clip)] = why
             log.warning("%s is not used: %s", clip, why)
