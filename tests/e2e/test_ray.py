@@ -226,7 +226,8 @@ def test_pools_that_do_not_fit_fail_in_one_line_naming_the_pool_never_hang(
     """This Ray has 4 GPUs. A pool asking 8 per actor is refused before any actor starts; and where the
     cluster looked roomier than it is (another job took the GPUs meanwhile, or an autoscaler never adds the
     node), the actor waits for a node with room only ray_waits.place_s, and the run stops then instead of
-    waiting for ever. Neither refusal leaves a run 'running' in the store."""
+    waiting for ever; and --gpus fewer than a pool's one actor needs is refused. No refusal leaves a run
+    'running' in the store."""
     pools = {**POOLS, "propagate": {"gpus": 8, "cpus": 0.1}}
     refused = within(60, lambda: Factory(small_config(out=tmp_path / "a", executor="ray", pools=pools)))
     assert "Ray pool propagate: an actor asks for 8 GPUs" in str(refused) and "pools.propagate.gpus" in str(refused)
@@ -235,7 +236,11 @@ def test_pools_that_do_not_fit_fail_in_one_line_naming_the_pool_never_hang(
     refused = within(120, lambda: Factory(cfg))
     assert "Ray pool propagate: no node had room for an actor (8 GPUs" in str(refused)
     assert "ray_waits.place_s (3 s)" in str(refused)
-    for out in ("a", "b"):
+    monkeypatch.undo()
+    cfg = small_config(out=tmp_path / "c", executor="ray", gpus=0.5, pools={**POOLS, "propagate": {"gpus": 1}})
+    refused = within(60, lambda: Factory(cfg))
+    assert "--gpus 0.5 is fewer than one actor of every pool needs" in str(refused)
+    for out in ("a", "b", "c"):
         with Session(open_engine(f"sqlite:///{tmp_path / out / 'ditto.db'}")) as s:
             assert s.exec(select(Run)).all() == []
     deadline = time.monotonic() + 30  # nothing of the failed start is left holding GPUs (Ray frees them soon)
