@@ -36,7 +36,6 @@ from agent.executors import Executed, LocalExecutor
 from agent.ray_cluster import (
     CPUS_OF_A_CPU_ALGORITHM,
     CPUS_OF_OTHER_ACTORS,
-    EPSILON,
     RESOURCES,
     Ask,
     capacity,
@@ -243,12 +242,12 @@ class RayExecutor:
     def _look_at_actors(self) -> None:
         """Each actor's state in Ray: up, waiting for a node with room (placement, or re-placement after its
         node was lost), loading, or dead for good. One that waits or loads past its deadline leaves its pool."""
-        waits = self.cfg.ray_waits
-        now, free = time.monotonic(), list(self.state.available_resources_per_node().values())
+        waits, now = self.cfg.ray_waits, time.monotonic()
+        # The pools whose actors the nodes alive cannot all hold: theirs wait for a node with room. (Ray's GCS
+        # shows a placed actor whose worker is still starting as it shows an unplaced one.)
+        held = {g: len(p.actors) + len(p.retiring) for g, p in self.pools.items()}
+        unplaceable = set(place(self.asks, held, list(self.alive.values()))[0])
         for group, pool in self.pools.items():
-            room = any(
-                all(self.asks[group].amount(r) <= node.get(r, 0.0) + EPSILON for r, _, _ in RESOURCES) for node in free
-            )
             idle = set(pool.idle)
             for actor in (*pool.actors, *pool.retiring):
                 if not (info := self.state.actors(actor._actor_id.hex())):
@@ -267,9 +266,8 @@ class RayExecutor:
                     self.went_down[actor] = now
                     if actor in idle:
                         pool.went_down(actor)
-                # Placed (a worker of its own on a node alive), or a node has room for it: it is starting up
-                placed = bool(where.get("Port")) and where.get("NodeID") in self.alive
-                key = "load" if placed or room else "place"
+                placed = bool(where.get("Port")) and where.get("NodeID") in self.alive  # a worker of its own
+                key = "place" if group in unplaceable and not placed else "load"
                 was, since = self.waiting.get(actor, (key, now))
                 since = since if was == key else now
                 self.waiting[actor] = (key, since)
