@@ -24,6 +24,7 @@ from tools.ingest import ingest_input
 from tools.judge import JudgeInput
 from tools.plan_instruction import PlanInstructionInput, PlanInstructionOutput, same_instruction
 from tools.propagate import PropagateInput
+from tools.video_latents import HandedLatents
 
 
 def ingest(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -210,7 +211,8 @@ def propagate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, An
         state,
         "propagate",
     )
-    return {"edited_video": out.edited_video, "made_for": out.made_for.model_dump()}
+    latents = out.latents.model_dump() if out.latents else None
+    return {"edited_video": out.edited_video, "edited_latents": latents, "made_for": out.made_for.model_dump()}
 
 
 def made_for(state: EpisodeState) -> SourceWindow:
@@ -240,6 +242,7 @@ def enhance_temporal(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[
             memory_level=memory_level(state, "enhance_temporal"),
             keyframe_index=window.keyframe_index,
             depth_video=window.depth_video,
+            latents=HandedLatents(**state["edited_latents"]) if state.get("edited_latents") else None,
         ),
         state,
         "enhance_temporal",

@@ -48,6 +48,9 @@ class EpisodeState(EpisodeInput, total=False):
     depth: str | None
     depth_video: str | None
     edited_video: str
+    # The latents the edited video was decoded from (tools.video_latents.HandedLatents), for the enhancer; None
+    # from a propagator without them.
+    edited_latents: dict[str, Any] | None
     enhanced_video: str
     # The source frames the edited video was made for, frame for frame (tools.frame_window.SourceWindow): the
     # clip, or the shorter window of it a backend made (fewer frames at a lower memory level, never stretched).

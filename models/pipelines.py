@@ -26,10 +26,12 @@ VaeDtype = Literal["float32", "bfloat16"]
 log = logging.getLogger(__name__)
 
 
-def load_pipeline(cls_name: str, path: str, dtype: str) -> Any:
+def load_pipeline(cls: str | type, path: str, dtype: str) -> Any:
+    """A diffusers pipeline class (or its name in diffusers) from a local folder."""
     import diffusers
 
-    return getattr(diffusers, cls_name).from_pretrained(path, dtype=torch_dtype(dtype))
+    pipeline = getattr(diffusers, cls) if isinstance(cls, str) else cls
+    return pipeline.from_pretrained(path, dtype=torch_dtype(dtype))
 
 
 def tile_vae(pipe: Any, memory_level: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -196,6 +196,40 @@ class VideoPropagator(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class VideoLatents:
+    """A generated video as its VAE's latents, before the decode: what an enhancer with the same VAE starts from
+    instead of encoding the decoded video again (a VAE encode saved, and the decode -> 8 bits -> encode round
+    trip's loss). Latents mean the same video only to a VAE of the same latent space: `space` is the VAE's
+    z_dim, latents_mean, latents_std and scale factors, compared whole before they are used."""
+
+    latents: np.ndarray  # float [C, T', H', W'], normalised by the space's latents_mean and latents_std
+    space: dict[str, Any]
+    height: int  # the video they decode to, at the generator's working size
+    width: int
+    frames: int
+
+
+@runtime_checkable
+class LatentPropagator(VideoPropagator, Protocol):
+    """A propagator that also hands on its video's latents."""
+
+    def propagate_latents(
+        self,
+        source: np.ndarray,
+        edited_keyframe: np.ndarray,
+        keyframe_index: int,
+        depth: np.ndarray | None,
+        prompt: str,
+        seed: int,
+        memory_level: int = 0,
+        control_strength: float | None = None,
+        category: str = "",
+    ) -> tuple[np.ndarray, VideoLatents]:
+        """propagate()'s video, and the latents it was decoded from."""
+        ...
+
+
 class VideoEnhancer(Protocol):
     spec_id: str
 
@@ -207,6 +241,21 @@ class VideoEnhancer(Protocol):
         self, video: np.ndarray, source: np.ndarray, prompt: str, seed: int, memory_level: int = 0
     ) -> np.ndarray:
         """The video enhanced, its shape (video has frames_made(len(video)) frames)."""
+        ...
+
+
+@runtime_checkable
+class LatentEnhancer(VideoEnhancer, Protocol):
+    """An enhancer that can start from a generator's latents instead of encoding the decoded video."""
+
+    def latents_refused(self, latents: VideoLatents) -> str | None:
+        """Why these latents cannot be its start (another latent space, another working size), or None."""
+        ...
+
+    def enhance_latents(
+        self, latents: VideoLatents, height: int, width: int, prompt: str, seed: int, memory_level: int = 0
+    ) -> np.ndarray:
+        """As enhance() of the video the latents decode to, at height x width (that video's size)."""
         ...
 
 

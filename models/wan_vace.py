@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import WanVACEPipeline
+from diffusers.pipelines.wan.pipeline_wan_vace import retrieve_latents
 from PIL import Image
 
 from models.device_memory import raises_out_of_device_memory
@@ -34,10 +36,79 @@ from models.pipelines import (
     prepare_denoiser,
     tile_vae,
 )
+from models.protocols import VideoLatents
+
+BLANK_SHAPES = 8  # blank halves a pipeline keeps: one per clip shape a run makes (a few memory levels)
+
+
+class WanVACEFullMaskPipeline(WanVACEPipeline):
+    """WanVACEPipeline that encodes the blank half of a full mask once per shape. VACE's context is the control
+    video split by the mask into the part to keep (`video * (1 - mask)`) and the part to generate
+    (`video * mask`), each VAE-encoded. Ditto's mask is all ones (every pixel generated), so the part to keep is
+    an all-zeros video: upstream encodes it on every call, a VAE encode of the whole clip whose latents are the
+    same for every call of one shape. This overrides WanVACEPipeline.prepare_video_latents
+    (diffusers 0.42) for that case only and takes those latents from a cache keyed by what they depend on: the
+    video's shape, the VAE's dtype and device, and whether it encodes in tiles (memory_level > 0); any other mask
+    goes to upstream's method unchanged. The rest is upstream's method as it is: the part to generate, then each
+    reference frame, encoded and normalised."""
+
+    # Made on first use: a pipeline's __init__ takes its registered modules only (from_pretrained reads it).
+    blank_latents: dict[tuple[Any, ...], torch.Tensor]
+
+    def prepare_video_latents(
+        self,
+        video: torch.Tensor,
+        mask: torch.Tensor,
+        reference_images: list[list[torch.Tensor]] | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        if mask is None or video.shape[0] != 1 or not bool((mask > 0.5).all()) or reference_images is None:
+            return super().prepare_video_latents(video, mask, reference_images, generator, device)
+        device = device or self._execution_device
+        vae_dtype = self.vae.dtype
+        video = video.to(dtype=vae_dtype)
+        keep = self.blank_part_latents(video, generator, device)
+        latent = torch.cat([keep, self.normalised_latents(video, generator, device)], dim=1)[0]
+        for image in reference_images[0]:
+            reference = self.normalised_latents(image.to(dtype=vae_dtype)[None, :, None], generator, device)[0]
+            latent = torch.cat([torch.cat([reference, torch.zeros_like(reference)], dim=0), latent], dim=1)
+        return latent[None]
+
+    def normalised_latents(self, video: torch.Tensor, generator: Any, device: torch.device) -> torch.Tensor:
+        """Upstream's encode and normalisation, in float32 then back to the VAE's dtype, as it does them."""
+        space = latent_space(self)
+        mean = torch.tensor(space["latents_mean"], device=device, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        scale = 1.0 / torch.tensor(space["latents_std"], device=device, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        latents = retrieve_latents(self.vae.encode(video), generator, sample_mode="argmax")
+        return ((latents.float() - mean) * scale).to(self.vae.dtype)
+
+    def blank_part_latents(self, video: torch.Tensor, generator: Any, device: torch.device) -> torch.Tensor:
+        key = (tuple(video.shape), video.dtype, str(device), bool(getattr(self.vae, "use_tiling", False)))
+        cache = self.__dict__.setdefault("blank_latents", {})
+        if key not in cache:
+            if len(cache) >= BLANK_SHAPES:
+                cache.clear()
+            cache[key] = self.normalised_latents(torch.zeros_like(video), generator, device)
+        return cache[key]
+
+
+def latent_space(pipe: Any) -> dict[str, Any]:
+    """What a Wan pipeline's latents mean: its VAE's channels, normalisation and scale factors. Two pipelines can
+    hand latents to each other only where these are equal (Wan2.1's VAE: Wan2.1-VACE, Wan2.1-T2V and Wan2.2
+    A14B; not Wan2.2 TI2V-5B's, 48 channels at 16x)."""
+    config = pipe.vae.config
+    return {
+        "z_dim": int(config.z_dim),
+        "latents_mean": [float(v) for v in config.latents_mean],
+        "latents_std": [float(v) for v in config.latents_std],
+        "scale_factor_temporal": int(pipe.vae_scale_factor_temporal),
+        "scale_factor_spatial": int(pipe.vae_scale_factor_spatial),
+    }
 
 
 def load_wan_pipeline(
-    cls_name: str,
+    cls: str | type,
     path: str,
     dtype: str,
     vae_dtype: VaeDtype,
@@ -49,7 +120,7 @@ def load_wan_pipeline(
     """The pipeline with its denoiser prepared (LoRA, attention, quantization), not yet placed, and the attention
     backend that runs."""
     check_quantization(step, device, denoiser.quantization)
-    pipe = load_pipeline(cls_name, path, dtype)
+    pipe = load_pipeline(cls, path, dtype)
     prepare_wan_pipeline(pipe, vae_dtype, flow_shift)
     return pipe, prepare_denoiser(pipe, step, device, denoiser)
 
@@ -80,12 +151,20 @@ def generate_video(
     steps: int,
     guidance_scale: float,
     seed: int,
-) -> np.ndarray:
+) -> tuple[np.ndarray, torch.Tensor]:
     """One VACE call as the backend makes it (bench/gpu_costs.py times this too): every pixel of every frame of
-    the control video's size generated, the reference frame beside it; frames as floats in [0, 1]."""
+    the control video's size generated, the reference frame beside it. The frames as floats in [0, 1], and the
+    latents the pipeline decoded them from ([1, C, T', H', W'], normalised; the reference frame's taken off, as
+    the pipeline takes it off before its decode), kept from its last step's callback."""
     frames, height, width = control.shape[:3]
+    final: dict[str, torch.Tensor] = {}
+
+    def keep_latents(_pipe: Any, _step: int, _timestep: Any, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        final["latents"] = tensors["latents"]
+        return {}
+
     with torch.inference_mode():
-        return pipe(
+        video = pipe(
             video=to_pil(control),
             mask=[Image.new("L", (width, height), 255)] * frames,  # generate every pixel
             reference_images=[Image.fromarray(reference)],
@@ -98,7 +177,9 @@ def generate_video(
             guidance_scale=guidance_scale,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="np",
+            callback_on_step_end=keep_latents,
         ).frames[0]
+    return video, final["latents"][:, :, 1:]  # one reference frame, first in time
 
 
 class WanVacePropagator:
@@ -125,7 +206,7 @@ class WanVacePropagator:
     ) -> None:
         denoiser = Denoiser(lora_path, lora_scale, attention, quantization)
         pipe, runs = load_wan_pipeline(
-            "WanVACEPipeline", path, dtype, vae_dtype, flow_shift, "propagator", device, denoiser
+            WanVACEFullMaskPipeline, path, dtype, vae_dtype, flow_shift, "propagator", device, denoiser
         )
         self.pipe = place_pipeline(pipe, device, cpu_offload)
         self.device, self.steps, self.guidance_scale = device, steps, guidance_scale
@@ -153,7 +234,6 @@ class WanVacePropagator:
     def frames_made(self, frames: int) -> int:
         return min(wan_frame_count(frames), self.num_frames)
 
-    @raises_out_of_device_memory
     def propagate(
         self,
         source: np.ndarray,
@@ -164,8 +244,25 @@ class WanVacePropagator:
         seed: int,
         memory_level: int = 0,
         control_strength: float | None = 1.0,
-        category: str = "",  # the prompt says what the edit is
+        category: str = "",
     ) -> np.ndarray:
+        return self.propagate_latents(
+            source, edited_keyframe, keyframe_index, depth, prompt, seed, memory_level, control_strength, category
+        )[0]
+
+    @raises_out_of_device_memory
+    def propagate_latents(
+        self,
+        source: np.ndarray,
+        edited_keyframe: np.ndarray,
+        keyframe_index: int,
+        depth: np.ndarray | None,
+        prompt: str,
+        seed: int,
+        memory_level: int = 0,
+        control_strength: float | None = 1.0,
+        category: str = "",  # the prompt says what the edit is
+    ) -> tuple[np.ndarray, VideoLatents]:
         if depth is None or control_strength is None:
             raise ValueError("WanVACE propagation needs a depth video: configure backends.depth")
         num_frames = len(source)
@@ -175,8 +272,17 @@ class WanVacePropagator:
         reference = resize(edited_keyframe[None], self.width, self.height)[0]
         with self.lock:
             tile_vae(self.pipe, memory_level)
-            frames = generate_video(
+            frames, latents = generate_video(
                 self.pipe, control, reference, prompt, self.negative_prompt, self.steps, self.guidance_scale, seed
             )
         out = to_uint8(np.asarray(frames))
-        return resize(out, source.shape[2], source.shape[1])
+        # float16 on the host: normalised latents are of order 1, where float16 keeps 11 bits, more than the
+        # bfloat16 the enhancer's transformer reads them in (8); 12 MB for a 1280x720x101 video.
+        handed = VideoLatents(
+            latents=latents[0].to("cpu", torch.float16).numpy(),
+            space=latent_space(self.pipe),
+            height=self.height,
+            width=self.width,
+            frames=num_frames,
+        )
+        return resize(out, source.shape[2], source.shape[1]), handed

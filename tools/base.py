@@ -103,7 +103,8 @@ class ToolContext:
     io: ArtifactIO
     prompts: PromptBook
     rendered: list[RenderedPrompt] = field(default_factory=list)
-    # What a model call reported (latency, tokens, transport retries, response format), kept in the trace.
+    # What a model call reported (latency, tokens, transport retries, response format; what an enhancer started
+    # from), kept in the trace.
     usage: dict[str, Any] = field(default_factory=dict)
 
     def render(self, name: str, **variables: str | int | float | list[str]) -> str:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from models.protocols import VideoEnhancer
+from models.protocols import LatentEnhancer, VideoEnhancer, VideoLatents
 from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 from tools.frame_window import SourceWindow, frames_to_make, window_of, window_start
+from tools.video_latents import HandedLatents, taken
 
 
 class EnhanceTemporalInput(BaseModel, frozen=True, extra="forbid"):
@@ -19,6 +20,9 @@ class EnhanceTemporalInput(BaseModel, frozen=True, extra="forbid"):
     memory_level: int = 0  # raised after an out-of-memory error: half the frames per level, a tiled VAE
     keyframe_index: int = 0  # the key frame's place in the clip: a shorter window keeps it
     depth_video: ArtifactRef | None = None  # the depth video of the same frames: cut with the source
+    # The latents `video` was decoded from (propagate's output): the enhancer starts from them where it can,
+    # instead of encoding the video again.
+    latents: HandedLatents | None = None
 
 
 class EnhanceTemporalOutput(BaseModel, frozen=True):
@@ -27,7 +31,8 @@ class EnhanceTemporalOutput(BaseModel, frozen=True):
 
 
 class EnhanceTemporal(Tool):
-    name, version = "enhance_temporal", "2"  # 2: fewer frames are made for a window of the video, never stretched
+    # 2: fewer frames are made for a window of the video, never stretched; 3: from the propagation's latents
+    name, version = "enhance_temporal", "3"
     Input, Output = EnhanceTemporalInput, EnhanceTemporalOutput
     backend_step = "enhancer"
 
@@ -44,10 +49,18 @@ class EnhanceTemporal(Tool):
         count = frames_to_make(self.enhancer.frames_made, len(video), inp.memory_level)
         start = window_start(inp.keyframe_index, len(video), count)
         window = video[start : start + count]
+        latents, why_not = self.handed_latents(inp, ctx, start, count)
+        ctx.usage["started_from"] = "the propagation's latents" if latents else f"the video, encoded: {why_not}"
         # An empty prompt, as in the paper's enhancer script: the pass restores, it does not re-edit.
-        enhanced = self.enhancer.enhance(
-            window, source[start : start + count], prompt="", seed=inp.seed, memory_level=inp.memory_level
-        )
+        if latents is not None and isinstance(self.enhancer, LatentEnhancer):
+            height, width = window.shape[1:3]
+            enhanced = self.enhancer.enhance_latents(
+                latents, height, width, prompt="", seed=inp.seed, memory_level=inp.memory_level
+            )
+        else:
+            enhanced = self.enhancer.enhance(
+                window, source[start : start + count], prompt="", seed=inp.seed, memory_level=inp.memory_level
+            )
         if enhanced.shape != window.shape:
             raise ToolError(
                 "tool_failed",
@@ -58,3 +71,20 @@ class EnhanceTemporal(Tool):
         return EnhanceTemporalOutput(
             enhanced_video=ctx.io.write_video(enhanced, fps, kind="enhanced_video"), made_for=made_for
         )
+
+    def handed_latents(
+        self, inp: EnhanceTemporalInput, ctx: ToolContext, start: int, count: int
+    ) -> tuple[VideoLatents | None, str]:
+        """The handed latents the enhancer starts from, or None and why it encodes the video instead."""
+        handed = inp.latents
+        if handed is None:
+            return None, "no latents handed (a propagator without them, or its call made before they were)"
+        if not isinstance(self.enhancer, LatentEnhancer):
+            return None, f"the enhancer {self.enhancer.spec_id} does not start from latents"
+        if handed.video != inp.video:
+            return None, "the latents are of another video"
+        if (start, count) != (0, handed.frames):
+            return None, f"frames {start}-{start + count - 1} enhanced, the latents are of all {handed.frames}"
+        latents = taken(ctx, handed)
+        why_not = self.enhancer.latents_refused(latents)
+        return (None, why_not) if why_not else (latents, "")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from models.protocols import VideoPropagator
+from models.protocols import LatentPropagator, VideoPropagator
 from tools.base import ArtifactRef, Tool, ToolContext, ToolError
 from tools.frame_window import SourceWindow, frames_to_make, window_of, window_start
+from tools.video_latents import HandedLatents, hand_on
 
 
 class PropagateInput(BaseModel, frozen=True, extra="forbid"):
@@ -30,6 +31,9 @@ class PropagateInput(BaseModel, frozen=True, extra="forbid"):
 class PropagateOutput(BaseModel, frozen=True):
     edited_video: ArtifactRef
     made_for: SourceWindow  # the source frames the video was made for, frame for frame
+    # The latents the video was decoded from, for the enhancer (tools/video_latents.py); None from a backend
+    # that has none, and in the outputs of calls made before they were handed on (the video is the same).
+    latents: HandedLatents | None = None
 
 
 class Propagate(Tool):
@@ -50,20 +54,17 @@ class Propagate(Tool):
         start = window_start(inp.keyframe_index, len(source), count)
         window = source[start : start + count]
         depth = ctx.io.read_array(inp.depth).astype("float32")[start : start + count] if inp.depth else None
-        video = self.propagator.propagate(
-            window,
-            ctx.io.read_image(inp.edited_keyframe),
-            inp.keyframe_index - start,
-            depth,
-            inp.prompt,
-            inp.seed,
-            memory_level=inp.memory_level,
-            control_strength=inp.control_strength,
-            category=inp.category,
-        )
+        args = (window, ctx.io.read_image(inp.edited_keyframe), inp.keyframe_index - start, depth, inp.prompt, inp.seed)
+        options = {"memory_level": inp.memory_level, "control_strength": inp.control_strength, "category": inp.category}
+        if isinstance(self.propagator, LatentPropagator):
+            video, latents = self.propagator.propagate_latents(*args, **options)
+        else:
+            video, latents = self.propagator.propagate(*args, **options), None
         if video.shape != window.shape:
             raise ToolError(
                 "tool_failed", f"the propagator returned {video.shape}, expected {window.shape}", field="edited_video"
             )
         made_for = window_of(ctx, inp.clip, source, fps, inp.depth_video, inp.keyframe_index, start, count)
-        return PropagateOutput(edited_video=ctx.io.write_video(video, fps, kind="edited_video"), made_for=made_for)
+        edited = ctx.io.write_video(video, fps, kind="edited_video")
+        handed = hand_on(ctx, latents, edited) if latents is not None else None
+        return PropagateOutput(edited_video=edited, made_for=made_for, latents=handed)

@@ -71,6 +71,11 @@ def test_tiny_run_accepts_samples_through_every_real_class_and_trains_editto(
         assert json.loads(record)["planner"].startswith("qwen2.5-vl:")  # the VLM wrote it, not a fallback
         assert json.loads(record)["control_strength"] in (0.25, 0.125)  # the category's, or lowered once
         assert (out / "dataset" / folder / "depth.mp4").is_file()
+    # The enhancer starts from the propagation's latents (the same VAE at the same size), as its trace says.
+    started = db.execute(
+        "select usage_json from toolcall where tool = 'enhance_temporal' and error_kind is null"
+    ).fetchall()
+    assert started and {json.loads(usage)["started_from"] for (usage,) in started} == {"the propagation's latents"}
     # Each clip's depth spans black to white; at strength 0.25 the control VACE is given spans a quarter of that
     # around neutral grey, 127.5 +- 32.
     spans = [float(np.abs(control - 127.5).max()) for control in controls]
