@@ -6,10 +6,13 @@ preset's settings (configs/<preset>.yaml: steps, CFG passes, FP8, attention kern
 
 For the two Wan stages, every part a call does is timed `--repeats` times after a warm-up, its inputs made on the
 device before the clock starts: the text encoder (512 UMT5 tokens per prompt), one transformer pass (times the
-passes a call runs: steps x 2 under CFG), and the VAE's encodes and decode as the pipeline does them (VACE
-encodes the control video twice and the reference frame once). Then the whole call, timed as the backend makes
-it (models/wan_vace.generate_video, models/wan_enhance.enhance_video: the diffusers pipeline with its scheduler,
-text encoder, host-device copies and pre/post-processing), `--call-repeats` times, beside the sum of its parts.
+passes a call runs: steps x 2 under CFG), and the VAE's encodes and decode as the product's pipelines do them
+(VACE encodes the control video and the reference frame, the control's blank half once per shape:
+models/wan_vace.WanVACEFullMaskPipeline; the enhancer only decodes where the preset hands it the propagation's
+latents, bench/stages.hands_latents, else it encodes the video too). Then the whole call, timed as the backend
+makes it (models/wan_vace.generate_video; models/wan_enhance.enhance_latents, or enhance_video where nothing is
+handed: the diffusers pipeline with its scheduler, text encoder, host-device copies and pre/post-processing),
+`--call-repeats` times, beside the sum of its parts.
 The editor: one transformer pass and its VAE; the judge: one whole generate (vision tower, prefill, the answer's
 tokens; random tokens, never stopping early, without the grammar mask, which bench/decoding.py measures).
 
@@ -55,11 +58,11 @@ from bench.meta_flops import (
     wan_vae_decode,
     wan_vae_encode,
 )
-from bench.stages import TOKENS, preset_backends, prompt_tokens, qwen_image_size, wan_latent_frames
+from bench.stages import TOKENS, hands_latents, preset_backends, prompt_tokens, qwen_image_size, wan_latent_frames
 from models.frames import torch_dtype
 from models.pipelines import quantize_fp8, set_attention
-from models.wan_enhance import enhance_video
-from models.wan_vace import depth_control, generate_video, prepare_wan_pipeline
+from models.wan_enhance import enhance_latents, enhance_video
+from models.wan_vace import WanVACEFullMaskPipeline, depth_control, generate_video, prepare_wan_pipeline
 
 SIZES = {  # clip (height, width, frames), key frame (height, width), key-frame editor's side, VL frames
     "480p": ((480, 832, 81), (468, 832), 1024, 16),
@@ -238,7 +241,6 @@ def wan_pipeline(bench: Bench, vace: bool, spec: dict[str, Any]) -> Any:
         AutoencoderKLWan,
         UniPCMultistepScheduler,
         WanTransformer3DModel,
-        WanVACEPipeline,
         WanVACETransformer3DModel,
         WanVideoToVideoPipeline,
     )
@@ -255,7 +257,7 @@ def wan_pipeline(bench: Bench, vace: bool, spec: dict[str, Any]) -> Any:
     else:
         transformer = bench.built(lambda: WanTransformer3DModel(**TRANSFORMERS[model]))
     vae_dtype = spec.get("vae_dtype", "float32") if bench.dtype != torch.float32 else "float32"
-    cls = WanVACEPipeline if vace else WanVideoToVideoPipeline
+    cls = WanVACEFullMaskPipeline if vace else WanVideoToVideoPipeline
     pipe = cls(
         tokenizer=tokenizer,
         text_encoder=bench.built(lambda: UMT5EncoderModel(UMT5Config(**text))),
@@ -268,7 +270,8 @@ def wan_pipeline(bench: Bench, vace: bool, spec: dict[str, Any]) -> Any:
     return pipe
 
 
-def bench_wan(bench: Bench, preset: str, spec: dict[str, Any], vace: bool) -> None:
+def bench_wan(bench: Bench, preset: str, spec: dict[str, Any], vace: bool, handed: bool = False) -> None:
+    """One Wan stage; `handed`: the enhancer starts from the propagation's latents (no encode)."""
     step, stage = ("propagator", "propagate") if vace else ("enhancer", "enhance_temporal")
     model = "vace-14b" if bench.real else "tiny"
     height, width, frames = bench.clip
@@ -307,25 +310,28 @@ def bench_wan(bench: Bench, preset: str, spec: dict[str, Any], vace: bool) -> No
     mfu = pass_mfu(bench, flops, lambda: transformer(**inputs), what.split(",")[0])
     bench.report(preset, stage, f"transformer pass ({what})", one, mfu)
 
-    # 3. The VAE: the clip encoded (twice for VACE's control video, whose masked half is zeros), VACE's
-    # reference frame encoded, the result decoded; warmed up on 5 frames (at 720p a clip takes seconds).
+    # 3. The VAE as a call runs it once under way: VACE's control video and reference frame encoded (its blank
+    # half is cached), the enhancer's video encoded unless it is handed the latents; the result decoded. Warmed up
+    # on 5 frames (at 720p a clip takes seconds).
     video = bench.randn(1, 3, frames, height, width, dtype=vae.dtype)
     latents = bench.randn(1, 16, wan_latent_frames(frames), height // 8, width // 8, dtype=vae.dtype)
+    encodes = 0 if handed else 1
 
     def coding() -> None:
-        for _ in range(2 if vace else 1):
+        for _ in range(encodes):
             vae.encode(video).latent_dist.mode()
         if vace:
             vae.encode(video[:, :, :1]).latent_dist.mode()
         vae.decode(latents)
 
     coded = bench.time(coding, warm_up=lambda: vae.decode(vae.encode(video[:, :, :5]).latent_dist.mode()))
-    vae_flops = (2 if vace else 1) * wan_vae_encode(frames, height, width) + wan_vae_decode(
+    vae_flops = encodes * wan_vae_encode(frames, height, width) + wan_vae_decode(
         wan_latent_frames(frames), height, width
     )
     vae_flops += wan_vae_encode(1, height, width) if vace else 0.0
     kind = "tf32" if vae.dtype == torch.float32 else "bf16"
-    bench.report(preset, stage, "VAE encodes + decode", coded, bench.mfu(vae_flops.total, coded.mean, kind))
+    part = "VAE encodes + decode" if vace else "VAE encode + decode" if encodes else "VAE decode (latents handed on)"
+    bench.report(preset, stage, part, coded, bench.mfu(vae_flops.total, coded.mean, kind))
 
     # 4. The whole call as the backend makes it, beside the sum of its parts.
     parts = text.mean + passes * one.mean + coded.mean
@@ -334,6 +340,13 @@ def bench_wan(bench: Bench, preset: str, spec: dict[str, Any], vace: bool) -> No
         if vace:
             control = depth_control(clip[..., 0].astype(np.float32) / 255, 1.0)
             call = partial(generate_video, pipe, control, clip[0], "a video", "", spec["steps"], cfg_scale, 0)
+            device = pipe._execution_device
+            blank = torch.zeros(1, 3, frames, height, width, dtype=vae.dtype, device=device)
+            with torch.inference_mode():  # the blank half cached, as a run's first call leaves it
+                pipe.blank_part_latents(blank, None, device)
+        elif handed:
+            start = bench.randn(1, 16, wan_latent_frames(frames), height // 8, width // 8, dtype=torch.float32)
+            call = partial(enhance_latents, pipe, start, "", spec["steps"], spec["strength"], cfg_scale, 0)
         else:
             call = partial(enhance_video, pipe, clip, "", spec["steps"], spec["strength"], cfg_scale, 0)
         whole = bench.time(call, repeats=bench.call_repeats, warm_up=lambda: None)  # the parts warmed it up
@@ -458,9 +471,9 @@ def main() -> None:
                 if stage == "edit":
                     bench_editor(bench, preset, specs["editor"])
                 else:
-                    bench_wan(
-                        bench, preset, specs["propagator" if stage == "propagate" else "enhancer"], stage == "propagate"
-                    )
+                    vace = stage == "propagate"
+                    spec = specs["propagator" if vace else "enhancer"]
+                    bench_wan(bench, preset, spec, vace, handed=not vace and hands_latents(specs))
                 free(bench)  # the stage's models went with its frame
             bench.say(f"# {stage}: {time.perf_counter() - started:.0f} s")
             free(bench)

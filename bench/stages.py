@@ -150,13 +150,17 @@ def fp8_mark(spec: dict[str, Any]) -> str:
     return fp8 + (", SageAttention" if spec.get("attention") == "sage" else "")
 
 
-def propagate(spec: dict[str, Any], sizes: dict[str, Any], reference: bool = True) -> Flops:
+def propagate(spec: dict[str, Any], sizes: dict[str, Any], reference: bool = True, blank_cached: bool = True) -> Flops:
+    """VACE's call: the control video encoded, and its blank half (all zeros under Ditto's full mask) only once per
+    shape with `blank_cached` (models/wan_vace.WanVACEFullMaskPipeline: none per call once a run is under way),
+    the reference frame, the decode, the passes and the prompt."""
     height, width, frames = sizes["clip"]
     n, quick = passes(spec["guidance_scale"]), sizes.get("quick", False)
     latent = wan_latent_frames(frames)
     forward = wan_forward(wan_size(spec["path"], quick), latent + reference, height, width, True)
     transformer = (spec["steps"] * n * forward).run_in(spec.get("quantization", "none"))
-    encode = 2 * wan_vae_encode(frames, height, width) + reference * wan_vae_encode(1, height, width)
+    videos = 1 if blank_cached else 2
+    encode = videos * wan_vae_encode(frames, height, width) + reference * wan_vae_encode(1, height, width)
     text = n * t5_encoder("umt5_xxl", TOKENS["wan_text"], quick)
     return transformer + encode + wan_vae_decode(latent, height, width) + text
 
@@ -167,13 +171,27 @@ def propagate_name(spec: dict[str, Any]) -> str:
 
 
 def enhance(spec: dict[str, Any], sizes: dict[str, Any]) -> Flops:
+    """The enhancer's call: started from the propagation's latents where sizes["handed"] says it is (no encode),
+    else from an encode of the video; its passes, the decode, the prompt."""
     height, width, frames = sizes["clip"]
     latent, n, quick = wan_latent_frames(frames), passes(spec["guidance_scale"]), sizes.get("quick", False)
     steps = int(spec["steps"] * spec["strength"])  # diffusers' video-to-video runs this many of the schedule
     forward = wan_forward(wan_size(spec["path"], quick), latent, height, width, False)
     transformer = (steps * n * forward).run_in(spec.get("quantization", "none"))
-    coding = wan_vae_encode(frames, height, width) + wan_vae_decode(latent, height, width)
+    encode = 0.0 if sizes.get("handed", False) else wan_vae_encode(frames, height, width)
+    coding = encode + wan_vae_decode(latent, height, width)
     return transformer + coding + n * t5_encoder("umt5_xxl", TOKENS["wan_text"], quick)
+
+
+def hands_latents(backends: dict[str, dict[str, Any]]) -> bool:
+    """Whether a run hands the propagation's latents to the enhancer, modelled from the config as the run decides
+    it (tools/enhance_temporal.py): Wan VACE to Wan's video-to-video enhancer at the same working size, the whole
+    video (memory level 0, as every stage here is priced). Both VAEs are taken to be Wan2.1's, which this file
+    counts (meta_flops.wan_vae) and every Wan checkpoint of the presets ships; a run compares the VAEs' configs
+    themselves and encodes the video where they differ."""
+    propagator, enhancer = backends["propagator"], backends["enhancer"]
+    kinds = (propagator.get("kind"), enhancer.get("kind")) == ("wan_vace", "wan_v2v")
+    return kinds and all(propagator.get(k) == enhancer.get(k) for k in ("height", "width"))
 
 
 def enhance_name(spec: dict[str, Any]) -> str:
@@ -245,7 +263,7 @@ def vl_stage(
 def stages(preset: str, quick: bool = False, alternatives: bool = True) -> list[Stage]:
     """Every neural stage of the preset at its own size (`quick`: at tiny sizes, on models cut short)."""
     backends = preset_backends(preset)
-    sizes = QUICK_SIZES if quick else preset_sizes(preset)
+    sizes = {**(QUICK_SIZES if quick else preset_sizes(preset)), "handed": hands_latents(backends)}
     size = size_name(sizes)
     clip, keyframe = sizes["clip"], sizes["keyframe"]
     kf = vl_grid(*keyframe, 1, 448 * 448)
@@ -316,6 +334,6 @@ def editto_stages() -> list[Stage]:
     for steps, cfg in ((4, 1.2), (50, 5.0)):
         spec = {"path": "Wan2.1-VACE-14B-diffusers", "steps": steps, "guidance_scale": cfg}
         name = f"Editto (VACE-14B) {steps} steps CFG {cfg:g}, 480x832x73"
-        flops = propagate(spec, {"clip": EDITTO}, reference=False)
+        flops = propagate(spec, {"clip": EDITTO}, reference=False, blank_cached=False)  # a plain WanVACEPipeline
         out.append(Stage("edit_with_editto", name, "832x480x73", flops, default=steps == 4))
     return out

@@ -36,6 +36,11 @@ def test_gpu_cost_script_times_every_part_of_every_stage_and_the_whole_calls_at_
     assert "1 transformer pass a call" in next(x for x in lines if x.startswith("fast   enhance_temporal"))
     # The fast preset's SageAttention cannot run on a CPU: PyTorch's runs, and the line says so.
     assert next(x for x in lines if x.startswith("fast   propagate")).split()[2] == "native,"
+    # What a call runs once under way: VACE's control video and reference frame encoded (its blank half cached),
+    # the enhancer started from the propagation's latents (the fast preset hands them), so it only decodes.
+    wan_lines = [x for x in lines if x.startswith(("fast   propagate", "fast   enhance_temporal")) and "runs [" in x]
+    vae = [x[25:71].strip() for x in wan_lines if " VAE " in x]
+    assert vae == ["VAE encodes + decode", "VAE decode (latents handed on)"]
     whole = [x for x in lines if "whole call" in x]
     assert len(whole) == 2 and all("sum of parts" in x for x in whole)  # each Wan call beside its parts
     assert log.read_text().splitlines() == [x for x in lines if x.strip()]  # the raw log holds what it printed
