@@ -150,17 +150,16 @@ def fp8_mark(spec: dict[str, Any]) -> str:
     return fp8 + (", SageAttention" if spec.get("attention") == "sage" else "")
 
 
-def propagate(spec: dict[str, Any], sizes: dict[str, Any], reference: bool = True, blank_cached: bool = True) -> Flops:
-    """VACE's call: the control video encoded, and its blank half (all zeros under Ditto's full mask) only once per
-    shape with `blank_cached` (models/wan_vace.WanVACEFullMaskPipeline: none per call once a run is under way),
-    the reference frame, the decode, the passes and the prompt."""
+def propagate(spec: dict[str, Any], sizes: dict[str, Any], reference: bool = True) -> Flops:
+    """VACE's call (propagation's, and Editto's edit): the control video encoded, its blank half (all zeros under a
+    full mask) only once per shape (models/wan_vace.WanVACEFullMaskPipeline: no encode per call once a run is under
+    way), the reference frame, the decode, the passes and the prompt."""
     height, width, frames = sizes["clip"]
     n, quick = passes(spec["guidance_scale"]), sizes.get("quick", False)
     latent = wan_latent_frames(frames)
     forward = wan_forward(wan_size(spec["path"], quick), latent + reference, height, width, True)
     transformer = (spec["steps"] * n * forward).run_in(spec.get("quantization", "none"))
-    videos = 1 if blank_cached else 2
-    encode = videos * wan_vae_encode(frames, height, width) + reference * wan_vae_encode(1, height, width)
+    encode = wan_vae_encode(frames, height, width) + reference * wan_vae_encode(1, height, width)
     text = n * t5_encoder("umt5_xxl", TOKENS["wan_text"], quick)
     return transformer + encode + wan_vae_decode(latent, height, width) + text
 
@@ -320,10 +319,11 @@ def stages(preset: str, quick: bool = False, alternatives: bool = True) -> list[
 
 def editto_sample(height: int, width: int, frames: int, quick: bool = False) -> Flops:
     """One training sample of Editto: the transformer's forward and backward (the reference frame in, as the
-    curriculum starts), the VAE encodes of both clips and the reference, the instruction's text encoding."""
+    curriculum starts), the VAE encodes of both clips (the source's blank half is cached: WanVACEFullMaskPipeline)
+    and the reference, the instruction's text encoding."""
     latent = wan_latent_frames(frames) + 1
     step = editto_train_step("tiny" if quick else "vace-14b", latent, height, width)
-    coding = 3 * wan_vae_encode(frames, height, width) + wan_vae_encode(1, height, width)
+    coding = 2 * wan_vae_encode(frames, height, width) + wan_vae_encode(1, height, width)
     return coding + step + t5_encoder("umt5_xxl", TOKENS["wan_text"], quick)
 
 
@@ -334,6 +334,6 @@ def editto_stages() -> list[Stage]:
     for steps, cfg in ((4, 1.2), (50, 5.0)):
         spec = {"path": "Wan2.1-VACE-14B-diffusers", "steps": steps, "guidance_scale": cfg}
         name = f"Editto (VACE-14B) {steps} steps CFG {cfg:g}, 480x832x73"
-        flops = propagate(spec, {"clip": EDITTO}, reference=False, blank_cached=False)  # a plain WanVACEPipeline
+        flops = propagate(spec, {"clip": EDITTO}, reference=False)
         out.append(Stage("edit_with_editto", name, "832x480x73", flops, default=steps == 4))
     return out

@@ -61,6 +61,7 @@ from models.protocols import (
     Triplet,
     TripletFiles,
 )
+from models.wan_vace import WanVACEFullMaskPipeline
 
 log = logging.getLogger(__name__)
 BASE = "base"  # the id of the untrained weights
@@ -139,7 +140,9 @@ class EdittoTrainer:
         self.workers, self.global_batch = workers, global_batch
         self.accumulation = global_batch // (workers * PER_DEVICE_BATCH)
         self.checkpoint_every, self.max_failures = checkpoint_every, max_failures
-        self.pipe = load_pipeline("WanVACEPipeline", path, dtype)  # in host memory until it is known to fit
+        # In host memory until it is known to fit. Its condition's blank half (the source under a full mask) is
+        # encoded once per shape, as propagation's is: one VAE encode of the clip fewer per training sample and edit.
+        self.pipe = load_pipeline(WanVACEFullMaskPipeline, path, dtype)
         self.dtype = torch_dtype(dtype)  # the frozen weights'; what trains is float32
         self.pipe.vae.to(torch.float32)
         self.pipe.set_progress_bar_config(disable=True)
