@@ -152,10 +152,9 @@ class Probe(BaseModel):
     clip: str = "a.mp4"
 
 
-def call_keys(cfg, prompts: Path | None, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    engine = open_engine(f"sqlite:///{tmp_path / 'keys.sqlite'}")
+def call_keys(cfg, prompts: Path | None, io: ArtifactStore) -> dict[str, str]:  # type: ignore[no-untyped-def]
     tools = declare_tools(cfg.tools, cfg.backends, TOOLS)
-    caller = ToolCaller(engine, tools, ArtifactStore(tmp_path, engine), PromptBook(prompts))
+    caller = ToolCaller(io.engine, tools, io, PromptBook(prompts))
     return {name: caller.call_key(tool, Probe()) for name, tool in tools.items()}
 
 
@@ -181,11 +180,12 @@ def test_an_edited_template_runs_again_only_the_calls_whose_backend_reads_it(pro
     if profile == "tiny":
         pytest.importorskip("torch")
     cfg = load_config(profile)
-    before = call_keys(cfg, None, tmp_path)
+    io = ArtifactStore(tmp_path, open_engine(f"sqlite:///{tmp_path / 'keys.sqlite'}"))
+    before = call_keys(cfg, None, io)
     for template, rerun in EDITED_TEMPLATES_RERUN[profile].items():
         folder = tmp_path / template
         folder.mkdir()
         comment = "\n# edited\n" if template.endswith(".yaml") else "\n{# edited #}\n"
         (folder / template).write_text(PromptBook().source(template).text + comment)
-        after = call_keys(cfg, folder, tmp_path)
+        after = call_keys(cfg, folder, io)
         assert {name for name in before if after[name] != before[name]} == rerun, template
