@@ -102,3 +102,23 @@ def test_each_bench_shown_runs_its_main_in_ci() -> None:
         assert f'"bench.{module}"' in tests or f'bench("{module}"' in tests, (
             f"python -m bench.{module}: no test runs it"
         )
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors a page's headings get (as GitHub makes them)."""
+    headings = re.findall(r"(?m)^#+ (.+)$", page.read_text(encoding="utf-8"))
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_between_the_pages_resolves() -> None:
+    """README's contents and the pages' cross-references: the file exists, and the heading a link names."""
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (page.parent / file).resolve() if file else page
+            if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest)):
+                broken.append(f"{page.name}: {target}")
+    assert not broken
