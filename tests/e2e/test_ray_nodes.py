@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from agent.config import deep_merge, load_config
+from agent.faults import PoolStop
 from agent.ray_pools import RayExecutor
 from agent.runner import Factory
 from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
@@ -182,3 +183,41 @@ def test_a_node_lost_after_loading_shrinks_the_pools_and_one_added_grows_them(
     assert lines(caplog, shrunk) and lines(caplog, grown)
     same_as_undisturbed(factory, undisturbed)
     cluster.remove_node(joined)
+
+
+def test_a_pool_whose_only_node_is_lost_stops_the_run_resumably_within_its_deadline(
+    tmp_path: Path, cluster: Any, undisturbed: dict[str, Any]
+) -> None:
+    """Propagation on a GPU that only node_b has: node_b lost, its actor finds no node with room within
+    ray_waits.place_s (5 s here, 300 by default), and the run stops in one line naming the pool and what it
+    lacks. A node with a GPU joins, and the same run resumed ends as an undisturbed one."""
+    node_b = cluster.add_node(num_cpus=2, num_gpus=1)
+    with ScriptedLLMServer([Reply(plan_json())]) as server:
+        pools = {"propagate": {"gpus": 1}}
+        cfg = one_clip_config(
+            tmp_path, config_maker(tmp_path), server.url, concurrency=1, pools=pools, ray_waits={"place_s": 5}
+        )
+        factory = Factory(cfg)
+        stopped: list[BaseException | None] = []
+        run = threading.Thread(target=lambda: stopped.append(catch(factory.execute)), daemon=True)
+        run.start()  # in a thread: Ray's helper adds and removes nodes only from the main thread
+        until(lambda: bool(server.requests))
+        cluster.remove_node(node_b)
+        run.join(120)
+        assert isinstance(stopped[0], PoolStop), stopped
+        said = str(stopped[0])
+        assert said.startswith("Ray pool propagate has no actor left: no node had room for an actor (1 GPUs")
+        assert "ray_waits.place_s (5 s)" in said and "\n" not in said
+        gpu_node = cluster.add_node(num_cpus=2, num_gpus=1)
+        resumed = Factory(cfg, run_id=factory.run.id)
+        resumed.execute()
+    same_as_undisturbed(resumed, undisturbed)
+    cluster.remove_node(gpu_node)
+
+
+def catch(run: Callable[[], Any]) -> BaseException | None:
+    try:
+        run()
+    except BaseException as err:  # noqa: BLE001 -- handed to the test
+        return err
+    return None
