@@ -2,7 +2,9 @@
 
 Ray leaves an actor it cannot place pending forever and says so only in its monitor log, so the pools'
 reservations are compared with what the cluster has first: they are shrunk to fit (said in one line) or
-the run is refused in one line that names the pool and the missing resource. Reservations never fill the
+the run is refused in one line that names the pool and the missing resource. On a cluster with an
+autoscaler, a pool that a node it can add would hold is not refused: its actors start pending, which is
+what asks the autoscaler for that node, and wait for it up to ray_waits.place_s. Reservations never fill the
 cluster: HEADROOM of each node's CPUs stays free, and on a cluster of several nodes the CPU reservations
 the config does not set are scaled so that one actor of every pool also fits on the nodes left once the
 biggest is lost, where Ray restarts a lost node's actors.
@@ -164,18 +166,29 @@ def place(
 
 
 def fit(
-    asks: dict[str, Ask], counts: dict[str, int], nodes: list[dict[str, float]]
+    asks: dict[str, Ask],
+    counts: dict[str, int],
+    nodes: list[dict[str, float]],
+    adds: list[dict[str, float]] | None = None,
 ) -> tuple[dict[str, Ask], dict[str, int], str | None]:
     """The pools' reservations and actor counts that fit the nodes with headroom, and the line that says what
     was shrunk (None when nothing was): CPU reservations not given in config are scaled down first (see the
     module's docstring), then the pool with the most actors loses one until they fit. Raises ConfigError
-    naming a pool that does not fit with one actor of every pool, and the resource it lacks."""
+    naming a pool that does not fit with one actor of every pool, and the resource it lacks, unless the
+    cluster's autoscaler can add a node for it (`adds`, from autoscaler_adds: its node types; [] where it
+    does not say which, None where the cluster has none): that pool waits for the node, said in the line."""
     room = reservable(nodes)
     asks, scaled = scale_cpus(asks, counts, room)
     fitted, missing = shrink(asks, counts, room)
-    if missing:
-        raise ConfigError(lacking(missing[0], asks, fitted, room))
-    said = []
+    types = reservable(adds or [])
+    waiting = [p for p in dict.fromkeys(missing) if adds == [] or (types and not place(asks, {p: 1}, types)[0])]
+    if refused := [p for p in missing if p not in waiting]:
+        beside = "; no node type of the cluster's autoscaler holds it either" if adds else ""
+        raise ConfigError(lacking(refused[0], asks, fitted, room) + beside)
+    if waiting:  # the other pools fitted without them; theirs start at one actor, grown once their nodes join
+        others = {p: n for p, n in counts.items() if p not in waiting}
+        fitted = shrink(asks, others, room)[0] | dict.fromkeys(waiting, 1)
+    said = [f"{p} waits for a node the cluster's autoscaler adds (ray_waits.place_s at most)" for p in waiting]
     if scaled is not None:
         unset = sorted({a.cpus for a in asks.values() if not a.cpus_given})
         to = f"{unset[0]:g}" if len(unset) == 1 else f"{unset[0]:g}-{unset[-1]:g}"
@@ -186,6 +199,28 @@ def fit(
     have = ", ".join(f"{sum(n[r] for n in nodes):g} {r}" for r in ("CPU", "GPU"))
     kept = f"{HEADROOM:.0%} of CPUs kept free"
     return asks, fitted, f"Ray: the pools were fitted to the cluster ({have}, {kept}): {'; '.join(said)}"
+
+
+def autoscaler_adds() -> list[dict[str, float]] | None:
+    """What each node type the connected cluster's autoscaler can add offers, by resource; [] where an
+    autoscaler runs but does not say which types it adds, None where the cluster has none. Ray has no public
+    API for either (ray.autoscaler.sdk only asks for resources), so two records in its GCS are read: the
+    cluster config an autoscaler reports (its node groups; Ray Train reads it through ray._private.state
+    too), and the status the autoscaler's monitor writes for `ray status`, whose node types are read-only
+    mirrors of the nodes (format_readonly_node_type) where the head was started without an autoscaler."""
+    import json
+
+    from ray._private import state
+    from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
+    from ray.autoscaler._private.util import format_readonly_node_type
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    config = state.state.get_cluster_config()
+    if config is not None and (groups := [g for g in config.node_group_configs if g.max_count != 0]):
+        return [{r: float(g.resources.get(r, 0)) for r, _, _ in RESOURCES} for g in groups]
+    status = _internal_kv_get(DEBUG_AUTOSCALING_STATUS)
+    types = ((json.loads(status).get("autoscaler_report") or {}).get("node_type_mapping") or {}) if status else {}
+    return [] if any(kind != format_readonly_node_type(node) for node, kind in types.items()) else None
 
 
 def scale_cpus(

@@ -38,6 +38,7 @@ from agent.ray_cluster import (
     CPUS_OF_OTHER_ACTORS,
     RESOURCES,
     Ask,
+    autoscaler_adds,
     capacity,
     connect,
     fit,
@@ -152,7 +153,7 @@ class RayExecutor:
         self.alive = self.alive_nodes()
         self.targets = {g: o.actors if (o := cfg.pools.get(g)) and o.actors else r.actors for g, r in resources.items()}
         self.targets.update(self.split(measured_s or {}))  # what each pool would have on a cluster with room
-        self.asks, counts, shrunk = fit(self.asks, self.targets, self.nodes)
+        self.asks, counts, shrunk = fit(self.asks, self.targets, self.nodes, autoscaler_adds())
         if shrunk:
             log.warning(shrunk)
         host, cfg_json = ray.remote(ToolHost), cfg.model_dump_json()

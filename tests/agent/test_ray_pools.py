@@ -51,6 +51,23 @@ def test_a_pool_that_cannot_fit_at_all_is_refused_naming_the_pool_and_the_resour
     assert "Ray pool propagate" in message and "1 GPUs" in message and "pools.propagate.gpus" in message
 
 
+def test_on_an_autoscaling_cluster_a_pool_its_nodes_would_hold_waits_for_one_and_the_line_says_so() -> None:
+    """The same pools as above: refused without an autoscaler; with one whose node type has a GPU, propagate
+    starts one actor that waits for that node while the others fit the nodes there are; with one whose node
+    types are too small, refused naming both; with one that does not say its node types, it waits."""
+    asks = {"propagate": Ask(cpus=0.1, gpus=1), "ingest": Ask(cpus=0.1, gpus=0)}
+    counts = {"propagate": 2, "ingest": 3}
+    _, fitted, said = fit(asks, counts, TWO_CPUS, [{"CPU": 4.0, "GPU": 1.0, "memory": 0.0}])
+    assert fitted == {"propagate": 1, "ingest": 3}
+    assert said and "propagate waits for a node the cluster's autoscaler adds (ray_waits.place_s" in said
+    assert "propagate 2 -> 1 actors" in said and "ingest" not in said and "\n" not in said
+    with pytest.raises(ConfigError, match="Ray pool propagate.*no node type of the cluster's autoscaler holds it"):
+        fit(asks, counts, TWO_CPUS, [{"CPU": 4.0, "GPU": 0.0, "memory": 0.0}])
+    assert fit(asks, counts, TWO_CPUS, [])[1] == {"propagate": 1, "ingest": 3}
+    with pytest.raises(ConfigError, match="Ray pool propagate"):
+        fit(asks, counts, TWO_CPUS, None)
+
+
 def test_actors_are_placed_node_by_node_not_against_the_cluster_total() -> None:
     """Two nodes of one GPU each hold two 1-GPU actors, not one 2-GPU actor."""
     nodes = [{"CPU": 4.0, "GPU": 1.0, "memory": 0.0}] * 2

@@ -21,6 +21,7 @@ import pytest
 
 from agent.config import deep_merge, load_config
 from agent.faults import PoolStop
+from agent.ray_cluster import autoscaler_adds
 from agent.ray_pools import RayExecutor
 from agent.runner import Factory
 from bench.fake_llm_server import Reply, ScriptedLLMServer, plan_json
@@ -104,6 +105,12 @@ def same_as_undisturbed(factory: Factory, undisturbed: dict[str, Any]) -> None:
 
 def lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "agent.ray_pools" and text in r.getMessage()]
+
+
+def test_a_cluster_without_an_autoscaler_is_seen_as_one(cluster: Any) -> None:
+    """Its head's monitor runs Ray's read-only autoscaler all the same: a pool that does not fit is refused at
+    once, not left waiting for a node nothing would add (tests/e2e/test_ray_autoscaler.py: one that does)."""
+    assert autoscaler_adds() is None
 
 
 def test_a_node_lost_before_its_actors_loaded(
