@@ -113,6 +113,25 @@ def test_a_cluster_without_an_autoscaler_is_seen_as_one(cluster: Any) -> None:
     assert autoscaler_adds() is None
 
 
+def test_the_node_types_an_autoscaler_reports_to_rays_gcs_are_what_it_adds(cluster: Any) -> None:
+    """The cluster config an autoscaler may report (Ray's own does not), written where Ray keeps it."""
+    from ray._raylet import GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, GCS_AUTOSCALER_STATE_NAMESPACE
+    from ray.core.generated.autoscaler_pb2 import ClusterConfig, NodeGroupConfig
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
+
+    gpu = NodeGroupConfig(name="gpu", resources={"CPU": 8, "GPU": 2, "memory": 2**35}, max_count=-1)
+    none = NodeGroupConfig(name="none", resources={"CPU": 64}, max_count=0)
+    where = {"namespace": GCS_AUTOSCALER_STATE_NAMESPACE}
+    _internal_kv_put(
+        GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, ClusterConfig(node_group_configs=[gpu, none]).SerializeToString(), **where
+    )
+    try:
+        assert autoscaler_adds() == [{"GPU": 2.0, "CPU": 8.0, "memory": 2.0**35}]
+    finally:
+        _internal_kv_del(GCS_AUTOSCALER_CLUSTER_CONFIG_KEY, **where)
+    assert autoscaler_adds() is None
+
+
 def test_a_node_lost_before_its_actors_loaded(
     tmp_path: Path,
     cluster: Any,
