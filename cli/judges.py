@@ -72,7 +72,10 @@ def calibrate(
     config: ConfigOpt = None,
     prompts: PromptsOpt = None,
     target_precision: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Fit thresholds that accept at least this share of good cases.")
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Fit thresholds under which at least this share of the cases accepted are good."
+        ),
     ] = 0.95,
     write: Annotated[
         Path | None, typer.Option("--write", help="Write the fitted thresholds here, a config file --config takes.")
