@@ -605,8 +605,9 @@ def print_logs_of(logger: str) -> None:
     the log's format (the Ray pools' lines are the user's: which Ray, and the pools while they start)."""
     log = logging.getLogger(logger)
     log.setLevel(logging.INFO)
-    log.addHandler(RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False))
     log.propagate = False
+    if not any(isinstance(h, RichHandler) for h in log.handlers):  # once a process: each command in it called this
+        log.addHandler(RichHandler(console=console, show_time=False, show_level=False, show_path=False, markup=False))
 
 
 def print_run_start(run_id: str, cfg: RunConfig, toolkit: dict[str, Tool], unit: str) -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from agent.actor_pool import LOAD_DEATHS, Pool
 from agent.config import ConfigError
+from agent.executors import Executed
 from agent.faults import PoolStop
 from agent.ray_cluster import HEADROOM, Ask, fit, place, reservable, shrink
 from agent.ray_pools import RayExecutor, pool_ask
+from tests.agent.test_ledger import FakeClock
 from tools import declare_tools
 from tools.base import Resources
 
@@ -244,3 +248,52 @@ def test_the_ray_deadlines_are_validated_by_name(small_config) -> None:  # type:
         small_config(ray_waits={"place_s": 0})
     with pytest.raises(Exception, match="ray_waits.wait_s"):
         small_config(ray_waits={"wait_s": 10})
+
+
+class Actor:
+    run: SimpleNamespace
+
+
+def test_waiting_for_a_busy_actor_is_recorded_not_charged(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two calls on a pool of one actor: the second waits for the first. Each is charged what the actor measured
+    (as ToolHost does: 0.3 s of the test's clock x half a device), and the wait is only recorded. On the
+    test's own clock the figures are exact however loaded the machine is."""
+    clock, sent, second_waits = FakeClock(), itertools.count(), threading.Event()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    actor = Actor()
+    actor.run = SimpleNamespace(remote=lambda name, inp: next(sent))  # a call's ref: 0, 1, ...
+    pool = Pool("hold", lambda: actor, lambda a: ("probe", a), lambda *a, **k: None)
+    pool.resize(1)
+    pool.loaded(("probe", actor))
+    take = pool.take
+
+    def take_noting_a_wait() -> object:
+        if not pool.idle:
+            second_waits.set()
+        return take()
+
+    def get(ref: int, timeout: float | None) -> tuple[Executed, list, None]:
+        if ref == 0:  # the first call holds the actor until the second waits for it
+            assert second_waits.wait(60)
+        clock.advance(0.3)
+        return Executed(None, None, 0.3 * 0.5, 0.0), [], None
+
+    pool.take = take_noting_a_wait  # type: ignore[method-assign]
+    executor = RayExecutor.__new__(RayExecutor)
+    executor.pools, executor.pool_of, executor.went_down, executor.waiting = {"hold": pool}, {"hold": "hold"}, {}, {}
+    executor.ray = SimpleNamespace(
+        get=get, exceptions=SimpleNamespace(GetTimeoutError=TimeoutError, RayActorError=OSError)
+    )
+    tool = SimpleNamespace(name="hold", resources=Resources(devices=0.5))
+    results: list[Executed] = []
+    calls = [
+        threading.Thread(target=lambda: results.append(executor.run(tool, None, SimpleNamespace(rendered=[]))))
+        for _ in range(2)
+    ]  # type: ignore[arg-type]
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join(60)
+    first, second = sorted(results, key=lambda e: e.queued_s)
+    assert (first.queued_s, second.queued_s) == (0.0, pytest.approx(0.3))  # the second waited the first's 0.3 s
+    assert [e.device_s for e in results] == [pytest.approx(0.15)] * 2
