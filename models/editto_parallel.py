@@ -50,15 +50,41 @@ def check_room(trainer: EdittoTrainer, resources: dict[str, float]) -> None:
     """Ray leaves a worker it cannot place pending for ever: refuse in one line instead, naming what is free."""
     import ray
 
+    context = ray.get_runtime_context()  # in an actor (a ToolHost), what it reserves itself; a driver has none
+    held = context.get_assigned_resources() if context.get_actor_id() else {}
     free, total = ray.available_resources(), ray.cluster_resources()
-    for resource, each in resources.items():
-        need = each * trainer.workers
-        if free.get(resource, 0.0) + 1e-6 < need or need <= 0:
-            raise ValueError(
-                f"Editto training on {trainer.workers} workers needs {need:g} {resource} and the Ray cluster has "
-                f"{free.get(resource, 0.0):g} free ({total.get(resource, 0.0):g} in all; the factory's pools hold "
-                f"the rest): lower backends.editto workers (or train --gpus N), or give the pools fewer"
-            )
+    refused = room_refusal(trainer.workers, trainer.global_batch, resources, free, total, held)
+    if refused:
+        raise ValueError(refused)
+
+
+def room_refusal(
+    workers: int,
+    global_batch: int,
+    each: dict[str, float],
+    free: dict[str, float],
+    total: dict[str, float],
+    held: dict[str, float],
+) -> str | None:
+    """Why the cluster cannot hold a round of `workers` workers that reserve `each` (None where it can), in
+    one line that names the keys to change: the widest round that fits and divides the global batch, or the
+    pools' share of the cluster. `held`: what the process that starts the round reserves itself; under
+    --executor ray the train_editto actor keeps its GPU for the held-out evaluation (tools/train_editto.py:
+    Ray cannot lend an actor's GPU to a worker), so the workers need theirs beside it."""
+    for resource, share in each.items():
+        need, have = share * workers, free.get(resource, 0.0)
+        if need > 0 and have + 1e-6 >= need:
+            continue
+        widths = [n for n in range(workers - 1, 0, -1) if global_batch % n == 0 and 0 < n * share <= have + 1e-6]
+        width = f"set backends.editto workers to {widths[0]}" if widths else "train on 1 device (workers: 1)"
+        own = f", {held[resource]:g} of them this round's own for its held-out evaluation" if held.get(resource) else ""
+        return (
+            f"Editto training on {workers} workers needs {need:g} {resource} free and the Ray cluster has {have:g} "
+            f"({total.get(resource, 0.0):g} in all, the rest held by the factory's pools{own}): {width} (or train "
+            f"--gpus N; a width that divides global_batch {global_batch}), or leave {need:g} {resource} out of "
+            f"the pools (pools.<tool>.actors, or a --gpus below the cluster's)"
+        )
+    return None
 
 
 def fit_round(

@@ -69,8 +69,11 @@ class TrainEditto(Tool):
 
     def __init__(self, config: None = None, spec: BackendSpec | None = None) -> None:
         super().__init__(config, spec)
-        # Data-parallel, a round holds its workers' devices for the whole call (charged workers x devices x
-        # seconds); the process that starts it keeps the share it asks for (the held-out evaluation runs there).
+        # Data-parallel, a round holds its workers' devices for the whole call: charged workers x devices x seconds.
+        # The process that starts it keeps one device's share, not the workers': the held-out evaluation (and
+        # edit_with_editto, on the same resident model) runs there on the whole model after the round. Under
+        # --executor ray that is the pool's actor, whose GPU Ray holds for the actor's life and cannot lend to a
+        # worker, so a round of N workers needs N GPUs beside the pools' (editto_parallel.room_refusal says so).
         one, workers = self.resources, (spec or {}).get("workers", 1)
         gpus = one.gpus if one.gpus is not None else one.devices
         self.resources = one.model_copy(update={"devices": one.devices * workers, "gpus": gpus})

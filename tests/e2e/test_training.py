@@ -299,3 +299,66 @@ def test_two_workers_train_as_one_with_accumulation_survive_a_killed_worker_and_
     after_one, after_two = (json.loads(training_runs_at(o)[-1].card_json) for o in (one, two))
     assert after_two["workers"] == 1 and after_two["step"] == card_two["step"] + 1
     assert after_two["step_losses"] == pytest.approx(after_one["step_losses"], rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_round_of_two_workers_runs_from_the_train_editto_actor(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--executor ray with backends.editto workers 2: the round is a call in the Editto pool's actor
+    (agent/ray_pools.ToolHost), which starts Ray Train's controller and 2 gloo workers from there. The actor
+    reserves the one GPU its held-out evaluation runs on (a logical one here), not one a worker; the call is
+    charged once for 2 devices; the round continues the run's last checkpoint and writes a whole one, which the
+    next round resumes on 1 worker."""
+    import shutil
+
+    import ray
+
+    from agent.config import RunConfig, deep_merge, resolve_run_config
+    from agent.context import open_context, open_executor
+    from agent.ray_cluster import QUIET_HOOK
+    from agent.training import plan_round, run_round
+    from store.engine import open_engine
+    from tools import declare_tools, tools_used_in
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    out = tmp_path / "out"
+    shutil.copytree(trained_run, out)
+    before = training_runs_at(out)[-1]
+    stored, run_id, _ = resolve_run_config(out, None, None, False, None, None, {"out": out})
+    assert run_id is not None
+    pools = {"train_editto": {"gpus": 1, "cpus": 0}, "judge_video": {"gpus": 0, "cpus": 0}}  # no GPU on the judge's
+    # CLIP's scores left out (its pool would be one more to start): the judge scores the held-out edits.
+    on_ray = {"executor": "ray", "pools": pools, "backends": {"editto": {"workers": 2}, "clip_scorer": None}}
+    cfg = RunConfig.model_validate(deep_merge(stored.model_dump(mode="json"), on_ray))
+    env = {
+        "env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        "worker_process_setup_hook": QUIET_HOOK,
+    }
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, runtime_env=env)
+    try:
+        toolkit = declare_tools(cfg.tools, cfg.backends, tools_used_in("training"))
+        executor = open_executor(cfg, toolkit)
+        try:
+            assert executor.asks["train_editto"].gpus == 1  # type: ignore[attr-defined]
+            ctx = open_context(cfg, open_engine(cfg.resolved_db_url), run_id, toolkit, executor)
+            planned = plan_round(ctx, "by hand", 1)
+            assert planned is not None
+            done = run_round(ctx, planned)
+        finally:
+            executor.close()  # type: ignore[attr-defined]
+    finally:
+        ray.shutdown()
+    assert done.status == "finished", done.error
+    card, evaluated = json.loads(done.card_json), json.loads(done.heldout_samples_json)
+    assert (card["workers"], card["accumulation"], card["step"]) == (2, 1, json.loads(before.card_json)["step"] + 1)
+    assert done.resume_from == before.id and len(card["heldout_flow_losses"]) == len(evaluated) > 0
+    written = {p.name for p in (out / done.checkpoint_dir).iterdir()}
+    assert {"editto.safetensors", "training_state.pt", "card.json"} <= written
+    query = "select count(*), devices, device_seconds from toolcall where tool = 'train_editto' and training_id = ?"
+    (charged, devices, seconds) = db(out).execute(query, (done.id,)).fetchone()
+    assert (charged, devices) == (1, 2) and seconds > 0
+    again = CliRunner().invoke(app, ["train", "--out", str(out), "--steps", "1"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    after = training_runs_at(out)[-1]
+    assert after.resume_from == done.id and json.loads(after.card_json)["step"] == card["step"] + 1

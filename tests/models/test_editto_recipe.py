@@ -105,3 +105,19 @@ def test_the_training_page_shows_what_the_estimate_prints(capsys: pytest.Capture
     printed = capsys.readouterr().out.strip()
     assert printed.startswith("| Editto, Wan2.1-VACE-14B")
     assert printed in TRAINING_PAGE.read_text(encoding="utf-8")
+
+
+def test_a_round_the_cluster_cannot_hold_is_refused_in_one_line_naming_the_width_that_fits() -> None:
+    """8 GPUs, one of them the train_editto actor's (its held-out evaluation's, --executor ray): 8 workers do not
+    fit beside it; the line says so and names the widest round that fits and divides the global batch."""
+    from models.editto_parallel import room_refusal
+
+    gpu_worker, total = {"GPU": 1.0, "CPU": 1.0}, {"GPU": 8.0, "CPU": 64.0}
+    free, actor = {"GPU": 7.0, "CPU": 40.0}, {"GPU": 1.0}
+    line = room_refusal(8, 64, gpu_worker, free, total, actor)
+    assert line is not None and "\n" not in line
+    assert "needs 8 GPU free and the Ray cluster has 7 (8 in all" in line and "1 of them this round's own" in line
+    assert "set backends.editto workers to 4" in line and "pools.<tool>.actors" in line
+    assert room_refusal(4, 64, gpu_worker, free, total, actor) is None
+    no_cpu_left = room_refusal(2, 2, {"CPU": 0.0}, {"CPU": 0.0}, {"CPU": 2.0}, {})
+    assert no_cpu_left is not None and "train on 1 device" in no_cpu_left

@@ -53,3 +53,12 @@ def test_a_backend_id_read_from_config_is_the_loaded_backends_own(small_config) 
     remote = dict.fromkeys(("captioner", "planner", "keyframe_judge", "video_judge"), endpoint)
     for step, spec in [*cpu.items(), *remote.items()]:
         assert build_backend(step, spec, ModelPool()).spec_id == backend_id(step, spec), step
+
+
+def test_a_data_parallel_round_is_charged_its_workers_and_its_actor_reserves_one_gpu() -> None:
+    """backends.editto workers 8: a round's call is charged 8 devices, and the Editto pool's actor reserves the one
+    GPU its held-out evaluation and edits run on, not 8 more beside the workers' (docs/training.md)."""
+    cfg = load_config("full", CLUSTER, {"backends": {"editto": {"workers": 8}}})
+    declared = declare_tools(cfg.tools, cfg.backends, ["train_editto", "edit_with_editto"])
+    assert declared["train_editto"].resources.devices == 8 and declared["edit_with_editto"].resources.devices == 1
+    assert pool_resources(list(declared.values())).gpus == 1
