@@ -5,6 +5,7 @@ which keeps this testable without a Ray."""
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections import Counter, deque
@@ -39,11 +40,14 @@ class Pool:
         self.stopped: str | None = None  # why the pool hands out no more actors (the driver's watcher died)
         self.changed = threading.Condition()
         self.ready_actor_s, self._ready_since = 0.0, time.perf_counter()  # see ready_seconds()
+        self.started_at: dict[Any, float] = {}  # actors started and not yet loaded: when they were started
+        self.load_s: list[float] = []  # how long each started actor took to be placed and load its tools
 
     def resize(self, count: int) -> None:
         with self.changed:
             while len(self.actors) < count:
                 actor = self.start()
+                self.started_at[actor] = time.perf_counter()
                 self.actors.append(actor)
                 self.loading[self.probe(actor)] = actor
             surplus = len(self.actors) - count
@@ -118,6 +122,8 @@ class Pool:
             else:
                 self.started = True
                 self.deaths.pop(actor, None)
+                if (started := self.started_at.pop(actor, None)) is not None:
+                    self.load_s.append(time.perf_counter() - started)
                 self.idle.append(actor)
             self.changed.notify_all()
 
@@ -162,8 +168,15 @@ class Pool:
             self._count()
             return self.ready_actor_s
 
+    def typical_load_s(self) -> float:
+        """The median time an actor of this pool took from its start to its tools loaded (0 before one has):
+        what a GPU moved to this pool is idle for."""
+        with self.changed:
+            return statistics.median(self.load_s) if self.load_s else 0.0
+
     def _retire_now(self, actor: Any) -> None:
         self._count()
+        self.started_at.pop(actor, None)
         self.actors.remove(actor)
         self.kill(actor)
 

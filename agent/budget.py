@@ -4,6 +4,7 @@ episode costs no query, however long the run."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_
@@ -100,20 +101,79 @@ def run_level_charge(engine: Engine, run_id: str, node: str) -> float:
         ).one()
 
 
+# A new GPU split must model at least this many times the current split's accepted samples per hour: the
+# charges it is made from are noisy, and a split a few percent better is not worth an actor killed and another
+# loaded (minutes for a model of 14B parameters).
+RESPLIT_GAIN = 1.1
+
+
 def split_gpus(cost_s: dict[str, float], gpus_per_actor: dict[str, float], gpus: float) -> dict[str, int]:
-    """Actors per pool so that `gpus` GPUs are shared in proportion to each pool's cost per accepted
-    sample: every pool gets one actor, then each further actor goes to the pool furthest below its share
-    while one fits. A stage that costs twice as much gets about twice the GPUs, so none starves the rest."""
-    total = sum(cost_s.get(p, 0.0) for p in gpus_per_actor) or 1.0
-    share = {p: gpus * cost_s.get(p, 0.0) / total for p in gpus_per_actor}
+    """Actors per pool that share `gpus` GPUs so that the slowest stage is as quick as it can be: every pool
+    gets one actor, then each further actor goes to the bottleneck (the pool with the most seconds of cost per
+    GPU it holds: bottleneck) among those one more actor fits, until none fits. A stage that costs twice as
+    much gets about twice the GPUs, so none starves the rest."""
     actors = dict.fromkeys(gpus_per_actor, 1)
     left = gpus - sum(gpus_per_actor.values())
     if left < -1e-9:
         raise ValueError(f"--gpus {gpus:g} is fewer than one actor of every pool needs ({gpus - left:g})")
     while fits := [p for p, g in gpus_per_actor.items() if 0 < g <= left + 1e-9]:
-        p = max(fits, key=lambda p: share[p] - actors[p] * gpus_per_actor[p])
+        # Ties (equal costs) go to the pool holding the fewest GPUs, so that equal costs split evenly.
+        p = max(
+            fits, key=lambda p: (seconds_per_gpu(p, actors, cost_s, gpus_per_actor), -actors[p] * gpus_per_actor[p])
+        )
         actors[p], left = actors[p] + 1, left - gpus_per_actor[p]
     return actors
+
+
+def seconds_per_gpu(
+    pool: str, actors: dict[str, int], cost_s: dict[str, float], gpus_per_actor: dict[str, float]
+) -> float:
+    """A pool's cost (device-seconds) over the GPUs its actors hold: the wall seconds it needs for that work."""
+    held = actors.get(pool, 0) * gpus_per_actor[pool]
+    return cost_s.get(pool, 0.0) / held if held > 0 else math.inf
+
+
+def bottleneck(actors: dict[str, int], cost_s: dict[str, float], gpus_per_actor: dict[str, float]) -> tuple[str, float]:
+    """The pool that limits a split's rate, and its seconds per GPU: with every pool busy, the run makes
+    samples at the rate of its slowest stage (the split's modelled samples per hour go as 1 / these seconds)."""
+    return max(((p, seconds_per_gpu(p, actors, cost_s, gpus_per_actor)) for p in gpus_per_actor), key=lambda x: x[1])
+
+
+@dataclass(frozen=True)
+class Resplit:
+    """Whether to move from the current split to a new one, and why (for the log line)."""
+
+    move: bool
+    why: str
+
+
+def weigh_resplit(
+    now: dict[str, int],
+    new: dict[str, int],
+    cost_s: dict[str, float],
+    gpus_per_actor: dict[str, float],
+    load_s: dict[str, float],
+    left_s: float,
+) -> Resplit:
+    """Moves to the new split only if, over the `left_s` seconds the run has left, it makes at least
+    RESPLIT_GAIN times the samples the current split would. The new split's modelled rate (bottleneck) counts
+    from when the pools that grow have loaded their new actors (`load_s`, per pool); until then the run keeps
+    the current rate (a faster split grows the current bottleneck, which keeps its actors, and shrinks only
+    pools with time to spare)."""
+    pool_now, now_s = bottleneck(now, cost_s, gpus_per_actor)
+    pool_new, new_s = bottleneck(new, cost_s, gpus_per_actor)
+    if not math.isfinite(now_s):
+        return Resplit(True, f"{pool_now} has no actor")
+    gain = now_s / new_s if new_s > 0 else 1.0
+    loading_s = max((load_s.get(p, 0.0) for p in new if new[p] > now.get(p, 0)), default=0.0)
+    over_left = 1 + (gain - 1) * max(0.0, left_s - loading_s) / left_s if left_s > 0 else 1.0
+    why = (
+        f"modelled {gain:.2f}x the samples per hour (bottleneck {pool_now} -> {pool_new}), {over_left:.2f}x over "
+        f"the {left_s / 3600:.3g} h the budget has left once its new actors have loaded (~{loading_s:.0f} s)"
+    )
+    if over_left < RESPLIT_GAIN:
+        return Resplit(False, f"{why}: under the {RESPLIT_GAIN:g}x a move needs")
+    return Resplit(True, why)
 
 
 def cost_by_tool(engine: Engine, run_id: str) -> dict[str, float]:

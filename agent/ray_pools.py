@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.actor_pool import Pool
-from agent.budget import split_gpus
+from agent.budget import split_gpus, weigh_resplit
 from agent.config import ConfigError, RunConfig
 from agent.executors import Executed, LocalExecutor
 from agent.ray_cluster import (
@@ -348,20 +348,27 @@ class RayExecutor:
         log.info("Ray: every pool has an actor ready after %.0f s", time.perf_counter() - started)
 
     def split(self, measured_s: dict[str, float]) -> dict[str, int]:
-        """With --gpus: actors per GPU pool in proportion to each stage's cost, measured in the run (by the
-        tools' charges) or, before that, the configured prior; {} without --gpus."""
+        """With --gpus: actors per GPU pool by each stage's cost (stage_costs); {} without --gpus."""
         if self.cfg.gpus is None:
             return {}
         have = sum(n["GPU"] for n in self.nodes)
         if self.cfg.gpus > have + 1e-6:
             raise ConfigError(f"--gpus {self.cfg.gpus:g}: the Ray cluster has {have:g} GPUs free")
-        gpu_pools = {g: a.gpus for g, a in self.asks.items() if a.gpus > 0}
-        measured = {g: sum(s for t, s in measured_s.items() if self.pool_of.get(t, t) == g) for g in gpu_pools}
-        priors = {g: self._prior(g) for g in gpu_pools}
         try:
-            return split_gpus(measured if any(measured.values()) else priors, gpu_pools, self.cfg.gpus)
+            return split_gpus(self.stage_costs(measured_s), self.gpu_pools(), self.cfg.gpus)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+
+    def gpu_pools(self) -> dict[str, float]:
+        """The pools on GPUs, and the GPUs one actor of each holds."""
+        return {g: a.gpus for g, a in self.asks.items() if a.gpus > 0}
+
+    def stage_costs(self, measured_s: dict[str, float]) -> dict[str, float]:
+        """Each GPU pool's cost: measured in the run (the charges of its tools) or, before that, the
+        configured prior."""
+        gpu_pools = self.gpu_pools()
+        measured = {g: sum(s for t, s in measured_s.items() if self.pool_of.get(t, t) == g) for g in gpu_pools}
+        return measured if any(measured.values()) else {g: self._prior(g) for g in gpu_pools}
 
     def _prior(self, group: str) -> float:
         """The configured prior of a pool: its own, plus those of the tools it runs (1 when none is set)."""
@@ -371,18 +378,28 @@ class RayExecutor:
 
     def rebalance(self, measured_s: dict[str, float]) -> None:
         """Re-splits the GPUs by what each pool has cost so far (--gpus), where the new split fits the nodes
-        alive; logged when it changes."""
+        alive and is worth its moves (budget.weigh_resplit: clearly faster over the time the budget has left,
+        counted from when its new actors have loaded); logged, with the modelled gain, when it changes."""
         split = self.split(measured_s)
         now = {g: len(p.actors) for g, p in self.pools.items()}
         if not split or all(now[g] == n for g, n in split.items()):
             return
-        if place(self.asks, {**now, **split}, reservable(capacity(free=False)))[0]:
+        load_s = {g: self.pools[g].typical_load_s() for g in split}
+        # At most cfg.gpus device-seconds are charged a second: the budget left lasts at least this long.
+        left_s = (self.cfg.budget_device_seconds - sum(measured_s.values())) / (self.cfg.gpus or 1.0)
+        verdict = weigh_resplit(now, split, self.stage_costs(measured_s), self.gpu_pools(), load_s, left_s)
+        moves = ", ".join(f"{g} {now[g]} -> {n}" for g, n in split.items() if now[g] != n)
+        if not verdict.move:
+            log.debug("GPU split kept (%s would give %s)", moves, verdict.why)
+            return
+        if place(self.asks, {**now, **split}, reservable(list(self.alive.values())))[0]:
             log.warning("Ray: the GPU split %s does not fit the cluster; the pools stay as they are", split)
             return
         self.targets.update(split)
         for group, count in split.items():
             self.pools[group].resize(count)
-        log.warning("GPU split: %s", ", ".join(f"{g} {n}x{self.asks[g].gpus:g}" for g, n in split.items()))
+        actors = ", ".join(f"{g} {n}x{self.asks[g].gpus:g}" for g, n in split.items())
+        log.warning("GPU split: %s (%s): %s", actors, moves, verdict.why)
 
     def run(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Executed:
         """The call on an idle actor of its pool. A call whose actor left the pool meanwhile (its node lost,

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import random
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from agent.budget import split_gpus
+from agent.actor_pool import Pool
+from agent.budget import split_gpus, weigh_resplit
 from agent.config import ConfigError, load_config
+from agent.ray_cluster import Ask
+from agent.ray_pools import RayExecutor
+from tests.agent.test_ledger import FakeClock
+from tests.agent.test_ray_pools import FakeActors, loaded_pool
 
 
 def test_gpus_follow_cost_and_all_are_used() -> None:
@@ -73,3 +84,101 @@ def test_the_split_counts_finished_episodes_and_run_level_calls_not_those_in_fli
             )
         s.commit()
     assert cost_by_tool(engine, "r") == {"edit_keyframe": 1.0, "propagate": 4.0, "fingerprint_clip": 0.5}
+
+
+GPUS_PER_ACTOR = {"caption_clip": 0.5, "edit_keyframe": 1, "judge_keyframe": 0.5, "propagate": 1}
+GPUS_PER_ACTOR |= {"enhance_temporal": 1, "judge_video": 0.5}
+# Device-seconds per episode: propagation and the enhancer cost the same, so that 8 GPUs split 3/2 or 2/3
+# between them model the same rate, and noise tips split_gpus one way or the other.
+TIED = {"caption_clip": 0.1, "edit_keyframe": 0.3, "judge_keyframe": 0.1, "propagate": 2.0}
+TIED |= {"enhance_temporal": 2.0, "judge_video": 0.25}
+# bench/scale.yaml's stages (seconds x 8 x the GPUs of an actor): 8 GPUs split 1/1/1/3/2/2
+SCALE = {"caption_clip": 0.08, "edit_keyframe": 0.32, "judge_keyframe": 0.08, "propagate": 2.0}
+SCALE |= {"enhance_temporal": 1.28, "judge_video": 0.24}
+
+
+def executor_on(gpus: float, load_s: float) -> RayExecutor:
+    """A RayExecutor's split bookkeeping without Ray: pools of fake actors, loaded, as the run starts them
+    with no priors (evenly), each pool's actors having taken `load_s` to load."""
+    executor = RayExecutor.__new__(RayExecutor)
+    executor.cfg = SimpleNamespace(gpus=gpus, pools={}, budget_device_seconds=1e9)  # type: ignore[assignment]
+    executor.asks = {g: Ask(cpus=0.1, gpus=n) for g, n in GPUS_PER_ACTOR.items()}
+    executor.pool_of = {g: g for g in GPUS_PER_ACTOR}
+    executor.nodes = [{"CPU": 16.0, "GPU": gpus, "memory": 2.0**36}]
+    executor.alive, executor.targets, executor.pools = {"node": executor.nodes[0]}, {}, {}
+    for group, count in executor.split({}).items():
+        executor.pools[group] = loaded_pool(count)[0]
+        executor.pools[group].load_s = [load_s]
+    return executor
+
+
+def weighings(truth: dict[str, float], totals: dict[str, float], rng: random.Random, times: int) -> Iterator[dict]:
+    """What the run hands rebalance every 20 finished episodes: each tool's charges so far, each episode's
+    charge of a stage its true cost x uniform(0.5, 1.5)."""
+    for _ in range(times):
+        for _ in range(20):
+            for tool, cost in truth.items():
+                totals[tool] = totals.get(tool, 0.0) + cost * rng.uniform(0.5, 1.5)
+        yield dict(totals)
+
+
+def test_noisy_costs_around_a_fixed_truth_do_not_move_gpus_back_and_forth() -> None:
+    executor, rng, totals = executor_on(8, load_s=180.0), random.Random(2), {}
+    per_actor = dict(GPUS_PER_ACTOR)
+    splits, held = [], []
+    for measured in weighings(TIED, totals, rng, 30):
+        splits.append(split_gpus(measured, per_actor, 8))
+        executor.rebalance(measured)
+        held.append({g: len(p.actors) for g, p in executor.pools.items()})
+    moves_by_cost_alone = sum(a != b for a, b in itertools.pairwise(splits))
+    assert moves_by_cost_alone >= 3  # re-split from each weighing's costs, GPUs would go back and forth
+    assert all(h == held[0] for h in held)  # one move, from the even start, at the first weighing
+    assert held[0]["propagate"] + held[0]["enhance_temporal"] == 5
+
+
+def test_a_real_change_of_costs_moves_gpus_and_the_line_says_the_modelled_gain(caplog) -> None:  # type: ignore[no-untyped-def]
+    executor, rng, totals = executor_on(8, load_s=180.0), random.Random(1), {}
+    for measured in weighings(SCALE, totals, rng, 10):
+        executor.rebalance(measured)
+    before = {g: len(p.actors) for g, p in executor.pools.items()}
+    assert before == {"caption_clip": 1, "edit_keyframe": 1, "judge_keyframe": 1, "propagate": 3} | {
+        "enhance_temporal": 2,
+        "judge_video": 2,
+    }
+    slower = {**SCALE, "enhance_temporal": 3 * SCALE["enhance_temporal"]}  # longer clips to enhance, say
+    held = []
+    with caplog.at_level(logging.WARNING, logger="agent.ray_pools"):
+        for measured in weighings(slower, totals, rng, 20):
+            executor.rebalance(measured)
+            held.append({g: len(p.actors) for g, p in executor.pools.items()})
+    assert held[-1]["enhance_temporal"] > before["enhance_temporal"]
+    assert held[-1]["propagate"] < before["propagate"]
+    enhancers = [h["enhance_temporal"] for h in held]
+    assert enhancers == sorted(enhancers)  # towards the new truth, never back
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("GPU split:")]
+    assert any("propagate 3 -> 2, enhance_temporal 2 -> 3" in line for line in lines), lines
+    assert all("modelled" in line and "x the samples per hour (bottleneck" in line for line in lines)
+
+
+def test_a_move_is_weighed_against_the_time_its_actors_load_and_the_budget_left() -> None:
+    now, new = {"propagate": 1, "enhance_temporal": 3}, {"propagate": 2, "enhance_temporal": 2}
+    costs, per_actor = {"propagate": 2.0, "enhance_temporal": 1.5}, {"propagate": 1.0, "enhance_temporal": 1.0}
+    taken = weigh_resplit(now, new, costs, per_actor, {"propagate": 300.0}, left_s=36_000)
+    assert taken.move and taken.why.startswith("modelled 2.00x the samples per hour (bottleneck propagate -> ")
+    # 330 s of budget left, 300 of them loading propagation's new actor: 1.09x over what is left
+    late = weigh_resplit(now, new, costs, per_actor, {"propagate": 300.0}, left_s=330)
+    assert not late.move and "1.09x over" in late.why and "under the 1.1x a move needs" in late.why
+    close = weigh_resplit(now, new, {"propagate": 2.0, "enhance_temporal": 3.8}, per_actor, {}, left_s=36_000)
+    assert not close.move and close.why.startswith("modelled 1.05x")  # 2.0 -> 1.9 s per GPU at the bottleneck
+
+
+def test_a_pool_measures_how_long_its_actors_take_to_load(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock, fake = FakeClock(), FakeActors()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    pool = Pool("p", fake.start, fake.probe, fake.kill)
+    pool.resize(2)
+    clock.advance(30)
+    pool.loaded(("probe", 0))
+    clock.advance(60)
+    pool.loaded(("probe", 1))
+    assert pool.typical_load_s() == 60  # the median of 30 and 90 s
