@@ -44,6 +44,13 @@ INTERRUPT_GRACE_S = 3.0  # after Ctrl-C, how long episodes get to reach their ne
 REBALANCE_EVERY = 20  # finished episodes between re-splits of the GPUs by measured cost (--gpus, Ray)
 
 
+def split_due(finished: int, concurrency: int) -> bool:
+    """Whether to weigh the GPU split again (RayExecutor.rebalance): every REBALANCE_EVERY finished episodes,
+    once as many have finished as run at once. The first to finish are the quickest, discarded at the key
+    frame before the late stages: a split made from them gave the key-frame edit propagation's GPUs."""
+    return finished % REBALANCE_EVERY == 0 and finished >= concurrency
+
+
 def next_ended(ended: Ended) -> tuple[str, BaseException | None]:
     """The next episode to end, waited for in short slices: the OS hands Ctrl-C to any thread of the process,
     and Python raises KeyboardInterrupt in this one only when it wakes; a wait without end missed it."""
@@ -207,7 +214,7 @@ class Factory:
                 ledger.episode_ended(self.engine, finished, row.status if row is not None else "running")
                 if row is not None:
                     book.add(row)
-                if ledger.finished % REBALANCE_EVERY == 0:
+                if split_due(ledger.finished, cfg.concurrency):
                     self.caller.executor.rebalance(cost_by_tool(self.engine, self.run.id))
         except KeyboardInterrupt:
             status = "interrupted"

@@ -17,6 +17,7 @@ from agent.budget import split_gpus, weigh_resplit
 from agent.config import ConfigError, load_config
 from agent.ray_cluster import Ask
 from agent.ray_pools import RayExecutor
+from agent.runner import split_due
 from tests.agent.test_ledger import FakeClock
 from tests.agent.test_ray_pools import FakeActors, loaded_pool
 
@@ -182,3 +183,9 @@ def test_a_pool_measures_how_long_its_actors_take_to_load(monkeypatch) -> None: 
     clock.advance(60)
     pool.loaded(("probe", 1))
     assert pool.typical_load_s() == 60  # the median of 30 and 90 s
+
+
+def test_the_split_is_weighed_every_20_episodes_once_as_many_have_finished_as_run_at_once() -> None:
+    """The first episodes to finish are those discarded early, which never paid for propagation."""
+    assert [n for n in range(1, 121) if split_due(n, concurrency=48)] == [60, 80, 100, 120]
+    assert [n for n in range(1, 61) if split_due(n, concurrency=2)] == [20, 40, 60]
