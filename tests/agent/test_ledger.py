@@ -38,8 +38,9 @@ def test_same_episodes_cost_the_same_at_any_concurrency(tmp_path: Path, small_co
     four, plans_four = charged(small_config(concurrency=4, episodes_per_clip=4, out=tmp_path / "c4"))
     assert plans_one == plans_four  # the same work was done
     # CPU seconds of the same work, measured twice: within 10% on an idle machine, 15% seen at load 15 (the
-    # caches and the cores' clocks differ run to run). Wall time charged at concurrency 4 would be 2-4x.
-    assert abs(four - one) <= 0.25 * one, (one, four)
+    # caches and the cores' clocks differ run to run, and CI's machine is shared). Charging the wait, or the
+    # other threads' CPU, would give 2-4x: the bar sits between the noise and the fault, clear of both.
+    assert abs(four - one) <= 0.5 * one, (one, four)
 
 
 def plan_once(tmp_path: Path, config) -> ToolCall:  # type: ignore[no-untyped-def]
