@@ -107,6 +107,15 @@ def training_workers(cfg: RunConfig) -> int:
     return int((cfg.backends.editto or {}).get("workers", 1))
 
 
+def training_gpus(cfg: RunConfig) -> int:
+    """GPUs a data-parallel Editto round's workers reserve beside the pools: 0 where the run trains on one
+    device, on CPU, or not at all. With --gpus they are kept out of the pools' split: --gpus is all the run
+    holds, rounds included (a run's own Ray has exactly that many, so nothing else would leave them free)."""
+    workers = training_workers(cfg)
+    device = str((cfg.backends.editto or {}).get("device", "cuda"))  # EdittoTrainer's default
+    return workers if cfg.training.every and workers > 1 and device.startswith("cuda") else 0
+
+
 def connect_for_training(cfg: RunConfig) -> Callable[[], None]:
     """A data-parallel Editto round runs on Ray Train, on the Ray this process is connected to: where none is,
     one is started or joined as the flags say (connect), its line logged. Returns what lets it go again

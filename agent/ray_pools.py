@@ -45,6 +45,7 @@ from agent.ray_cluster import (
     place,
     reservable,
     shrink,
+    training_gpus,
 )
 from prompts.loader import PromptBook
 from store.artifacts import ArtifactStore
@@ -354,10 +355,12 @@ class RayExecutor:
         have = sum(n["GPU"] for n in self.nodes)
         if self.cfg.gpus > have + 1e-6:
             raise ConfigError(f"--gpus {self.cfg.gpus:g}: the Ray cluster has {have:g} GPUs free")
+        aside = training_gpus(self.cfg)
         try:
-            return split_gpus(self.stage_costs(measured_s), self.gpu_pools(), self.cfg.gpus)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+            return split_gpus(self.stage_costs(measured_s), self.gpu_pools(), self.cfg.gpus - aside)
+        except ValueError as err:  # it names the GPUs it was given: say where the others went
+            kept = f" once {aside} of --gpus {self.cfg.gpus:g} are kept for Editto's rounds (backends.editto workers)"
+            raise ConfigError(f"{err}{kept if aside else ''}") from err
 
     def gpu_pools(self) -> dict[str, float]:
         """The pools on GPUs, and the GPUs one actor of each holds."""

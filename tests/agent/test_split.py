@@ -15,7 +15,7 @@ import pytest
 from agent.actor_pool import Pool
 from agent.budget import split_gpus, weigh_resplit
 from agent.config import ConfigError, load_config
-from agent.ray_cluster import Ask
+from agent.ray_cluster import Ask, training_gpus
 from agent.ray_pools import RayExecutor
 from agent.runner import split_due
 from tests.agent.test_ledger import FakeClock
@@ -102,7 +102,13 @@ def executor_on(gpus: float, load_s: float) -> RayExecutor:
     """A RayExecutor's split bookkeeping without Ray: pools of fake actors, loaded, as the run starts them
     with no priors (evenly), each pool's actors having taken `load_s` to load."""
     executor = RayExecutor.__new__(RayExecutor)
-    executor.cfg = SimpleNamespace(gpus=gpus, pools={}, budget_device_seconds=1e9)  # type: ignore[assignment]
+    executor.cfg = SimpleNamespace(
+        gpus=gpus,
+        pools={},
+        budget_device_seconds=1e9,
+        training=SimpleNamespace(every=None),
+        backends=SimpleNamespace(editto=None),
+    )  # type: ignore[assignment]
     executor.asks = {g: Ask(cpus=0.1, gpus=n) for g, n in GPUS_PER_ACTOR.items()}
     executor.pool_of = {g: g for g in GPUS_PER_ACTOR}
     executor.nodes = [{"CPU": 16.0, "GPU": gpus, "memory": 2.0**36}]
@@ -189,3 +195,20 @@ def test_the_split_is_weighed_every_20_episodes_once_as_many_have_finished_as_ru
     """The first episodes to finish are those discarded early, which never paid for propagation."""
     assert [n for n in range(1, 121) if split_due(n, concurrency=48)] == [60, 80, 100, 120]
     assert [n for n in range(1, 61) if split_due(n, concurrency=2)] == [20, 40, 60]
+
+
+def test_the_gpus_of_editto_rounds_on_several_workers_are_kept_out_of_the_split(small_config) -> None:  # type: ignore[no-untyped-def]
+    """--gpus is all the run holds: a run's own Ray has exactly that many, so the pools taking every one
+    would leave a data-parallel round refused at its start, hours in."""
+    editto = {"kind": "wan_vace", "path": "/models/x", "device": "cuda", "workers": 3}
+    cfg = small_config(executor="ray", gpus=8, training={"every": 2}, backends={"editto": editto})
+    executor = executor_on(8, load_s=1.0)
+    executor.cfg = cfg
+    assert sum(n * GPUS_PER_ACTOR[g] for g, n in executor.split({}).items()) <= 5
+    assert training_gpus(small_config(executor="ray", gpus=8, backends={"editto": editto})) == 0  # no training
+    assert training_gpus(small_config(training={"every": 2}, backends={"editto": {**editto, "device": "cpu"}})) == 0
+    executor.cfg = small_config(
+        executor="ray", gpus=8, training={"every": 2}, backends={"editto": {**editto, "workers": 7}}
+    )
+    with pytest.raises(ConfigError, match="once 7 of --gpus 8 are kept for Editto's rounds"):
+        executor.split({})

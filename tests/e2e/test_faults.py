@@ -220,9 +220,7 @@ def assert_store_is_whole(out: Path) -> None:
     assert db.execute("pragma integrity_check").fetchone() == ("ok",)
     for (folder,) in db.execute("select dataset_dir from sample"):
         assert {"source.mp4", "edited.mp4", "record.json"} <= {p.name for p in (out / "dataset" / folder).iterdir()}
-    unpaired = db.execute(
-        "select count(*) from toolcall where reused_call_id is null and run_id is null"
-    ).fetchone()[0]
+    unpaired = db.execute("select count(*) from toolcall where reused_call_id is null and run_id is null").fetchone()[0]
     assert unpaired == 0
     assert db.execute("select count(*) from episode where status = 'running'").fetchone()[0] == 0
 
