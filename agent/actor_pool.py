@@ -18,6 +18,10 @@ log = logging.getLogger("agent.ray_pools")  # its lines are the Ray pools' (main
 # Deaths of one actor while it loads its tools (a kill, its node lost) before it leaves its pool: Ray restarts
 # it each time, and a pool whose actors die like this for good stops the run instead of restarting them for ever.
 LOAD_DEATHS = 3
+# Actors Ray gave up on (their restarts spent, or killed for good) that one pool replaces by fresh ones in a run:
+# enough for the odd actor worn out by kills and lost nodes over a long run, while a tool that kills every
+# process it runs in (each actor dies MAX_RESTARTS + 1 times first) stops its pool after a few actors.
+DEAD_REPLACED = 3
 WAIT_SLICE_S = 1.0  # how often a call waiting for an idle actor looks whether the pool has stopped
 
 
@@ -35,6 +39,7 @@ class Pool:
         self.retiring: set[Any] = set()  # busy actors to retire when their call ends
         self.dropped: set[Any] = set()  # actors the driver gave up on: a call they held runs again on another
         self.deaths: Counter[Any] = Counter()  # per actor, its deaths while it loaded its tools
+        self.replaced = 0  # actors Ray gave up on that fresh ones replaced (DEAD_REPLACED)
         self.started = False  # an actor has loaded its tools
         self.failed: str | None = None  # why the last actor to leave left
         self.stopped: str | None = None  # why the pool hands out no more actors (the driver's watcher died)
@@ -46,10 +51,7 @@ class Pool:
     def resize(self, count: int) -> None:
         with self.changed:
             while len(self.actors) < count:
-                actor = self.start()
-                self.started_at[actor] = time.perf_counter()
-                self.actors.append(actor)
-                self.loading[self.probe(actor)] = actor
+                self._start_one()
             surplus = len(self.actors) - count
             for ref, actor in list(self.loading.items())[:surplus]:
                 del self.loading[ref]
@@ -62,9 +64,10 @@ class Pool:
                 self.actors.remove(actor)
                 self.retiring.add(actor)
 
-    def probes(self) -> list[Any]:
+    def probes(self) -> dict[Any, Any]:
+        """Each probe ref still out, and its actor."""
         with self.changed:
-            return list(self.loading)
+            return dict(self.loading)
 
     def busy(self) -> list[Any]:
         with self.changed:
@@ -102,7 +105,8 @@ class Pool:
     def loaded(self, ref: Any, error: str | None = None, died: bool = False) -> None:
         """An actor's probe came back: it is idle; or (`died`) its process died while it loaded (Ray restarts
         it: probed again, up to LOAD_DEATHS times); or (`error`) its tools could not load, and it leaves
-        (killed, its reservation freed)."""
+        (killed, its reservation freed). Either way no fresh actor replaces it: its tools would fail to load
+        alike (missing weights, too little memory to load them)."""
         with self.changed:
             actor = self.loading.pop(ref, None)
             if actor is None:
@@ -137,24 +141,50 @@ class Pool:
                 self.loading[self.probe(actor)] = actor
 
     def drop(self, actor: Any, why: str) -> None:
-        """The driver gives up on an actor (no node with room for it, not loaded, dead for good): it is killed
-        and leaves the pool; a call it held runs again on another actor."""
+        """The driver gives up on an actor (no node with room for it, not loaded): it is killed and leaves the
+        pool; a call it held runs again on another actor. It is not replaced: a fresh actor would wait for the
+        same room, or load the same way (the pools are re-fitted when a node joins)."""
         with self.changed:
-            if actor not in self.actors and actor not in self.retiring:
+            if self._remove(actor):
+                self._left(why)
+
+    def died_for_good(self, actor: Any, cause: str, room: int) -> None:
+        """Ray gave up on an actor (its restarts spent, or killed for good): it leaves, and a fresh one starts in
+        its place while the pool has fewer actors than `room` (what the nodes alive hold of its target), up to
+        DEAD_REPLACED in the run; past that it leaves as drop() says. A call it held runs again on another."""
+        with self.changed:
+            if not self._remove(actor):
+                return  # it was retiring
+            if len(self.actors) < room and self.replaced < DEAD_REPLACED:
+                self.replaced += 1
+                log.warning("Ray pool %s: an actor died for good (%s); a new one starts", self.name, cause)
+                self._start_one()
                 return
-            self._count()
-            for ref in [r for r, a in self.loading.items() if a == actor]:
-                del self.loading[ref]
-            if actor in self.idle:
-                self.idle.remove(actor)
-            if actor in self.actors:
-                self.actors.remove(actor)
+            spent = f", after {DEAD_REPLACED} that did were replaced" if self.replaced >= DEAD_REPLACED else ""
+            self._left(f"an actor died for good ({cause}){spent}")
+
+    def _remove(self, actor: Any) -> bool:
+        """Kills the actor and takes it out of the pool; False if it had left already or was retiring."""
+        if actor not in self.actors and actor not in self.retiring:
+            return False
+        self._count()
+        self.started_at.pop(actor, None)
+        for ref in [r for r, a in self.loading.items() if a == actor]:
+            del self.loading[ref]
+        if actor in self.idle:
+            self.idle.remove(actor)
+        self.dropped.add(actor)
+        self.kill(actor)
+        if actor in self.retiring:
             self.retiring.discard(actor)
-            self.dropped.add(actor)
-            self.kill(actor)
-            self.failed = why
-            log.warning("Ray pool %s: an actor left: %s; %d left", self.name, why, len(self.actors))
-            self.changed.notify_all()
+            return False
+        self.actors.remove(actor)
+        return True
+
+    def _left(self, why: str) -> None:
+        self.failed = why
+        log.warning("Ray pool %s: an actor left: %s; %d left", self.name, why, len(self.actors))
+        self.changed.notify_all()
 
     def stop(self, why: str) -> None:
         with self.changed:
@@ -173,6 +203,12 @@ class Pool:
         what a GPU moved to this pool is idle for."""
         with self.changed:
             return statistics.median(self.load_s) if self.load_s else 0.0
+
+    def _start_one(self) -> None:
+        actor = self.start()
+        self.started_at[actor] = time.perf_counter()
+        self.actors.append(actor)
+        self.loading[self.probe(actor)] = actor
 
     def _retire_now(self, actor: Any) -> None:
         self._count()

@@ -15,8 +15,9 @@ not run again) and its actor killed and restarted, which frees its device; the c
 What is ours, because Ray lacks it: a watcher thread follows the cluster's nodes (ray.nodes()) and the pools'
 actors (their state in Ray's GCS). A node that leaves or joins re-fits the pools to the nodes alive, in one
 line; an actor that waits for a node with room longer than ray_waits.place_s, or loads longer than
-ray_waits.load_s, or is dead for good, is killed and leaves its pool (a call it held runs again on another);
-a pool left with no actor stops the run, resumably (agent.faults.PoolStop)."""
+ray_waits.load_s, is killed and leaves its pool (a call it held runs again on another); one Ray gave up on
+(dead for good) is replaced by a fresh one at once, a few times a pool (actor_pool.DEAD_REPLACED); a pool left
+with no actor stops the run, resumably (agent.faults.PoolStop)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ log = logging.getLogger(__name__)
 # Runs of one call Ray makes when its actor dies under it: a call that kills its actor every time (a
 # crash on one input) ends as a failed call instead of restarting the actor for ever.
 MAX_TASK_RETRIES = 3
-# Restarts of one actor (kills, its node lost) before Ray lets it die: it then leaves its pool, and the pool
-# is refilled when the cluster next changes.
+# Restarts of one actor (kills, its node lost) before Ray lets it die: a fresh one then takes its place
+# (actor_pool.DEAD_REPLACED bounds how often).
 MAX_RESTARTS = 8
 REPORT_EVERY_S = 10.0  # how often the run says which pools are still starting, and what actors wait for
 LOOK_EVERY_S = 1.0  # how often the watcher reads the nodes and the actors' states
@@ -165,6 +166,7 @@ class RayExecutor:
         self.node_of: dict[Any, str] = {}  # the node it last ran on
         self.up: set[Any] = set()
         self.broken: str | None = None  # why the watcher stopped
+        self.looks, self.looked = 0, threading.Condition()  # the watcher's looks at the actors so far
         self.pools: dict[str, Pool] = {}
         for group, names in groups.items():
             start = partial(self._start, host, group, (cfg_json, names, build))
@@ -216,6 +218,9 @@ class RayExecutor:
                     looked = now
                     self._follow_nodes()  # first: which calls were in flight on a lost node
                     self._look_at_actors()
+                    with self.looked:
+                        self.looks += 1
+                        self.looked.notify_all()
                 if now - said >= REPORT_EVERY_S:
                     said = now
                     self._say_what_waits()
@@ -226,24 +231,29 @@ class RayExecutor:
                 pool.stop(self.broken)
 
     def _take_probes(self) -> None:
-        probes = {ref: pool for pool in self.pools.values() for ref in pool.probes()}
+        probes = {ref: (group, actor) for group, pool in self.pools.items() for ref, actor in pool.probes().items()}
         if not probes:
             self.closed.wait(0.1)
             return
         ready, _ = self.ray.wait(list(probes), num_returns=len(probes), timeout=0.1)
         for ref in ready:
+            group, actor = probes[ref]
             try:
                 self.ray.get(ref)
-                probes[ref].loaded(ref)
-            except self.ray.exceptions.RayActorError as err:  # its process died: Ray restarts it
-                probes[ref].loaded(ref, first_line(err), died=True)
+                self.pools[group].loaded(ref)
+            except self.ray.exceptions.RayActorError as err:  # its process died: Ray restarts it, unless it gave up
+                if (info := self.state.actors(actor._actor_id.hex())) and info["State"] == "DEAD":
+                    self._died_for_good(group, actor, info)
+                else:
+                    self.pools[group].loaded(ref, first_line(err), died=True)
             except self.ray.exceptions.RayError as err:  # ready() raised: the tools did not load
                 cause = getattr(err, "cause", None)
-                probes[ref].loaded(ref, str(cause) if isinstance(cause, LoadFailed) else first_line(err))
+                self.pools[group].loaded(ref, str(cause) if isinstance(cause, LoadFailed) else first_line(err))
 
     def _look_at_actors(self) -> None:
         """Each actor's state in Ray: up, waiting for a node with room (placement, or re-placement after its
-        node was lost), loading, or dead for good. One that waits or loads past its deadline leaves its pool."""
+        node was lost), loading, or dead for good. One that waits or loads past its deadline leaves its pool; one
+        dead for good is replaced (_died_for_good)."""
         waits, now = self.cfg.ray_waits, time.monotonic()
         # The pools whose actors the nodes alive cannot all hold: theirs wait for a node with room. (Ray's GCS
         # shows a placed actor whose worker is still starting as it shows an unplaced one.)
@@ -261,7 +271,7 @@ class RayExecutor:
                     self.up.add(actor)
                     continue
                 if info["State"] == "DEAD":
-                    pool.drop(actor, f"an actor died for good: {info.get('DeathCause') or 'no cause given'}")
+                    self._died_for_good(group, actor, info)
                     continue
                 if actor in self.up:  # it was up: killed, or its node lost
                     self.up.discard(actor)
@@ -276,6 +286,19 @@ class RayExecutor:
                 limit = waits.load_s if key == "load" else waits.place_s
                 if now - since > limit:
                     pool.drop(actor, self._overdue(group, key, limit))
+
+    def _died_for_good(self, group: str, actor: Any, info: dict[str, Any]) -> None:
+        """Ray gave up on the actor (its restarts spent: a crash that recurs, or nodes lost again and again; or
+        killed for good). Unlike an actor past a deadline (the room or the load a fresh one would wait for
+        just the same) or one whose tools failed to load (as a fresh one's would), a fresh actor is likely to
+        do what this one did for MAX_RESTARTS restarts: run calls. So one starts at once, as far as the
+        nodes alive hold the pool's target, instead of the pool running short (or, its last, stopping the
+        run) until the cluster next changes; the pool bounds how often (DEAD_REPLACED)."""
+        self.pools[group].died_for_good(actor, death_cause(info.get("DeathCause")), self._fitted()[group])
+
+    def _fitted(self) -> dict[str, int]:
+        """Each pool's actors that the nodes alive hold, as far as its target."""
+        return shrink(self.asks, self.targets, reservable(list(self.alive.values())))[0]
 
     def _overdue(self, group: str, key: str, limit: float) -> str:
         if key == "load":
@@ -297,7 +320,7 @@ class RayExecutor:
         gone = {**self.alive}
         self.alive = alive
         interrupted = sum(1 for p in self.pools.values() for a in p.busy() if self.node_of.get(a) in left)
-        counts, _ = shrink(self.asks, self.targets, reservable(list(alive.values())))
+        counts = self._fitted()
         changed = []
         for group, pool in self.pools.items():
             if counts[group] != len(pool.actors):
@@ -425,6 +448,7 @@ class RayExecutor:
                 return Executed(None, ToolError("timeout", detail), held_s * devices, queued_s)
             except self.ray.exceptions.RayActorError as err:
                 held_s += self._held(actor, submitted, time.monotonic())
+                self._watcher_looked_again()  # if Ray gave up on the actor, it has left its pool
                 if actor in pool.dropped:
                     continue
                 restarting = True  # died on every run Ray gave the call
@@ -439,6 +463,13 @@ class RayExecutor:
             ctx.usage.update(usage)  # type: ignore[attr-defined]
         charged = executed.device_s + held_s * devices
         return Executed(executed.output, executed.error, charged, queued_s + executed.queued_s)
+
+    def _watcher_looked_again(self) -> None:
+        """Waits until the watcher has read the actors' states afresh (a look begun after now: the one under
+        way may have read them before), a second or two, or has stopped."""
+        with self.looked:
+            after = self.looks + 2
+            self.looked.wait_for(lambda: self.looks >= after or not self.watcher.is_alive(), 5 * LOOK_EVERY_S)
 
     def _held(self, actor: Any, submitted: float, ended: float, returned: bool = False) -> float:
         """Seconds a call's earlier run held its actor before the actor went down (killed, its node lost: the
@@ -469,3 +500,13 @@ class LoadFailed(Exception):
 
 def first_line(err: BaseException) -> str:
     return next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def death_cause(cause: Any) -> str:
+    """Ray's reason for an actor's death in one line (its ActorDeathCause: one of several contexts)."""
+    which = cause.WhichOneof("context") if cause else None
+    if which is None:
+        return "no cause given"
+    context = getattr(cause, which)
+    said = getattr(context, "error_message", "") or getattr(context, "formatted_exception_string", "")
+    return next((line.strip() for line in said.splitlines() if line.strip()), which)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.actor_pool import LOAD_DEATHS, Pool
+from agent.actor_pool import DEAD_REPLACED, LOAD_DEATHS, Pool
 from agent.config import ConfigError
 from agent.executors import Executed
 from agent.faults import PoolStop
@@ -174,9 +174,36 @@ def test_an_actor_the_driver_gives_up_on_leaves_and_its_call_is_not_handed_back(
     pool.drop(busy, "no node had room for an actor (1 GPUs, 0.25 CPUs) within ray_waits.place_s (300 s)")
     pool.give_back(busy)  # the call it held is run again elsewhere
     assert fake.killed == [busy] and pool.actors == [1 - busy] and list(pool.idle) == [1 - busy]
-    pool.drop(pool.take(), "an actor died for good")
-    with pytest.raises(PoolStop, match="Ray pool p has no actor left: an actor died for good"):
+    pool.drop(pool.take(), "an actor did not load its tools within ray_waits.load_s (1800 s)")
+    with pytest.raises(PoolStop, match=r"Ray pool p has no actor left: an actor did not load .* \(1800 s\)"):
         pool.take()
+
+
+def test_an_actor_ray_gave_up_on_is_replaced_a_few_times_then_an_empty_pool_stops_the_run_naming_it() -> None:
+    """Ray gave up on the pool's actor (its restarts spent, or killed for good) in the middle of a call: a fresh
+    one starts at once and the call runs again there, DEAD_REPLACED times in a run; past that (a tool that kills
+    every process it runs in) it leaves, and the empty pool stops the run in one line that names it and why."""
+    pool, fake = loaded_pool(1)
+    for fresh in range(1, DEAD_REPLACED + 1):
+        dead = pool.take()
+        pool.died_for_good(dead, "The actor is dead because it was killed by `ray.kill`.", room=1)
+        pool.give_back(dead)  # its call runs again on another
+        assert fake.killed[-1] == dead and pool.actors == [fresh] and list(pool.loading.values()) == [fresh]
+        pool.loaded(next(iter(pool.loading)))
+    pool.died_for_good(pool.take(), "Worker exit type: SYSTEM_ERROR", room=1)
+    assert not pool.actors and not pool.loading and fake.killed == list(range(DEAD_REPLACED + 1))
+    with pytest.raises(PoolStop) as stopped:
+        pool.take()
+    assert str(stopped.value) == (
+        "Ray pool p has no actor left: an actor died for good (Worker exit type: SYSTEM_ERROR), "
+        f"after {DEAD_REPLACED} that did were replaced"
+    )
+
+
+def test_an_actor_ray_gave_up_on_is_not_replaced_beyond_what_the_nodes_alive_hold() -> None:
+    pool, fake = loaded_pool(2)
+    pool.died_for_good(0, "its node was lost", room=1)
+    assert fake.killed == [0] and pool.actors == [1] and not pool.loading and pool.replaced == 0
 
 
 def test_an_idle_actor_seen_down_is_handed_out_once_it_has_loaded_again() -> None:

@@ -5,6 +5,7 @@ session serves the whole module."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -113,11 +114,17 @@ def pid_of(actor: Any) -> int:
 def test_actors_killed_mid_call_between_calls_and_while_loading_cost_a_retry_not_an_episode(
     tmp_path: Path,
     small_config,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Actor processes killed, as a crash or the OOM killer kills them: the planner's only actor in the middle
     of a call (kill -9); then, the pool grown to two, its new actor while it loads and the busy one in the
-    middle of the next call; the key-frame judge's only actor between two calls (kill -9). The run ends with
-    the decisions and the number of charges of an undisturbed run: each interrupted call charged once."""
+    middle of the next call, for good; the key-frame judge's only actor between two calls (kill -9); the
+    ingest pool's only one for good, then the one that replaced it, for good too, while it loads. Ray restarts
+    the others; an actor killed for good (as when a crash that recurs has spent its restarts) is replaced by a
+    fresh one at once, in one line that says why, instead of its pool running short or, its last, stopping the
+    run; not beyond the pool's target (the planner's, 1, the pool was grown past by hand). The run ends with
+    the decisions and the number of charges of an undisturbed run: each interrupted call charged once. (One
+    run for all: a run on this module's Ray costs some 40 s, nearly all of it starting its actors.)"""
     with ScriptedLLMServer([Reply(plan_json())]) as server:
         undisturbed = Factory(one_clip_config(tmp_path / "undisturbed", small_config, server.url, executor="local"))
         undisturbed.execute()
@@ -128,7 +135,14 @@ def test_actors_killed_mid_call_between_calls_and_while_loading_cost_a_retry_not
         factory = Factory(cfg)
         planner = factory.caller.executor.pools["plan_instruction"]  # type: ignore[attr-defined]
         judge = factory.caller.executor.pools["judge_keyframe"]  # type: ignore[attr-defined]
+        ingest = factory.caller.executor.pools["ingest"]  # type: ignore[attr-defined]
         os.kill(pid_of(judge.actors[0]), signal.SIGKILL)  # between calls: the next waits for Ray's restart
+        first_ingest = ingest.actors[0]
+        ray.kill(first_ingest, no_restart=True)  # for good: the next call waits for a fresh actor
+        deadline = time.monotonic() + 60
+        while not (fresh := [a for a in ingest.loading.values() if a != first_ingest]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ray.kill(fresh[0], no_restart=True)  # while it loads its tools
         first_planner = pid_of(planner.actors[0])
         killed_mid_call: list[int] = []  # the pool's actors when one was killed
 
@@ -147,13 +161,25 @@ def test_actors_killed_mid_call_between_calls_and_while_loading_cost_a_retry_not
             ray.kill(loading, no_restart=False)  # killed while it loads its tools
             while loading in planner.loading.values():
                 time.sleep(0.05)
-            ray.kill(busy_planner_once_asked(3), no_restart=False)  # as Ray kills a worker: a crash
+            killed_for_good.append(busy_planner_once_asked(3))
+            ray.kill(killed_for_good[0], no_restart=True)  # its call runs again on the other
 
+        killed_for_good: list[Any] = []
         killer = threading.Thread(target=disturb, daemon=True)
         killer.start()
-        result = factory.execute()
+        with caplog.at_level(logging.WARNING, logger="agent.ray_pools"):
+            result = factory.execute()
         killer.join(30)
     assert killed_mid_call == [1, 2]  # a pool of one actor, then of two
+    why = "an actor died for good (The actor is dead because it was killed by `ray.kill`.)"
+    said = sorted(r.getMessage() for r in caplog.records if "died for good" in r.getMessage())
+    assert said == [
+        f"Ray pool ingest: {why}; a new one starts",
+        f"Ray pool ingest: {why}; a new one starts",
+        f"Ray pool plan_instruction: an actor left: {why}; 1 left",
+    ]
+    assert {first_ingest, fresh[0]} <= ingest.dropped and len(ingest.actors) == 1 and ingest.replaced == 2
+    assert killed_for_good[0] in planner.dropped and len(planner.actors) == 1
     assert result.totals.accepted + result.totals.discarded == 2
     assert outcome(factory) == outcome(undisturbed) and charges(factory) == charges(undisturbed)
     assert charged_once(factory)
