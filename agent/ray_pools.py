@@ -240,6 +240,10 @@ class RayExecutor:
             group, actor = probes[ref]
             try:
                 self.ray.get(ref)
+                # Its node known before its first call: a node lost a moment later counts that call in flight
+                # (the watcher's next look at the actors was up to LOOK_EVERY_S away, more on a loaded machine).
+                if (info := self.state.actors(actor._actor_id.hex())) and info["State"] == "ALIVE":
+                    self._saw_alive(actor, info)
                 self.pools[group].loaded(ref)
             except self.ray.exceptions.RayActorError as err:  # its process died: Ray restarts it, unless it gave up
                 if (info := self.state.actors(actor._actor_id.hex())) and info["State"] == "DEAD":
@@ -264,11 +268,8 @@ class RayExecutor:
             for actor in (*pool.actors, *pool.retiring):
                 if not (info := self.state.actors(actor._actor_id.hex())):
                     continue  # not yet registered with Ray's GCS
-                where = info.get("Address") or {}
                 if info["State"] == "ALIVE":
-                    self.waiting.pop(actor, None)
-                    self.node_of[actor] = where.get("NodeID", "")
-                    self.up.add(actor)
+                    self._saw_alive(actor, info)
                     continue
                 if info["State"] == "DEAD":
                     self._died_for_good(group, actor, info)
@@ -278,6 +279,7 @@ class RayExecutor:
                     self.went_down[actor] = now
                     if actor in idle:
                         pool.went_down(actor)
+                where = info.get("Address") or {}
                 placed = bool(where.get("Port")) and where.get("NodeID") in self.alive  # a worker of its own
                 key = "place" if group in unplaceable and not placed else "load"
                 was, since = self.waiting.get(actor, (key, now))
@@ -286,6 +288,11 @@ class RayExecutor:
                 limit = waits.load_s if key == "load" else waits.place_s
                 if now - since > limit:
                     pool.drop(actor, self._overdue(group, key, limit))
+
+    def _saw_alive(self, actor: Any, info: dict[str, Any]) -> None:
+        self.waiting.pop(actor, None)
+        self.node_of[actor] = (info.get("Address") or {}).get("NodeID", "")
+        self.up.add(actor)
 
     def _died_for_good(self, group: str, actor: Any, info: dict[str, Any]) -> None:
         """Ray gave up on the actor (its restarts spent: a crash that recurs, or nodes lost again and again; or
